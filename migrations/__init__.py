@@ -1,0 +1,1 @@
+"""Alembic migrations for Ostiary's schema (run with `ostiary db upgrade`)."""

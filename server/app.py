@@ -1,0 +1,55 @@
+"""The ASGI application: routes, middleware and the lifespan that builds the runtime."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.routing import Route
+
+from .runtime import Runtime
+from .settings import Settings
+from .storage import AsyncEngine
+from .storage.engine import create_engine
+from .storage.errors import UNAVAILABLE_TYPES
+from .web import errors, health, token, wellknown
+from .web.middleware import EdgeMiddleware
+
+log = logging.getLogger("ostiary")
+
+
+def create_app(settings: Settings, *, engine: AsyncEngine | None = None) -> Starlette:
+    """Build the app. The database must be prepared (``bootstrap.prepare``) beforehand."""
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        own_engine = engine is None
+        active_engine = create_engine(settings) if engine is None else engine
+        try:
+            app.state.runtime = await Runtime.start(settings, active_engine)
+            yield
+        finally:
+            if own_engine:
+                await active_engine.dispose()
+
+    handlers: dict[Any, Any] = {exc_type: errors.unavailable_or_raise for exc_type in UNAVAILABLE_TYPES}
+    handlers[HTTPException] = errors.http_error
+    handlers[Exception] = errors.server_error
+    return Starlette(
+        routes=[
+            Route("/token", token.token, methods=["POST"]),
+            Route("/token", token.token_wrong_method, methods=["GET", "PUT", "DELETE", "PATCH"]),
+            Route("/jwks", wellknown.jwks, methods=["GET"]),
+            Route("/.well-known/openid-configuration", wellknown.metadata, methods=["GET"]),
+            Route("/.well-known/oauth-authorization-server", wellknown.metadata, methods=["GET"]),
+            Route("/healthz", health.healthz, methods=["GET"]),
+        ],
+        middleware=[Middleware(EdgeMiddleware, max_body_bytes=settings.max_body_bytes, log_access=settings.access_log)],
+        exception_handlers=handlers,
+        lifespan=lifespan,
+    )

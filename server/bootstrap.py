@@ -1,0 +1,82 @@
+"""Startup: connect, bring the schema up, check the key material, create the first key.
+
+``ostiary serve`` runs :func:`prepare` once before it starts any worker, so an operator
+sees one clear message, not a traceback per worker. Other commands use
+:func:`open_database`, which also migrates an empty database.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from .keys import service as key_service
+from .keys.errors import KeyMaterialError
+from .keys.secret import resolve_secret
+from .keys.wrapping import KeyWrapper
+from .settings import Settings
+from .storage import AsyncEngine, keys as key_store, migrate
+from .storage.engine import create_engine, create_sessionmaker, describe_url, ping
+
+log = logging.getLogger("ostiary")
+
+
+class StartupError(Exception):
+    """The server cannot start; the message says why and what to do."""
+
+
+@asynccontextmanager
+async def open_database(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    """An engine on a reachable database with the current schema (an empty one is migrated)."""
+    engine = create_engine(settings)
+    try:
+        await connect_checked(engine, settings)
+        await ensure_schema(engine)
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+async def prepare(settings: Settings) -> None:
+    """Everything a server process needs before it can serve, checked once."""
+    async with open_database(settings) as engine:
+        sessionmaker = create_sessionmaker(engine)
+        async with sessionmaker() as session:
+            keys_exist = await session.run_sync(key_store.count_keys) > 0
+        try:
+            wrapper = KeyWrapper(resolve_secret(settings, keys_exist=keys_exist))
+            async with sessionmaker.begin() as session:
+                await session.run_sync(key_service.verify_all, wrapper)
+                kid = await session.run_sync(key_service.ensure_active_key, wrapper, bits=settings.rsa_key_bits)
+        except KeyMaterialError as exc:
+            raise StartupError(str(exc)) from None
+        if kid:
+            log.info("created signing key %s (RS256, %d bits)", kid, settings.rsa_key_bits)
+
+
+async def connect_checked(engine: AsyncEngine, settings: Settings) -> None:
+    try:
+        await ping(engine)
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StartupError(
+            f"cannot connect to the database OSTIARY_DATABASE_URL={describe_url(settings.database_url)}: {reason}"
+        ) from None
+
+
+async def ensure_schema(engine: AsyncEngine) -> None:
+    state, revision = await migrate.schema_state(engine)
+    if state is migrate.SchemaState.EMPTY:
+        log.info("empty database: applying migrations")
+        await migrate.upgrade(engine)
+    elif state is migrate.SchemaState.BEHIND:
+        raise StartupError(
+            f"the database schema is at revision {revision} but this Ostiary needs "
+            f"{migrate.head_revision()}: run `ostiary db upgrade`"
+        )
+    elif state is migrate.SchemaState.UNKNOWN:
+        raise StartupError(
+            "the database holds tables that are not Ostiary's, or a schema newer than this "
+            f"version (revision {revision}); point OSTIARY_DATABASE_URL at Ostiary's own database"
+        )

@@ -1,0 +1,52 @@
+"""The ``ostiary`` command: serve, db, clients.
+
+Every command reads the same ``OSTIARY_*`` settings as the server. Problems an operator
+can fix (bad settings, an unreachable database, wrong key material) end with one line on
+stderr and a non-zero exit status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from ..bootstrap import StartupError
+from ..clients.errors import ClientRegistrationError
+from ..keys.errors import KeyMaterialError
+from ..settings import Settings, SettingsError
+from . import clients, db, serve
+
+EXIT_CONFIG = 2
+EXIT_FAILURE = 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ostiary", description="Ostiary: OpenID Connect provider and OAuth 2 server.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve.add_parser(commands)
+    db.add_parser(commands)
+    clients.add_parser(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    overrides = {name: getattr(args, name, None) for name in ("host", "port", "workers")}
+    try:
+        settings = Settings.from_env(os.environ, **overrides)
+    except SettingsError as exc:
+        print(f"ostiary: {exc.render()}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        result: int = args.run(settings, args)
+        return result
+    except ClientRegistrationError as exc:
+        print(f"ostiary: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except (StartupError, KeyMaterialError) as exc:
+        print(f"ostiary: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,97 @@
+"""``ostiary clients create`` and ``ostiary clients list``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from typing import Any
+
+from ..bootstrap import open_database
+from ..clients.service import GRANT_TYPES, register_client
+from ..settings import Settings
+from ..storage import clients as client_store
+from ..storage.clients import StoredClient
+from ..storage.engine import create_sessionmaker
+
+
+def add_parser(commands: Any) -> None:
+    parser = commands.add_parser("clients", help="OAuth clients")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    create = actions.add_parser("create", help="register a confidential client; prints its secret once")
+    create.add_argument("--name", required=True)
+    create.add_argument(
+        "--grant-type", action="append", default=[], dest="grant_types", help=f"repeatable: {', '.join(GRANT_TYPES)}"
+    )
+    create.add_argument("--scope", action="append", default=[], dest="scopes", help="repeatable, or space-separated")
+    create.add_argument("--redirect-uri", action="append", default=[], dest="redirect_uris", help="repeatable")
+    create.add_argument(
+        "--audience",
+        action="append",
+        default=[],
+        dest="audiences",
+        help="resource URI the client may target; repeatable",
+    )
+    create.add_argument("--json", action="store_true", help="print JSON")
+    create.set_defaults(run=run_create)
+
+    listing = actions.add_parser("list", help="list clients (never their secrets)")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    listing.set_defaults(run=run_list)
+
+
+def run_create(settings: Settings, args: argparse.Namespace) -> int:
+    client, secret = asyncio.run(_create(settings, args))
+    if args.json:
+        print(json.dumps({**_describe(client), "client_secret": secret}, indent=2))
+    else:
+        print(f"client_id:     {client.client_id}")
+        print(f"client_secret: {secret}")
+        print("The secret is shown only this once: store it now.")
+    return 0
+
+
+async def _create(settings: Settings, args: argparse.Namespace) -> tuple[StoredClient, str]:
+    async with open_database(settings) as engine, create_sessionmaker(engine).begin() as session:
+        return await session.run_sync(
+            lambda s: register_client(
+                s,
+                name=args.name,
+                grant_types=args.grant_types or ["client_credentials"],
+                scopes=args.scopes,
+                redirect_uris=args.redirect_uris,
+                audiences=args.audiences,
+            )
+        )
+
+
+def run_list(settings: Settings, args: argparse.Namespace) -> int:
+    clients = asyncio.run(_list(settings))
+    if args.json:
+        print(json.dumps([_describe(c) for c in clients], indent=2))
+        return 0
+    if not clients:
+        print("no clients")
+    for c in clients:
+        state = "disabled" if c.disabled_at else "active"
+        print(f"{c.client_id}  {c.name!r}  {state}  grants={','.join(c.grant_types)}  scopes={' '.join(c.scopes)}")
+    return 0
+
+
+async def _list(settings: Settings) -> list[StoredClient]:
+    async with open_database(settings) as engine, create_sessionmaker(engine)() as session:
+        return await session.run_sync(client_store.list_clients)
+
+
+def _describe(client: StoredClient) -> dict[str, Any]:
+    return {
+        "client_id": client.client_id,
+        "name": client.name,
+        "grant_types": list(client.grant_types),
+        "scope": " ".join(client.scopes),
+        "redirect_uris": list(client.redirect_uris),
+        "audiences": list(client.audiences),
+        "created_at": client.created_at.isoformat(),
+        "disabled": client.disabled_at is not None,
+    }

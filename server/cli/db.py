@@ -1,0 +1,41 @@
+"""``ostiary db upgrade``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import Any
+
+from ..bootstrap import StartupError, connect_checked
+from ..logs import configure_logging
+from ..settings import Settings
+from ..storage import migrate
+from ..storage.engine import create_engine
+
+
+def add_parser(commands: Any) -> None:
+    parser = commands.add_parser("db", help="database schema")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    upgrade = actions.add_parser("upgrade", help="apply pending migrations")
+    upgrade.set_defaults(run=run_upgrade)
+
+
+def run_upgrade(settings: Settings, args: argparse.Namespace) -> int:
+    configure_logging(settings)
+    asyncio.run(_upgrade(settings))
+    return 0
+
+
+async def _upgrade(settings: Settings) -> None:
+    engine = create_engine(settings)
+    try:
+        await connect_checked(engine, settings)
+        state, revision = await migrate.schema_state(engine)
+        if state is migrate.SchemaState.UNKNOWN:
+            raise StartupError(
+                f"the database holds tables that are not Ostiary's, or a newer schema (revision {revision})"
+            )
+        await migrate.upgrade(engine)
+        print(f"database at revision {migrate.head_revision()}")
+    finally:
+        await engine.dispose()

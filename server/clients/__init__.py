@@ -1,0 +1,1 @@
+"""Clients: registration rules, secrets and the per-process client cache."""

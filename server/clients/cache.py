@@ -1,0 +1,39 @@
+"""A small per-process cache of client snapshots.
+
+Looking a client up costs three database round trips; caching it for a few seconds
+doubled the token endpoint's throughput in the spike (bridge-measured.md). A changed or
+disabled client is therefore seen by every process within ``OSTIARY_CLIENT_CACHE_TTL``
+seconds (0 turns the cache off). Unknown client ids are not cached, so random ids cannot
+fill the memory, and the cache is bounded anyway.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from ..storage.clients import StoredClient
+
+_MAX_ENTRIES = 10_000
+
+
+class ClientCache:
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._entries: dict[str, tuple[float, StoredClient]] = {}
+
+    def get(self, client_id: str, load: Callable[[], StoredClient | None]) -> StoredClient | None:
+        if self.ttl <= 0:
+            return load()
+        now = time.monotonic()
+        entry = self._entries.get(client_id)
+        if entry is not None and entry[0] > now:
+            return entry[1]
+        client = load()
+        if client is None:
+            self._entries.pop(client_id, None)
+            return None
+        if len(self._entries) >= _MAX_ENTRIES:
+            self._entries.clear()
+        self._entries[client_id] = (now + self.ttl, client)
+        return client

@@ -1,0 +1,9 @@
+from __future__ import annotations
+
+
+class ClientRegistrationError(ValueError):
+    """A registration value is invalid; ``field`` names the option it came from."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(f"{field}: {message}")

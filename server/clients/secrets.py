@@ -1,0 +1,30 @@
+"""Client secrets: 256 random bits, stored as a SHA-256 digest, compared in constant time.
+
+A slow password hash buys nothing for a random 256-bit secret (there is nothing to guess)
+and would cap the token endpoint's throughput: Hydra's BCrypt client secrets held it near
+500 requests/s on 2 CPUs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+
+def new_client_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def new_client_id() -> str:
+    return secrets.token_urlsafe(16)
+
+
+def secret_digest(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode("utf-8")).digest()
+
+
+def secret_matches(presented: str, digest: bytes | None) -> bool:
+    if digest is None:
+        return False
+    return hmac.compare_digest(secret_digest(presented), digest)

@@ -1,0 +1,101 @@
+"""Registering clients: the rules a client's metadata must follow."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from urllib.parse import urlsplit
+
+from ..settings import LOOPBACK_HOSTS
+from ..storage import Session, audit, clients as client_store
+from ..storage.base import utcnow
+from .errors import ClientRegistrationError
+from .secrets import new_client_id, new_client_secret, secret_digest
+
+#: Grant types a client may be registered for; each later issue adds its own.
+GRANT_TYPES = ("client_credentials",)
+
+# RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+_SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]{1,128}$")
+
+
+def register_client(
+    session: Session,
+    *,
+    name: str,
+    grant_types: Iterable[str],
+    scopes: Iterable[str],
+    redirect_uris: Iterable[str] = (),
+    audiences: Iterable[str] = (),
+) -> tuple[client_store.StoredClient, str]:
+    """Validate and store a confidential client; returns it and its secret (shown once)."""
+    secret = new_client_secret()
+    client = client_store.StoredClient(
+        client_id=new_client_id(),
+        name=_name(name),
+        secret_digest=secret_digest(secret),
+        grant_types=_grant_types(grant_types),
+        scopes=_scopes(scopes),
+        redirect_uris=_unique(_redirect_uri(uri) for uri in redirect_uris),
+        audiences=_unique(_audience(aud) for aud in audiences),
+        created_at=utcnow(),
+        disabled_at=None,
+    )
+    client_store.insert_client(session, client)
+    audit.record(session, "client.created", actor="admin", subject=client.client_id, details={"name": client.name})
+    return client, secret
+
+
+def _name(name: str) -> str:
+    name = name.strip()
+    if not 1 <= len(name) <= 200:
+        raise ClientRegistrationError("--name", "must be 1 to 200 characters")
+    return name
+
+
+def _grant_types(values: Iterable[str]) -> tuple[str, ...]:
+    grant_types = _unique(values)
+    if not grant_types:
+        raise ClientRegistrationError("--grant-type", "give at least one")
+    for grant_type in grant_types:
+        if grant_type not in GRANT_TYPES:
+            raise ClientRegistrationError(
+                "--grant-type", f"{grant_type!r} is not supported (supported: {', '.join(GRANT_TYPES)})"
+            )
+    return grant_types
+
+
+def _scopes(values: Iterable[str]) -> tuple[str, ...]:
+    scopes = _unique(token for value in values for token in value.split())
+    for scope in scopes:
+        if not _SCOPE_TOKEN.match(scope):
+            raise ClientRegistrationError("--scope", f"{scope!r} is not a valid scope token (RFC 6749 §3.3)")
+    return scopes
+
+
+def _redirect_uri(uri: str) -> str:
+    """Absolute, no fragment; https, http on loopback, or a private-use scheme (RFC 8252 §7)."""
+    parts = urlsplit(uri)
+    if not parts.scheme or parts.fragment or "#" in uri:
+        raise ClientRegistrationError("--redirect-uri", f"{uri!r} must be an absolute URI without a fragment")
+    if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
+        raise ClientRegistrationError("--redirect-uri", f"{uri!r} must use https (http only on loopback)")
+    if parts.scheme not in ("http", "https") and "." not in parts.scheme:
+        raise ClientRegistrationError(
+            "--redirect-uri", f"{uri!r}: a private-use scheme must be a reverse domain name (RFC 8252 §7.1)"
+        )
+    if parts.scheme in ("http", "https") and not parts.hostname:
+        raise ClientRegistrationError("--redirect-uri", f"{uri!r} has no host")
+    return uri
+
+
+def _audience(value: str) -> str:
+    """A resource indicator: an absolute URI without a fragment (RFC 8707 §2)."""
+    parts = urlsplit(value)
+    if not parts.scheme or not (parts.netloc or parts.path) or "#" in value:
+        raise ClientRegistrationError("--audience", f"{value!r} must be an absolute URI without a fragment")
+    return value
+
+
+def _unique(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(v.strip() for v in values if v.strip()))

@@ -1,0 +1,1 @@
+"""Authlib wiring: the authorization server, grants, tokens and metadata."""

@@ -1,0 +1,120 @@
+"""The one place where async HTTP meets Authlib's synchronous server.
+
+An endpoint reads and validates the body first (Starlette's reads are async), builds an
+:class:`OstiaryRequest`, and calls :func:`call_in_session` with the Authlib call to make.
+That runs inside ``AsyncSession.run_sync``: the storage hooks Authlib calls get a plain
+``Session`` whose I/O still runs on the event loop through asyncpg or aiosqlite, so nothing
+blocks and no thread is used. The transaction commits when the response is a success and
+rolls back otherwise (Authlib returns errors as responses, not exceptions).
+
+Hooks such as ``query_client(client_id)`` receive no request, so the session and the
+request reach them through context variables, reset on the way out: SQLAlchemy runs the
+greenlet in the caller's context, and a value left set would leak to the next request.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+from authlib.oauth2.rfc6749 import OAuth2Payload, OAuth2Request
+
+from ..storage import Session
+
+_session: ContextVar[Session] = ContextVar("ostiary_db_session")
+_request: ContextVar[OstiaryRequest] = ContextVar("ostiary_oauth_request")
+
+
+@dataclass(frozen=True)
+class OAuthResponse:
+    """What Authlib's ``handle_response`` produced; the web layer turns it into HTTP."""
+
+    status: int
+    body: dict[str, Any] | str
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+
+class FormPayload(OAuth2Payload):  # type: ignore[misc]
+    """Parameters with every value kept, so Authlib's repeated-parameter checks work."""
+
+    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+        self._datalist: defaultdict[str, list[str]] = defaultdict(list)
+        for key, value in pairs:
+            self._datalist[key].append(value)
+        self._data = {key: values[0] for key, values in self._datalist.items()}
+
+    @property
+    def data(self) -> dict[str, str]:
+        return self._data
+
+    @property
+    def datalist(self) -> defaultdict[str, list[str]]:
+        return self._datalist
+
+
+class OstiaryRequest(OAuth2Request):  # type: ignore[misc]
+    """Authlib's request, built from a body we already read.
+
+    ``uri`` is built from the configured issuer, not from the incoming URL: behind a TLS
+    proxy the latter is ``http://`` and Authlib would raise InsecureTransportError.
+    """
+
+    def __init__(
+        self,
+        method: str,
+        uri: str,
+        headers: Mapping[str, str],
+        form: list[tuple[str, str]],
+        query: list[tuple[str, str]] | None = None,
+    ) -> None:
+        super().__init__(method, uri, headers=headers)
+        self.payload = FormPayload(form if method == "POST" else (query or []))
+        self._form = FormPayload(form).data
+        self._args = FormPayload(query or []).data
+        #: RFC 8707 resource indicators accepted for this request (set by the grant).
+        self.resources: tuple[str, ...] = ()
+
+    @property
+    def form(self) -> dict[str, str]:
+        return self._form
+
+    @property
+    def args(self) -> dict[str, str]:
+        return self._args
+
+
+def current_session() -> Session:
+    """The database session of the Authlib call in progress."""
+    return _session.get()
+
+
+def current_request() -> OstiaryRequest | None:
+    return _request.get(None)
+
+
+async def call_in_session(
+    sessionmaker: Callable[[], Any],
+    request: OstiaryRequest,
+    call: Callable[[], OAuthResponse],
+) -> OAuthResponse:
+    """Run one Authlib call in one transaction: commit on success, roll back on error."""
+    async with sessionmaker() as session:
+        response: OAuthResponse = await session.run_sync(_invoke, request, call)
+        if response.status < 400:
+            await session.commit()
+        else:
+            await session.rollback()
+        return response
+
+
+def _invoke(session: Session, request: OstiaryRequest, call: Callable[[], OAuthResponse]) -> OAuthResponse:
+    session_token = _session.set(session)
+    request_token = _request.set(request)
+    try:
+        return call()
+    finally:
+        _request.reset(request_token)
+        _session.reset(session_token)

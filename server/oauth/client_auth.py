@@ -1,0 +1,57 @@
+"""Client authentication at the token endpoint (RFC 6749 §2.3.1).
+
+Our own ``client_secret_basic`` and ``client_secret_post``: an unknown client, a wrong
+secret or a malformed header all end the same way, 401 ``invalid_client`` with
+``WWW-Authenticate: Basic`` (RFC 9110 §15.5.2 requires the header on every 401), instead
+of Authlib's mix of 400 and 401 depending on the method tried first.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import unquote
+
+from .clients import OAuthClient
+
+QueryClient = Callable[[str], OAuthClient | None]
+
+
+def basic_credentials(authorization: str | None) -> tuple[str, str] | None:
+    """``(client_id, secret)`` from a Basic header, form-urldecoded per §2.3.1; None if absent or bad."""
+    if not authorization:
+        return None
+    scheme, _, encoded = authorization.partition(" ")
+    if scheme.lower() != "basic" or not encoded:
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    client_id, sep, secret = decoded.partition(":")
+    if not sep:
+        return None
+    return unquote(client_id.replace("+", " ")), unquote(secret.replace("+", " "))
+
+
+def authenticate_basic(query_client: QueryClient, request: Any) -> OAuthClient | None:
+    credentials = basic_credentials(request.headers.get("Authorization"))
+    if credentials is None:
+        return None
+    return _check(query_client, *credentials)
+
+
+def authenticate_post(query_client: QueryClient, request: Any) -> OAuthClient | None:
+    client_id, secret = request.form.get("client_id"), request.form.get("client_secret")
+    if not client_id or not secret:
+        return None
+    return _check(query_client, client_id, secret)
+
+
+def _check(query_client: QueryClient, client_id: str, secret: str) -> OAuthClient | None:
+    client = query_client(client_id)
+    if client is None or not client.check_client_secret(secret):
+        return None
+    return client

@@ -1,0 +1,56 @@
+"""The Authlib view of a client (``ClientMixin``) over a stored snapshot."""
+
+from __future__ import annotations
+
+from authlib.oauth2.rfc6749 import ClientMixin
+
+from ..clients.secrets import secret_matches
+from ..storage.clients import StoredClient
+
+SECRET_METHODS = ("client_secret_basic", "client_secret_post")
+
+
+class OAuthClient(ClientMixin):  # type: ignore[misc]
+    __slots__ = ("stored",)
+
+    def __init__(self, stored: StoredClient) -> None:
+        self.stored = stored
+
+    def get_client_id(self) -> str:
+        return self.stored.client_id
+
+    def get_default_redirect_uri(self) -> str | None:
+        # OpenID Connect requires redirect_uri in every request: no default.
+        return None
+
+    def get_allowed_scope(self, scope: str | None) -> str | None:
+        """The scope to grant, or None (invalid_scope) when any requested scope is not allowed.
+
+        An omitted or empty scope grants the client's registered scopes (RFC 6749 §3.3
+        lets the server use a pre-defined default; this is Keycloak's choice too).
+        """
+        if not scope or not scope.strip():
+            return " ".join(self.stored.scopes)
+        requested = list(dict.fromkeys(scope.split()))
+        allowed = set(self.stored.scopes)
+        if any(item not in allowed for item in requested):
+            return None
+        return " ".join(requested)
+
+    def check_redirect_uri(self, redirect_uri: str) -> bool:
+        # Exact string comparison (RFC 9700 §4.1.3): no prefix, no wildcard.
+        return redirect_uri in self.stored.redirect_uris
+
+    def check_client_secret(self, client_secret: str) -> bool:
+        return secret_matches(client_secret, self.stored.secret_digest)
+
+    def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        if self.stored.secret_digest is not None:
+            return method in SECRET_METHODS
+        return method == "none"
+
+    def check_response_type(self, response_type: str) -> bool:
+        return response_type == "code" and "authorization_code" in self.stored.grant_types
+
+    def check_grant_type(self, grant_type: str) -> bool:
+        return grant_type in self.stored.grant_types

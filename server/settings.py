@@ -1,0 +1,263 @@
+"""Ostiary's configuration: one frozen :class:`Settings`, built from ``OSTIARY_*`` variables.
+
+This is the only module that reads the environment. Every invalid value is collected and
+reported together, each by the name of its variable, so an operator fixes them in one pass.
+Secrets may also come from ``<NAME>_FILE``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+T = TypeVar("T")
+
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class SettingsError(Exception):
+    """One or more settings are invalid; ``problems`` lists ``(variable, message)`` pairs."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        lines = ["invalid configuration:"]
+        lines += [f"  {name}: {message}" for name, message in self.problems]
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the server needs to know, fixed at startup.
+
+    Defaults serve the embedded mode: a SQLite file and key material generated into
+    ``keys/``. Durations are seconds.
+    """
+
+    issuer: str = "http://127.0.0.1:8000"
+    database_url: str = "sqlite+aiosqlite:///ostiary.db"
+    keys_secret: str | None = dataclasses.field(default=None, repr=False)
+    keys_dir: Path = Path("keys")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    access_token_ttl: int = 3600
+    jwks_max_age: int = 600
+    client_cache_ttl: int = 5
+    max_body_bytes: int = 64 * 1024
+    db_pool_size: int = 5
+    db_pool_timeout: int = 5
+    rsa_key_bits: int = 2048
+    log_level: str = "INFO"
+    access_log: bool = True
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.database_url.startswith("postgresql+asyncpg://")
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.issuer.startswith("https://")
+
+    def endpoint(self, path: str) -> str:
+        """The absolute URL of one of our endpoints (``path`` starts with ``/``)."""
+        return self.issuer + path
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> Settings:
+        """Build settings from ``environ``; ``overrides`` (e.g. CLI flags) win over it.
+
+        Raises :class:`SettingsError` naming every variable whose value is invalid.
+        """
+        reader = _Reader(environ)
+        values: dict[str, Any] = {
+            "issuer": reader.get("OSTIARY_ISSUER", _issuer, cls.issuer),
+            "database_url": reader.get("OSTIARY_DATABASE_URL", _database_url, cls.database_url),
+            "keys_secret": reader.secret("OSTIARY_KEYS_SECRET", _keys_secret),
+            "keys_dir": reader.get("OSTIARY_KEYS_DIR", Path, cls.keys_dir),
+            "host": reader.get("OSTIARY_HOST", _host, cls.host),
+            "port": reader.get("OSTIARY_PORT", _int_range(1, 65535), cls.port),
+            "workers": reader.get("OSTIARY_WORKERS", _int_range(1, 64), cls.workers),
+            "access_token_ttl": reader.get("OSTIARY_ACCESS_TOKEN_TTL", _duration(60, 86400), cls.access_token_ttl),
+            "jwks_max_age": reader.get("OSTIARY_JWKS_MAX_AGE", _duration(0, 86400), cls.jwks_max_age),
+            "client_cache_ttl": reader.get("OSTIARY_CLIENT_CACHE_TTL", _duration(0, 300), cls.client_cache_ttl),
+            "max_body_bytes": reader.get(
+                "OSTIARY_MAX_BODY_BYTES", _int_range(1024, 16 * 1024 * 1024), cls.max_body_bytes
+            ),
+            "db_pool_size": reader.get("OSTIARY_DB_POOL_SIZE", _int_range(1, 100), cls.db_pool_size),
+            "db_pool_timeout": reader.get("OSTIARY_DB_POOL_TIMEOUT", _duration(1, 120), cls.db_pool_timeout),
+            "rsa_key_bits": reader.get("OSTIARY_RSA_KEY_BITS", _choice_int(2048, 3072, 4096), cls.rsa_key_bits),
+            "log_level": reader.get("OSTIARY_LOG_LEVEL", _log_level, cls.log_level),
+            "access_log": reader.get("OSTIARY_ACCESS_LOG", _bool, cls.access_log),
+        }
+        flag_names = {"host": "--host", "port": "--port", "workers": "--workers"}
+        for field, raw in overrides.items():
+            if raw is None:
+                continue
+            parser = {"host": _host, "port": _int_range(1, 65535), "workers": _int_range(1, 64)}[field]
+            try:
+                values[field] = parser(str(raw))
+            except ValueError as exc:
+                reader.problems.append((flag_names[field], str(exc)))
+        if reader.problems:
+            raise SettingsError(reader.problems)
+        return cls(**values)
+
+
+class _Reader:
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ = environ
+        self.problems: list[tuple[str, str]] = []
+
+    def get(self, name: str, parse: Callable[[str], T], default: T) -> T:
+        raw = self.environ.get(name)
+        if raw is None or raw == "":
+            return default
+        try:
+            return parse(raw)
+        except ValueError as exc:
+            self.problems.append((name, str(exc)))
+            return default
+
+    def secret(self, name: str, parse: Callable[[str], str]) -> str | None:
+        """A secret from ``name`` or from the file named by ``name_FILE`` (not both)."""
+        file_name = name + "_FILE"
+        direct, path = self.environ.get(name) or None, self.environ.get(file_name) or None
+        if direct and path:
+            self.problems.append((name, f"set either {name} or {file_name}, not both"))
+            return None
+        if path:
+            try:
+                direct = Path(path).read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                self.problems.append((file_name, f"cannot read {path!r}: {_reason(exc)}"))
+                return None
+            name = file_name
+        if direct is None:
+            return None
+        try:
+            return parse(direct)
+        except ValueError as exc:
+            self.problems.append((name, str(exc)))
+            return None
+
+
+def _reason(exc: BaseException) -> str:
+    return getattr(exc, "strerror", None) or str(exc)
+
+
+def _issuer(raw: str) -> str:
+    parts = urlsplit(raw.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"must be an absolute http(s) URL, got {raw!r}")
+    if parts.query or parts.fragment:
+        raise ValueError("must not have a query or a fragment (OpenID Connect Discovery §2)")
+    if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
+        raise ValueError(f"must use https unless the host is loopback (127.0.0.1, ::1, localhost), got {raw!r}")
+    return raw.strip().rstrip("/")
+
+
+def _database_url(raw: str) -> str:
+    url = raw.strip()
+    for prefix, driver in (
+        ("postgresql+asyncpg://", "postgresql+asyncpg://"),
+        ("postgresql://", "postgresql+asyncpg://"),
+        ("postgres://", "postgresql+asyncpg://"),
+        ("sqlite+aiosqlite://", "sqlite+aiosqlite://"),
+        ("sqlite://", "sqlite+aiosqlite://"),
+    ):
+        if url.startswith(prefix):
+            rest = url[len(prefix) :]
+            if driver.startswith("sqlite") and rest in ("", "/", "/:memory:"):
+                raise ValueError(
+                    "an in-memory SQLite database is not supported: every process and connection "
+                    "must see the same data; use a file, e.g. sqlite:///ostiary.db"
+                )
+            return driver + rest
+    raise ValueError(f"must be a postgresql:// or sqlite:/// URL, got scheme {url.split(':', 1)[0]!r}")
+
+
+def _keys_secret(raw: str) -> str:
+    if len(raw) < 32:
+        raise ValueError(
+            "must be at least 32 characters (e.g. the output of "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+        )
+    return raw
+
+
+def _host(raw: str) -> str:
+    host = raw.strip()
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if not re.fullmatch(r"[A-Za-z0-9.-]{1,253}", host):
+            raise ValueError(f"must be an IP address or a host name, got {raw!r}") from None
+    return host
+
+
+def _int_range(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ValueError(f"must be a whole number from {low} to {high}, got {raw!r}") from None
+        if not low <= value <= high:
+            raise ValueError(f"must be from {low} to {high}, got {value}")
+        return value
+
+    return parse
+
+
+def _choice_int(*choices: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        if raw.strip() not in {str(c) for c in choices}:
+            raise ValueError(f"must be one of {', '.join(map(str, choices))}, got {raw!r}")
+        return int(raw)
+
+    return parse
+
+
+def parse_duration(raw: str) -> int:
+    """Seconds from ``"90"``, ``"90s"``, ``"15m"``, ``"12h"`` or ``"30d"``."""
+    match = _DURATION.match(raw)
+    if not match:
+        raise ValueError(f"must be a duration such as 90, 90s, 15m, 12h or 30d, got {raw!r}")
+    return int(match.group(1)) * _DURATION_UNITS[match.group(2)]
+
+
+def _duration(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        value = parse_duration(raw)
+        if not low <= value <= high:
+            raise ValueError(f"must be from {low} to {high} seconds, got {value}")
+        return value
+
+    return parse
+
+
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"must be true or false, got {raw!r}")
+
+
+def _log_level(raw: str) -> str:
+    value = raw.strip().upper()
+    if value not in _LOG_LEVELS:
+        raise ValueError(f"must be one of {', '.join(_LOG_LEVELS)}, got {raw!r}")
+    return value

@@ -1,0 +1,60 @@
+"""Engine and session factory, tuned for the token endpoint's hot path.
+
+The pool is small and never overflows: each worker holds a connection for a whole Authlib
+call, and pool churn (opening a PostgreSQL backend per burst) cost a quarter of the
+throughput in the spike (shared/reference/bridge-measured.md, pitfall 11).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event, make_url, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from ..settings import Settings
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    return make_engine(settings.database_url, pool_size=settings.db_pool_size, timeout=settings.db_pool_timeout)
+
+
+def make_engine(url: str, *, pool_size: int = 5, timeout: int = 5) -> AsyncEngine:
+    if url.startswith("sqlite"):
+        engine = create_async_engine(url, connect_args={"timeout": 30})
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=0,
+        pool_timeout=timeout,
+        pool_pre_ping=True,
+        connect_args={"timeout": timeout, "command_timeout": 30},
+    )
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets readers run beside the single writer; busy_timeout makes writers queue
+    # instead of failing with "database is locked".
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    # expire_on_commit=False: nothing is lazily reloaded after commit (pitfall 12).
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def describe_url(url: str) -> str:
+    """The URL with any password masked, for messages."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+async def ping(engine: AsyncEngine) -> None:
+    async with engine.connect() as connection:
+        await connection.execute(text("SELECT 1"))

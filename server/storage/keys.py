@@ -1,0 +1,98 @@
+"""Signing-key storage: the rows every server process reads to build its key ring."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, insert, select, text
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from .models import SigningKey
+
+
+@dataclass(frozen=True, slots=True)
+class StoredKey:
+    kid: str
+    alg: str
+    state: str
+    public_jwk: dict[str, Any]
+    private_key_enc: bytes
+    wrapping_key_id: str
+    created_at: datetime
+    activated_at: datetime | None = None
+    retired_at: datetime | None = None
+    removed_at: datetime | None = None
+
+
+_COLUMNS = (
+    SigningKey.kid,
+    SigningKey.alg,
+    SigningKey.state,
+    SigningKey.public_jwk,
+    SigningKey.private_key_enc,
+    SigningKey.wrapping_key_id,
+    SigningKey.created_at,
+    SigningKey.activated_at,
+    SigningKey.retired_at,
+    SigningKey.removed_at,
+)
+
+
+def list_keys(session: Session, states: Iterable[str] | None = None) -> list[StoredKey]:
+    query = select(*_COLUMNS).order_by(SigningKey.created_at, SigningKey.kid)
+    if states is not None:
+        query = query.where(SigningKey.state.in_(list(states)))
+    return [StoredKey(**row._mapping) for row in session.execute(query)]
+
+
+def count_keys(session: Session) -> int:
+    return int(session.execute(select(func.count()).select_from(SigningKey)).scalar_one())
+
+
+def insert_key(session: Session, key: StoredKey) -> None:
+    session.execute(
+        insert(SigningKey).values(
+            kid=key.kid,
+            alg=key.alg,
+            state=key.state,
+            public_jwk=key.public_jwk,
+            private_key_enc=key.private_key_enc,
+            wrapping_key_id=key.wrapping_key_id,
+            created_at=key.created_at,
+            activated_at=key.activated_at,
+            retired_at=key.retired_at,
+            removed_at=key.removed_at,
+        )
+    )
+
+
+def insert_active_key_unless_exists(session: Session, key: StoredKey) -> bool:
+    """Insert ``key`` as active unless its algorithm already has an active key.
+
+    One statement, ``INSERT ... ON CONFLICT DO NOTHING`` on the partial unique index, so two
+    processes racing at first start cannot both succeed and neither fails.
+    """
+    dialect = session.get_bind().dialect.name
+    values = {
+        "kid": key.kid,
+        "alg": key.alg,
+        "state": "active",
+        "public_jwk": key.public_jwk,
+        "private_key_enc": key.private_key_enc,
+        "wrapping_key_id": key.wrapping_key_id,
+        "created_at": key.created_at,
+        "activated_at": key.activated_at,
+    }
+    dialect_insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    statement = (
+        dialect_insert(SigningKey)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["alg"], index_where=text("state = 'active'"))
+    )
+    result = session.execute(statement)
+    return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -1,0 +1,1 @@
+"""HTTP: endpoints, middleware and error pages. No SQL and no grant logic here."""

@@ -1,0 +1,73 @@
+"""Reading ``application/x-www-form-urlencoded`` bodies safely.
+
+The body is capped while it streams (a missing or lying Content-Length does not help),
+must be UTF-8, and no value may hold a control character: a NUL byte would otherwise
+reach PostgreSQL, which refuses it in text, as an error deep in a query.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl
+
+from starlette.requests import Request
+
+_MAX_FIELDS = 100
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class FormError(ValueError):
+    """The body is not an acceptable form; the message is safe to show to the client."""
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_form(body: bytes, content_type: str | None) -> list[tuple[str, str]]:
+    mime, _, params = (content_type or "").partition(";")
+    if mime.strip().lower() != "application/x-www-form-urlencoded":
+        raise FormError("The request body must be application/x-www-form-urlencoded.")
+    charset = params.strip().lower()
+    if charset and charset.replace(" ", "") not in ("charset=utf-8", "charset=utf8"):
+        raise FormError("The request body must be encoded in UTF-8.")
+    try:
+        pairs = parse_qsl(
+            body.decode("utf-8"),
+            keep_blank_values=True,
+            encoding="utf-8",
+            errors="strict",
+            max_num_fields=_MAX_FIELDS,
+        )
+    except (UnicodeDecodeError, ValueError):
+        raise FormError("The request body is not valid UTF-8 form data.") from None
+    for key, value in pairs:
+        if _has_control(key) or _has_control(value):
+            raise FormError("Parameters must not contain control characters.")
+    return pairs
+
+
+def repeated(pairs: list[tuple[str, str]], allowed: frozenset[str] = frozenset()) -> str | None:
+    """The first parameter given more than once (other than ``allowed``), or None."""
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen and key not in allowed:
+            return key
+        seen.add(key)
+    return None
+
+
+def _has_control(text: str) -> bool:
+    return any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text)

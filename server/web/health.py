@@ -1,0 +1,27 @@
+"""``GET /healthz``: 200 when this process can reach the database, else 503."""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..runtime import Runtime
+from ..storage.engine import ping
+from ..storage.errors import is_unavailable
+from .responses import NO_STORE, json_response
+
+log = logging.getLogger("ostiary")
+
+
+async def healthz(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    try:
+        await ping(runtime.engine)
+    except Exception as exc:
+        if not is_unavailable(exc):
+            raise
+        log.warning("health check: database unreachable (%s)", type(exc).__name__)
+        return json_response({"status": "unavailable", "database": "unreachable"}, 503, NO_STORE)
+    return json_response({"status": "ok"}, headers=NO_STORE)

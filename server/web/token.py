@@ -1,0 +1,43 @@
+"""``POST /token`` (RFC 6749 §3.2): read and check the body, then let Authlib answer."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..oauth.bridge import OstiaryRequest, call_in_session
+from ..runtime import Runtime
+from .forms import BodyTooLarge, FormError, parse_form, read_body, repeated
+from .responses import from_oauth, oauth_error
+
+#: RFC 8707 §2 lets ``resource`` repeat; RFC 6749 §3.2 forbids repeating anything else.
+_MAY_REPEAT = frozenset({"resource"})
+
+
+async def token(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    try:
+        form = parse_form(
+            await read_body(request, runtime.settings.max_body_bytes), request.headers.get("content-type")
+        )
+    except BodyTooLarge:
+        return oauth_error("invalid_request", "The request body is too large.", 413)
+    except FormError as exc:
+        return oauth_error("invalid_request", str(exc))
+    duplicate = repeated(form, _MAY_REPEAT)
+    if duplicate is not None:
+        return oauth_error("invalid_request", f"The parameter {duplicate} is repeated.")
+    if not dict(form).get("grant_type"):
+        return oauth_error("invalid_request", "The grant_type parameter is missing.")
+    if "authorization" in request.headers and any(key == "client_secret" for key, _ in form):
+        # RFC 6749 §2.3: a client MUST NOT use more than one authentication method.
+        return oauth_error("invalid_request", "Use one client authentication method, not two.")
+    oauth_request = OstiaryRequest("POST", runtime.token_uri, request.headers, form)
+    response = await call_in_session(
+        runtime.sessionmaker, oauth_request, lambda: runtime.oauth.create_token_response(oauth_request)
+    )
+    return from_oauth(response)
+
+
+async def token_wrong_method(request: Request) -> Response:
+    return oauth_error("invalid_request", "The token endpoint accepts POST only.", 405, {"Allow": "POST"})

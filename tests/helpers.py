@@ -1,0 +1,153 @@
+"""Plain helpers for tests: settings, clients, and Ostiary served over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+
+from server.app import create_app
+from server.bootstrap import prepare
+from server.clients.service import register_client
+from server.settings import Settings
+from server.storage.engine import create_sessionmaker, make_engine
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class TestDatabase:
+    kind: str
+    url: str
+
+
+@dataclass(frozen=True)
+class Client:
+    client_id: str
+    client_secret: str
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def make_settings(database: TestDatabase, tmp_path: Path, **overrides: Any) -> Settings:
+    port = overrides.pop("port", None) or free_port()
+    settings = Settings(
+        issuer=f"http://127.0.0.1:{port}",
+        database_url=database.url,
+        keys_dir=tmp_path / "keys",
+        port=port,
+        access_log=False,
+    )
+    return replace(settings, **overrides)
+
+
+async def create_client(
+    settings: Settings,
+    *,
+    scopes: Iterable[str] = ("api:read", "api:write"),
+    grant_types: Iterable[str] = ("client_credentials",),
+    audiences: Iterable[str] = (),
+    redirect_uris: Iterable[str] = (),
+    name: str = "test client",
+) -> Client:
+    engine = make_engine(settings.database_url)
+    try:
+        async with create_sessionmaker(engine).begin() as session:
+            stored, secret = await session.run_sync(
+                lambda s: register_client(
+                    s,
+                    name=name,
+                    grant_types=grant_types,
+                    scopes=scopes,
+                    audiences=audiences,
+                    redirect_uris=redirect_uris,
+                )
+            )
+    finally:
+        await engine.dispose()
+    return Client(stored.client_id, secret)
+
+
+@asynccontextmanager
+async def serve_in_process(settings: Settings) -> AsyncIterator[str]:
+    """Ostiary on a real loopback port, in this event loop; yields its base URL."""
+    await prepare(settings)
+    config = uvicorn.Config(
+        create_app(settings),
+        host="127.0.0.1",
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if task.done():
+            task.result()
+            raise RuntimeError("the server stopped during startup")
+        if time.monotonic() > deadline:
+            raise TimeoutError("the server did not start")
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{settings.port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+def ostiary_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """Environment for running the ``ostiary`` command against ``settings``."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("OSTIARY_")}
+    env.update(
+        OSTIARY_ISSUER=settings.issuer,
+        OSTIARY_DATABASE_URL=settings.database_url,
+        OSTIARY_KEYS_DIR=str(settings.keys_dir),
+        OSTIARY_PORT=str(settings.port),
+        OSTIARY_HOST=settings.host,
+    )
+    env.update(extra)
+    return env
+
+
+def ostiary_command() -> list[str]:
+    """The installed console script, next to this interpreter."""
+    script = Path(sys.executable).parent / "ostiary"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "server"]
+
+
+def run_ostiary(args: list[str], env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*ostiary_command(), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def wait_healthy(base_url: str, process: subprocess.Popen[str], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"ostiary serve exited with {process.returncode}")
+        try:
+            if httpx.get(base_url + "/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError("ostiary serve did not become healthy")
