@@ -28,6 +28,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 @dataclass(frozen=True)
 class TestDatabase:
+    __test__ = False  # not a test class, despite the name
+
     kind: str
     url: str
 

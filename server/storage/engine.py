@@ -23,6 +23,7 @@ def make_engine(url: str, *, pool_size: int = 5, timeout: int = 5) -> AsyncEngin
     if url.startswith("sqlite"):
         engine = create_async_engine(url, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
     return create_async_engine(
         url,
@@ -36,13 +37,22 @@ def make_engine(url: str, *, pool_size: int = 5, timeout: int = 5) -> AsyncEngin
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets readers run beside the single writer; busy_timeout makes writers queue
-    # instead of failing with "database is locked".
+    # instead of failing with "database is locked". SQLAlchemy, not the driver, begins
+    # transactions (see _sqlite_begin).
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _sqlite_begin(connection: Any) -> None:
+    # A deferred transaction that reads, then writes after another process committed,
+    # fails at once with SQLITE_BUSY (busy_timeout does not apply to that upgrade).
+    # Taking the write lock up front makes concurrent writers wait their turn instead.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

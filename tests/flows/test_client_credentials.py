@@ -75,7 +75,9 @@ async def test_post_auth_works_and_each_token_has_its_own_jti(live: Live) -> Non
 
 async def test_omitted_scope_grants_the_registered_scopes_and_audiences(live: Live) -> None:
     response = await live.http.post(
-        "/token", data={"grant_type": "client_credentials"}, headers=basic(live.client.client_id, live.client.client_secret)
+        "/token",
+        data={"grant_type": "client_credentials"},
+        headers=basic(live.client.client_id, live.client.client_secret),
     )
     assert response.status_code == 200
     assert response.json()["scope"] == "api:read api:write"
@@ -230,7 +232,9 @@ async def test_repeated_parameter_is_invalid_request(live: Live) -> None:
             "multipart/form-data; boundary=b",
             id="multipart",
         ),
-        pytest.param(b"grant_type=client_credentials", "application/x-www-form-urlencoded; charset=latin-1", id="latin1"),
+        pytest.param(
+            b"grant_type=client_credentials", "application/x-www-form-urlencoded; charset=latin-1", id="latin1"
+        ),
         pytest.param(b"&".join(b"p%d=1" % i for i in range(200)), "application/x-www-form-urlencoded", id="too-many"),
     ],
 )

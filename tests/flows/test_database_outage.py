@@ -1,0 +1,98 @@
+"""A database that goes away gives 503 JSON, never a 500, and the server recovers alone.
+
+PostgreSQL is reached through a TCP proxy in this process that the test cuts and restores,
+as a network partition or a database restart would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from tests.helpers import TestDatabase, create_client, make_settings, serve_in_process
+
+pytestmark = pytest.mark.anyio
+
+
+class TcpProxy:
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.server: asyncio.Server | None = None
+        self.port = 0
+        self.pipes: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def cut(self) -> None:
+        """Refuse new connections and drop every open one."""
+        assert self.server is not None
+        self.server.close()
+        for writer in list(self.pipes):
+            writer.transport.abort()
+        self.pipes.clear()
+        await self.server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self.pipes |= {writer, up_writer}
+        await asyncio.gather(self._pump(reader, up_writer), self._pump(up_reader, writer))
+
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        writer.transport.abort()
+        self.pipes.discard(writer)
+
+
+async def test_token_and_health_answer_503_while_down_and_recover(
+    postgres_database: TestDatabase, tmp_path: Path
+) -> None:
+    real = urlsplit(postgres_database.url)
+    proxy = TcpProxy(real.hostname or "127.0.0.1", real.port or 5432)
+    await proxy.start()
+    proxied = TestDatabase(
+        "postgresql", postgres_database.url.replace(real.netloc, f"{real.username}@127.0.0.1:{proxy.port}")
+    )
+    # No client cache: every token request reaches the database.
+    settings = make_settings(proxied, tmp_path, client_cache_ttl=0, db_pool_timeout=2)
+    async with serve_in_process(settings) as base_url, httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+        client = await create_client(settings)
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": client.client_id,
+            "client_secret": client.client_secret,
+        }
+        assert (await http.post("/token", data=form)).status_code == 200
+
+        await proxy.cut()
+        for _ in range(3):
+            down = await http.post("/token", data=form)
+            assert down.status_code == 503, down.text
+            assert down.json()["error"] == "temporarily_unavailable"
+            assert down.headers["retry-after"] == "5"
+            assert "Traceback" not in down.text and "sqlalchemy" not in down.text.lower()
+        health = await http.get("/healthz")
+        assert health.status_code == 503
+        assert health.json()["status"] == "unavailable"
+
+        await proxy.start()  # same port: the database is back
+        for _ in range(50):
+            if (await http.post("/token", data=form)).status_code == 200:
+                break
+            await asyncio.sleep(0.1)
+        assert (await http.post("/token", data=form)).status_code == 200
+        assert (await http.get("/healthz")).status_code == 200
+    await proxy.cut()

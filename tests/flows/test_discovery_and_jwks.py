@@ -1,0 +1,61 @@
+"""Discovery (RFC 8414, OIDC Discovery) and the JWKS: public, cacheable, revalidatable."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.flows.conftest import Live
+
+pytestmark = pytest.mark.anyio
+
+PRIVATE_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
+
+
+@pytest.mark.parametrize("path", ["/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"])
+async def test_metadata_advertises_what_is_implemented(live: Live, path: str) -> None:
+    response = await live.http.get(path)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.headers["cache-control"] == f"public, max-age={live.settings.jwks_max_age}"
+    metadata = response.json()
+    assert metadata["issuer"] == live.settings.issuer
+    assert metadata["token_endpoint"] == live.base_url + "/token"
+    assert metadata["jwks_uri"] == live.base_url + "/jwks"
+    assert metadata["grant_types_supported"] == ["client_credentials"]
+    assert metadata["token_endpoint_auth_methods_supported"] == ["client_secret_basic", "client_secret_post"]
+    # Nothing that is not served yet.
+    for absent in ("authorization_endpoint", "userinfo_endpoint", "revocation_endpoint", "introspection_endpoint"):
+        assert absent not in metadata
+    for url in (metadata["token_endpoint"], metadata["jwks_uri"]):
+        assert (await live.http.get(url.removeprefix(live.base_url))).status_code in (200, 405)
+
+
+async def test_jwks_holds_the_signing_key_public_part_only(live: Live) -> None:
+    response = await live.http.get("/jwks")
+    assert response.status_code == 200
+    assert response.headers["cache-control"] == f"public, max-age={live.settings.jwks_max_age}"
+    (key,) = response.json()["keys"]
+    assert key["kty"] == "RSA" and key["alg"] == "RS256" and key["use"] == "sig"
+    assert not PRIVATE_MEMBERS & set(key)
+    assert key["kid"]
+
+
+async def test_jwks_etag_revalidates_with_304(live: Live) -> None:
+    first = await live.http.get("/jwks")
+    etag = first.headers["etag"]
+    assert etag.startswith('"') and etag.endswith('"')
+    for header in (etag, f"W/{etag}", f'"other", {etag}', "*"):
+        again = await live.http.get("/jwks", headers={"If-None-Match": header})
+        assert again.status_code == 304, header
+        assert again.content == b""
+        assert again.headers["etag"] == etag
+        assert again.headers["cache-control"] == first.headers["cache-control"]
+    changed = await live.http.get("/jwks", headers={"If-None-Match": '"stale"'})
+    assert changed.status_code == 200
+    assert changed.content == first.content
+
+
+async def test_metadata_etag_revalidates_with_304(live: Live) -> None:
+    first = await live.http.get("/.well-known/openid-configuration")
+    again = await live.http.get("/.well-known/openid-configuration", headers={"If-None-Match": first.headers["etag"]})
+    assert again.status_code == 304
