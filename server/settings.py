@@ -105,6 +105,8 @@ class Settings:
         for field, raw in overrides.items():
             if raw is None:
                 continue
+            # The flag wins, so the variable it replaces is no longer a problem.
+            reader.problems = [p for p in reader.problems if p[0] != f"OSTIARY_{field.upper()}"]
             parser = {"host": _host, "port": _int_range(1, 65535), "workers": _int_range(1, 64)}[field]
             try:
                 values[field] = parser(str(raw))
@@ -161,7 +163,7 @@ def _issuer(raw: str) -> str:
     parts = urlsplit(raw.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"must be an absolute http(s) URL, got {raw!r}")
-    if parts.query or parts.fragment:
+    if "?" in raw or "#" in raw:
         raise ValueError("must not have a query or a fragment (OpenID Connect Discovery §2)")
     if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
         raise ValueError(f"must use https unless the host is loopback (127.0.0.1, ::1, localhost), got {raw!r}")
@@ -179,7 +181,8 @@ def _database_url(raw: str) -> str:
     ):
         if url.startswith(prefix):
             rest = url[len(prefix) :]
-            if driver.startswith("sqlite") and rest in ("", "/", "/:memory:"):
+            path, _, query = rest.partition("?")
+            if driver.startswith("sqlite") and (path in ("", "/", "/:memory:") or "mode=memory" in query):
                 raise ValueError(
                     "an in-memory SQLite database is not supported: every process and connection "
                     "must see the same data; use a file, e.g. sqlite:///ostiary.db"
@@ -189,6 +192,7 @@ def _database_url(raw: str) -> str:
 
 
 def _keys_secret(raw: str) -> str:
+    raw = raw.strip()
     if len(raw) < 32:
         raise ValueError(
             "must be at least 32 characters (e.g. the output of "

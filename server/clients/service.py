@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from ..settings import LOOPBACK_HOSTS
 from ..storage import Session, audit, clients as client_store
@@ -75,7 +75,7 @@ def _scopes(values: Iterable[str]) -> tuple[str, ...]:
 
 def _redirect_uri(uri: str) -> str:
     """Absolute, no fragment; https, http on loopback, or a private-use scheme (RFC 8252 §7)."""
-    parts = urlsplit(uri)
+    parts = _split("--redirect-uri", uri)
     if not parts.scheme or parts.fragment or "#" in uri:
         raise ClientRegistrationError("--redirect-uri", f"{uri!r} must be an absolute URI without a fragment")
     if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
@@ -91,10 +91,19 @@ def _redirect_uri(uri: str) -> str:
 
 def _audience(value: str) -> str:
     """A resource indicator: an absolute URI without a fragment (RFC 8707 §2)."""
-    parts = urlsplit(value)
+    parts = _split("--audience", value)
     if not parts.scheme or not (parts.netloc or parts.path) or "#" in value:
         raise ClientRegistrationError("--audience", f"{value!r} must be an absolute URI without a fragment")
     return value
+
+
+def _split(field: str, uri: str) -> SplitResult:
+    try:
+        parts = urlsplit(uri)
+        parts.port  # noqa: B018  (raises on a malformed port)
+    except ValueError as exc:
+        raise ClientRegistrationError(field, f"{uri!r} is not a valid URI: {exc}") from None
+    return parts
 
 
 def _unique(values: Iterable[str]) -> tuple[str, ...]:

@@ -12,7 +12,7 @@ import base64
 import binascii
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote_to_bytes
 
 from .clients import OAuthClient
 
@@ -33,7 +33,14 @@ def basic_credentials(authorization: str | None) -> tuple[str, str] | None:
     client_id, sep, secret = decoded.partition(":")
     if not sep:
         return None
-    return unquote(client_id.replace("+", " ")), unquote(secret.replace("+", " "))
+    try:
+        return _form_decode(client_id), _form_decode(secret)
+    except UnicodeDecodeError:
+        return None
+
+
+def _form_decode(value: str) -> str:
+    return unquote_to_bytes(value.replace("+", " ")).decode("utf-8")
 
 
 def authenticate_basic(query_client: QueryClient, request: Any) -> OAuthClient | None:

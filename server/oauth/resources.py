@@ -17,7 +17,10 @@ def validate_resources(values: Sequence[str], client: OAuthClient) -> tuple[str,
     """
     accepted: list[str] = []
     for value in values:
-        parts = urlsplit(value)
+        try:
+            parts = urlsplit(value)
+        except ValueError:  # e.g. an unclosed IPv6 bracket
+            raise InvalidTargetError("The resource parameter is not a valid URI.") from None
         if not parts.scheme or "#" in value or not (parts.netloc or parts.path):
             raise InvalidTargetError("The resource parameter must be an absolute URI without a fragment.")
         if value not in client.stored.audiences:

@@ -40,9 +40,10 @@ def parse_form(body: bytes, content_type: str | None) -> list[tuple[str, str]]:
     mime, _, params = (content_type or "").partition(";")
     if mime.strip().lower() != "application/x-www-form-urlencoded":
         raise FormError("The request body must be application/x-www-form-urlencoded.")
-    charset = params.strip().lower()
-    if charset and charset.replace(" ", "") not in ("charset=utf-8", "charset=utf8"):
-        raise FormError("The request body must be encoded in UTF-8.")
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
+            raise FormError("The request body must be encoded in UTF-8.")
     try:
         pairs = parse_qsl(
             body.decode("utf-8"),

@@ -123,7 +123,9 @@ async def test_requested_resources_become_the_audience(live: Live) -> None:
     assert claims["aud"] == ["https://api.example.com", "https://billing.example.com"]
 
 
-@pytest.mark.parametrize("resource", ["https://evil.example.com", "relative/path", "https://api.example.com#frag"])
+@pytest.mark.parametrize(
+    "resource", ["https://evil.example.com", "relative/path", "https://api.example.com#frag", "https://[::1"]
+)
 async def test_resource_not_registered_is_invalid_target(live: Live, resource: str) -> None:
     response = await live.http.post(
         "/token",
@@ -152,6 +154,7 @@ async def test_scope_beyond_the_registration_is_invalid_scope(live: Live) -> Non
         pytest.param("unknown-client", {}, id="basic-unknown-client"),
         pytest.param({"Authorization": "Basic !!!notbase64"}, {}, id="basic-malformed"),
         pytest.param({"Authorization": "Bearer abc"}, {}, id="other-scheme"),
+        pytest.param({"Authorization": "Basic " + base64.b64encode(b"id%FF:secret").decode()}, {}, id="bad-escape"),
         pytest.param({}, {}, id="no-credentials"),
         pytest.param({}, {"client_id": "unknown", "client_secret": "x" * 43}, id="post-unknown-client"),
         pytest.param({}, "post-wrong-secret", id="post-wrong-secret"),
