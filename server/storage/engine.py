@@ -7,6 +7,8 @@ throughput in the spike (shared/reference/bridge-measured.md, pitfall 11).
 
 from __future__ import annotations
 
+import contextlib
+import os
 from typing import Any
 
 from sqlalchemy import event, make_url, text
@@ -21,6 +23,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
 
 def make_engine(url: str, *, pool_size: int = 5, timeout: int = 5) -> AsyncEngine:
     if url.startswith("sqlite"):
+        _create_private_file(make_url(url).database)
         engine = create_async_engine(url, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
@@ -33,6 +36,14 @@ def make_engine(url: str, *, pool_size: int = 5, timeout: int = 5) -> AsyncEngin
         pool_pre_ping=True,
         connect_args={"timeout": timeout, "command_timeout": 30},
     )
+
+
+def _create_private_file(path: str | None) -> None:
+    """Create a new SQLite file readable by its owner only (it holds digests and encrypted keys)."""
+    if not path or path.startswith(":"):
+        return
+    with contextlib.suppress(FileExistsError, FileNotFoundError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -114,6 +114,8 @@ def test_first_start_serves_and_a_resource_server_verifies_the_token(
     assert client["client_secret"] not in text
     assert token not in text and token.split(".")[1] not in text
     assert (tmp_path / "keys" / "secret").stat().st_mode & 0o777 == 0o600
+    if empty_database.kind == "sqlite":
+        assert (tmp_path / "empty.db").stat().st_mode & 0o777 == 0o600
 
 
 def test_two_worker_processes_share_one_port(database: TestDatabase, tmp_path: Path) -> None:
