@@ -5,22 +5,26 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from .runtime import Runtime
 from .settings import Settings
 from .storage import AsyncEngine
 from .storage.engine import create_engine
 from .storage.errors import UNAVAILABLE_TYPES
-from .web import errors, health, token, wellknown
+from .web import authorize, errors, health, logout, token, userinfo, wellknown
 from .web.middleware import EdgeMiddleware
 
 log = logging.getLogger("ostiary")
+
+STATIC = Path(__file__).parent / "web" / "static"
 
 
 def create_app(settings: Settings, *, engine: AsyncEngine | None = None) -> Starlette:
@@ -48,6 +52,12 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None) -> Star
             Route("/.well-known/openid-configuration", wellknown.metadata, methods=["GET"]),
             Route("/.well-known/oauth-authorization-server", wellknown.metadata, methods=["GET"]),
             Route("/healthz", health.healthz, methods=["GET"]),
+            Route("/authorize", authorize.authorize, methods=["GET", "POST"]),
+            Route("/login", authorize.login, methods=["POST"]),
+            Route("/consent", authorize.consent, methods=["POST"]),
+            Route("/userinfo", userinfo.userinfo, methods=["GET", "POST"]),
+            Route("/logout", logout.logout, methods=["GET", "POST"]),
+            Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
         middleware=[Middleware(EdgeMiddleware, max_body_bytes=settings.max_body_bytes, log_access=settings.access_log)],
         exception_handlers=handlers,

@@ -53,6 +53,14 @@ class Settings:
     port: int = 8000
     workers: int = 1
     access_token_ttl: int = 3600
+    id_token_ttl: int = 3600
+    auth_code_ttl: int = 60
+    session_ttl: int = 86400
+    interaction_ttl: int = 900
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65536
+    argon2_parallelism: int = 4
+    password_min_length: int = 12
     jwks_max_age: int = 600
     client_cache_ttl: int = 5
     max_body_bytes: int = 64 * 1024
@@ -90,6 +98,19 @@ class Settings:
             "port": reader.get("OSTIARY_PORT", _int_range(1, 65535), cls.port),
             "workers": reader.get("OSTIARY_WORKERS", _int_range(1, 64), cls.workers),
             "access_token_ttl": reader.get("OSTIARY_ACCESS_TOKEN_TTL", _duration(60, 86400), cls.access_token_ttl),
+            "id_token_ttl": reader.get("OSTIARY_ID_TOKEN_TTL", _duration(60, 86400), cls.id_token_ttl),
+            "auth_code_ttl": reader.get("OSTIARY_AUTH_CODE_TTL", _duration(10, 600), cls.auth_code_ttl),
+            "session_ttl": reader.get("OSTIARY_SESSION_TTL", _duration(300, 90 * 86400), cls.session_ttl),
+            "interaction_ttl": reader.get("OSTIARY_INTERACTION_TTL", _duration(60, 86400), cls.interaction_ttl),
+            # OWASP's Argon2id minimum is t=2, m=19 MiB, p=1; the defaults are RFC 9106's second choice.
+            "argon2_time_cost": reader.get("OSTIARY_ARGON2_TIME_COST", _int_range(2, 20), cls.argon2_time_cost),
+            "argon2_memory_kib": reader.get(
+                "OSTIARY_ARGON2_MEMORY_KIB", _int_range(19456, 4 * 1024 * 1024), cls.argon2_memory_kib
+            ),
+            "argon2_parallelism": reader.get("OSTIARY_ARGON2_PARALLELISM", _int_range(1, 16), cls.argon2_parallelism),
+            "password_min_length": reader.get(
+                "OSTIARY_PASSWORD_MIN_LENGTH", _int_range(8, 128), cls.password_min_length
+            ),
             "jwks_max_age": reader.get("OSTIARY_JWKS_MAX_AGE", _duration(0, 86400), cls.jwks_max_age),
             "client_cache_ttl": reader.get("OSTIARY_CLIENT_CACHE_TTL", _duration(0, 300), cls.client_cache_ttl),
             "max_body_bytes": reader.get(

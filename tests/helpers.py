@@ -55,6 +55,10 @@ def make_settings(database: TestDatabase, tmp_path: Path, **overrides: Any) -> S
         keys_dir=tmp_path / "keys",
         port=port,
         access_log=False,
+        # Argon2id at OWASP's minimum cost: the suite hashes and verifies many passwords.
+        argon2_time_cost=2,
+        argon2_memory_kib=19456,
+        argon2_parallelism=1,
     )
     return replace(settings, **overrides)
 
@@ -67,6 +71,7 @@ async def create_client(
     audiences: Iterable[str] = (),
     redirect_uris: Iterable[str] = (),
     name: str = "test client",
+    **options: Any,
 ) -> Client:
     engine = make_engine(settings.database_url)
     try:
@@ -79,11 +84,12 @@ async def create_client(
                     scopes=scopes,
                     audiences=audiences,
                     redirect_uris=redirect_uris,
+                    **options,
                 )
             )
     finally:
         await engine.dispose()
-    return Client(stored.client_id, secret)
+    return Client(stored.client_id, secret or "")
 
 
 @asynccontextmanager
@@ -153,3 +159,28 @@ def wait_healthy(base_url: str, process: subprocess.Popen[str], timeout: float =
             pass
         time.sleep(0.1)
     raise TimeoutError("ostiary serve did not become healthy")
+
+
+async def create_user(
+    settings: Settings,
+    username: str = "alice",
+    password: str = "correct horse battery staple",
+    *,
+    email: str | None = "alice@example.com",
+    name: str | None = "Alice Liddell",
+    password_hash: str | None = None,
+) -> Any:
+    from server.users.passwords import Passwords
+    from server.users.service import create_user as store_user
+
+    hashed = password_hash or Passwords(settings).hash(password)
+    engine = make_engine(settings.database_url)
+    try:
+        async with create_sessionmaker(engine).begin() as session:
+            return await session.run_sync(
+                lambda s: store_user(
+                    s, username=username, email=email, name=name, password_hash=hashed, email_verified=True
+                )
+            )
+    finally:
+        await engine.dispose()

@@ -1,4 +1,4 @@
-"""The ``ostiary`` command: serve, db, clients.
+"""The ``ostiary`` command: serve, db, clients, users.
 
 Every command reads the same ``OSTIARY_*`` settings as the server. Problems an operator
 can fix (bad settings, an unreachable database, wrong key material) end with one line on
@@ -16,7 +16,8 @@ from ..bootstrap import StartupError
 from ..clients.errors import ClientRegistrationError
 from ..keys.errors import KeyMaterialError
 from ..settings import Settings, SettingsError
-from . import clients, db, serve
+from ..users.errors import UserError
+from . import clients, db, serve, users
 
 EXIT_CONFIG = 2
 EXIT_FAILURE = 1
@@ -28,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_parser(commands)
     db.add_parser(commands)
     clients.add_parser(commands)
+    users.add_parser(commands)
     return parser
 
 
@@ -42,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result: int = args.run(settings, args)
         return result
-    except ClientRegistrationError as exc:
+    except (ClientRegistrationError, UserError) as exc:
         print(f"ostiary: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except (StartupError, KeyMaterialError) as exc:

@@ -19,7 +19,7 @@ def add_parser(commands: Any) -> None:
     parser = commands.add_parser("clients", help="OAuth clients")
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
 
-    create = actions.add_parser("create", help="register a confidential client; prints its secret once")
+    create = actions.add_parser("create", help="register a client; prints its secret once")
     create.add_argument("--name", required=True)
     create.add_argument(
         "--grant-type", action="append", default=[], dest="grant_types", help=f"repeatable: {', '.join(GRANT_TYPES)}"
@@ -33,6 +33,11 @@ def add_parser(commands: Any) -> None:
         dest="audiences",
         help="resource URI the client may target; repeatable",
     )
+    create.add_argument(
+        "--post-logout-redirect-uri", action="append", default=[], dest="post_logout_redirect_uris", help="repeatable"
+    )
+    create.add_argument("--public", action="store_true", help="no secret: a browser or native app (PKCE only)")
+    create.add_argument("--first-party", action="store_true", help="trusted: users are not asked for consent")
     create.add_argument("--json", action="store_true", help="print JSON")
     create.set_defaults(run=run_create)
 
@@ -44,15 +49,17 @@ def add_parser(commands: Any) -> None:
 def run_create(settings: Settings, args: argparse.Namespace) -> int:
     client, secret = asyncio.run(_create(settings, args))
     if args.json:
-        print(json.dumps({**_describe(client), "client_secret": secret}, indent=2))
+        shown = {"client_secret": secret} if secret else {}
+        print(json.dumps({**_describe(client), **shown}, indent=2))
     else:
         print(f"client_id:     {client.client_id}")
-        print(f"client_secret: {secret}")
-        print("The secret is shown only this once: store it now.")
+        if secret:
+            print(f"client_secret: {secret}")
+            print("The secret is shown only this once: store it now.")
     return 0
 
 
-async def _create(settings: Settings, args: argparse.Namespace) -> tuple[StoredClient, str]:
+async def _create(settings: Settings, args: argparse.Namespace) -> tuple[StoredClient, str | None]:
     async with open_database(settings) as engine, create_sessionmaker(engine).begin() as session:
         return await session.run_sync(
             lambda s: register_client(
@@ -62,6 +69,9 @@ async def _create(settings: Settings, args: argparse.Namespace) -> tuple[StoredC
                 scopes=args.scopes,
                 redirect_uris=args.redirect_uris,
                 audiences=args.audiences,
+                post_logout_redirect_uris=args.post_logout_redirect_uris,
+                public=args.public,
+                first_party=args.first_party,
             )
         )
 
@@ -92,6 +102,9 @@ def _describe(client: StoredClient) -> dict[str, Any]:
         "scope": " ".join(client.scopes),
         "redirect_uris": list(client.redirect_uris),
         "audiences": list(client.audiences),
+        "post_logout_redirect_uris": list(client.post_logout_redirect_uris),
+        "public": client.is_public,
+        "first_party": client.first_party,
         "created_at": client.created_at.isoformat(),
         "disabled": client.disabled_at is not None,
     }

@@ -12,8 +12,8 @@ from ..storage.base import utcnow
 from .errors import ClientRegistrationError
 from .secrets import new_client_id, new_client_secret, secret_digest
 
-#: Grant types a client may be registered for; each later issue adds its own.
-GRANT_TYPES = ("client_credentials",)
+#: Grant types a client may be registered for.
+GRANT_TYPES = ("client_credentials", "authorization_code")
 
 # RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
 _SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]{1,128}$")
@@ -27,19 +27,36 @@ def register_client(
     scopes: Iterable[str],
     redirect_uris: Iterable[str] = (),
     audiences: Iterable[str] = (),
-) -> tuple[client_store.StoredClient, str]:
-    """Validate and store a confidential client; returns it and its secret (shown once)."""
-    secret = new_client_secret()
+    post_logout_redirect_uris: Iterable[str] = (),
+    public: bool = False,
+    first_party: bool = False,
+) -> tuple[client_store.StoredClient, str | None]:
+    """Validate and store a client; returns it and its secret (shown once; None if public).
+
+    A public client (a browser or native app, RFC 6749 §2.1) has no secret and may only use
+    the authorization code grant, with PKCE like every client.
+    """
+    granted = _grant_types(grant_types)
+    uris = _unique(_redirect_uri(uri) for uri in redirect_uris)
+    if "authorization_code" in granted and not uris:
+        raise ClientRegistrationError("--redirect-uri", "the authorization_code grant needs at least one")
+    if public and "client_credentials" in granted:
+        raise ClientRegistrationError("--grant-type", "a public client cannot use client_credentials")
+    secret = None if public else new_client_secret()
     client = client_store.StoredClient(
         client_id=new_client_id(),
         name=_name(name),
-        secret_digest=secret_digest(secret),
-        grant_types=_grant_types(grant_types),
+        secret_digest=secret_digest(secret) if secret else None,
+        grant_types=granted,
         scopes=_scopes(scopes),
-        redirect_uris=_unique(_redirect_uri(uri) for uri in redirect_uris),
+        redirect_uris=uris,
         audiences=_unique(_audience(aud) for aud in audiences),
         created_at=utcnow(),
         disabled_at=None,
+        post_logout_redirect_uris=_unique(
+            _redirect_uri(uri, "--post-logout-redirect-uri") for uri in post_logout_redirect_uris
+        ),
+        first_party=first_party,
     )
     client_store.insert_client(session, client)
     audit.record(session, "client.created", actor="admin", subject=client.client_id, details={"name": client.name})
@@ -73,19 +90,19 @@ def _scopes(values: Iterable[str]) -> tuple[str, ...]:
     return scopes
 
 
-def _redirect_uri(uri: str) -> str:
+def _redirect_uri(uri: str, field: str = "--redirect-uri") -> str:
     """Absolute, no fragment; https, http on loopback, or a private-use scheme (RFC 8252 §7)."""
-    parts = _split("--redirect-uri", uri)
+    parts = _split(field, uri)
     if not parts.scheme or parts.fragment or "#" in uri:
-        raise ClientRegistrationError("--redirect-uri", f"{uri!r} must be an absolute URI without a fragment")
+        raise ClientRegistrationError(field, f"{uri!r} must be an absolute URI without a fragment")
     if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
-        raise ClientRegistrationError("--redirect-uri", f"{uri!r} must use https (http only on loopback)")
+        raise ClientRegistrationError(field, f"{uri!r} must use https (http only on loopback)")
     if parts.scheme not in ("http", "https") and "." not in parts.scheme:
         raise ClientRegistrationError(
-            "--redirect-uri", f"{uri!r}: a private-use scheme must be a reverse domain name (RFC 8252 §7.1)"
+            field, f"{uri!r}: a private-use scheme must be a reverse domain name (RFC 8252 §7.1)"
         )
     if parts.scheme in ("http", "https") and not parts.hostname:
-        raise ClientRegistrationError("--redirect-uri", f"{uri!r} has no host")
+        raise ClientRegistrationError(field, f"{uri!r} has no host")
     return uri
 
 

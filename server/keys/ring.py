@@ -26,6 +26,8 @@ class KeyRing:
     #: the active signing key per algorithm, each alone in a KeySet: joserfc picks a key
     #: at random from a set when the header has no kid, so a set must never hold two.
     signing: dict[str, KeySet]
+    #: every published public key, for verifying our own tokens (ID token hints, userinfo)
+    verification: KeySet
     jwks_json: bytes
     jwks_etag: str
 
@@ -49,7 +51,8 @@ def build_keyring(stored: Iterable[StoredKey], wrapper: KeyWrapper) -> KeyRing:
         raise KeyMaterialError("the database holds no active RS256 signing key")
     body = json.dumps({"keys": published}, separators=(",", ":"), sort_keys=True).encode()
     etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-    return KeyRing(signing=signing, jwks_json=body, jwks_etag=etag)
+    verification = KeySet.import_key_set({"keys": published})
+    return KeyRing(signing=signing, verification=verification, jwks_json=body, jwks_etag=etag)
 
 
 def public_jwk(row: StoredKey) -> dict[str, Any]:

@@ -23,6 +23,14 @@ _VERSION = b"\x01"
 _NONCE_BYTES = 12
 
 
+def derive_key(secret: str, purpose: str) -> bytes:
+    """A 256-bit key for ``purpose`` (e.g. CSRF tokens), derived from the key-encryption
+    secret, so every server process and machine derives the same one."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=f"ostiary/{purpose}/v1".encode()).derive(
+        secret.encode("utf-8")
+    )
+
+
 class KeyWrapper:
     def __init__(self, secret: str) -> None:
         derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"ostiary/key-wrapping/v1").derive(

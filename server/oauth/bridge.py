@@ -18,11 +18,13 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from authlib.oauth2.rfc6749 import OAuth2Payload, OAuth2Request
 
 from ..storage import Session
+
+T = TypeVar("T")
 
 _session: ContextVar[Session] = ContextVar("ostiary_db_session")
 _request: ContextVar[OstiaryRequest] = ContextVar("ostiary_oauth_request")
@@ -76,6 +78,13 @@ class OstiaryRequest(OAuth2Request):  # type: ignore[misc]
         self._args = FormPayload(query or []).data
         #: RFC 8707 resource indicators accepted for this request (set by the grant).
         self.resources: tuple[str, ...] = ()
+        #: the authenticated browser sign-in an authorization response is issued for
+        self.sign_in: Any = None
+        #: the browser's session cookie (logout ends that session)
+        self.browser_session_token: str | None = None
+        #: writes that must be committed even when the request fails (e.g. revoking the
+        #: grant of a replayed code), each run in a transaction of its own afterwards
+        self.after_failure: list[Callable[[Session], object]] = []
 
     @property
     def form(self) -> dict[str, str]:
@@ -101,16 +110,42 @@ async def call_in_session(
     call: Callable[[], OAuthResponse],
 ) -> OAuthResponse:
     """Run one Authlib call in one transaction: commit on success, roll back on error."""
+    return await run_in_session(sessionmaker, request, call, succeeded=lambda r: r.status < 400)
+
+
+async def run_in_session(
+    sessionmaker: Callable[[], Any],
+    request: OstiaryRequest,
+    call: Callable[[], T],
+    succeeded: Callable[[T], bool] = lambda _: True,
+) -> T:
+    """Run ``call`` (synchronous, reaching the session through :func:`current_session`) in
+    one transaction, committed when ``succeeded(result)``. Then, on failure, the request's
+    ``after_failure`` writes, each in its own committed transaction."""
     async with sessionmaker() as session:
-        response: OAuthResponse = await session.run_sync(_invoke, request, call)
-        if response.status < 400:
+        try:
+            result: T = await session.run_sync(_invoke, request, call)
+        except BaseException:
+            await session.rollback()
+            await _after_failure(sessionmaker, request)
+            raise
+        if succeeded(result):
             await session.commit()
         else:
             await session.rollback()
-        return response
+    if not succeeded(result):
+        await _after_failure(sessionmaker, request)
+    return result
 
 
-def _invoke(session: Session, request: OstiaryRequest, call: Callable[[], OAuthResponse]) -> OAuthResponse:
+async def _after_failure(sessionmaker: Callable[[], Any], request: OstiaryRequest) -> None:
+    for write in request.after_failure:
+        async with sessionmaker() as session, session.begin():
+            await session.run_sync(write)
+    request.after_failure.clear()
+
+
+def _invoke(session: Session, request: OstiaryRequest, call: Callable[[], T]) -> T:
     session_token = _session.set(session)
     request_token = _request.set(request)
     try:

@@ -16,6 +16,10 @@ class OAuthClient(ClientMixin):  # type: ignore[misc]
     def __init__(self, stored: StoredClient) -> None:
         self.stored = stored
 
+    @property
+    def client_metadata(self) -> dict[str, object]:
+        return {"post_logout_redirect_uris": list(self.stored.post_logout_redirect_uris)}
+
     def get_client_id(self) -> str:
         return self.stored.client_id
 

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+from typing import Any
+
 from authlib.oauth2.rfc6749 import grants
 
-from .clients import SECRET_METHODS
+from ..storage import codes as code_store, grants as grant_store, users as user_store
+from ..storage.base import utcnow
+from ..storage.codes import StoredCode
+from ..storage.users import StoredUser
+from .bridge import OstiaryRequest, current_session
+from .clients import SECRET_METHODS, OAuthClient
 from .resources import validate_resources
 
 
@@ -17,3 +25,58 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):  # type: ignore[mis
         super().validate_token_request()
         requested = self.request.payload.datalist.get("resource", [])
         self.request.resources = validate_resources(requested, self.client)
+
+
+class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
+    """RFC 6749 §4.1 with single-use codes that are consumed atomically.
+
+    A code is ~285 random bits (48 characters), stored as SHA-256, and valid for
+    ``OSTIARY_AUTH_CODE_TTL`` (60 s). Redeeming it twice fails with ``invalid_grant`` and
+    revokes the grant the first redemption created, so every token issued from it stops
+    working (RFC 6749 §4.1.2).
+    """
+
+    TOKEN_ENDPOINT_AUTH_METHODS = [*SECRET_METHODS, "none"]
+    AUTHORIZATION_CODE_LENGTH = 48
+    #: seconds a code stays valid; set from settings when the grant is registered
+    CODE_TTL = 60
+
+    def save_authorization_code(self, code: str, request: OstiaryRequest) -> None:
+        sign_in = request.sign_in
+        data = request.payload.data
+        stored = StoredCode(
+            client_id=request.client.get_client_id(),
+            user_id=sign_in.user.id,
+            grant_id=sign_in.grant_id,
+            redirect_uri=self.redirect_uri,
+            scope=request.scope,
+            nonce=data.get("nonce"),
+            code_challenge=data["code_challenge"],
+            code_challenge_method=data["code_challenge_method"],
+            session_sid=sign_in.sid,
+            auth_time=sign_in.auth_time,
+            acr=sign_in.acr,
+            amr=tuple(sign_in.amr),
+        )
+        code_store.insert_code(current_session(), code, stored, expires_at=utcnow() + timedelta(seconds=self.CODE_TTL))
+
+    def query_authorization_code(self, code: str, client: OAuthClient) -> StoredCode | None:
+        if len(code) > 256:
+            return None
+        db = current_session()
+        stored = code_store.consume(db, code, client.get_client_id())
+        if stored is None:
+            replayed = code_store.replayed_grant(db, code, client.get_client_id())
+            if replayed is not None:
+                self.request.after_failure.append(lambda s: grant_store.revoke(s, replayed, "code_replay"))
+        return stored
+
+    def delete_authorization_code(self, authorization_code: Any) -> None:
+        # Consumed, not deleted: the row must outlive its use to recognise a replay.
+        return None
+
+    def authenticate_user(self, authorization_code: StoredCode) -> StoredUser | None:
+        user = user_store.get_user(current_session(), authorization_code.user_id)
+        if user is None or user.disabled_at is not None:
+            return None
+        return user

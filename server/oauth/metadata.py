@@ -9,14 +9,32 @@ from typing import Any
 
 from ..settings import Settings
 from .clients import SECRET_METHODS
+from .openid import SCOPE_CLAIMS
 
 
 def server_metadata(settings: Settings) -> dict[str, Any]:
     return {
         "issuer": settings.issuer,
+        "authorization_endpoint": settings.endpoint("/authorize"),
         "token_endpoint": settings.endpoint("/token"),
+        "userinfo_endpoint": settings.endpoint("/userinfo"),
+        "end_session_endpoint": settings.endpoint("/logout"),
         "jwks_uri": settings.endpoint("/jwks"),
-        "grant_types_supported": ["client_credentials"],
-        "token_endpoint_auth_methods_supported": list(SECRET_METHODS),
-        "response_types_supported": [],
+        "grant_types_supported": ["authorization_code", "client_credentials"],
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "token_endpoint_auth_methods_supported": [*SECRET_METHODS, "none"],
+        "code_challenge_methods_supported": ["S256"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "scopes_supported": ["openid", *SCOPE_CLAIMS],
+        "claims_supported": sorted(
+            {"sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid"}
+            | {claim for claims in SCOPE_CLAIMS.values() for claim in claims}
+        ),
+        "prompt_values_supported": ["none", "login", "consent"],
+        "authorization_response_iss_parameter_supported": True,
+        "claims_parameter_supported": False,
+        "request_parameter_supported": False,
+        "request_uri_parameter_supported": False,
     }

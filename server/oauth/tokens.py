@@ -9,6 +9,7 @@ from authlib.oauth2.rfc9068 import JWTBearerTokenGenerator
 from joserfc.jwk import KeySet
 
 from ..keys.holder import KeyRingHolder
+from ..storage.codes import StoredCode
 from .bridge import current_request
 from .clients import OAuthClient
 from .resources import audiences_for
@@ -31,3 +32,27 @@ class AccessTokenGenerator(JWTBearerTokenGenerator):  # type: ignore[misc]
     def get_audiences(self, client: OAuthClient, user: Any, scope: str) -> str | list[str]:
         request = current_request()
         return audiences_for(client, request.resources if request is not None else ())
+
+    def get_extra_claims(self, client: Any, grant_type: str, user: Any, scope: str) -> dict[str, Any]:
+        # gid: the grant the token descends from, so revoking the grant (a replayed code,
+        # a reused refresh token, a logout) makes the token inactive at userinfo and
+        # introspection. Absent for client_credentials.
+        code = _code()
+        return {"gid": code.grant_id} if code is not None else {}
+
+    def get_auth_time(self, user: Any) -> int | None:
+        code = _code()
+        return code.get_auth_time() if code is not None else None
+
+    def get_acr(self, user: Any) -> str | None:
+        code = _code()
+        return code.acr if code is not None else None
+
+    def get_amr(self, user: Any) -> list[str] | None:
+        code = _code()
+        return code.get_amr() if code is not None else None
+
+
+def _code() -> StoredCode | None:
+    request = current_request()
+    return request.authorization_code if request is not None else None

@@ -18,6 +18,8 @@ _BY_ID = select(
     Client.scopes,
     Client.redirect_uris,
     Client.audiences,
+    Client.post_logout_redirect_uris,
+    Client.first_party,
     Client.created_at,
     Client.disabled_at,
 ).where(Client.client_id == bindparam("client_id"))
@@ -36,6 +38,12 @@ class StoredClient:
     audiences: tuple[str, ...]
     created_at: datetime
     disabled_at: datetime | None
+    post_logout_redirect_uris: tuple[str, ...] = ()
+    first_party: bool = False
+
+    @property
+    def is_public(self) -> bool:
+        return self.secret_digest is None
 
 
 def get_client(session: Session, client_id: str) -> StoredClient | None:
@@ -58,6 +66,8 @@ def insert_client(session: Session, client: StoredClient) -> None:
             scopes=list(client.scopes),
             redirect_uris=list(client.redirect_uris),
             audiences=list(client.audiences),
+            post_logout_redirect_uris=list(client.post_logout_redirect_uris),
+            first_party=client.first_party,
             created_at=client.created_at,
             disabled_at=client.disabled_at,
         )
@@ -74,6 +84,8 @@ def _snapshot(row: object) -> StoredClient:
         scopes=tuple(r["scopes"]),
         redirect_uris=tuple(r["redirect_uris"]),
         audiences=tuple(r["audiences"]),
+        post_logout_redirect_uris=tuple(r["post_logout_redirect_uris"]),
+        first_party=bool(r["first_party"]),
         created_at=r["created_at"],
         disabled_at=r["disabled_at"],
     )

@@ -8,10 +8,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, insert, select, text
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from .dialect import upsert_insert
 from .models import SigningKey
 
 
@@ -77,7 +76,6 @@ def insert_active_key_unless_exists(session: Session, key: StoredKey) -> bool:
     One statement, ``INSERT ... ON CONFLICT DO NOTHING`` on the partial unique index, so two
     processes racing at first start cannot both succeed and neither fails.
     """
-    dialect = session.get_bind().dialect.name
     values = {
         "kid": key.kid,
         "alg": key.alg,
@@ -88,9 +86,8 @@ def insert_active_key_unless_exists(session: Session, key: StoredKey) -> bool:
         "created_at": key.created_at,
         "activated_at": key.activated_at,
     }
-    dialect_insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
     statement = (
-        dialect_insert(SigningKey)
+        upsert_insert(session, SigningKey)
         .values(**values)
         .on_conflict_do_nothing(index_elements=["alg"], index_where=text("state = 'active'"))
     )

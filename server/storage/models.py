@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Index, Integer, LargeBinary, String, Text, text
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, LargeBinary, String, Text, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, UTCDateTime
@@ -23,6 +23,8 @@ class Client(Base):
     scopes: Mapped[list[str]] = mapped_column(JSON)
     redirect_uris: Mapped[list[str]] = mapped_column(JSON)
     audiences: Mapped[list[str]] = mapped_column(JSON)
+    post_logout_redirect_uris: Mapped[list[str]] = mapped_column(JSON, server_default=text("'[]'"))
+    first_party: Mapped[bool] = mapped_column(Boolean, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
@@ -71,4 +73,123 @@ class AuditEvent(Base):
     note: Mapped[str | None] = mapped_column(Text)
 
 
-__all__ = ["AuditEvent", "Base", "Client", "SigningKey"]
+class User(Base):
+    """A person who signs in. ``sub`` is random and never reassigned; the username may change."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    sub: Mapped[str] = mapped_column(String(64), unique=True)
+    username: Mapped[str] = mapped_column(String(150))
+    #: casefolded username: unique, so "Alice" and "alice" are one account
+    username_key: Mapped[str] = mapped_column(String(150), unique=True)
+    email: Mapped[str | None] = mapped_column(String(254))
+    email_key: Mapped[str | None] = mapped_column(String(254), unique=True)
+    email_verified: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    name: Mapped[str | None] = mapped_column(String(200))
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class BrowserSession(Base):
+    """A signed-in browser (single sign-on across clients). The cookie holds a random token;
+    only its SHA-256 is stored. ``sid`` is the public id that ID tokens carry."""
+
+    __tablename__ = "browser_sessions"
+
+    token_digest: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    sid: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    auth_time: Mapped[datetime] = mapped_column(UTCDateTime())
+    amr: Mapped[list[str]] = mapped_column(JSON)
+    acr: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Interaction(Base):
+    """One authorization request waiting for the user (login, consent), bound to the browser
+    that started it, so it cannot be finished from another one."""
+
+    __tablename__ = "interactions"
+
+    id_digest: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    browser_digest: Mapped[bytes] = mapped_column(LargeBinary(32))
+    client_id: Mapped[str] = mapped_column(String(64))
+    params: Mapped[list[list[str]]] = mapped_column(JSON)
+    #: the session this interaction signed in, when it did (its login is fresh by definition)
+    session_sid: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Grant(Base):
+    """One authorization of a client by a user: the family every token from it belongs to.
+
+    Revoking the grant makes every token issued under it inactive (code replay, RFC 6749
+    §4.1.2; refresh-token reuse, RFC 9700 §4.14.2)."""
+
+    __tablename__ = "grants"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    scope: Mapped[str] = mapped_column(Text)
+    session_sid: Mapped[str | None] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_reason: Mapped[str | None] = mapped_column(String(64))
+
+
+class AuthorizationCode(Base):
+    """Stored as a SHA-256 digest; consumed (never deleted) by one conditional UPDATE, so a
+    replay is recognised and revokes the grant it created."""
+
+    __tablename__ = "authorization_codes"
+    __table_args__ = (Index("ix_authorization_codes_client_nonce", "client_id", "nonce"),)
+
+    code_digest: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    grant_id: Mapped[str] = mapped_column(String(64))
+    redirect_uri: Mapped[str] = mapped_column(Text)
+    scope: Mapped[str] = mapped_column(Text)
+    nonce: Mapped[str | None] = mapped_column(String(512))
+    code_challenge: Mapped[str] = mapped_column(String(128))
+    code_challenge_method: Mapped[str] = mapped_column(String(8))
+    session_sid: Mapped[str | None] = mapped_column(String(64))
+    auth_time: Mapped[datetime] = mapped_column(UTCDateTime())
+    acr: Mapped[str | None] = mapped_column(String(64))
+    amr: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    consumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Consent(Base):
+    """Scopes a user has granted a client, remembered so consent is asked once."""
+
+    __tablename__ = "consents"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    scopes: Mapped[list[str]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+__all__ = [
+    "AuditEvent",
+    "AuthorizationCode",
+    "Base",
+    "BrowserSession",
+    "Client",
+    "Consent",
+    "Grant",
+    "Interaction",
+    "SigningKey",
+    "User",
+]

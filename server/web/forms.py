@@ -36,6 +36,11 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+async def read_form(request: Request, limit: int) -> list[tuple[str, str]]:
+    """The request's urlencoded body as pairs; raises BodyTooLarge or FormError."""
+    return parse_form(await read_body(request, limit), request.headers.get("content-type"))
+
+
 def parse_form(body: bytes, content_type: str | None) -> list[tuple[str, str]]:
     mime, _, params = (content_type or "").partition(";")
     if mime.strip().lower() != "application/x-www-form-urlencoded":
@@ -45,15 +50,18 @@ def parse_form(body: bytes, content_type: str | None) -> list[tuple[str, str]]:
         if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
             raise FormError("The request body must be encoded in UTF-8.")
     try:
-        pairs = parse_qsl(
-            body.decode("utf-8"),
-            keep_blank_values=True,
-            encoding="utf-8",
-            errors="strict",
-            max_num_fields=_MAX_FIELDS,
-        )
-    except (UnicodeDecodeError, ValueError):
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
         raise FormError("The request body is not valid UTF-8 form data.") from None
+    return parse_pairs(text)
+
+
+def parse_pairs(text: str) -> list[tuple[str, str]]:
+    """``a=1&b=2`` (a body or a query string) into pairs: UTF-8, no control characters."""
+    try:
+        pairs = parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="strict", max_num_fields=_MAX_FIELDS)
+    except (UnicodeDecodeError, ValueError):
+        raise FormError("The parameters are not valid UTF-8 form data.") from None
     for key, value in pairs:
         if _has_control(key) or _has_control(value):
             raise FormError("Parameters must not contain control characters.")

@@ -7,7 +7,7 @@ from starlette.responses import Response
 
 from ..oauth.bridge import OstiaryRequest, call_in_session
 from ..runtime import Runtime
-from .forms import BodyTooLarge, FormError, parse_form, read_body, repeated
+from .forms import BodyTooLarge, FormError, read_form, repeated
 from .responses import from_oauth, oauth_error
 
 #: RFC 8707 §2 lets ``resource`` repeat; RFC 6749 §3.2 forbids repeating anything else.
@@ -17,9 +17,7 @@ _MAY_REPEAT = frozenset({"resource"})
 async def token(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
     try:
-        form = parse_form(
-            await read_body(request, runtime.settings.max_body_bytes), request.headers.get("content-type")
-        )
+        form = await read_form(request, runtime.settings.max_body_bytes)
     except BodyTooLarge:
         return oauth_error("invalid_request", "The request body is too large.", 413)
     except FormError as exc:

@@ -8,7 +8,8 @@ import httpx
 import pytest
 
 from server.settings import Settings
-from tests.helpers import Client, TestDatabase, create_client, make_settings, serve_in_process
+from tests.helpers import Client, TestDatabase, create_client, create_user, make_settings, serve_in_process
+from tests.oidc import LOGOUT_URI, REDIRECT_URI, Browser, Flow, query_of
 
 
 @dataclass
@@ -32,3 +33,52 @@ async def live(database: TestDatabase, tmp_path: Path) -> AsyncIterator[Live]:
     async with serve_in_process(settings) as base_url, httpx.AsyncClient(base_url=base_url, timeout=10) as http:
         client = await create_client(settings, audiences=["https://api.example.com", "https://billing.example.com"])
         yield Live(settings, base_url, http, client)
+
+
+@dataclass
+class SignIn:
+    """Ostiary with a user and a relying party registered for the code flow."""
+
+    live: Live
+    rp: Client
+    username: str
+    browser: Browser
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        return self.live.http
+
+    async def code(self, flow: Flow, **extra: str) -> str:
+        """Run the flow to the redirect (signing in and consenting as needed); returns the code."""
+        page = await self.browser.authorize(**flow.params(**extra))
+        if page.status_code == 200 and 'name="password"' in page.text:
+            page = await self.browser.sign_in(page, self.username)
+        if page.status_code == 200 and 'name="decision"' in page.text:
+            page = await self.browser.submit(page, decision="allow")
+        assert page.status_code in (302, 303), page.text
+        params = query_of(page.headers["location"])
+        assert params["state"] == flow.state
+        return params["code"]
+
+    async def tokens(self, flow: Flow, **extra: str) -> dict[str, str]:
+        code = await self.code(flow, **extra)
+        response = await self.http.post(
+            "/token", data=flow.token_form(code), auth=(self.rp.client_id, self.rp.client_secret)
+        )
+        assert response.status_code == 200, response.text
+        tokens: dict[str, str] = response.json()
+        return tokens
+
+
+@pytest.fixture
+async def signin(live: Live) -> AsyncIterator[SignIn]:
+    rp = await create_client(
+        live.settings,
+        name="Photo Prints",
+        grant_types=["authorization_code"],
+        scopes=["openid", "profile", "email"],
+        redirect_uris=[REDIRECT_URI],
+        post_logout_redirect_uris=[LOGOUT_URI],
+    )
+    await create_user(live.settings, "alice")
+    yield SignIn(live, rp, "alice", Browser(live.http))

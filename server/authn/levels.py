@@ -1,0 +1,12 @@
+"""Authentication context classes (``acr``) and methods (``amr``, RFC 8176)."""
+
+from __future__ import annotations
+
+#: Signed in with a password only.
+ACR_PASSWORD = "urn:ostiary:acr:password"  # noqa: S105  (a name, not a password)
+#: Signed in with a password and a second factor.
+ACR_MFA = "urn:ostiary:acr:mfa"
+
+ACR_VALUES = (ACR_PASSWORD, ACR_MFA)
+
+AMR_PASSWORD = "pwd"  # noqa: S105

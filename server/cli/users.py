@@ -1,0 +1,72 @@
+"""``ostiary users create``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import sys
+from typing import Any
+
+from ..bootstrap import open_database
+from ..settings import Settings
+from ..storage.engine import create_sessionmaker
+from ..storage.users import StoredUser
+from ..users.errors import UserError
+from ..users.passwords import Passwords
+from ..users.service import create_user, validate_new_user
+
+
+def add_parser(commands: Any) -> None:
+    parser = commands.add_parser("users", help="user accounts")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = actions.add_parser("create", help="create a user")
+    create.add_argument("--username", required=True)
+    create.add_argument("--email")
+    create.add_argument("--name", help="display name")
+    create.add_argument("--email-verified", action="store_true", help="the address is known to be the user's")
+    create.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input (else: prompt)"
+    )
+    create.add_argument("--json", action="store_true", help="print JSON")
+    create.set_defaults(run=run_create)
+
+
+def run_create(settings: Settings, args: argparse.Namespace) -> int:
+    username, email, name = validate_new_user(args.username, args.email, args.name)
+    password = _read_password(args.password_stdin)
+    passwords = Passwords(settings)
+    passwords.check_policy(password, username=username, email=email, field="password")
+    password_hash = passwords.hash(password)
+    user = asyncio.run(_create(settings, username, email, name, password_hash, args.email_verified))
+    if args.json:
+        print(json.dumps({"sub": user.sub, "username": user.username, "email": user.email}, indent=2))
+    else:
+        print(f"created user {user.username} (sub {user.sub})")
+    return 0
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Password again: ") != password:
+            raise UserError("password", "the two entries differ")
+    else:
+        raise UserError("--password-stdin", "standard input is not a terminal: pass the password with --password-stdin")
+    if not password:
+        raise UserError("password", "must not be empty")
+    return password
+
+
+async def _create(
+    settings: Settings, username: str, email: str | None, name: str | None, password_hash: str, verified: bool
+) -> StoredUser:
+    async with open_database(settings) as engine, create_sessionmaker(engine).begin() as session:
+        return await session.run_sync(
+            lambda s: create_user(
+                s, username=username, email=email, name=name, password_hash=password_hash, email_verified=verified
+            )
+        )

@@ -1,0 +1,71 @@
+"""OpenID Connect Core: ID tokens from the code flow, and the claims of a user."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from authlib.oidc.core import UserInfo
+from authlib.oidc.core.grants import OpenIDCode as AuthlibOpenIDCode
+from joserfc.jwk import KeySet
+
+from ..keys.holder import KeyRingHolder
+from ..storage import codes as code_store
+from ..storage.codes import StoredCode
+from ..storage.users import StoredUser
+from .bridge import current_session
+
+SCOPE_CLAIMS = {
+    "profile": ("name", "preferred_username", "updated_at"),
+    "email": ("email", "email_verified"),
+}
+
+
+def user_claims(user: StoredUser, scope: str) -> UserInfo:
+    """The claims ``scope`` releases about ``user`` (OIDC Core §5.4)."""
+    scopes = set(scope.split())
+    claims: dict[str, Any] = {"sub": user.sub}
+    if "profile" in scopes:
+        claims["name"] = user.name or user.username
+        claims["preferred_username"] = user.username
+        claims["updated_at"] = int(user.updated_at.timestamp())
+    if "email" in scopes and user.email:
+        claims["email"] = user.email
+        claims["email_verified"] = user.email_verified
+    return UserInfo(claims)
+
+
+class OpenIDCode(AuthlibOpenIDCode):  # type: ignore[misc]
+    """ID tokens signed RS256 by the active key; a client cannot choose another algorithm."""
+
+    def __init__(self, issuer: str, keys: KeyRingHolder, ttl: int) -> None:
+        super().__init__(require_nonce=False)
+        self.issuer = issuer
+        self.keys = keys
+        self.ttl = ttl
+
+    def exists_nonce(self, nonce: str, request: Any) -> bool:
+        return code_store.nonce_used(current_session(), request.payload.client_id, nonce)
+
+    def resolve_client_private_key(self, client: Any) -> KeySet:
+        return self.keys.current.signing_keys("RS256")
+
+    def get_client_algorithm(self, client: Any) -> str:
+        return "RS256"
+
+    def get_encode_header(self, client: Any) -> dict[str, str]:
+        # No kid here: joserfc takes it from the one key in the set.
+        return {"alg": "RS256", "typ": "JWT"}
+
+    def get_client_claims(self, client: Any) -> dict[str, Any]:
+        now = int(time.time())
+        return {"iss": self.issuer, "aud": client.get_client_id(), "iat": now, "exp": now + self.ttl}
+
+    def get_authorization_code_claims(self, authorization_code: StoredCode) -> dict[str, Any]:
+        claims: dict[str, Any] = super().get_authorization_code_claims(authorization_code)
+        if authorization_code.session_sid:
+            claims["sid"] = authorization_code.session_sid
+        return claims
+
+    def generate_user_info(self, user: StoredUser, scope: str) -> UserInfo:
+        return user_claims(user, scope)

@@ -1,0 +1,41 @@
+"""Verifying our own access tokens for ``/userinfo`` (OIDC Core §5.3, RFC 6750)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from joserfc import jwt
+from joserfc.errors import JoseError
+
+from ..keys.ring import KeyRing
+from ..storage import Session, grants as grant_store, users as user_store
+from ..storage.users import StoredUser
+
+
+class InvalidToken(Exception):
+    """The bearer token is malformed, not ours, expired, or revoked."""
+
+
+def verify_access_token(ring: KeyRing, issuer: str, token: str) -> dict[str, Any]:
+    """Signature, ``typ: at+jwt`` (RFC 9068 §4: never an ID token), issuer and expiry."""
+    try:
+        decoded = jwt.decode(token, ring.verification, algorithms=["RS256"])
+        if decoded.header.get("typ") != "at+jwt":
+            raise InvalidToken("not an access token")
+        jwt.JWTClaimsRegistry(
+            iss={"essential": True, "value": issuer}, exp={"essential": True}, sub={"essential": True}
+        ).validate(decoded.claims)
+    except (JoseError, ValueError, TypeError, UnicodeError) as exc:
+        raise InvalidToken(type(exc).__name__) from None
+    return dict(decoded.claims)
+
+
+def token_user(db: Session, claims: dict[str, Any]) -> StoredUser:
+    """The active user behind a verified token whose grant is still active."""
+    grant_id = claims.get("gid")
+    if not isinstance(grant_id, str) or not grant_store.is_active(db, grant_id):
+        raise InvalidToken("no active grant")
+    user = user_store.get_user_by_sub(db, str(claims["sub"]))
+    if user is None or user.disabled_at is not None:
+        raise InvalidToken("no active user")
+    return user

@@ -1,0 +1,137 @@
+"""Authorization codes: stored as digests, consumed atomically, never deleted on use.
+
+Consuming is one conditional ``UPDATE ... RETURNING``, so two concurrent redemptions of one
+code cannot both succeed (Authlib's default read-then-delete is not atomic). A consumed
+row stays until cleanup, so a replay is recognised and can revoke the grant it created.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import insert, select, update
+
+from . import Session
+from .base import utcnow
+from .models import AuthorizationCode
+
+
+def code_digest(code: str) -> bytes:
+    return hashlib.sha256(code.encode("utf-8")).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCode:
+    """A redeemed code's binding; implements Authlib's AuthorizationCodeMixin."""
+
+    client_id: str
+    user_id: int
+    grant_id: str
+    redirect_uri: str
+    scope: str
+    nonce: str | None
+    code_challenge: str
+    code_challenge_method: str
+    session_sid: str | None
+    auth_time: datetime
+    acr: str | None
+    amr: tuple[str, ...]
+
+    def get_redirect_uri(self) -> str:
+        return self.redirect_uri
+
+    def get_scope(self) -> str:
+        return self.scope
+
+    def get_nonce(self) -> str | None:
+        return self.nonce
+
+    def get_auth_time(self) -> int:
+        return int(self.auth_time.timestamp())
+
+    def get_acr(self) -> str | None:
+        return self.acr
+
+    def get_amr(self) -> list[str]:
+        return list(self.amr)
+
+
+_RETURNED = (
+    AuthorizationCode.client_id,
+    AuthorizationCode.user_id,
+    AuthorizationCode.grant_id,
+    AuthorizationCode.redirect_uri,
+    AuthorizationCode.scope,
+    AuthorizationCode.nonce,
+    AuthorizationCode.code_challenge,
+    AuthorizationCode.code_challenge_method,
+    AuthorizationCode.session_sid,
+    AuthorizationCode.auth_time,
+    AuthorizationCode.acr,
+    AuthorizationCode.amr,
+)
+
+
+def insert_code(session: Session, code: str, stored: StoredCode, *, expires_at: datetime) -> None:
+    session.execute(
+        insert(AuthorizationCode).values(
+            code_digest=code_digest(code),
+            client_id=stored.client_id,
+            user_id=stored.user_id,
+            grant_id=stored.grant_id,
+            redirect_uri=stored.redirect_uri,
+            scope=stored.scope,
+            nonce=stored.nonce,
+            code_challenge=stored.code_challenge,
+            code_challenge_method=stored.code_challenge_method,
+            session_sid=stored.session_sid,
+            auth_time=stored.auth_time,
+            acr=stored.acr,
+            amr=list(stored.amr),
+            created_at=utcnow(),
+            expires_at=expires_at,
+        )
+    )
+
+
+def consume(session: Session, code: str, client_id: str) -> StoredCode | None:
+    """Mark the code used and return it, if it is unused, unexpired and ``client_id``'s."""
+    now = utcnow()
+    row = session.execute(
+        update(AuthorizationCode)
+        .where(
+            AuthorizationCode.code_digest == code_digest(code),
+            AuthorizationCode.client_id == client_id,
+            AuthorizationCode.consumed_at.is_(None),
+            AuthorizationCode.expires_at > now,
+        )
+        .values(consumed_at=now)
+        .returning(*_RETURNED)
+    ).one_or_none()
+    if row is None:
+        return None
+    return StoredCode(**{**row._mapping, "amr": tuple(row.amr)})
+
+
+def replayed_grant(session: Session, code: str, client_id: str) -> str | None:
+    """The grant a code created if it was already consumed by ``client_id`` (a replay)."""
+    return session.execute(
+        select(AuthorizationCode.grant_id).where(
+            AuthorizationCode.code_digest == code_digest(code),
+            AuthorizationCode.client_id == client_id,
+            AuthorizationCode.consumed_at.is_not(None),
+        )
+    ).scalar_one_or_none()
+
+
+def nonce_used(session: Session, client_id: str, nonce: str) -> bool:
+    return (
+        session.execute(
+            select(AuthorizationCode.code_digest).where(
+                AuthorizationCode.client_id == client_id, AuthorizationCode.nonce == nonce
+            )
+        ).first()
+        is not None
+    )

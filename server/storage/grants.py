@@ -1,0 +1,52 @@
+"""Grants: the family of every token one authorization produced."""
+
+from __future__ import annotations
+
+from sqlalchemy import bindparam, insert, select, update
+
+from . import Session
+from .base import utcnow
+from .models import Grant
+
+_IS_ACTIVE = select(Grant.id).where(Grant.id == bindparam("id"), Grant.revoked_at.is_(None))
+
+
+def insert_grant(
+    session: Session, *, grant_id: str, client_id: str, user_id: int, scope: str, session_sid: str | None
+) -> None:
+    session.execute(
+        insert(Grant).values(
+            id=grant_id,
+            client_id=client_id,
+            user_id=user_id,
+            scope=scope,
+            session_sid=session_sid,
+            created_at=utcnow(),
+        )
+    )
+
+
+def is_active(session: Session, grant_id: str) -> bool:
+    return session.execute(_IS_ACTIVE, {"id": grant_id}).first() is not None
+
+
+def revoke(session: Session, grant_id: str, reason: str) -> bool:
+    """Revoke one grant; True if it was active."""
+    result = session.execute(
+        update(Grant)
+        .where(Grant.id == grant_id, Grant.revoked_at.is_(None))
+        .values(revoked_at=utcnow(), revoked_reason=reason)
+        .returning(Grant.id)
+    )
+    return result.first() is not None
+
+
+def revoke_for_session(session: Session, session_sid: str, reason: str) -> int:
+    """Revoke every grant bound to a browser session (logout); returns how many."""
+    result = session.execute(
+        update(Grant)
+        .where(Grant.session_sid == session_sid, Grant.revoked_at.is_(None))
+        .values(revoked_at=utcnow(), revoked_reason=reason)
+        .returning(Grant.id)
+    )
+    return len(result.all())

@@ -1,0 +1,99 @@
+"""Browser sessions (single sign-on). Looked up by the SHA-256 of the cookie token."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import bindparam, insert, select, update
+
+from . import Session
+from .base import utcnow
+from .models import BrowserSession
+
+_COLUMNS = (
+    BrowserSession.sid,
+    BrowserSession.user_id,
+    BrowserSession.auth_time,
+    BrowserSession.amr,
+    BrowserSession.acr,
+    BrowserSession.created_at,
+    BrowserSession.expires_at,
+)
+_LIVE = select(*_COLUMNS).where(
+    BrowserSession.token_digest == bindparam("digest"),
+    BrowserSession.ended_at.is_(None),
+    BrowserSession.expires_at > bindparam("now"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSession:
+    sid: str
+    user_id: int
+    auth_time: datetime
+    amr: tuple[str, ...]
+    acr: str
+    created_at: datetime
+    expires_at: datetime
+
+
+def insert_session(
+    session: Session,
+    *,
+    token_digest: bytes,
+    sid: str,
+    user_id: int,
+    auth_time: datetime,
+    amr: list[str],
+    acr: str,
+    expires_at: datetime,
+) -> StoredSession:
+    stored = StoredSession(
+        sid=sid,
+        user_id=user_id,
+        auth_time=auth_time,
+        amr=tuple(amr),
+        acr=acr,
+        created_at=utcnow(),
+        expires_at=expires_at,
+    )
+    session.execute(
+        insert(BrowserSession).values(
+            token_digest=token_digest,
+            sid=sid,
+            user_id=user_id,
+            auth_time=auth_time,
+            amr=amr,
+            acr=acr,
+            created_at=stored.created_at,
+            expires_at=expires_at,
+        )
+    )
+    return stored
+
+
+def get_live_session(session: Session, token_digest: bytes) -> StoredSession | None:
+    row = session.execute(_LIVE, {"digest": token_digest, "now": utcnow()}).one_or_none()
+    if row is None:
+        return None
+    return StoredSession(
+        sid=row.sid,
+        user_id=row.user_id,
+        auth_time=row.auth_time,
+        amr=tuple(row.amr),
+        acr=row.acr,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+    )
+
+
+def end_session(session: Session, token_digest: bytes) -> str | None:
+    """End the live session with this token; returns its sid, or None if there was none."""
+    result = session.execute(
+        update(BrowserSession)
+        .where(BrowserSession.token_digest == token_digest, BrowserSession.ended_at.is_(None))
+        .values(ended_at=utcnow())
+        .returning(BrowserSession.sid)
+    )
+    return result.scalar_one_or_none()

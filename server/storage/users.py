@@ -1,0 +1,108 @@
+"""User accounts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import bindparam, insert, select, update
+
+from . import Session
+from .base import utcnow
+from .models import User
+
+_COLUMNS = (
+    User.id,
+    User.sub,
+    User.username,
+    User.email,
+    User.email_verified,
+    User.name,
+    User.password_hash,
+    User.created_at,
+    User.updated_at,
+    User.disabled_at,
+)
+_BY_ID = select(*_COLUMNS).where(User.id == bindparam("id"))
+_BY_USERNAME = select(*_COLUMNS).where(User.username_key == bindparam("key"))
+_BY_SUB = select(*_COLUMNS).where(User.sub == bindparam("sub"))
+
+
+@dataclass(frozen=True, slots=True)
+class StoredUser:
+    id: int
+    sub: str
+    username: str
+    email: str | None
+    email_verified: bool
+    name: str | None
+    password_hash: str | None
+    created_at: datetime
+    updated_at: datetime
+    disabled_at: datetime | None
+
+    def get_user_id(self) -> str:
+        """Authlib's hook for ``sub``: the stable random identifier, never the username."""
+        return self.sub
+
+
+def username_key(username: str) -> str:
+    return username.strip().casefold()
+
+
+def insert_user(
+    session: Session,
+    *,
+    sub: str,
+    username: str,
+    email: str | None,
+    name: str | None,
+    password_hash: str | None,
+    email_verified: bool = False,
+) -> StoredUser:
+    now = utcnow()
+    result = session.execute(
+        insert(User)
+        .values(
+            sub=sub,
+            username=username,
+            username_key=username_key(username),
+            email=email,
+            email_key=email.casefold() if email else None,
+            email_verified=email_verified,
+            name=name,
+            password_hash=password_hash,
+            created_at=now,
+            updated_at=now,
+        )
+        .returning(*_COLUMNS)
+    )
+    return StoredUser(**result.one()._mapping)
+
+
+def get_user(session: Session, user_id: int) -> StoredUser | None:
+    row = session.execute(_BY_ID, {"id": user_id}).one_or_none()
+    return StoredUser(**row._mapping) if row else None
+
+
+def get_user_by_username(session: Session, username: str) -> StoredUser | None:
+    row = session.execute(_BY_USERNAME, {"key": username_key(username)}).one_or_none()
+    return StoredUser(**row._mapping) if row else None
+
+
+def get_user_by_sub(session: Session, sub: str) -> StoredUser | None:
+    row = session.execute(_BY_SUB, {"sub": sub}).one_or_none()
+    return StoredUser(**row._mapping) if row else None
+
+
+def username_or_email_taken(session: Session, username: str, email: str | None) -> str | None:
+    """Which of the two is already in use ("username" or "email"), or None."""
+    if session.execute(select(User.id).where(User.username_key == username_key(username))).first():
+        return "username"
+    if email and session.execute(select(User.id).where(User.email_key == email.casefold())).first():
+        return "email"
+    return None
+
+
+def set_password_hash(session: Session, user_id: int, password_hash: str) -> None:
+    session.execute(update(User).where(User.id == user_id).values(password_hash=password_hash, updated_at=utcnow()))

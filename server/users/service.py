@@ -1,0 +1,62 @@
+"""Creating accounts and checking passwords."""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+from ..storage import Session, audit, users as user_store
+from ..storage.users import StoredUser
+from .errors import UserError
+from .passwords import Passwords
+
+_USERNAME = re.compile(r"^[\w.@+-]{1,150}$")
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,189}\.[^@\s]+$")
+
+
+def validate_new_user(username: str, email: str | None, name: str | None) -> tuple[str, str | None, str | None]:
+    username = username.strip()
+    if not _USERNAME.match(username):
+        raise UserError("--username", "1 to 150 letters, digits and . @ + - _")
+    if email is not None:
+        email = email.strip()
+        if not _EMAIL.match(email) or len(email) > 254:
+            raise UserError("--email", f"{email!r} is not an email address")
+    if name is not None:
+        name = name.strip() or None
+        if name is not None and (len(name) > 200 or any(ord(c) < 0x20 for c in name)):
+            raise UserError("--name", "at most 200 printable characters")
+    return username, email or None, name
+
+
+def create_user(
+    session: Session,
+    *,
+    username: str,
+    email: str | None,
+    name: str | None,
+    password_hash: str | None,
+    email_verified: bool = False,
+) -> StoredUser:
+    """Store a new account; validate with :func:`validate_new_user` and hash the password first."""
+    taken = user_store.username_or_email_taken(session, username, email)
+    if taken:
+        raise UserError(f"--{taken}", f"that {taken} is already in use")
+    user = user_store.insert_user(
+        session,
+        sub=secrets.token_urlsafe(16),
+        username=username,
+        email=email,
+        name=name,
+        password_hash=password_hash,
+        email_verified=email_verified,
+    )
+    audit.record(session, "user.created", actor="admin", subject=user.sub, details={"username": username})
+    return user
+
+
+async def authenticate(passwords: Passwords, user: StoredUser | None, password: str) -> tuple[bool, str | None]:
+    """Check ``password`` for ``user`` (None: unknown, at the same cost); returns (ok, new hash)."""
+    usable = user if user is not None and user.disabled_at is None else None
+    result = await passwords.verify_async(usable.password_hash if usable else None, password)
+    return result.ok and usable is not None, result.rehash

@@ -1,0 +1,117 @@
+"""The sign-in pages: ``/authorize`` (GET and POST, OIDC Core §3.1.2.1), ``/login`` and ``/consent``.
+
+The UI contract (stable; outside tools drive the pages through it): the login form has
+inputs ``username`` and ``password`` and a ``button[type=submit]``; the consent form has
+``button[name=decision][value=allow]`` and ``[value=deny]``.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..oauth.authorize import Outcome
+from ..runtime import Runtime
+from ..users.service import authenticate
+from .forms import BodyTooLarge, FormError, parse_pairs, read_form
+
+_MAX_QUERY = 8192
+_BAD_REQUEST = (
+    "This request cannot be used",
+    "The sign-in request is malformed. Go back to the application and try again.",
+)
+
+
+async def authorize(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    pages = runtime.pages
+    try:
+        if request.method == "POST":
+            pairs = await read_form(request, runtime.settings.max_body_bytes)
+        else:
+            raw = request.scope.get("query_string", b"")
+            if len(raw) > _MAX_QUERY:
+                raise FormError("too long")
+            pairs = parse_pairs(raw.decode("latin-1"))
+    except (FormError, BodyTooLarge):
+        return pages.error(*_BAD_REQUEST)
+    browser, new_browser = pages.browser_token(request)
+    outcome = await runtime.authorizer.begin(pairs, pages.session_token(request), browser)
+    return _respond(runtime, outcome, browser, new_browser, redirect_status=302)
+
+
+async def login(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    pages = runtime.pages
+    form, browser = await _posted(request, runtime)
+    if form is None or browser is None:
+        return pages.error(*_FORBIDDEN, status=403)
+    handle = form.get("interaction", "")
+    found = await runtime.authorizer.interaction(handle, browser)
+    if found is None:
+        return pages.error("This sign-in has expired", "Go back to the application and sign in again.")
+    _stored, client_name = found
+    username = form.get("username", "").strip()[:150]
+    password = form.get("password", "")[:1024]
+    user = await runtime.authorizer.find_user(username) if username else None
+    ok, rehash = await authenticate(runtime.passwords, user, password)
+    if not ok or user is None:
+        context = {
+            "handle": handle,
+            "client_name": client_name,
+            "username": username,
+            "error": "That username and password do not match. Check them and try again.",
+        }
+        return pages.render("login.html", context, browser=browser, new_browser=False, status=401)
+    outcome = await runtime.authorizer.after_login(handle, browser, user, rehash, pages.session_token(request))
+    return _respond(runtime, outcome, browser, False, redirect_status=303)
+
+
+async def consent(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    pages = runtime.pages
+    form, browser = await _posted(request, runtime)
+    if form is None or browser is None:
+        return pages.error(*_FORBIDDEN, status=403)
+    decision = form.get("decision")
+    if decision not in ("allow", "deny"):
+        return pages.error(*_BAD_REQUEST)
+    outcome = await runtime.authorizer.decide(
+        form.get("interaction", ""), browser, pages.session_token(request), allow=decision == "allow"
+    )
+    return _respond(runtime, outcome, browser, False, redirect_status=303)
+
+
+_FORBIDDEN = (
+    "This form has expired",
+    "The page was open too long or came from somewhere else. Go back to the application and try again.",
+)
+
+
+async def _posted(request: Request, runtime: Runtime) -> tuple[dict[str, str] | None, str | None]:
+    """The form of a POST whose CSRF token matches this browser, else (None, None)."""
+    try:
+        pairs = await read_form(request, runtime.settings.max_body_bytes)
+    except (FormError, BodyTooLarge):
+        return None, None
+    form = dict(pairs)
+    browser = request.cookies.get(runtime.pages.browser_cookie)
+    if not runtime.csrf.valid(browser, form.get("csrf_token")):
+        return None, None
+    return form, browser
+
+
+def _respond(runtime: Runtime, outcome: Outcome, browser: str, new_browser: bool, *, redirect_status: int) -> Response:
+    pages = runtime.pages
+    if outcome.redirect is not None:
+        response = pages.redirect(outcome.redirect, status=redirect_status)
+        if new_browser:
+            pages.set_browser(response, browser)
+    else:
+        assert outcome.page is not None
+        response = pages.render(
+            outcome.page, outcome.context, browser=browser, new_browser=new_browser, status=outcome.status
+        )
+    if outcome.session_token is not None:
+        pages.set_session(response, outcome.session_token)
+    return response
