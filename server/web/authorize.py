@@ -62,7 +62,8 @@ async def login(request: Request) -> Response:
             "username": username,
             "error": "That username and password do not match. Check them and try again.",
         }
-        return pages.render("login.html", context, browser=browser, new_browser=False, status=401)
+        # 200, not 401: a 401 must carry WWW-Authenticate (RFC 9110 §15.5.2), which a form cannot.
+        return pages.render("login.html", context, browser=browser, new_browser=False)
     outcome = await runtime.authorizer.after_login(handle, browser, user, rehash, pages.session_token(request))
     return _respond(runtime, outcome, browser, False, redirect_status=303)
 

@@ -197,3 +197,110 @@ def test_port_in_use_is_reported(database: TestDatabase, tmp_path: Path, port_in
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{settings.port}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_users_create_then_sign_in_through_the_served_process(database: TestDatabase, tmp_path: Path) -> None:
+    from tests.oidc import REDIRECT_URI, Flow, query_of
+
+    settings = make_settings(database, tmp_path)
+    env = ostiary_env(settings, OSTIARY_ARGON2_TIME_COST="2", OSTIARY_ARGON2_MEMORY_KIB="19456")
+    created = subprocess.run(
+        [
+            *ostiary_command(),
+            "users",
+            "create",
+            "--username",
+            "carol",
+            "--email",
+            "carol@example.com",
+            "--password-stdin",
+        ],
+        input="a long enough passphrase\n",
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert created.returncode == 0, created.stderr
+    rp = run_ostiary(
+        [
+            "clients",
+            "create",
+            "--name",
+            "rp",
+            "--grant-type",
+            "authorization_code",
+            "--scope",
+            "openid",
+            "--redirect-uri",
+            REDIRECT_URI,
+            "--first-party",
+            "--json",
+        ],
+        env,
+        cwd=tmp_path,
+    )
+    assert rp.returncode == 0, rp.stderr
+    client = json.loads(rp.stdout)
+    with serving(settings, tmp_path, **env) as (base, _):
+        flow = Flow.start(client["client_id"])
+        with httpx.Client(base_url=base) as http:
+            page = http.get("/authorize", params=flow.params(scope="openid"))
+            from tests.oidc import forms_of
+
+            (form,) = forms_of(page.text)
+            done = http.post(
+                form.action, data={**form.fields, "username": "carol", "password": "a long enough passphrase"}
+            )
+            assert done.status_code == 303, done.text
+            code = query_of(done.headers["location"])["code"]
+            tokens = http.post(
+                "/token", data=flow.token_form(code), auth=(client["client_id"], client["client_secret"])
+            ).json()
+    claims = jwt.decode(tokens["id_token"], options={"verify_signature": False})
+    assert claims["aud"] == client["client_id"]
+
+
+@pytest.mark.parametrize(
+    "args, stdin, named",
+    [
+        (["--username", "dave", "--password-stdin"], "short\n", "password"),
+        (["--username", "dave", "--password-stdin"], "dave\n", "password"),
+        (["--username", "has space", "--password-stdin"], "a long enough passphrase\n", "--username"),
+        (
+            ["--username", "dave", "--email", "not-an-email", "--password-stdin"],
+            "a long enough passphrase\n",
+            "--email",
+        ),
+        (["--username", "dave"], "", "--password-stdin"),
+    ],
+)
+def test_users_create_refuses_bad_input_naming_it(
+    database: TestDatabase, tmp_path: Path, args: list[str], stdin: str, named: str
+) -> None:
+    settings = make_settings(database, tmp_path)
+    result = subprocess.run(
+        [*ostiary_command(), "users", "create", *args],
+        input=stdin,
+        env=ostiary_env(settings),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert named in result.stderr and "Traceback" not in result.stderr
+
+
+def test_users_create_refuses_a_taken_username(database: TestDatabase, tmp_path: Path) -> None:
+    settings = make_settings(database, tmp_path)
+    command = [*ostiary_command(), "users", "create", "--username", "Erin", "--password-stdin"]
+    options = {"env": ostiary_env(settings), "cwd": tmp_path, "capture_output": True, "text": True, "timeout": 60}
+    assert subprocess.run(command, input="a long enough passphrase\n", check=False, **options).returncode == 0
+    again = [*ostiary_command(), "users", "create", "--username", "erin", "--password-stdin"]
+    second = subprocess.run(again, input="a long enough passphrase\n", check=False, **options)
+    assert second.returncode == 2
+    assert "--username" in second.stderr and "already in use" in second.stderr
