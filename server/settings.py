@@ -56,6 +56,11 @@ class Settings:
     id_token_ttl: int = 3600
     auth_code_ttl: int = 60
     session_ttl: int = 86400
+    refresh_token_idle_ttl: int = 30 * 86400
+    refresh_family_ttl: int = 90 * 86400
+    refresh_reuse_grace_seconds: int = 0
+    refresh_reuse_grace_count: int = 0
+    cleanup_interval: int = 3600
     interaction_ttl: int = 900
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
@@ -100,6 +105,19 @@ class Settings:
             "access_token_ttl": reader.get("OSTIARY_ACCESS_TOKEN_TTL", _duration(60, 86400), cls.access_token_ttl),
             "id_token_ttl": reader.get("OSTIARY_ID_TOKEN_TTL", _duration(60, 86400), cls.id_token_ttl),
             "auth_code_ttl": reader.get("OSTIARY_AUTH_CODE_TTL", _duration(10, 600), cls.auth_code_ttl),
+            "refresh_token_idle_ttl": reader.get(
+                "OSTIARY_REFRESH_TOKEN_IDLE_TTL", _duration(60, 365 * 86400), cls.refresh_token_idle_ttl
+            ),
+            "refresh_family_ttl": reader.get(
+                "OSTIARY_REFRESH_FAMILY_TTL", _duration(60, 3650 * 86400), cls.refresh_family_ttl
+            ),
+            "refresh_reuse_grace_seconds": reader.get(
+                "OSTIARY_REFRESH_REUSE_GRACE_SECONDS", _duration(0, 300), cls.refresh_reuse_grace_seconds
+            ),
+            "refresh_reuse_grace_count": reader.get(
+                "OSTIARY_REFRESH_REUSE_GRACE_COUNT", _int_range(0, 1000), cls.refresh_reuse_grace_count
+            ),
+            "cleanup_interval": reader.get("OSTIARY_CLEANUP_INTERVAL", _duration(0, 7 * 86400), cls.cleanup_interval),
             "session_ttl": reader.get("OSTIARY_SESSION_TTL", _duration(300, 90 * 86400), cls.session_ttl),
             "interaction_ttl": reader.get("OSTIARY_INTERACTION_TTL", _duration(60, 86400), cls.interaction_ttl),
             # OWASP's Argon2id minimum is t=2, m=19 MiB, p=1; the defaults are RFC 9106's second choice.

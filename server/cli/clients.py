@@ -38,6 +38,9 @@ def add_parser(commands: Any) -> None:
     )
     create.add_argument("--public", action="store_true", help="no secret: a browser or native app (PKCE only)")
     create.add_argument("--first-party", action="store_true", help="trusted: users are not asked for consent")
+    create.add_argument(
+        "--introspection", action="store_true", help="a resource server: may introspect any token (RFC 7662)"
+    )
     create.add_argument("--json", action="store_true", help="print JSON")
     create.set_defaults(run=run_create)
 
@@ -72,6 +75,7 @@ async def _create(settings: Settings, args: argparse.Namespace) -> tuple[StoredC
                 post_logout_redirect_uris=args.post_logout_redirect_uris,
                 public=args.public,
                 first_party=args.first_party,
+                introspection=args.introspection,
             )
         )
 
@@ -105,6 +109,7 @@ def _describe(client: StoredClient) -> dict[str, Any]:
         "post_logout_redirect_uris": list(client.post_logout_redirect_uris),
         "public": client.is_public,
         "first_party": client.first_party,
+        "introspection": client.introspection,
         "created_at": client.created_at.isoformat(),
         "disabled": client.disabled_at is not None,
     }

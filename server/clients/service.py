@@ -13,7 +13,7 @@ from .errors import ClientRegistrationError
 from .secrets import new_client_id, new_client_secret, secret_digest
 
 #: Grant types a client may be registered for.
-GRANT_TYPES = ("client_credentials", "authorization_code")
+GRANT_TYPES = ("client_credentials", "authorization_code", "refresh_token")
 
 # RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
 _SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]{1,128}$")
@@ -30,6 +30,7 @@ def register_client(
     post_logout_redirect_uris: Iterable[str] = (),
     public: bool = False,
     first_party: bool = False,
+    introspection: bool = False,
 ) -> tuple[client_store.StoredClient, str | None]:
     """Validate and store a client; returns it and its secret (shown once; None if public).
 
@@ -40,6 +41,10 @@ def register_client(
     uris = _unique(_redirect_uri(uri) for uri in redirect_uris)
     if "authorization_code" in granted and not uris:
         raise ClientRegistrationError("--redirect-uri", "the authorization_code grant needs at least one")
+    if "refresh_token" in granted and "authorization_code" not in granted:
+        raise ClientRegistrationError("--grant-type", "refresh_token comes with authorization_code")
+    if public and introspection:
+        raise ClientRegistrationError("--introspection", "a public client cannot authenticate to introspect")
     if public and "client_credentials" in granted:
         raise ClientRegistrationError("--grant-type", "a public client cannot use client_credentials")
     secret = None if public else new_client_secret()
@@ -57,6 +62,7 @@ def register_client(
             _redirect_uri(uri, "--post-logout-redirect-uri") for uri in post_logout_redirect_uris
         ),
         first_party=first_party,
+        introspection=introspection,
     )
     client_store.insert_client(session, client)
     audit.record(session, "client.created", actor="admin", subject=client.client_id, details={"name": client.name})

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from authlib.oauth2.rfc6749 import OAuth2Payload, OAuth2Request
 
 from ..storage import Session
+from ..storage.errors import is_retryable
 
 T = TypeVar("T")
 
@@ -82,6 +83,8 @@ class OstiaryRequest(OAuth2Request):  # type: ignore[misc]
         self.sign_in: Any = None
         #: the browser's session cookie (logout ends that session)
         self.browser_session_token: str | None = None
+        #: the client's address, for audit events
+        self.client_ip: str | None = None
         #: writes that must be committed even when the request fails (e.g. revoking the
         #: grant of a replayed code), each run in a transaction of its own afterwards
         self.after_failure: list[Callable[[Session], object]] = []
@@ -108,9 +111,22 @@ async def call_in_session(
     sessionmaker: Callable[[], Any],
     request: OstiaryRequest,
     call: Callable[[], OAuthResponse],
+    *,
+    attempts: int = 3,
 ) -> OAuthResponse:
-    """Run one Authlib call in one transaction: commit on success, roll back on error."""
-    return await run_in_session(sessionmaker, request, call, succeeded=lambda r: r.status < 400)
+    """Run one Authlib call in one transaction: commit on success, roll back on error.
+
+    A transaction that loses a race on PostgreSQL (serialization failure, deadlock) is run
+    again from the start, up to ``attempts`` times; the client never sees it.
+    """
+    for attempt in range(attempts):
+        try:
+            return await run_in_session(sessionmaker, request, call, succeeded=lambda r: r.status < 400)
+        except Exception as error:
+            if attempt + 1 == attempts or not is_retryable(error):
+                raise
+            request.after_failure.clear()
+    raise AssertionError("unreachable")
 
 
 async def run_in_session(

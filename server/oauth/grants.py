@@ -7,12 +7,14 @@ from typing import Any
 
 from authlib.oauth2.rfc6749 import grants
 
-from ..storage import codes as code_store, grants as grant_store, users as user_store
+from ..storage import codes as code_store, grants as grant_store, refresh as refresh_store, users as user_store
 from ..storage.base import utcnow
 from ..storage.codes import StoredCode
+from ..storage.refresh import Failure, FamilyToken
 from ..storage.users import StoredUser
 from .bridge import OstiaryRequest, current_session
 from .clients import SECRET_METHODS, OAuthClient
+from .families import ReuseReport, revoke_for_reuse
 from .resources import validate_resources
 
 
@@ -80,3 +82,43 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
         if user is None or user.disabled_at is not None:
             return None
         return user
+
+
+class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
+    """RFC 6749 §6 with rotation and reuse detection (RFC 9700 §4.14.2).
+
+    ``authenticate_refresh_token`` consumes the token in one atomic statement. A token that
+    was already consumed revokes its family, unless it is the family head's predecessor
+    presented again within ``OSTIARY_REFRESH_REUSE_GRACE_SECONDS`` by the same client (a
+    lost response): then a new token is minted in the same family.
+    """
+
+    TOKEN_ENDPOINT_AUTH_METHODS = [*SECRET_METHODS, "none"]
+    INCLUDE_NEW_REFRESH_TOKEN = True
+    GRACE_SECONDS = 0
+    GRACE_COUNT = 0
+
+    def authenticate_refresh_token(self, refresh_token: str) -> FamilyToken | None:
+        if len(refresh_token) > 256:
+            return None
+        db = current_session()
+        client_id = self.request.client.get_client_id()
+        token = refresh_store.consume(db, refresh_token, client_id)
+        if token is not None:
+            return token
+        diagnosis = refresh_store.diagnose(db, refresh_token, client_id, grace_seconds=self.GRACE_SECONDS)
+        if diagnosis.failure is Failure.GRACE:
+            token = refresh_store.use_grace(db, refresh_token, client_id, max_uses=self.GRACE_COUNT)
+            if token is not None:
+                return token
+        if diagnosis.failure in (Failure.GRACE, Failure.REUSE):
+            report = ReuseReport(diagnosis, self.request.client_ip, self.request.headers.get("user-agent"))
+            self.request.after_failure.append(lambda s: revoke_for_reuse(s, report))
+        return None
+
+    def authenticate_user(self, refresh_token: FamilyToken) -> StoredUser:
+        return refresh_token.user
+
+    def revoke_old_credential(self, refresh_token: FamilyToken) -> None:
+        # Already consumed by authenticate_refresh_token, atomically.
+        return None

@@ -19,15 +19,19 @@ def server_metadata(settings: Settings) -> dict[str, Any]:
         "token_endpoint": settings.endpoint("/token"),
         "userinfo_endpoint": settings.endpoint("/userinfo"),
         "end_session_endpoint": settings.endpoint("/logout"),
+        "revocation_endpoint": settings.endpoint("/revoke"),
+        "revocation_endpoint_auth_methods_supported": [*SECRET_METHODS, "none"],
+        "introspection_endpoint": settings.endpoint("/introspect"),
+        "introspection_endpoint_auth_methods_supported": list(SECRET_METHODS),
         "jwks_uri": settings.endpoint("/jwks"),
-        "grant_types_supported": ["authorization_code", "client_credentials"],
+        "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token"],
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "token_endpoint_auth_methods_supported": [*SECRET_METHODS, "none"],
         "code_challenge_methods_supported": ["S256"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256"],
-        "scopes_supported": ["openid", *SCOPE_CLAIMS],
+        "scopes_supported": ["openid", *SCOPE_CLAIMS, "offline_access"],
         "claims_supported": sorted(
             {"sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid"}
             | {claim for claims in SCOPE_CLAIMS.values() for claim in claims}

@@ -12,6 +12,7 @@ from joserfc.jwk import KeySet
 from ..keys.holder import KeyRingHolder
 from ..storage import codes as code_store
 from ..storage.codes import StoredCode
+from ..storage.refresh import FamilyToken
 from ..storage.users import StoredUser
 from .bridge import current_session
 
@@ -61,7 +62,7 @@ class OpenIDCode(AuthlibOpenIDCode):  # type: ignore[misc]
         now = int(time.time())
         return {"iss": self.issuer, "aud": client.get_client_id(), "iat": now, "exp": now + self.ttl}
 
-    def get_authorization_code_claims(self, authorization_code: StoredCode) -> dict[str, Any]:
+    def get_authorization_code_claims(self, authorization_code: StoredCode | FamilyToken) -> dict[str, Any]:
         claims: dict[str, Any] = super().get_authorization_code_claims(authorization_code)
         if authorization_code.session_sid:
             claims["sid"] = authorization_code.session_sid
@@ -69,3 +70,17 @@ class OpenIDCode(AuthlibOpenIDCode):  # type: ignore[misc]
 
     def generate_user_info(self, user: StoredUser, scope: str) -> UserInfo:
         return user_claims(user, scope)
+
+
+class OpenIDRefresh(OpenIDCode):
+    """A new ID token with every refresh when ``openid`` was granted (OIDC Core §12.2):
+    same ``sub``, the original ``auth_time``/``acr``/``amr``, no ``nonce``."""
+
+    def __call__(self, grant: Any) -> None:
+        grant.register_hook("after_create_token_response", self.process_token)
+
+    def get_compatible_claims(self, request: Any) -> dict[str, Any]:
+        claims: dict[str, Any] = super().get_compatible_claims(request)
+        if request.refresh_token is not None:
+            claims.update(self.get_authorization_code_claims(request.refresh_token))
+        return claims

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 from authlib.oauth2 import AuthorizationServer
@@ -10,14 +11,16 @@ from authlib.oauth2.rfc6749.errors import InvalidClientError
 from ..clients.cache import ClientCache
 from ..keys.holder import KeyRingHolder
 from ..settings import Settings
-from ..storage import clients as client_store, grants as grant_store
+from ..storage import clients as client_store, grants as grant_store, refresh as refresh_store
+from ..storage.base import utcnow
 from .bridge import OAuthResponse, OstiaryRequest, current_session
 from .client_auth import authenticate_basic, authenticate_post
 from .clients import OAuthClient
 from .end_session import EndSession
-from .grants import AuthorizationCodeGrant, ClientCredentialsGrant
-from .openid import OpenIDCode
+from .grants import AuthorizationCodeGrant, ClientCredentialsGrant, RefreshTokenGrant
+from .openid import OpenIDCode, OpenIDRefresh
 from .pkce import S256CodeChallenge
+from .token_endpoints import Introspection, Revocation
 from .tokens import AccessTokenGenerator
 
 
@@ -34,7 +37,18 @@ class OstiaryAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         self.register_grant(
             code_grant, [OpenIDCode(settings.issuer, keys, settings.id_token_ttl), S256CodeChallenge(required=True)]
         )
+        refresh_grant = type(
+            "RefreshGrant",
+            (RefreshTokenGrant,),
+            {
+                "GRACE_SECONDS": settings.refresh_reuse_grace_seconds,
+                "GRACE_COUNT": settings.refresh_reuse_grace_count,
+            },
+        )
+        self.register_grant(refresh_grant, [OpenIDRefresh(settings.issuer, keys, settings.id_token_ttl)])
         self.register_endpoint(EndSession(self, keys))
+        self.register_endpoint(Revocation(self, keys, settings.issuer))
+        self.register_endpoint(Introspection(self, keys, settings.issuer))
 
     def authenticate_client(self, request: OstiaryRequest, methods: list[str], endpoint: str = "token") -> OAuthClient:
         try:
@@ -51,22 +65,49 @@ class OstiaryAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         return OAuthClient(stored)
 
     def save_token(self, token: dict[str, Any], request: OstiaryRequest) -> None:
-        """Record the grant a code exchange creates; JWT access tokens themselves are not stored.
+        """Record what a user-bound token needs; JWT access tokens themselves are not stored.
 
-        A grant without ``offline_access`` is bound to the browser session it came from,
-        so signing out ends it (and the tokens it issued).
+        A code exchange creates the grant (the family); a refresh adds the new refresh token
+        to its family and makes it the head. A family without ``offline_access`` is bound
+        to the browser session it came from, so signing out ends it.
         """
-        code = request.authorization_code
-        if code is None:
-            return
-        scope = token.get("scope", "")
-        grant_store.insert_grant(
-            current_session(),
-            grant_id=code.grant_id,
-            client_id=code.client_id,
-            user_id=code.user_id,
-            scope=scope,
-            session_sid=None if "offline_access" in scope.split() else code.session_sid,
+        db = current_session()
+        now = utcnow()
+        code, family = request.authorization_code, request.refresh_token
+        refresh_token = token.get("refresh_token")
+        if code is not None:
+            scope = token.get("scope", "")
+            family_expires = now + timedelta(seconds=self.settings.refresh_family_ttl)
+            grant_store.insert_grant(
+                db,
+                grant_id=code.grant_id,
+                client_id=code.client_id,
+                user_id=code.user_id,
+                scope=scope,
+                session_sid=None if "offline_access" in scope.split() else code.session_sid,
+                expires_at=family_expires,
+                auth_time=code.auth_time,
+                acr=code.acr,
+                amr=list(code.amr),
+                head_generation=1 if refresh_token else 0,
+            )
+            if refresh_token:
+                self._store_refresh(db, refresh_token, code.grant_id, code.client_id, 1, family_expires)
+        elif family is not None and refresh_token:
+            generation = family.generation + 1
+            self._store_refresh(
+                db, refresh_token, family.grant_id, family.client_id, generation, family.family_expires_at
+            )
+            if not family.grace:
+                refresh_store.advance_head(db, family.grant_id, generation)
+
+    def _store_refresh(
+        self, db: Any, token: str, grant_id: str, client_id: str, generation: int, family_expires: datetime | None
+    ) -> None:
+        idle = utcnow() + timedelta(seconds=self.settings.refresh_token_idle_ttl)
+        expires_at = min(idle, family_expires) if family_expires else idle
+        refresh_store.insert_token(
+            db, token, grant_id=grant_id, client_id=client_id, generation=generation, expires_at=expires_at
         )
 
     def create_oauth2_request(self, request: OstiaryRequest) -> OstiaryRequest:

@@ -10,6 +10,7 @@ from joserfc.jwk import KeySet
 
 from ..keys.holder import KeyRingHolder
 from ..storage.codes import StoredCode
+from ..storage.refresh import FamilyToken
 from .bridge import current_request
 from .clients import OAuthClient
 from .resources import audiences_for
@@ -17,7 +18,12 @@ from .resources import audiences_for
 
 class AccessTokenGenerator(JWTBearerTokenGenerator):  # type: ignore[misc]
     def __init__(self, issuer: str, keys: KeyRingHolder, ttl: int) -> None:
-        super().__init__(issuer, alg="RS256", expires_generator=lambda _client, _grant: ttl)
+        super().__init__(
+            issuer,
+            alg="RS256",
+            expires_generator=lambda _client, _grant: ttl,
+            refresh_token_generator=lambda **_: secrets.token_urlsafe(32),  # 256 bits, opaque
+        )
         self.keys = keys
 
     def get_jwks(self) -> KeySet:
@@ -37,22 +43,26 @@ class AccessTokenGenerator(JWTBearerTokenGenerator):  # type: ignore[misc]
         # gid: the grant the token descends from, so revoking the grant (a replayed code,
         # a reused refresh token, a logout) makes the token inactive at userinfo and
         # introspection. Absent for client_credentials.
-        code = _code()
-        return {"gid": code.grant_id} if code is not None else {}
+        origin = _origin()
+        return {"gid": origin.grant_id} if origin is not None else {}
 
     def get_auth_time(self, user: Any) -> int | None:
-        code = _code()
-        return code.get_auth_time() if code is not None else None
+        origin = _origin()
+        return origin.get_auth_time() if origin is not None else None
 
     def get_acr(self, user: Any) -> str | None:
-        code = _code()
-        return code.acr if code is not None else None
+        origin = _origin()
+        return origin.get_acr() if origin is not None else None
 
     def get_amr(self, user: Any) -> list[str] | None:
-        code = _code()
-        return code.get_amr() if code is not None else None
+        origin = _origin()
+        return origin.get_amr() if origin is not None else None
 
 
-def _code() -> StoredCode | None:
+def _origin() -> StoredCode | FamilyToken | None:
+    """The code or refresh token a user-bound token is issued from."""
     request = current_request()
-    return request.authorization_code if request is not None else None
+    if request is None:
+        return None
+    origin: StoredCode | FamilyToken | None = request.authorization_code or request.refresh_token
+    return origin

@@ -8,7 +8,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 
 from ..keys.ring import KeyRing
-from ..storage import Session, grants as grant_store, users as user_store
+from ..storage import Session, denylist, grants as grant_store, users as user_store
 from ..storage.users import StoredUser
 
 
@@ -31,10 +31,12 @@ def verify_access_token(ring: KeyRing, issuer: str, token: str) -> dict[str, Any
 
 
 def token_user(db: Session, claims: dict[str, Any]) -> StoredUser:
-    """The active user behind a verified token whose grant is still active."""
+    """The active user behind a verified token that is not revoked and whose grant is active."""
     grant_id = claims.get("gid")
     if not isinstance(grant_id, str) or not grant_store.is_active(db, grant_id):
         raise InvalidToken("no active grant")
+    if denylist.is_revoked(db, str(claims.get("jti"))):
+        raise InvalidToken("revoked")
     user = user_store.get_user_by_sub(db, str(claims["sub"]))
     if user is None or user.disabled_at is not None:
         raise InvalidToken("no active user")

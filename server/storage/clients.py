@@ -20,6 +20,7 @@ _BY_ID = select(
     Client.audiences,
     Client.post_logout_redirect_uris,
     Client.first_party,
+    Client.introspection,
     Client.created_at,
     Client.disabled_at,
 ).where(Client.client_id == bindparam("client_id"))
@@ -40,6 +41,7 @@ class StoredClient:
     disabled_at: datetime | None
     post_logout_redirect_uris: tuple[str, ...] = ()
     first_party: bool = False
+    introspection: bool = False
 
     @property
     def is_public(self) -> bool:
@@ -68,6 +70,7 @@ def insert_client(session: Session, client: StoredClient) -> None:
             audiences=list(client.audiences),
             post_logout_redirect_uris=list(client.post_logout_redirect_uris),
             first_party=client.first_party,
+            introspection=client.introspection,
             created_at=client.created_at,
             disabled_at=client.disabled_at,
         )
@@ -86,6 +89,7 @@ def _snapshot(row: object) -> StoredClient:
         audiences=tuple(r["audiences"]),
         post_logout_redirect_uris=tuple(r["post_logout_redirect_uris"]),
         first_party=bool(r["first_party"]),
+        introspection=bool(r["introspection"]),
         created_at=r["created_at"],
         disabled_at=r["disabled_at"],
     )

@@ -22,3 +22,15 @@ def is_unavailable(error: BaseException) -> bool:
 
 #: Exception types that may mean "unavailable"; handlers still ask :func:`is_unavailable`.
 UNAVAILABLE_TYPES: tuple[type[BaseException], ...] = (sa_exc.DBAPIError, sa_exc.TimeoutError, OSError)
+
+
+_RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization failure, deadlock
+
+
+def is_retryable(error: BaseException) -> bool:
+    """A transaction that lost a race and may simply be run again."""
+    if not isinstance(error, sa_exc.DBAPIError):
+        return False
+    original = error.orig
+    state = getattr(original, "sqlstate", None) or getattr(getattr(original, "__cause__", None), "sqlstate", None)
+    return state in _RETRYABLE_SQLSTATES

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import bindparam, insert, select, update
 
 from . import Session
@@ -12,16 +14,32 @@ _IS_ACTIVE = select(Grant.id).where(Grant.id == bindparam("id"), Grant.revoked_a
 
 
 def insert_grant(
-    session: Session, *, grant_id: str, client_id: str, user_id: int, scope: str, session_sid: str | None
+    session: Session,
+    *,
+    grant_id: str,
+    client_id: str,
+    user_id: int,
+    scope: str,
+    session_sid: str | None,
+    expires_at: datetime,
+    auth_time: datetime | None = None,
+    acr: str | None = None,
+    amr: list[str] | None = None,
+    head_generation: int = 0,
 ) -> None:
     session.execute(
         insert(Grant).values(
+            head_generation=head_generation,
             id=grant_id,
             client_id=client_id,
             user_id=user_id,
             scope=scope,
             session_sid=session_sid,
             created_at=utcnow(),
+            expires_at=expires_at,
+            auth_time=auth_time,
+            acr=acr,
+            amr=amr or [],
         )
     )
 
@@ -50,3 +68,20 @@ def revoke_for_session(session: Session, session_sid: str, reason: str) -> int:
         .returning(Grant.id)
     )
     return len(result.all())
+
+
+def revoke_for_user(session: Session, user_id: int, reason: str) -> int:
+    """Revoke every grant of a user (password change or reset, admin action)."""
+    result = session.execute(
+        update(Grant)
+        .where(Grant.user_id == user_id, Grant.revoked_at.is_(None))
+        .values(revoked_at=utcnow(), revoked_reason=reason)
+        .returning(Grant.id)
+    )
+    return len(result.all())
+
+
+def owner(session: Session, grant_id: str) -> tuple[str, int] | None:
+    """``(client_id, user_id)`` of a grant."""
+    row = session.execute(select(Grant.client_id, Grant.user_id).where(Grant.id == grant_id)).one_or_none()
+    return (row.client_id, row.user_id) if row else None

@@ -25,6 +25,8 @@ class Client(Base):
     audiences: Mapped[list[str]] = mapped_column(JSON)
     post_logout_redirect_uris: Mapped[list[str]] = mapped_column(JSON, server_default=text("'[]'"))
     first_party: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    #: a resource server: may introspect any token, not only its own
+    introspection: Mapped[bool] = mapped_column(Boolean, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
@@ -143,6 +145,14 @@ class Grant(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     revoked_reason: Mapped[str | None] = mapped_column(String(64))
+    #: absolute lifetime of the family: no refresh token of it outlives this
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    #: the original authentication, carried into refreshed ID tokens (OIDC Core §12.2)
+    auth_time: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    acr: Mapped[str | None] = mapped_column(String(64))
+    amr: Mapped[list[str]] = mapped_column(JSON, server_default=text("'[]'"))
+    #: generation of the newest refresh token; its predecessor is the only grace candidate
+    head_generation: Mapped[int] = mapped_column(Integer, server_default=text("0"))
 
 
 class AuthorizationCode(Base):
@@ -170,6 +180,51 @@ class AuthorizationCode(Base):
     consumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
+class RefreshToken(Base):
+    """A rotating refresh token: 256 random bits, kept as SHA-256, consumed on use.
+
+    Every token belongs to a grant (its family, RFC 9700 §4.14.2). Consumed rows stay
+    until cleanup so a replay is recognised, and revokes the family.
+    """
+
+    __tablename__ = "refresh_tokens"
+
+    token_digest: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    grant_id: Mapped[str] = mapped_column(ForeignKey("grants.id", ondelete="CASCADE"), index=True)
+    client_id: Mapped[str] = mapped_column(String(64))
+    generation: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    consumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: times this token was presented again inside the grace window after being consumed
+    grace_uses: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+
+
+class RevokedAccessToken(Base):
+    """The deny list of revoked JWT access tokens (RFC 7009), kept until they expire."""
+
+    __tablename__ = "revoked_access_tokens"
+
+    jti: Mapped[str] = mapped_column(String(128), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class MailOutbox(Base):
+    """Mail waiting to be sent: written in the transaction of what caused it, so nothing is lost."""
+
+    __tablename__ = "mail_outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    recipient: Mapped[str] = mapped_column(String(254))
+    template: Mapped[str] = mapped_column(String(64))
+    context: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
 class Consent(Base):
     """Scopes a user has granted a client, remembered so consent is asked once."""
 
@@ -190,6 +245,9 @@ __all__ = [
     "Consent",
     "Grant",
     "Interaction",
+    "MailOutbox",
+    "RefreshToken",
+    "RevokedAccessToken",
     "SigningKey",
     "User",
 ]

@@ -31,8 +31,37 @@ async def token(request: Request) -> Response:
         # RFC 6749 §2.3: a client MUST NOT use more than one authentication method.
         return oauth_error("invalid_request", "Use one client authentication method, not two.")
     oauth_request = OstiaryRequest("POST", runtime.token_uri, request.headers, form)
+    oauth_request.client_ip = request.client.host if request.client else None
     response = await call_in_session(
         runtime.sessionmaker, oauth_request, lambda: runtime.oauth.create_token_response(oauth_request)
+    )
+    return from_oauth(response)
+
+
+async def revoke(request: Request) -> Response:
+    """``POST /revoke`` (RFC 7009)."""
+    return await _endpoint(request, "revocation", "/revoke")
+
+
+async def introspect(request: Request) -> Response:
+    """``POST /introspect`` (RFC 7662)."""
+    return await _endpoint(request, "introspection", "/introspect")
+
+
+async def _endpoint(request: Request, name: str, path: str) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    try:
+        form = await read_form(request, runtime.settings.max_body_bytes)
+    except BodyTooLarge:
+        return oauth_error("invalid_request", "The request body is too large.", 413)
+    except FormError as exc:
+        return oauth_error("invalid_request", str(exc))
+    duplicate = repeated(form)
+    if duplicate is not None:
+        return oauth_error("invalid_request", f"The parameter {duplicate} is repeated.")
+    oauth_request = OstiaryRequest("POST", runtime.settings.endpoint(path), request.headers, form)
+    response = await call_in_session(
+        runtime.sessionmaker, oauth_request, lambda: runtime.oauth.create_endpoint_response(name, oauth_request)
     )
     return from_oauth(response)
 

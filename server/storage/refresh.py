@@ -1,0 +1,327 @@
+"""Refresh tokens in families: consume atomically, classify failures, rotate.
+
+The hot path is one statement: ``UPDATE refresh_tokens ... FROM grants, users ...
+WHERE <unused, unexpired, this client's, family and user active> RETURNING`` consumes the
+presented token and returns everything the new tokens need. Two concurrent refreshes of
+one token cannot both match ``consumed_at IS NULL``: on PostgreSQL the second waits for the
+first's row lock, then finds it consumed; on SQLite writers are serialised.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import bindparam, insert, select, update
+
+from . import Session
+from .base import utcnow
+from .models import Grant, RefreshToken, User
+from .users import StoredUser
+
+
+def token_digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8")).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class FamilyToken:
+    """A refresh token with its family's grant and user: what a refresh needs."""
+
+    grant_id: str
+    client_id: str
+    generation: int
+    scope: str
+    session_sid: str | None
+    auth_time: datetime | None
+    acr: str | None
+    amr: tuple[str, ...]
+    family_expires_at: datetime | None
+    user: StoredUser
+    #: True when this use was accepted inside the grace window (no rotation of the head)
+    grace: bool = False
+
+    # Authlib's token contract
+    def check_client(self, client: object) -> bool:
+        return getattr(client, "get_client_id", lambda: None)() == self.client_id
+
+    def get_scope(self) -> str:
+        return self.scope
+
+    # What a refreshed ID token repeats from the original authentication (OIDC Core §12.2)
+    def get_nonce(self) -> None:
+        return None
+
+    def get_auth_time(self) -> int | None:
+        return int(self.auth_time.timestamp()) if self.auth_time else None
+
+    def get_acr(self) -> str | None:
+        return self.acr
+
+    def get_amr(self) -> list[str]:
+        return list(self.amr)
+
+
+_USER_COLUMNS = (
+    User.id.label("user_id"),
+    User.sub,
+    User.username,
+    User.email,
+    User.email_verified,
+    User.name,
+    User.password_hash,
+    User.created_at,
+    User.updated_at,
+    User.disabled_at,
+)
+_FAMILY_COLUMNS = (
+    RefreshToken.client_id,
+    RefreshToken.generation,
+    Grant.id.label("grant_id"),
+    Grant.scope,
+    Grant.session_sid,
+    Grant.auth_time,
+    Grant.acr,
+    Grant.amr,
+    Grant.expires_at.label("family_expires_at"),
+    *_USER_COLUMNS,
+)
+
+_CONSUME = (
+    update(RefreshToken)
+    .where(
+        RefreshToken.token_digest == bindparam("b_digest"),
+        RefreshToken.client_id == bindparam("b_client_id"),
+        RefreshToken.consumed_at.is_(None),
+        RefreshToken.expires_at > bindparam("b_now"),
+        Grant.id == RefreshToken.grant_id,
+        Grant.revoked_at.is_(None),
+        Grant.expires_at > bindparam("b_now"),
+        User.id == Grant.user_id,
+        User.disabled_at.is_(None),
+    )
+    .values(consumed_at=bindparam("b_now"))
+    .returning(*_FAMILY_COLUMNS)
+)
+
+
+def _family_token(row: object, *, grace: bool = False) -> FamilyToken:
+    r = row._mapping  # type: ignore[attr-defined]
+    user = StoredUser(
+        id=r["user_id"],
+        sub=r["sub"],
+        username=r["username"],
+        email=r["email"],
+        email_verified=r["email_verified"],
+        name=r["name"],
+        password_hash=r["password_hash"],
+        created_at=r["created_at"],
+        updated_at=r["updated_at"],
+        disabled_at=r["disabled_at"],
+    )
+    return FamilyToken(
+        grant_id=r["grant_id"],
+        client_id=r["client_id"],
+        generation=r["generation"],
+        scope=r["scope"],
+        session_sid=r["session_sid"],
+        auth_time=r["auth_time"],
+        acr=r["acr"],
+        amr=tuple(r["amr"] or ()),
+        family_expires_at=r["family_expires_at"],
+        user=user,
+        grace=grace,
+    )
+
+
+_LIVE_FAMILIES = select(Grant.id).where(
+    Grant.revoked_at.is_(None),
+    Grant.expires_at > bindparam("b_now"),
+    Grant.user_id.in_(select(User.id).where(User.disabled_at.is_(None))),
+)
+_CONSUME_SQLITE = (
+    update(RefreshToken)
+    .where(
+        RefreshToken.token_digest == bindparam("b_digest"),
+        RefreshToken.client_id == bindparam("b_client_id"),
+        RefreshToken.consumed_at.is_(None),
+        RefreshToken.expires_at > bindparam("b_now"),
+        RefreshToken.grant_id.in_(_LIVE_FAMILIES),
+    )
+    .values(consumed_at=bindparam("b_now"))
+    .returning(RefreshToken.token_digest)
+)
+_FAMILY = (
+    select(*_FAMILY_COLUMNS)
+    .join(Grant, Grant.id == RefreshToken.grant_id)
+    .join(User, User.id == Grant.user_id)
+    .where(RefreshToken.token_digest == bindparam("b_digest"))
+)
+
+
+def consume(session: Session, token: str, client_id: str) -> FamilyToken | None:
+    """Consume an unused, unexpired token of ``client_id`` in a live family; None otherwise.
+
+    PostgreSQL: one statement. SQLite's RETURNING cannot name the FROM tables, so there it
+    is a conditional UPDATE then a read, atomic all the same (SQLite serialises writers).
+    """
+    params = {"b_digest": token_digest(token), "b_client_id": client_id, "b_now": utcnow()}
+    if session.get_bind().dialect.name == "postgresql":
+        row = session.execute(_CONSUME, params).one_or_none()
+    elif session.execute(_CONSUME_SQLITE, params).first() is None:
+        row = None
+    else:
+        row = session.execute(_FAMILY, params).one()
+    return _family_token(row) if row is not None else None
+
+
+class Failure(enum.Enum):
+    UNKNOWN = "unknown"  # no such token: invalid_grant
+    OTHER_CLIENT = "other_client"  # another client's token: invalid_grant, its family untouched
+    INACTIVE = "inactive"  # expired token, ended family or disabled user: invalid_grant
+    REUSE = "reuse"  # a consumed token presented again: revoke the family
+    GRACE = "grace"  # the family head's predecessor, again, inside the grace window
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnosis:
+    failure: Failure
+    grant_id: str | None = None
+    client_id: str | None = None
+    user_id: int | None = None
+
+
+def diagnose(session: Session, token: str, client_id: str, *, grace_seconds: int) -> Diagnosis:
+    """Why :func:`consume` found nothing (one indexed read, on the failure path only)."""
+    row = session.execute(
+        select(
+            RefreshToken.client_id,
+            RefreshToken.generation,
+            RefreshToken.consumed_at,
+            RefreshToken.expires_at,
+            Grant.id,
+            Grant.revoked_at,
+            Grant.expires_at.label("family_expires_at"),
+            Grant.head_generation,
+            Grant.user_id,
+        )
+        .join(Grant, Grant.id == RefreshToken.grant_id)
+        .where(RefreshToken.token_digest == token_digest(token))
+    ).one_or_none()
+    if row is None:
+        return Diagnosis(Failure.UNKNOWN)
+    found = Diagnosis(Failure.INACTIVE, row.id, row.client_id, row.user_id)
+    if row.client_id != client_id:
+        return Diagnosis(Failure.OTHER_CLIENT, row.id, row.client_id, row.user_id)
+    now = utcnow()
+    if row.revoked_at is not None or (row.family_expires_at is not None and row.family_expires_at <= now):
+        return found
+    if row.consumed_at is None:
+        return found  # unused but expired (idle timeout), or its user is disabled
+    recent = grace_seconds > 0 and (now - row.consumed_at).total_seconds() <= grace_seconds
+    if recent and row.generation == row.head_generation - 1:
+        return Diagnosis(Failure.GRACE, row.id, row.client_id, row.user_id)
+    return Diagnosis(Failure.REUSE, row.id, row.client_id, row.user_id)
+
+
+def use_grace(session: Session, token: str, client_id: str, *, max_uses: int) -> FamilyToken | None:
+    """Count one more grace use of a consumed token (``max_uses`` 0: no limit) and return it.
+
+    Atomic like :func:`consume`: concurrent grace uses cannot exceed ``max_uses``.
+    """
+    limit = () if max_uses <= 0 else (RefreshToken.grace_uses < max_uses,)
+    params = {"b_digest": token_digest(token), "b_now": utcnow()}
+    counted = session.execute(
+        update(RefreshToken)
+        .where(
+            RefreshToken.token_digest == bindparam("b_digest"),
+            RefreshToken.client_id == client_id,
+            RefreshToken.consumed_at.is_not(None),
+            *limit,
+            RefreshToken.grant_id.in_(_LIVE_FAMILIES),
+        )
+        .values(grace_uses=RefreshToken.grace_uses + 1)
+        .returning(RefreshToken.token_digest),
+        params,
+    ).first()
+    if counted is None:
+        return None
+    return _family_token(session.execute(_FAMILY, params).one(), grace=True)
+
+
+def insert_token(
+    session: Session, token: str, *, grant_id: str, client_id: str, generation: int, expires_at: datetime
+) -> None:
+    session.execute(
+        insert(RefreshToken).values(
+            token_digest=token_digest(token),
+            grant_id=grant_id,
+            client_id=client_id,
+            generation=generation,
+            created_at=utcnow(),
+            expires_at=expires_at,
+        )
+    )
+
+
+def advance_head(session: Session, grant_id: str, generation: int) -> None:
+    session.execute(update(Grant).where(Grant.id == grant_id).values(head_generation=generation))
+
+
+@dataclass(frozen=True, slots=True)
+class TokenState:
+    """A refresh token as introspection and revocation see it."""
+
+    grant_id: str
+    client_id: str
+    scope: str
+    user_sub: str
+    created_at: datetime
+    expires_at: datetime
+    active: bool
+
+    def check_client(self, client: object) -> bool:
+        return getattr(client, "get_client_id", lambda: None)() == self.client_id
+
+    def get_scope(self) -> str:
+        return self.scope
+
+    def is_expired(self) -> bool:
+        return not self.active
+
+    def is_revoked(self) -> bool:
+        return not self.active
+
+
+def lookup(session: Session, token: str) -> TokenState | None:
+    row = session.execute(
+        select(
+            RefreshToken.grant_id,
+            RefreshToken.client_id,
+            RefreshToken.created_at,
+            RefreshToken.expires_at,
+            RefreshToken.consumed_at,
+            Grant.scope,
+            Grant.revoked_at,
+            Grant.expires_at.label("family_expires_at"),
+            User.sub,
+            User.disabled_at,
+        )
+        .join(Grant, Grant.id == RefreshToken.grant_id)
+        .join(User, User.id == Grant.user_id)
+        .where(RefreshToken.token_digest == token_digest(token))
+    ).one_or_none()
+    if row is None:
+        return None
+    now = utcnow()
+    active = (
+        row.consumed_at is None
+        and row.expires_at > now
+        and row.revoked_at is None
+        and (row.family_expires_at is None or row.family_expires_at > now)
+        and row.disabled_at is None
+    )
+    expires_at = min(row.expires_at, row.family_expires_at) if row.family_expires_at else row.expires_at
+    return TokenState(row.grant_id, row.client_id, row.scope, row.sub, row.created_at, expires_at, active)
