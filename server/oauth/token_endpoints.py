@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.rfc6749.errors import UnsupportedTokenTypeError
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 
@@ -65,6 +67,11 @@ def find_token(keys: KeyRingHolder, issuer: str, token: str) -> AccessTokenState
     return refresh_store.lookup(db, token)
 
 
+class _UnsupportedTokenType(OAuth2Error):  # type: ignore[misc]
+    error = "unsupported_token_type"
+    status_code = 400
+
+
 class _Lookup:
     SUPPORTED_TOKEN_TYPES = ("access_token", "refresh_token")
 
@@ -75,6 +82,14 @@ class _Lookup:
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> AccessTokenState | TokenState | None:
         return find_token(self.keys, self.issuer, token_string)
+
+    def check_params(self, request: Any, client: Any) -> None:
+        # Authlib answers an unknown token_type_hint with 401 (its UnsupportedTokenTypeError
+        # is a ForbiddenError); RFC 7009 §2.2.1 errors are RFC 6749 §5.2 responses: 400.
+        try:
+            super().check_params(request, client)  # type: ignore[misc]
+        except UnsupportedTokenTypeError:
+            raise _UnsupportedTokenType() from None
 
 
 class Revocation(_Lookup, RevocationEndpoint):  # type: ignore[misc]
