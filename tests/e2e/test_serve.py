@@ -7,10 +7,7 @@ the token, independently of the JOSE library that signed it.
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -18,61 +15,14 @@ import jwt
 import pytest
 
 from server.settings import Settings
+from tests.e2e.process import create_client_with_cli, serving
 from tests.helpers import (
     TestDatabase,
     make_settings,
     ostiary_command,
     ostiary_env,
     run_ostiary,
-    wait_healthy,
 )
-
-
-@contextmanager
-def serving(settings: Settings, tmp_path: Path, *args: str, **env: str) -> Iterator[tuple[str, list[str]]]:
-    """Run ``ostiary serve``; yields its base URL and, after stopping, holds its log lines."""
-    log_path = tmp_path / "serve.log"
-    lines: list[str] = []
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [*ostiary_command(), "serve", *args],
-            env=ostiary_env(settings, **env),
-            cwd=tmp_path,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        try:
-            wait_healthy(f"http://127.0.0.1:{settings.port}", process)
-            yield f"http://127.0.0.1:{settings.port}", lines
-        finally:
-            process.send_signal(signal.SIGTERM)
-            returncode = process.wait(timeout=30)
-            lines.extend(log_path.read_text().splitlines())
-    # uvicorn shuts down gracefully, then re-raises the signal it caught.
-    assert returncode in (0, -signal.SIGTERM), "\n".join(lines)
-    assert any("Application shutdown complete" in line for line in lines), "\n".join(lines)
-
-
-def create_client_with_cli(settings: Settings, tmp_path: Path) -> dict[str, str]:
-    result = run_ostiary(
-        [
-            "clients",
-            "create",
-            "--name",
-            "reports",
-            "--scope",
-            "reports:read",
-            "--audience",
-            "https://reports.example.com",
-            "--json",
-        ],
-        ostiary_env(settings),
-        cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr
-    created: dict[str, str] = json.loads(result.stdout)
-    return created
 
 
 def test_first_start_serves_and_a_resource_server_verifies_the_token(

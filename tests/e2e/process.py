@@ -1,0 +1,93 @@
+"""Running ``ostiary`` as its own process, for end-to-end tests."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from server.settings import Settings
+from tests.helpers import ostiary_command, ostiary_env, run_ostiary, wait_healthy
+from tests.oidc import PASSWORD, Flow, forms_of, query_of
+
+
+@contextmanager
+def serving(settings: Settings, tmp_path: Path, *args: str, **env: str) -> Iterator[tuple[str, list[str]]]:
+    """Run ``ostiary serve``; yields its base URL and, after stopping, holds its log lines."""
+    log_path = tmp_path / "serve.log"
+    lines: list[str] = []
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [*ostiary_command(), "serve", *args],
+            env=ostiary_env(settings, **env),
+            cwd=tmp_path,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            wait_healthy(f"http://127.0.0.1:{settings.port}", process)
+            yield f"http://127.0.0.1:{settings.port}", lines
+        finally:
+            process.send_signal(signal.SIGTERM)
+            returncode = process.wait(timeout=30)
+            lines.extend(log_path.read_text().splitlines())
+    # uvicorn shuts down gracefully, then re-raises the signal it caught.
+    assert returncode in (0, -signal.SIGTERM), "\n".join(lines)
+    assert any("Application shutdown complete" in line for line in lines), "\n".join(lines)
+
+
+def create_client_with_cli(settings: Settings, tmp_path: Path, *options: str) -> dict[str, str]:
+    """``ostiary clients create --json``; without options, a client_credentials client."""
+    default = ("--scope", "reports:read", "--audience", "https://reports.example.com")
+    result = run_ostiary(
+        ["clients", "create", "--name", "reports", *(options or default), "--json"],
+        ostiary_env(settings),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    created: dict[str, str] = json.loads(result.stdout)
+    return created
+
+
+def create_user_with_cli(settings: Settings, tmp_path: Path, username: str, **env: str) -> None:
+    result = subprocess.run(
+        [
+            *ostiary_command(),
+            "users",
+            "create",
+            "--username",
+            username,
+            "--email",
+            f"{username}@example.com",
+            "--password-stdin",
+        ],
+        input=PASSWORD + "\n",
+        env=ostiary_env(settings, **env),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def sign_in(base: str, client: dict[str, str], username: str, scope: str) -> dict[str, str]:
+    """The code flow over HTTP for a first-party client; returns the token response."""
+    flow = Flow.start(client["client_id"])
+    with httpx.Client(base_url=base) as http:
+        page = http.get("/authorize", params=flow.params(scope=scope))
+        (form,) = forms_of(page.text)
+        done = http.post(form.action, data={**form.fields, "username": username, "password": PASSWORD})
+        assert done.status_code == 303, done.text
+        code = query_of(done.headers["location"])["code"]
+        response = http.post("/token", data=flow.token_form(code), auth=(client["client_id"], client["client_secret"]))
+    assert response.status_code == 200, response.text
+    tokens: dict[str, str] = response.json()
+    return tokens

@@ -1,0 +1,102 @@
+"""Concurrent refreshes of one token against two server processes on one PostgreSQL.
+
+RFC 9700 §4.14.2 rotation must hold under the races users of the anchors keep reporting:
+exactly one refresh wins; the rest are reuse (or, with grace on, retries in the same
+family), never a 500 or a serialization error leaking out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import httpx
+from sqlalchemy import text
+
+from server.storage.engine import make_engine
+from tests.e2e.process import create_client_with_cli, create_user_with_cli, serving, sign_in
+from tests.helpers import TestDatabase, make_settings
+from tests.oidc import REDIRECT_URI
+
+CONCURRENCY = 20
+
+
+async def _burst(base: str, token: str, auth: tuple[str, str]) -> list[httpx.Response]:
+    # No keep-alive: every request opens its own connection, so the kernel spreads them
+    # over both workers' SO_REUSEPORT sockets.
+    limits = httpx.Limits(max_keepalive_connections=0, max_connections=CONCURRENCY)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as http:
+        form = {"grant_type": "refresh_token", "refresh_token": token}
+        return await asyncio.gather(*(http.post("/token", data=form, auth=auth) for _ in range(CONCURRENCY)))
+
+
+async def _rows(url: str, statement: str) -> list[tuple[object, ...]]:
+    engine = make_engine(url)
+    try:
+        async with engine.connect() as connection:
+            return [tuple(row) for row in (await connection.execute(text(statement))).all()]
+    finally:
+        await engine.dispose()
+
+
+def _prepare(settings: object, tmp_path: Path, **env: str) -> dict[str, str]:
+    create_user_with_cli(settings, tmp_path, "alice", **env)  # type: ignore[arg-type]
+    return create_client_with_cli(
+        settings,  # type: ignore[arg-type]
+        tmp_path,
+        "--grant-type",
+        "authorization_code",
+        "--grant-type",
+        "refresh_token",
+        "--scope",
+        "openid offline_access",
+        "--redirect-uri",
+        REDIRECT_URI,
+        "--first-party",
+    )
+
+
+def test_twenty_concurrent_refreshes_have_exactly_one_winner(postgres_database: TestDatabase, tmp_path: Path) -> None:
+    settings = make_settings(postgres_database, tmp_path)
+    client = _prepare(settings, tmp_path)
+    auth = (client["client_id"], client["client_secret"])
+    with serving(settings, tmp_path, "--workers", "2") as (base, log):
+        tokens = sign_in(base, client, "alice", "openid offline_access")
+        responses = asyncio.run(_burst(base, tokens["refresh_token"], auth))
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [200] + [400] * (CONCURRENCY - 1), [r.text for r in responses if r.status_code != 400]
+    assert {r.json()["error"] for r in responses if r.status_code == 400} == {"invalid_grant"}
+    # The losers were reuse: the family is revoked, once, with one alert.
+    revoked = asyncio.run(_rows(postgres_database.url, "SELECT revoked_reason FROM grants"))
+    assert revoked == [("refresh_token_reuse",)]
+    alerts = asyncio.run(
+        _rows(postgres_database.url, "SELECT count(*) FROM audit_events WHERE kind = 'refresh_token.reuse'")
+    )
+    assert alerts == [(1,)]
+    assert not any("Traceback" in line or " 500" in line for line in log)
+
+
+def test_with_grace_every_success_stays_in_one_family(postgres_database: TestDatabase, tmp_path: Path) -> None:
+    settings = make_settings(postgres_database, tmp_path)
+    env = {"OSTIARY_REFRESH_REUSE_GRACE_SECONDS": "60"}
+    client = _prepare(settings, tmp_path, **env)
+    auth = (client["client_id"], client["client_secret"])
+    with serving(settings, tmp_path, "--workers", "2", **env) as (base, log):
+        tokens = sign_in(base, client, "alice", "openid offline_access")
+        responses = asyncio.run(_burst(base, tokens["refresh_token"], auth))
+        assert all(r.status_code == 200 for r in responses), [r.text for r in responses if r.status_code != 200]
+        # Every token minted in the burst works, in the one family.
+        follow = httpx.post(
+            base + "/token",
+            data={"grant_type": "refresh_token", "refresh_token": responses[-1].json()["refresh_token"]},
+            auth=auth,
+        )
+        assert follow.status_code == 200
+    families = asyncio.run(_rows(postgres_database.url, "SELECT id, revoked_at FROM grants"))
+    assert len(families) == 1 and families[0][1] is None
+    in_family = asyncio.run(_rows(postgres_database.url, "SELECT count(DISTINCT grant_id) FROM refresh_tokens"))
+    assert in_family == [(1,)]
+    alerts = asyncio.run(_rows(postgres_database.url, "SELECT details FROM audit_events WHERE kind LIKE 'refresh%'"))
+    assert alerts == [], [json.dumps(a) for a in alerts]
+    assert not any("Traceback" in line for line in log)
