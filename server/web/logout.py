@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from authlib.oauth2 import OAuth2Error
 from starlette.requests import Request
@@ -11,6 +12,8 @@ from starlette.responses import Response
 from ..authn import sessions
 from ..oauth.bridge import OAuthResponse, OstiaryRequest, current_session, run_in_session
 from ..runtime import Runtime
+from ..storage import users as user_store
+from ..storage.sessions import StoredSession
 from .forms import BodyTooLarge, FormError, parse_pairs, read_form
 
 _PARAMS = ("id_token_hint", "client_id", "post_logout_redirect_uri", "state", "logout_hint", "ui_locales")
@@ -66,10 +69,22 @@ def _end(runtime: Runtime, request: OstiaryRequest, confirmed: bool) -> _Result:
         validated = server.validate_endpoint_request("end_session", request)
     except OAuth2Error as error:
         return _Result("error", message=error.get_error_description() or error.error)
-    signed_in = sessions.load(current_session(), request.browser_session_token) is not None
-    if validated.needs_confirmation and not confirmed and signed_in:
+    db = current_session()
+    session = sessions.load(db, request.browser_session_token)
+    # Only a hint for *this* browser's session signs out without asking: someone else's
+    # valid ID token must not be a link that silently signs anyone out (§2, §6).
+    if session is not None and not confirmed and not _hint_matches(db, validated.id_token_claims, session):
         client = validated.client
         return _Result("confirm", client_name=client.stored.name if client is not None else None)
     response: OAuthResponse | None = server.create_endpoint_response("end_session", validated)
     location = dict(response.headers).get("Location") if response is not None else None
     return _Result("done", location=location)
+
+
+def _hint_matches(db: Any, claims: dict[str, Any] | None, session: StoredSession) -> bool:
+    if not claims:
+        return False
+    if claims.get("sid"):
+        return bool(claims["sid"] == session.sid)
+    user = user_store.get_user(db, session.user_id)
+    return user is not None and claims.get("sub") == user.sub
