@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,6 +21,7 @@ from .settings import Settings
 from .storage import AsyncEngine
 from .storage.engine import create_engine
 from .storage.errors import UNAVAILABLE_TYPES
+from .sweeper import run_periodically
 from .web import authorize, errors, health, logout, token, userinfo, wellknown
 from .web.middleware import EdgeMiddleware
 
@@ -34,10 +37,20 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None) -> Star
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         own_engine = engine is None
         active_engine = create_engine(settings) if engine is None else engine
+        sweeper: asyncio.Task[None] | None = None
         try:
-            app.state.runtime = await Runtime.start(settings, active_engine)
+            runtime = await Runtime.start(settings, active_engine)
+            app.state.runtime = runtime
+            if settings.cleanup_interval > 0:
+                sweeper = asyncio.create_task(
+                    run_periodically(active_engine, runtime.sessionmaker, settings.cleanup_interval)
+                )
             yield
         finally:
+            if sweeper is not None:
+                sweeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweeper
             if own_engine:
                 await active_engine.dispose()
 

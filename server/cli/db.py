@@ -1,4 +1,4 @@
-"""``ostiary db upgrade``."""
+"""``ostiary db upgrade`` and ``ostiary db cleanup``."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import argparse
 import asyncio
 from typing import Any
 
-from ..bootstrap import StartupError, connect_checked
+from ..bootstrap import StartupError, connect_checked, open_database
 from ..logs import configure_logging
 from ..settings import Settings
-from ..storage import migrate
-from ..storage.engine import create_engine
+from ..storage import cleanup, migrate
+from ..storage.engine import create_engine, create_sessionmaker
 
 
 def add_parser(commands: Any) -> None:
@@ -18,6 +18,8 @@ def add_parser(commands: Any) -> None:
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     upgrade = actions.add_parser("upgrade", help="apply pending migrations")
     upgrade.set_defaults(run=run_upgrade)
+    cleanup = actions.add_parser("cleanup", help="delete expired codes, tokens, sessions (in bounded batches)")
+    cleanup.set_defaults(run=run_cleanup)
 
 
 def run_upgrade(settings: Settings, args: argparse.Namespace) -> int:
@@ -39,3 +41,16 @@ async def _upgrade(settings: Settings) -> None:
         print(f"database at revision {migrate.head_revision()}")
     finally:
         await engine.dispose()
+
+
+def run_cleanup(settings: Settings, args: argparse.Namespace) -> int:
+    configure_logging(settings)
+    counts = asyncio.run(_cleanup(settings))
+    for name, count in counts.items():
+        print(f"{name}: {count} deleted")
+    return 0
+
+
+async def _cleanup(settings: Settings) -> dict[str, int]:
+    async with open_database(settings) as engine:
+        return await cleanup.sweep(create_sessionmaker(engine))

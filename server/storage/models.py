@@ -143,7 +143,7 @@ class Grant(Base):
     scope: Mapped[str] = mapped_column(Text)
     session_sid: Mapped[str | None] = mapped_column(String(64), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
     revoked_reason: Mapped[str | None] = mapped_column(String(64))
     #: absolute lifetime of the family: no refresh token of it outlives this
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
