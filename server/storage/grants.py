@@ -70,11 +70,13 @@ def revoke_for_session(session: Session, session_sid: str, reason: str) -> int:
     return len(result.all())
 
 
-def revoke_for_user(session: Session, user_id: int, reason: str) -> int:
-    """Revoke every grant of a user (password change or reset, admin action)."""
+def revoke_for_user(session: Session, user_id: int, reason: str, *, client_id: str | None = None) -> int:
+    """Revoke every grant of a user, or of a user and one client (password change or
+    reset, admin action)."""
+    only = (Grant.client_id == client_id,) if client_id else ()
     result = session.execute(
         update(Grant)
-        .where(Grant.user_id == user_id, Grant.revoked_at.is_(None))
+        .where(Grant.user_id == user_id, Grant.revoked_at.is_(None), *only)
         .values(revoked_at=utcnow(), revoked_reason=reason)
         .returning(Grant.id)
     )

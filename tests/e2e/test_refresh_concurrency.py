@@ -100,3 +100,23 @@ def test_with_grace_every_success_stays_in_one_family(postgres_database: TestDat
     alerts = asyncio.run(_rows(postgres_database.url, "SELECT details FROM audit_events WHERE kind LIKE 'refresh%'"))
     assert alerts == [], [json.dumps(a) for a in alerts]
     assert not any("Traceback" in line for line in log)
+
+
+def test_an_admin_revokes_a_users_families(database: TestDatabase, tmp_path: Path) -> None:
+    from tests.helpers import ostiary_env, run_ostiary
+
+    settings = make_settings(database, tmp_path)
+    client = _prepare(settings, tmp_path)
+    with serving(settings, tmp_path) as (base, _):
+        tokens = sign_in(base, client, "alice", "openid offline_access")
+        result = run_ostiary(["grants", "revoke", "--user", "alice"], ostiary_env(settings), cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert "revoked 1 grant(s)" in result.stdout
+        refresh = httpx.post(
+            base + "/token",
+            data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
+            auth=(client["client_id"], client["client_secret"]),
+        )
+        assert refresh.json()["error"] == "invalid_grant"
+    unknown = run_ostiary(["grants", "revoke", "--user", "nobody"], ostiary_env(settings), cwd=tmp_path)
+    assert unknown.returncode == 2 and "--user" in unknown.stderr
