@@ -1,0 +1,223 @@
+"""Shared benchmark machinery: a scratch PostgreSQL database, Ostiary as a process, wrk.
+
+Load comes from wrk (Debian's package) in its own process on loopback; results are the
+median and range of several runs after a warm-up. Nothing here is a test: figures go to
+docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+LUA = Path(__file__).resolve().parent / "lua"
+ADMIN_URL = os.environ.get("OSTIARY_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def require_wrk() -> str:
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        sys.exit("wrk is missing: apt-get install wrk")
+    return wrk
+
+
+def psql(database: str, sql: str) -> str:
+    base = ADMIN_URL.rsplit("/", 1)[0]
+    result = subprocess.run(
+        ["psql", f"{base}/{database}", "-v", "ON_ERROR_STOP=1", "-qAtc", sql],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return result.stdout.strip()
+
+
+def fresh_database(name: str) -> str:
+    """(Re)create ``name`` and return its asyncpg URL."""
+    admin_db = ADMIN_URL.rsplit("/", 1)[1]
+    psql(admin_db, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    psql(admin_db, f'CREATE DATABASE "{name}"')
+    return ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://") + "/" + name
+
+
+def ostiary(args: list[str], env: dict[str, str], stdin: str | None = None) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "server", *args], env=env, input=stdin, capture_output=True, text=True, cwd=ROOT
+    )
+    if result.returncode != 0:
+        sys.exit(f"ostiary {' '.join(args)} failed:\n{result.stderr}")
+    return result.stdout
+
+
+def server_env(database_url: str, port: int, workdir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OSTIARY_")}
+    env.update(
+        OSTIARY_DATABASE_URL=database_url,
+        OSTIARY_ISSUER=f"http://127.0.0.1:{port}",
+        OSTIARY_PORT=str(port),
+        OSTIARY_KEYS_SECRET="bench-key-encryption-secret-0123456789",
+        OSTIARY_KEYS_DIR=str(workdir / "keys"),
+        OSTIARY_ACCESS_LOG="false",
+        OSTIARY_LOG_LEVEL="WARNING",
+        OSTIARY_CLEANUP_INTERVAL="0",
+    )
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    base_url: str
+
+    def worker_pids(self) -> list[int]:
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        pids = [int(p) for p in children.read_text().split()] if children.exists() else []
+        # --workers 1 serves in the parent itself; more workers are its children
+        # (multiprocessing's resource tracker is a child too, but it serves nothing).
+        return [pid for pid in pids if "resource_tracker" not in _cmdline(pid)] or [self.process.pid]
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+@contextmanager
+def serving(env: dict[str, str], workers: int) -> Iterator[Server]:
+    process = subprocess.Popen([sys.executable, "-m", "server", "serve", "--workers", str(workers)], env=env, cwd=ROOT)
+    base = env["OSTIARY_ISSUER"]
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        else:
+            sys.exit("ostiary did not start")
+        time.sleep(1)  # let every worker finish its startup
+        yield Server(process, base)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime + stime
+    return total / ticks
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+@dataclass
+class Run:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    requests: int
+
+
+def wrk(script: str, url: str, *, seconds: int, connections: int, threads: int, env: dict[str, str]) -> Run:
+    with tempfile.NamedTemporaryFile("r", suffix=".jsonl") as out:
+        run_env = {**os.environ, **env, "LUA_DIR": str(LUA), "WRK_JSON": out.name, "WRK_THREADS": str(threads)}
+        subprocess.run(
+            [require_wrk(), f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "-s", str(LUA / script), url],
+            env=run_env,
+            check=True,
+            capture_output=True,
+        )
+        line = json.loads(out.read().strip().splitlines()[-1])
+    errors = sum(line[k] for k in ("err_connect", "err_read", "err_write", "err_status", "err_timeout"))
+    return Run(line["rps"], line["p50_us"] / 1000, line["p99_us"] / 1000, errors, line["requests"])
+
+
+@dataclass
+class Result:
+    name: str
+    runs: list[Run]
+    cpu_per_request_ms: float
+    peak_rss_mib: list[float]
+
+    @property
+    def median_rps(self) -> float:
+        return statistics.median(r.rps for r in self.runs)
+
+    def row(self) -> str:
+        rps = [r.rps for r in self.runs]
+        p50 = statistics.median(r.p50_ms for r in self.runs)
+        p99 = statistics.median(r.p99_ms for r in self.runs)
+        errors = sum(r.errors for r in self.runs)
+        rss = ", ".join(f"{m:.0f}" for m in self.peak_rss_mib)
+        return (
+            f"| {self.name} | {statistics.median(rps):,.0f} | {min(rps):,.0f}–{max(rps):,.0f} | {p50:.1f} | "
+            f"{p99:.1f} | {errors} | {self.cpu_per_request_ms:.2f} | {rss} |"
+        )
+
+
+HEADER = (
+    "| case | req/s (median) | range | p50 ms | p99 ms | errors | server CPU ms/req | peak RSS MiB/worker |\n"
+    "|---|---:|---:|---:|---:|---:|---:|---:|"
+)
+
+
+def measure(
+    name: str,
+    server: Server,
+    script: str,
+    path: str,
+    *,
+    runs: int,
+    seconds: int,
+    connections: int,
+    threads: int,
+    env: dict[str, str] | Callable[[int], dict[str, str]],
+) -> Result:
+    """A warm-up (run 0), then ``runs`` measured runs; any non-2xx fails the benchmark.
+
+    ``env`` may be a function of the run number, e.g. to hand each run its own single-use tokens.
+    """
+    env_for = env if callable(env) else (lambda _run: env)
+    url = server.base_url + path
+    warm = wrk(script, url, seconds=max(2, seconds // 3), connections=connections, threads=threads, env=env_for(0))
+    if warm.errors:
+        sys.exit(f"{name}: {warm.errors} errors during the warm-up")
+    pids = server.worker_pids()
+    before = cpu_seconds(pids)
+    measured = [
+        wrk(script, url, seconds=seconds, connections=connections, threads=threads, env=env_for(run))
+        for run in range(1, runs + 1)
+    ]
+    cpu = cpu_seconds(pids) - before
+    total = sum(r.requests for r in measured)
+    result = Result(name, measured, cpu * 1000 / max(total, 1), [peak_rss_mib(p) for p in pids])
+    if any(r.errors for r in measured):
+        sys.exit(f"{name}: {sum(r.errors for r in measured)} errors (non-2xx or socket errors)\n{result.row()}")
+    return result
