@@ -13,18 +13,19 @@ https://api.example.com, no ID token.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
+import json
 import os
 import socket
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import HEADER, fresh_database, measure, ostiary, psql, server_env, serving
-
-CLIENT_SECRET_FILE = "client.json"
+from bench.common import ADMIN_URL, HEADER, fresh_database, measure, ostiary, psql, server_env, serving
 
 
 def free_port() -> int:
@@ -34,8 +35,6 @@ def free_port() -> int:
 
 
 def seed(database: str, env: dict[str, str], live: int, background: int, token_files: list[Path]) -> dict[str, str]:
-    import json
-
     ostiary(["db", "upgrade"], env)
     client = json.loads(
         ostiary(
@@ -99,10 +98,6 @@ def _copy_live(database: str, csv_path: str, client_id: str, live: int) -> None:
         SELECT 'live-' || g, '{client_id}', 1, 'offline_access api:read', now(), now() + interval '90 days', '[]', 1
         FROM generate_series(0, {live - 1}) AS g""",
     )
-    import subprocess
-
-    from bench.common import ADMIN_URL
-
     base = ADMIN_URL.rsplit("/", 1)[0]
     script = (
         "CREATE TEMP TABLE seed (digest bytea, grant_id text);\n"
@@ -112,6 +107,14 @@ def _copy_live(database: str, csv_path: str, client_id: str, live: int) -> None:
         "ANALYZE;\n"
     )
     subprocess.run(["psql", f"{base}/{database}", "-v", "ON_ERROR_STOP=1", "-q"], input=script, text=True, check=True)
+
+
+def _wrk_env(token_files: list[Path], client: dict[str, str], run: int) -> dict[str, str]:
+    return {
+        "RT_FILE": str(token_files[run]),
+        "CLIENT_ID": client["client_id"],
+        "CLIENT_SECRET": client["client_secret"],
+    }
 
 
 def main() -> None:
@@ -138,14 +141,7 @@ def main() -> None:
             token_files = [Path(work) / f"tokens-{run}.txt" for run in range(args.runs + 1)]
             client = seed(database, env, live, rows, token_files)
             with serving(env, args.workers) as server:
-
-                def wrk_env(run: int) -> dict[str, str]:
-                    return {
-                        "RT_FILE": str(token_files[run]),
-                        "CLIENT_ID": client["client_id"],
-                        "CLIENT_SECRET": client["client_secret"],
-                    }
-
+                wrk_env = functools.partial(_wrk_env, token_files, client)
                 result = measure(
                     f"refresh_token, {rows:,} rows, {args.workers} worker(s)",
                     server,
