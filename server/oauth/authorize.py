@@ -13,6 +13,7 @@ otherwise the user sees an error page. Nothing here ever redirects to an unregis
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -41,8 +42,7 @@ from .bridge import OstiaryRequest, current_session, run_in_session
 
 T = TypeVar("T")
 
-#: Parameters that identify where errors may be sent; if repeated, nothing can be trusted.
-_IDENTIFYING = ("client_id", "redirect_uri", "response_type")
+_MAX_AGE = re.compile(r"[0-9]{1,9}")  # ASCII digits only: str.isdigit() accepts "²", which int() refuses
 
 
 @dataclass(frozen=True)
@@ -268,7 +268,7 @@ class Authorizer:
         if data.get("response_mode", "query") != "query":
             raise InvalidRequestError("Only response_mode=query is supported.", redirect_uri=redirect_uri)
         max_age = data.get("max_age")
-        if max_age is not None and (not max_age.isdigit() or len(max_age) > 9):
+        if max_age is not None and not _MAX_AGE.fullmatch(max_age):
             raise InvalidRequestError("max_age must be a whole number of seconds.", redirect_uri=redirect_uri)
 
     def _consent_missing(self, user: StoredUser, grant: Any) -> bool:

@@ -7,6 +7,7 @@ from typing import Any
 
 from authlib.oidc.core import UserInfo
 from authlib.oidc.core.grants import OpenIDCode as AuthlibOpenIDCode
+from authlib.oidc.core.grants.util import is_openid_scope, validate_request_prompt
 from joserfc.jwk import KeySet
 
 from ..keys.holder import KeyRingHolder
@@ -44,6 +45,23 @@ class OpenIDCode(AuthlibOpenIDCode):  # type: ignore[misc]
         self.issuer = issuer
         self.keys = keys
         self.ttl = ttl
+
+    def __call__(self, grant: Any) -> None:
+        # Authlib registers the nonce and prompt checks only when the *requested* scope has
+        # openid; an omitted scope grants the registered ones (openid included), so key the
+        # checks on the granted scope instead, which is known once the payload is validated.
+        grant.register_hook("after_create_token_response", self.process_token)
+        grant.register_hook("after_validate_authorization_request_payload", self._validate_openid_request)
+        grant.register_hook("after_validate_consent_request", self._validate_prompt)
+
+    def _validate_openid_request(self, grant: Any, redirect_uri: str) -> None:
+        if is_openid_scope(grant.request.scope):
+            self.validate_openid_authorization_request(grant, redirect_uri)
+
+    def _validate_prompt(self, grant: Any, redirect_uri: str, redirect_fragment: bool = False) -> Any:
+        if is_openid_scope(grant.request.scope):
+            return validate_request_prompt(grant, redirect_uri, redirect_fragment)
+        return grant
 
     def exists_nonce(self, nonce: str, request: Any) -> bool:
         return code_store.nonce_used(current_session(), request.payload.client_id, nonce)
