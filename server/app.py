@@ -16,6 +16,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from .keys.watcher import watch
 from .runtime import Runtime
 from .settings import Settings
 from .storage import AsyncEngine
@@ -37,20 +38,27 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None) -> Star
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         own_engine = engine is None
         active_engine = create_engine(settings) if engine is None else engine
-        sweeper: asyncio.Task[None] | None = None
+        tasks: list[asyncio.Task[None]] = []
         try:
             runtime = await Runtime.start(settings, active_engine)
             app.state.runtime = runtime
+            tasks.append(
+                asyncio.create_task(
+                    watch(runtime.sessionmaker, runtime.wrappers, settings, runtime.keys, runtime.on_key_change)
+                )
+            )
             if settings.cleanup_interval > 0:
-                sweeper = asyncio.create_task(
-                    run_periodically(active_engine, runtime.sessionmaker, settings.cleanup_interval)
+                tasks.append(
+                    asyncio.create_task(
+                        run_periodically(active_engine, runtime.sessionmaker, settings.cleanup_interval)
+                    )
                 )
             yield
         finally:
-            if sweeper is not None:
-                sweeper.cancel()
+            for task in tasks:
+                task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await sweeper
+                    await task
             if own_engine:
                 await active_engine.dispose()
 

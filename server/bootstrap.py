@@ -7,6 +7,7 @@ sees one clear message, not a traceback per worker. Other commands use
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,7 +15,7 @@ from contextlib import asynccontextmanager
 from .keys import service as key_service
 from .keys.errors import KeyMaterialError
 from .keys.secret import resolve_secret
-from .keys.wrapping import KeyWrapper
+from .runtime import key_wrappers
 from .settings import Settings
 from .storage import AsyncEngine, keys as key_store, migrate
 from .storage.engine import create_engine, create_sessionmaker, describe_url, ping
@@ -45,14 +46,18 @@ async def prepare(settings: Settings) -> None:
         async with sessionmaker() as session:
             keys_exist = await session.run_sync(key_store.count_keys) > 0
         try:
-            wrapper = KeyWrapper(resolve_secret(settings, keys_exist=keys_exist))
+            wrappers = key_wrappers(settings, resolve_secret(settings, keys_exist=keys_exist))
             async with sessionmaker.begin() as session:
-                await session.run_sync(key_service.verify_all, wrapper)
-                kid = await session.run_sync(key_service.ensure_active_key, wrapper, bits=settings.rsa_key_bits)
+                await session.run_sync(key_service.verify_all, wrappers)
+                for alg in dict.fromkeys(("RS256", settings.access_token_alg)):
+                    ensure = functools.partial(
+                        key_service.ensure_active_key, wrappers=wrappers, alg=alg, bits=settings.rsa_key_bits
+                    )
+                    kid = await session.run_sync(ensure)
+                    if kid:
+                        log.info("created signing key %s (%s)", kid, alg)
         except KeyMaterialError as exc:
             raise StartupError(str(exc)) from None
-        if kid:
-            log.info("created signing key %s (RS256, %d bits)", kid, settings.rsa_key_bits)
 
 
 async def connect_checked(engine: AsyncEngine, settings: Settings) -> None:

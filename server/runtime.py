@@ -9,9 +9,9 @@ from .authn.secrets import CsrfTokens
 from .keys import service as key_service
 from .keys.errors import KeyMaterialError
 from .keys.holder import KeyRingHolder
-from .keys.ring import build_keyring
+from .keys.ring import KeyRing, build_keyring
 from .keys.secret import resolve_secret
-from .keys.wrapping import KeyWrapper, derive_key
+from .keys.wrapping import KeyWrapper, KeyWrappers, derive_key
 from .oauth.authorize import Authorizer
 from .oauth.metadata import server_metadata
 from .oauth.server import OstiaryAuthorizationServer
@@ -37,6 +37,12 @@ class Runtime:
     pages: Pages
     passwords: Passwords
     authorizer: Authorizer
+    wrappers: KeyWrappers
+
+    def on_key_change(self, ring: KeyRing) -> None:
+        """A new key ring: the metadata lists the algorithms that now have an active key."""
+        self.metadata_json = json_bytes(server_metadata(self.settings, ring.algorithms))
+        self.metadata_etag = _etag(self.metadata_json)
 
     @classmethod
     async def start(cls, settings: Settings, engine: AsyncEngine) -> Runtime:
@@ -46,10 +52,10 @@ class Runtime:
         if not stored:
             raise KeyMaterialError("the database holds no signing key: start with `ostiary serve`")
         secret = resolve_secret(settings, keys_exist=True)
-        wrapper = KeyWrapper(secret)
-        key_service.check_wrapping(stored, wrapper)
-        keys = KeyRingHolder(build_keyring(stored, wrapper))
-        metadata = json_bytes(server_metadata(settings))
+        wrappers = key_wrappers(settings, secret)
+        key_service.check_wrapping(stored, wrappers)
+        keys = KeyRingHolder(build_keyring(stored, wrappers))
+        metadata = json_bytes(server_metadata(settings, keys.current.algorithms))
         oauth = OstiaryAuthorizationServer(settings, keys)
         csrf = CsrfTokens(derive_key(secret, "csrf"))
         return cls(
@@ -59,10 +65,20 @@ class Runtime:
             keys=keys,
             oauth=oauth,
             metadata_json=metadata,
-            metadata_etag='"' + hashlib.sha256(metadata).hexdigest()[:32] + '"',
+            metadata_etag=_etag(metadata),
             token_uri=settings.endpoint("/token"),
             csrf=csrf,
             pages=Pages(settings, csrf),
             passwords=Passwords(settings),
             authorizer=Authorizer(oauth, settings, sessionmaker),
+            wrappers=wrappers,
         )
+
+
+def _etag(body: bytes) -> str:
+    return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+
+
+def key_wrappers(settings: Settings, secret: str) -> KeyWrappers:
+    previous = KeyWrapper(settings.keys_secret_previous) if settings.keys_secret_previous else None
+    return KeyWrappers(KeyWrapper(secret), previous)

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 T = TypeVar("T")
 
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+SIGNING_ALGS = ("RS256", "ES256", "EdDSA")
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -48,6 +49,11 @@ class Settings:
     issuer: str = "http://127.0.0.1:8000"
     database_url: str = "sqlite+aiosqlite:///ostiary.db"
     keys_secret: str | None = dataclasses.field(default=None, repr=False)
+    #: the previous key-encryption secret, accepted while `ostiary keys rewrap` moves keys off it
+    keys_secret_previous: str | None = dataclasses.field(default=None, repr=False)
+    keys_rotate_every: int = 0
+    keys_poll_interval: int = 5
+    access_token_alg: str = "RS256"  # noqa: S105  (an algorithm name)
     keys_dir: Path = Path("keys")
     host: str = "127.0.0.1"
     port: int = 8000
@@ -98,12 +104,18 @@ class Settings:
             "issuer": reader.get("OSTIARY_ISSUER", _issuer, cls.issuer),
             "database_url": reader.get("OSTIARY_DATABASE_URL", _database_url, cls.database_url),
             "keys_secret": reader.secret("OSTIARY_KEYS_SECRET", _keys_secret),
+            "keys_secret_previous": reader.secret("OSTIARY_KEYS_SECRET_PREVIOUS", _keys_secret),
             "keys_dir": reader.get("OSTIARY_KEYS_DIR", Path, cls.keys_dir),
+            "keys_rotate_every": reader.get(
+                "OSTIARY_KEYS_ROTATE_EVERY", _duration_or_off(3600, 3650 * 86400), cls.keys_rotate_every
+            ),
+            "keys_poll_interval": reader.get("OSTIARY_KEYS_POLL_INTERVAL", _duration(1, 300), cls.keys_poll_interval),
+            "access_token_alg": reader.get("OSTIARY_ACCESS_TOKEN_ALG", _choice(*SIGNING_ALGS), cls.access_token_alg),
             "host": reader.get("OSTIARY_HOST", _host, cls.host),
             "port": reader.get("OSTIARY_PORT", _int_range(1, 65535), cls.port),
             "workers": reader.get("OSTIARY_WORKERS", _int_range(1, 64), cls.workers),
-            "access_token_ttl": reader.get("OSTIARY_ACCESS_TOKEN_TTL", _duration(60, 86400), cls.access_token_ttl),
-            "id_token_ttl": reader.get("OSTIARY_ID_TOKEN_TTL", _duration(60, 86400), cls.id_token_ttl),
+            "access_token_ttl": reader.get("OSTIARY_ACCESS_TOKEN_TTL", _duration(5, 86400), cls.access_token_ttl),
+            "id_token_ttl": reader.get("OSTIARY_ID_TOKEN_TTL", _duration(5, 86400), cls.id_token_ttl),
             "auth_code_ttl": reader.get("OSTIARY_AUTH_CODE_TTL", _duration(10, 600), cls.auth_code_ttl),
             "refresh_token_idle_ttl": reader.get(
                 "OSTIARY_REFRESH_TOKEN_IDLE_TTL", _duration(60, 365 * 86400), cls.refresh_token_idle_ttl
@@ -286,6 +298,27 @@ def _duration(low: int, high: int) -> Callable[[str], int]:
         if not low <= value <= high:
             raise ValueError(f"must be from {low} to {high} seconds, got {value}")
         return value
+
+    return parse
+
+
+def _duration_or_off(low: int, high: int) -> Callable[[str], int]:
+    """A duration, or 0 / "off" for none."""
+    bounded = _duration(low, high)
+
+    def parse(raw: str) -> int:
+        if raw.strip().lower() in ("0", "off"):
+            return 0
+        return bounded(raw)
+
+    return parse
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw.strip() not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}, got {raw!r}")
+        return raw.strip()
 
     return parse
 

@@ -1,4 +1,4 @@
-"""The ``ostiary`` command: serve, db, clients, users, grants.
+"""The ``ostiary`` command: serve, db, clients, users, grants, keys.
 
 Every command reads the same ``OSTIARY_*`` settings as the server. Problems an operator
 can fix (bad settings, an unreachable database, wrong key material) end with one line on
@@ -17,7 +17,7 @@ from ..clients.errors import ClientRegistrationError
 from ..keys.errors import KeyMaterialError
 from ..settings import Settings, SettingsError
 from ..users.errors import UserError
-from . import clients, db, grants, serve, users
+from . import clients, db, grants, keys, serve, users
 
 EXIT_CONFIG = 2
 EXIT_FAILURE = 1
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     clients.add_parser(commands)
     users.add_parser(commands)
     grants.add_parser(commands)
+    keys.add_parser(commands)
     return parser
 
 

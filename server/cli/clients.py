@@ -41,6 +41,9 @@ def add_parser(commands: Any) -> None:
     create.add_argument(
         "--introspection", action="store_true", help="a resource server: may introspect any token (RFC 7662)"
     )
+    create.add_argument(
+        "--id-token-alg", help="id_token_signed_response_alg: RS256 (default), ES256 or EdDSA (needs an active key)"
+    )
     create.add_argument("--json", action="store_true", help="print JSON")
     create.set_defaults(run=run_create)
 
@@ -76,6 +79,7 @@ async def _create(settings: Settings, args: argparse.Namespace) -> tuple[StoredC
                 public=args.public,
                 first_party=args.first_party,
                 introspection=args.introspection,
+                id_token_alg=args.id_token_alg,
             )
         )
 
@@ -110,6 +114,7 @@ def _describe(client: StoredClient) -> dict[str, Any]:
         "public": client.is_public,
         "first_party": client.first_party,
         "introspection": client.introspection,
+        "id_token_signed_response_alg": client.id_token_alg or "RS256",
         "created_at": client.created_at.isoformat(),
         "disabled": client.disabled_at is not None,
     }

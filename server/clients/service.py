@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterable
 from urllib.parse import SplitResult, urlsplit
 
-from ..settings import LOOPBACK_HOSTS
+from ..settings import LOOPBACK_HOSTS, SIGNING_ALGS
 from ..storage import Session, audit, clients as client_store
 from ..storage.base import utcnow
 from .errors import ClientRegistrationError
@@ -31,6 +31,7 @@ def register_client(
     public: bool = False,
     first_party: bool = False,
     introspection: bool = False,
+    id_token_alg: str | None = None,
 ) -> tuple[client_store.StoredClient, str | None]:
     """Validate and store a client; returns it and its secret (shown once; None if public).
 
@@ -63,6 +64,7 @@ def register_client(
         ),
         first_party=first_party,
         introspection=introspection,
+        id_token_alg=_id_token_alg(id_token_alg),
     )
     client_store.insert_client(session, client)
     audit.record(session, "client.created", actor="admin", subject=client.client_id, details={"name": client.name})
@@ -127,6 +129,14 @@ def _split(field: str, uri: str) -> SplitResult:
     except ValueError as exc:
         raise ClientRegistrationError(field, f"{uri!r} is not a valid URI: {exc}") from None
     return parts
+
+
+def _id_token_alg(alg: str | None) -> str | None:
+    if alg is None or alg == "RS256":
+        return None
+    if alg not in SIGNING_ALGS:
+        raise ClientRegistrationError("--id-token-alg", f"must be one of {', '.join(SIGNING_ALGS)}, got {alg!r}")
+    return alg
 
 
 def _unique(values: Iterable[str]) -> tuple[str, ...]:

@@ -12,11 +12,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from joserfc.jwk import KeySet, RSAKey
+from joserfc.jwk import KeySet
 
 from ..storage.keys import StoredKey
 from .errors import KeyMaterialError
-from .wrapping import KeyWrapper
+from .material import import_private
+from .wrapping import KeyWrappers
 
 PUBLISHED_STATES = ("next", "active", "retired")
 
@@ -30,6 +31,8 @@ class KeyRing:
     verification: KeySet
     jwks_json: bytes
     jwks_etag: str
+    #: (kid, state, wrapping key) of every published key: what the ring was built from
+    fingerprint: tuple[tuple[str, str, str], ...]
 
     def signing_keys(self, alg: str = "RS256") -> KeySet:
         try:
@@ -37,31 +40,26 @@ class KeyRing:
         except KeyError:
             raise KeyMaterialError(f"there is no active {alg} signing key") from None
 
+    @property
+    def algorithms(self) -> list[str]:
+        return sorted(self.signing)
 
-def build_keyring(stored: Iterable[StoredKey], wrapper: KeyWrapper) -> KeyRing:
-    signing: dict[str, KeySet] = {}
-    published: list[dict[str, Any]] = []
-    for row in stored:
-        if row.state not in PUBLISHED_STATES:
-            continue
-        published.append(public_jwk(row))
-        if row.state == "active":
-            signing[row.alg] = KeySet([import_private(row, wrapper)])
+
+def fingerprint(stored: Iterable[StoredKey]) -> tuple[tuple[str, str, str], ...]:
+    return tuple(sorted((k.kid, k.state, k.wrapping_key_id) for k in stored if k.state in PUBLISHED_STATES))
+
+
+def build_keyring(stored: Iterable[StoredKey], wrappers: KeyWrappers) -> KeyRing:
+    rows = [row for row in stored if row.state in PUBLISHED_STATES]
+    signing = {row.alg: KeySet([import_private(row, wrappers)]) for row in rows if row.state == "active"}
     if "RS256" not in signing:
         raise KeyMaterialError("the database holds no active RS256 signing key")
+    published = [public_jwk(row) for row in rows]
     body = json.dumps({"keys": published}, separators=(",", ":"), sort_keys=True).encode()
     etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
     verification = KeySet.import_key_set({"keys": published})
-    return KeyRing(signing=signing, verification=verification, jwks_json=body, jwks_etag=etag)
+    return KeyRing(signing, verification, body, etag, fingerprint(rows))
 
 
 def public_jwk(row: StoredKey) -> dict[str, Any]:
     return {**row.public_jwk, "kid": row.kid, "alg": row.alg, "use": "sig"}
-
-
-def import_private(row: StoredKey, wrapper: KeyWrapper) -> RSAKey:
-    pem = wrapper.unwrap(row.private_key_enc, associated=row.kid)
-    try:
-        return RSAKey.import_key(pem, {"kid": row.kid, "alg": row.alg, "use": "sig"})
-    except Exception as exc:  # joserfc raises several types for unparsable key data
-        raise KeyMaterialError(f"the private key of {row.kid} is corrupt: {exc}") from None

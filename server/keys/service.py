@@ -1,62 +1,123 @@
-"""Key lifecycle operations that run inside one database session."""
+"""Key lifecycle operations, each in the caller's transaction, under the key lock.
+
+Every transition is a conditional update and writes an audit event. No operation leaves an
+algorithm that had an active key without one: activation retires the old key in the same
+transaction, and revoking the active key activates a replacement before it commits.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 
-from joserfc.jwk import RSAKey
-
+from ..settings import Settings
 from ..storage import Session, audit, keys as key_store
 from ..storage.base import utcnow
+from ..storage.keys import StoredKey
 from .errors import KeyMaterialError
-from .wrapping import KeyWrapper
+from .lifecycle import Step, plan
+from .material import new_key, unwrap
+from .wrapping import KeyWrappers
 
 
-def new_rsa_key(wrapper: KeyWrapper, *, bits: int, state: str) -> key_store.StoredKey:
-    """A fresh RSA key; ``kid`` is its RFC 7638 thumbprint."""
-    key = RSAKey.generate_key(bits, private=True)
-    kid = key.thumbprint()
-    now = utcnow()
-    return key_store.StoredKey(
-        kid=kid,
-        alg="RS256",
-        state=state,
-        public_jwk=key.as_dict(private=False),
-        private_key_enc=wrapper.wrap(key.as_pem(private=True), associated=kid),
-        wrapping_key_id=wrapper.key_id,
-        created_at=now,
-        activated_at=now if state == "active" else None,
-    )
-
-
-def ensure_active_key(session: Session, wrapper: KeyWrapper, *, bits: int) -> str | None:
-    """Create an active RS256 key unless one exists; returns the new kid, or None.
+def ensure_active_key(session: Session, wrappers: KeyWrappers, *, alg: str = "RS256", bits: int) -> str | None:
+    """Create an active key for ``alg`` unless one exists; returns the new kid, or None.
 
     Safe when several processes start at once: the insert is conditional on the partial
     unique index, so exactly one of them creates the key.
     """
-    if key_store.list_keys(session, states=("active",)):
+    if any(k.alg == alg for k in key_store.list_keys(session, states=("active",))):
         return None
-    key = new_rsa_key(wrapper, bits=bits, state="active")
+    key = new_key(wrappers.current, alg=alg, rsa_bits=bits, state="active")
     if not key_store.insert_active_key_unless_exists(session, key):
         return None
-    audit.record(session, "key.created", actor="system", subject=key.kid, details={"state": "active"})
+    audit.record(session, "key.created", actor="system", subject=key.kid, details={"alg": alg, "state": "active"})
     return key.kid
 
 
-def verify_all(session: Session, wrapper: KeyWrapper) -> None:
-    """Check that every key that may still be used decrypts under ``wrapper``."""
-    check_wrapping(key_store.list_keys(session, states=("next", "active", "retired")), wrapper)
+def stage(session: Session, wrappers: KeyWrappers, *, alg: str, bits: int, actor: str) -> StoredKey:
+    """Publish a ``next`` key; it starts signing after the staging delay."""
+    key_store.lock(session)
+    key = new_key(wrappers.current, alg=alg, rsa_bits=bits, state="next")
+    key_store.insert_key(session, key)
+    audit.record(session, "key.staged", actor=actor, subject=key.kid, details={"alg": alg})
+    return key
 
 
-def check_wrapping(rows: Iterable[key_store.StoredKey], wrapper: KeyWrapper) -> None:
-    for row in rows:
-        if row.state == "removed":
+def activate(session: Session, kid: str, alg: str, *, actor: str) -> bool:
+    """Make a ``next`` key the active one for its algorithm; the old active key retires."""
+    key_store.lock(session)
+    if key_store.get_key(session, kid) is None:
+        return False
+    for old in key_store.retire_active(session, alg):
+        audit.record(session, "key.retired", actor=actor, subject=old, details={"alg": alg})
+    if not key_store.activate(session, kid):
+        raise KeyMaterialError(f"key {kid} is not staged (next), so it cannot be activated")
+    audit.record(session, "key.activated", actor=actor, subject=kid, details={"alg": alg})
+    return True
+
+
+def rotate_now(session: Session, wrappers: KeyWrappers, *, alg: str, bits: int, actor: str) -> StoredKey:
+    """Emergency rotation: a new key signs at once (caches may not know it yet)."""
+    key = stage(session, wrappers, alg=alg, bits=bits, actor=actor)
+    activate(session, key.kid, alg, actor=actor)
+    return key
+
+
+def revoke(session: Session, wrappers: KeyWrappers, kid: str, *, bits: int, actor: str) -> str | None:
+    """Compromise: unpublish ``kid`` at once (tokens it signed stop verifying); when it was
+    active, a staged key of its algorithm, or a new one, signs instead. Returns that kid."""
+    key_store.lock(session)
+    key = key_store.get_key(session, kid)
+    if key is None or key.state == "removed":
+        raise KeyMaterialError(f"there is no published key {kid}")
+    key_store.remove(session, kid)
+    audit.record(session, "key.revoked", actor=actor, subject=kid, details={"alg": key.alg, "was": key.state})
+    if key.state != "active":
+        return None
+    staged = [k for k in key_store.list_keys(session, states=("next",)) if k.alg == key.alg]
+    replacement = staged[0] if staged else stage(session, wrappers, alg=key.alg, bits=bits, actor=actor)
+    key_store.activate(session, replacement.kid)
+    audit.record(session, "key.activated", actor=actor, subject=replacement.kid, details={"alg": key.alg})
+    return replacement.kid
+
+
+def advance(session: Session, wrappers: KeyWrappers, settings: Settings, now: datetime | None = None) -> list[Step]:
+    """Apply whatever the lifecycle says is due (see :mod:`.lifecycle`); returns it."""
+    key_store.lock(session)
+    steps = plan(key_store.list_keys(session), now or utcnow(), settings)
+    for step in steps:
+        if step.action == "stage":
+            stage(session, wrappers, alg=step.alg, bits=settings.rsa_key_bits, actor="schedule")
+        elif step.action == "activate" and step.kid:
+            activate(session, step.kid, step.alg, actor="schedule")
+        elif step.action == "remove" and step.kid and key_store.remove(session, step.kid):
+            audit.record(session, "key.removed", actor="schedule", subject=step.kid, details={"alg": step.alg})
+    return steps
+
+
+def rewrap(session: Session, wrappers: KeyWrappers) -> list[str]:
+    """Re-encrypt every key under the current secret; returns the kids moved."""
+    key_store.lock(session)
+    moved = []
+    for row in key_store.list_keys(session, states=("next", "active", "retired")):
+        if row.wrapping_key_id == wrappers.current.key_id:
             continue
-        if row.wrapping_key_id != wrapper.key_id:
-            raise KeyMaterialError(
-                f"signing key {row.kid} was encrypted under key-encryption secret "
-                f"{row.wrapping_key_id}, but the configured secret is {wrapper.key_id}: set "
-                f"OSTIARY_KEYS_SECRET (or OSTIARY_KEYS_SECRET_FILE) to the secret the keys were created with"
-            )
-        wrapper.unwrap(row.private_key_enc, associated=row.kid)
+        plaintext = unwrap(row, wrappers)
+        blob = wrappers.current.wrap(plaintext, associated=row.kid)
+        key_store.rewrap(session, row.kid, blob, wrappers.current.key_id)
+        moved.append(row.kid)
+    if moved:
+        audit.record(session, "keys.rewrapped", actor="admin", details={"kids": moved})
+    return moved
+
+
+def verify_all(session: Session, wrappers: KeyWrappers) -> None:
+    """Check that every key that may still be used decrypts under the configured secrets."""
+    check_wrapping(key_store.list_keys(session, states=("next", "active", "retired")), wrappers)
+
+
+def check_wrapping(rows: Iterable[StoredKey], wrappers: KeyWrappers) -> None:
+    for row in rows:
+        if row.state != "removed":
+            unwrap(row, wrappers)

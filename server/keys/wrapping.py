@@ -53,3 +53,26 @@ class KeyWrapper:
             raise KeyMaterialError(
                 f"the private key of {associated} does not decrypt with this key-encryption secret"
             ) from None
+
+
+class KeyWrappers:
+    """The current wrapper, and the previous one while a secret change is under way.
+
+    New keys are always wrapped under the current secret; a row wrapped under the previous
+    one still unwraps, until ``ostiary keys rewrap`` moves it to the current one.
+    """
+
+    def __init__(self, current: KeyWrapper, previous: KeyWrapper | None = None) -> None:
+        self.current = current
+        self.previous = previous
+
+    @property
+    def key_ids(self) -> tuple[str, ...]:
+        return (self.current.key_id,) + ((self.previous.key_id,) if self.previous else ())
+
+    def for_id(self, key_id: str) -> KeyWrapper | None:
+        if key_id == self.current.key_id:
+            return self.current
+        if self.previous is not None and key_id == self.previous.key_id:
+            return self.previous
+        return None

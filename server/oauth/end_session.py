@@ -18,6 +18,7 @@ from joserfc.jwk import KeySet
 
 from ..authn import sessions
 from ..keys.holder import KeyRingHolder
+from ..settings import SIGNING_ALGS
 from ..storage import grants as grant_store
 from .bridge import current_session
 
@@ -31,7 +32,7 @@ class EndSession(EndSessionEndpoint):  # type: ignore[misc]
         return self.keys.current.verification
 
     def get_algorithms(self) -> list[str]:
-        return ["RS256"]
+        return list(SIGNING_ALGS)
 
     def _validate_id_token_hint(self, id_token_hint: str) -> dict[str, Any]:
         # Our own ID tokens only: not an access token (at+jwt) signed by the same key,

@@ -12,7 +12,8 @@ from .clients import SECRET_METHODS
 from .openid import SCOPE_CLAIMS
 
 
-def server_metadata(settings: Settings) -> dict[str, Any]:
+def server_metadata(settings: Settings, algorithms: list[str]) -> dict[str, Any]:
+    """``algorithms``: those with an active signing key (ID tokens may use any of them)."""
     return {
         "issuer": settings.issuer,
         "authorization_endpoint": settings.endpoint("/authorize"),
@@ -30,7 +31,7 @@ def server_metadata(settings: Settings) -> dict[str, Any]:
         "token_endpoint_auth_methods_supported": [*SECRET_METHODS, "none"],
         "code_challenge_methods_supported": ["S256"],
         "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": ["RS256"],
+        "id_token_signing_alg_values_supported": algorithms,
         "scopes_supported": ["openid", *SCOPE_CLAIMS, "offline_access"],
         "claims_supported": sorted(
             {"sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid"}

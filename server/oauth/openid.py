@@ -38,7 +38,8 @@ def user_claims(user: StoredUser, scope: str) -> UserInfo:
 
 
 class OpenIDCode(AuthlibOpenIDCode):  # type: ignore[misc]
-    """ID tokens signed RS256 by the active key; a client cannot choose another algorithm."""
+    """ID tokens signed by the active key of the client's registered algorithm (RS256 unless
+    it registered ``id_token_signed_response_alg``); never ``none`` or an HMAC."""
 
     def __init__(self, issuer: str, keys: KeyRingHolder, ttl: int) -> None:
         super().__init__(require_nonce=False)
@@ -67,14 +68,15 @@ class OpenIDCode(AuthlibOpenIDCode):  # type: ignore[misc]
         return code_store.nonce_used(current_session(), request.payload.client_id, nonce)
 
     def resolve_client_private_key(self, client: Any) -> KeySet:
-        return self.keys.current.signing_keys("RS256")
+        return self.keys.current.signing_keys(self.get_client_algorithm(client))
 
     def get_client_algorithm(self, client: Any) -> str:
-        return "RS256"
+        alg: str = client.stored.id_token_alg or "RS256"
+        return alg
 
     def get_encode_header(self, client: Any) -> dict[str, str]:
         # No kid here: joserfc takes it from the one key in the set.
-        return {"alg": "RS256", "typ": "JWT"}
+        return {"alg": self.get_client_algorithm(client), "typ": "JWT"}
 
     def get_client_claims(self, client: Any) -> dict[str, Any]:
         now = int(time.time())

@@ -1,4 +1,4 @@
-"""RFC 9068 JWT access tokens, signed with the key ring's one active RS256 key."""
+"""RFC 9068 JWT access tokens, signed with the active key of ``OSTIARY_ACCESS_TOKEN_ALG`` (RS256)."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ from .resources import audiences_for
 
 
 class AccessTokenGenerator(JWTBearerTokenGenerator):  # type: ignore[misc]
-    def __init__(self, issuer: str, keys: KeyRingHolder, ttl: int) -> None:
+    def __init__(self, issuer: str, keys: KeyRingHolder, ttl: int, alg: str = "RS256") -> None:
         super().__init__(
             issuer,
-            alg="RS256",
+            alg=alg,
             expires_generator=lambda _client, _grant: ttl,
             refresh_token_generator=lambda **_: secrets.token_urlsafe(32),  # 256 bits, opaque
         )
@@ -29,7 +29,7 @@ class AccessTokenGenerator(JWTBearerTokenGenerator):  # type: ignore[misc]
     def get_jwks(self) -> KeySet:
         # A set holding only the active key, so joserfc sets its kid and never picks
         # another key at random.
-        return self.keys.current.signing_keys("RS256")
+        return self.keys.current.signing_keys(self.alg)
 
     def get_jti(self, client: Any, grant_type: str, user: Any, scope: str) -> str:
         # Authlib's generate_token draws one SystemRandom call per character.

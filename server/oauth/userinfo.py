@@ -8,6 +8,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 
 from ..keys.ring import KeyRing
+from ..settings import SIGNING_ALGS
 from ..storage import Session, denylist, grants as grant_store, users as user_store
 from ..storage.users import StoredUser
 
@@ -19,7 +20,7 @@ class InvalidToken(Exception):
 def verify_access_token(ring: KeyRing, issuer: str, token: str) -> dict[str, Any]:
     """Signature, ``typ: at+jwt`` (RFC 9068 §4: never an ID token), issuer and expiry."""
     try:
-        decoded = jwt.decode(token, ring.verification, algorithms=["RS256"])
+        decoded = jwt.decode(token, ring.verification, algorithms=list(SIGNING_ALGS))
         if decoded.header.get("typ") != "at+jwt":
             raise InvalidToken("not an access token")
         jwt.JWTClaimsRegistry(

@@ -21,6 +21,7 @@ _BY_ID = select(
     Client.post_logout_redirect_uris,
     Client.first_party,
     Client.introspection,
+    Client.id_token_alg,
     Client.created_at,
     Client.disabled_at,
 ).where(Client.client_id == bindparam("client_id"))
@@ -42,6 +43,7 @@ class StoredClient:
     post_logout_redirect_uris: tuple[str, ...] = ()
     first_party: bool = False
     introspection: bool = False
+    id_token_alg: str | None = None
 
     @property
     def is_public(self) -> bool:
@@ -71,6 +73,7 @@ def insert_client(session: Session, client: StoredClient) -> None:
             post_logout_redirect_uris=list(client.post_logout_redirect_uris),
             first_party=client.first_party,
             introspection=client.introspection,
+            id_token_alg=client.id_token_alg,
             created_at=client.created_at,
             disabled_at=client.disabled_at,
         )
@@ -90,6 +93,7 @@ def _snapshot(row: object) -> StoredClient:
         post_logout_redirect_uris=tuple(r["post_logout_redirect_uris"]),
         first_party=bool(r["first_party"]),
         introspection=bool(r["introspection"]),
+        id_token_alg=r["id_token_alg"],
         created_at=r["created_at"],
         disabled_at=r["disabled_at"],
     )

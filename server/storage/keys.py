@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.orm import Session
 
+from .base import utcnow
 from .dialect import upsert_insert
 from .models import SigningKey
 
@@ -93,3 +94,55 @@ def insert_active_key_unless_exists(session: Session, key: StoredKey) -> bool:
     )
     result = session.execute(statement)
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def get_key(session: Session, kid: str) -> StoredKey | None:
+    row = session.execute(select(*_COLUMNS).where(SigningKey.kid == kid)).one_or_none()
+    return StoredKey(**row._mapping) if row else None
+
+
+def lock(session: Session) -> None:
+    """Serialise key-set changes across processes (PostgreSQL; SQLite writers are serial)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _LOCK_ID})
+
+
+_LOCK_ID = 0x05_71A9
+
+
+def retire_active(session: Session, alg: str) -> list[str]:
+    result = session.execute(
+        update(SigningKey)
+        .where(SigningKey.alg == alg, SigningKey.state == "active")
+        .values(state="retired", retired_at=utcnow())
+        .returning(SigningKey.kid)
+    )
+    return list(result.scalars())
+
+
+def activate(session: Session, kid: str) -> bool:
+    result = session.execute(
+        update(SigningKey)
+        .where(SigningKey.kid == kid, SigningKey.state == "next")
+        .values(state="active", activated_at=utcnow())
+        .returning(SigningKey.kid)
+    )
+    return result.first() is not None
+
+
+def remove(session: Session, kid: str) -> bool:
+    result = session.execute(
+        update(SigningKey)
+        .where(SigningKey.kid == kid, SigningKey.state != "removed")
+        .values(state="removed", removed_at=utcnow())
+        .returning(SigningKey.kid)
+    )
+    return result.first() is not None
+
+
+def rewrap(session: Session, kid: str, private_key_enc: bytes, wrapping_key_id: str) -> None:
+    session.execute(
+        update(SigningKey)
+        .where(SigningKey.kid == kid)
+        .values(private_key_enc=private_key_enc, wrapping_key_id=wrapping_key_id)
+    )

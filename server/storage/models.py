@@ -27,6 +27,8 @@ class Client(Base):
     first_party: Mapped[bool] = mapped_column(Boolean, server_default=false())
     #: a resource server: may introspect any token, not only its own
     introspection: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    #: id_token_signed_response_alg (OIDC Registration); None: RS256
+    id_token_alg: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 

@@ -10,8 +10,9 @@ import pytest
 from server.bootstrap import StartupError, prepare
 from server.keys import service as key_service
 from server.keys.errors import KeyMaterialError
+from server.keys.material import new_key
 from server.keys.ring import build_keyring
-from server.keys.wrapping import KeyWrapper
+from server.keys.wrapping import KeyWrapper, KeyWrappers
 from server.storage import keys as key_store
 from server.storage.engine import create_sessionmaker, make_engine
 from tests.helpers import TestDatabase, make_settings
@@ -40,7 +41,7 @@ async def test_first_start_creates_one_encrypted_rs256_key(database: TestDatabas
     assert row.wrapping_key_id == KeyWrapper(SECRET).key_id
     assert b"PRIVATE KEY" not in row.private_key_enc
     assert set(row.public_jwk) == {"kty", "n", "e"}
-    ring = build_keyring([row], KeyWrapper(SECRET))
+    ring = build_keyring([row], KeyWrappers(KeyWrapper(SECRET)))
     key = ring.signing_keys("RS256").keys[0]
     assert key.kid == row.kid == key.thumbprint()  # RFC 7638
     assert key.as_dict(private=False)["n"] == row.public_jwk["n"]
@@ -48,14 +49,14 @@ async def test_first_start_creates_one_encrypted_rs256_key(database: TestDatabas
 
 
 async def test_concurrent_first_starts_create_exactly_one_active_key(database: TestDatabase) -> None:
-    wrapper = KeyWrapper(SECRET)
+    wrappers = KeyWrappers(KeyWrapper(SECRET))
     engine = make_engine(database.url)
     try:
         sessionmaker = create_sessionmaker(engine)
 
         async def one() -> str | None:
             async with sessionmaker.begin() as session:
-                return await session.run_sync(key_service.ensure_active_key, wrapper, bits=2048)
+                return await session.run_sync(lambda s: key_service.ensure_active_key(s, wrappers, bits=2048))
 
         created = await asyncio.gather(*(one() for _ in range(4)))
     finally:
@@ -105,11 +106,11 @@ async def test_corrupt_key_row_is_reported_by_kid(database: TestDatabase, tmp_pa
 
 def test_keyring_publishes_public_members_only() -> None:
     wrapper = KeyWrapper(SECRET)
-    row = key_service.new_rsa_key(wrapper, bits=2048, state="active")
-    ring = build_keyring([row], wrapper)
+    row = new_key(wrapper, alg="RS256", rsa_bits=2048, state="active")
+    ring = build_keyring([row], KeyWrappers(wrapper))
     import json
 
     (published,) = json.loads(ring.jwks_json)["keys"]
     assert set(published) == {"kty", "n", "e", "kid", "alg", "use"}
     with pytest.raises(KeyMaterialError, match="no active RS256"):
-        build_keyring([key_service.new_rsa_key(wrapper, bits=2048, state="retired")], wrapper)
+        build_keyring([new_key(wrapper, alg="RS256", rsa_bits=2048, state="retired")], KeyWrappers(wrapper))

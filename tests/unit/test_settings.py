@@ -121,7 +121,7 @@ def test_a_valid_variable_sets_its_field(variable: str, raw: str, field: str, ex
         ("OSTIARY_WORKERS", "0"),
         ("OSTIARY_WORKERS", "65"),
         ("OSTIARY_WORKERS", "four"),
-        ("OSTIARY_ACCESS_TOKEN_TTL", "59"),
+        ("OSTIARY_ACCESS_TOKEN_TTL", "4"),
         ("OSTIARY_ACCESS_TOKEN_TTL", "2d"),
         ("OSTIARY_ACCESS_TOKEN_TTL", "1.5h"),
         ("OSTIARY_JWKS_MAX_AGE", "2d"),

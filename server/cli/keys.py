@@ -1,0 +1,115 @@
+"""``ostiary keys list | rotate [--now] | revoke KID | rewrap``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from ..bootstrap import open_database
+from ..keys import service
+from ..keys.lifecycle import activates_at, published_until
+from ..keys.secret import resolve_secret
+from ..runtime import key_wrappers
+from ..settings import SIGNING_ALGS, Settings
+from ..storage import Session, keys as key_store
+from ..storage.engine import create_sessionmaker
+from ..storage.keys import StoredKey
+
+T = TypeVar("T")
+
+
+def add_parser(commands: Any) -> None:
+    parser = commands.add_parser("keys", help="signing keys")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="every key, its state, and until when it stays published")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    listing.set_defaults(run=run_list)
+    rotate = actions.add_parser("rotate", help="stage a new key; it signs once every JWKS cache has seen it")
+    rotate.add_argument("--alg", default="RS256", choices=SIGNING_ALGS)
+    rotate.add_argument("--now", action="store_true", help="emergency: sign with the new key at once")
+    rotate.set_defaults(run=run_rotate)
+    revoke = actions.add_parser("revoke", help="compromised key: unpublish at once, activate a replacement")
+    revoke.add_argument("kid")
+    revoke.set_defaults(run=run_revoke)
+    rewrap = actions.add_parser(
+        "rewrap", help="re-encrypt every key under OSTIARY_KEYS_SECRET (the old one in OSTIARY_KEYS_SECRET_PREVIOUS)"
+    )
+    rewrap.set_defaults(run=run_rewrap)
+
+
+def _with_keys(settings: Settings, work: Callable[[Session, Any], T]) -> T:
+    async def run() -> T:
+        async with open_database(settings) as engine, create_sessionmaker(engine).begin() as session:
+            keys_exist = await session.run_sync(key_store.count_keys) > 0
+            wrappers = key_wrappers(settings, resolve_secret(settings, keys_exist=keys_exist))
+            return await session.run_sync(work, wrappers)
+
+    return asyncio.run(run())
+
+
+def run_list(settings: Settings, args: argparse.Namespace) -> int:
+    rows = _with_keys(settings, lambda db, _w: key_store.list_keys(db))
+    described = [_describe(row, settings) for row in rows]
+    if args.json:
+        print(json.dumps(described, indent=2))
+        return 0
+    print(
+        f"{'kid':<44} {'alg':<6} {'state':<8} {'created':<20} {'activated (due)':<20} {'retired':<20} published until"
+    )
+    for d in described:
+        print(
+            f"{d['kid']:<44} {d['alg']:<6} {d['state']:<8} {d['created_at'][:19]:<20} "
+            f"{(d['activated_at'] or d.get('activates_at') or '-')[:19]:<20} {(d['retired_at'] or '-')[:19]:<20} "
+            f"{(d['published_until'] or '-')[:19]}"
+        )
+    return 0
+
+
+def _describe(row: StoredKey, settings: Settings) -> dict[str, Any]:
+    until = published_until(row, settings)
+    described = {
+        "kid": row.kid,
+        "alg": row.alg,
+        "state": row.state,
+        "created_at": row.created_at.isoformat(),
+        "activated_at": row.activated_at.isoformat() if row.activated_at else None,
+        "retired_at": row.retired_at.isoformat() if row.retired_at else None,
+        "removed_at": row.removed_at.isoformat() if row.removed_at else None,
+        "published_until": until.isoformat() if until else None,
+    }
+    if row.state == "next":
+        described["activates_at"] = activates_at(row, settings).isoformat()
+    return described
+
+
+def run_rotate(settings: Settings, args: argparse.Namespace) -> int:
+    def rotate(db: Session, wrappers: Any) -> StoredKey:
+        if args.now:
+            return service.rotate_now(db, wrappers, alg=args.alg, bits=settings.rsa_key_bits, actor="admin")
+        return service.stage(db, wrappers, alg=args.alg, bits=settings.rsa_key_bits, actor="admin")
+
+    key = _with_keys(settings, rotate)
+    if args.now:
+        print(f"{key.kid} ({key.alg}) is active now; any previous {key.alg} key is retired")
+    else:
+        print(f"{key.kid} ({key.alg}) is published; it signs from {activates_at(key, settings).isoformat()[:19]} UTC")
+    return 0
+
+
+def run_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    replacement = _with_keys(
+        settings, lambda db, wrappers: service.revoke(db, wrappers, args.kid, bits=settings.rsa_key_bits, actor="admin")
+    )
+    print(f"{args.kid} is revoked: unpublished, and tokens it signed no longer verify")
+    if replacement:
+        print(f"{replacement} signs from now on")
+    return 0
+
+
+def run_rewrap(settings: Settings, args: argparse.Namespace) -> int:
+    moved = _with_keys(settings, service.rewrap)
+    print(f"re-encrypted {len(moved)} key(s) under the current secret")
+    return 0

@@ -1,0 +1,73 @@
+"""Each process keeps its key ring in step with the database, and moves the lifecycle on.
+
+Every ``OSTIARY_KEYS_POLL_INTERVAL`` seconds: read the key set (one small query); if a step
+of the lifecycle is due, apply it under the key lock (whichever process gets there first
+does it, the others then find nothing due); if the set changed, rebuild the ring. So every
+process signs with a new key within one poll interval of its activation, and the staging
+delay accounts for that.
+
+Key material that stops decrypting (a corrupt row, a wrong secret) stops the process with
+a clear message rather than serving with keys it cannot trust.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Callable
+
+from ..settings import Settings
+from ..storage import AsyncSession, async_sessionmaker, keys as key_store
+from ..storage.base import utcnow
+from . import service
+from .errors import KeyMaterialError
+from .holder import KeyRingHolder
+from .lifecycle import plan
+from .ring import KeyRing, build_keyring, fingerprint
+from .wrapping import KeyWrappers
+
+log = logging.getLogger("ostiary.keys")
+
+
+async def refresh_once(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    wrappers: KeyWrappers,
+    settings: Settings,
+    holder: KeyRingHolder,
+    on_change: Callable[[KeyRing], None],
+) -> None:
+    async with sessionmaker() as session:
+        stored = await session.run_sync(key_store.list_keys)
+    if plan(stored, utcnow(), settings):
+        async with sessionmaker.begin() as session:
+            steps = await session.run_sync(service.advance, wrappers, settings)
+        if steps:
+            log.info("key lifecycle: %s", ", ".join(f"{s.action} {s.kid or s.alg}" for s in steps))
+        async with sessionmaker() as session:
+            stored = await session.run_sync(key_store.list_keys)
+    if fingerprint(stored) != holder.current.fingerprint:
+        ring = build_keyring(stored, wrappers)
+        holder.current = ring
+        on_change(ring)
+        log.info("key ring updated: signing with %s", ", ".join(str(k.keys[0].kid) for k in ring.signing.values()))
+
+
+async def watch(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    wrappers: KeyWrappers,
+    settings: Settings,
+    holder: KeyRingHolder,
+    on_change: Callable[[KeyRing], None],
+) -> None:
+    while True:
+        await asyncio.sleep(settings.keys_poll_interval)
+        try:
+            await refresh_once(sessionmaker, wrappers, settings, holder, on_change)
+        except KeyMaterialError as exc:
+            log.critical("stopping: %s", exc)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        except Exception:  # the database may be down: keep the current ring and try again
+            log.warning("could not refresh the key ring; retrying", exc_info=True)
