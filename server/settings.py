@@ -19,7 +19,9 @@ from urllib.parse import urlsplit
 T = TypeVar("T")
 
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
-SIGNING_ALGS = ("RS256", "ES256", "EdDSA")
+#: JWS algorithms for signing keys. EdDSA keys use the fully-specified name Ed25519
+#: (RFC 9864); the polymorphic "EdDSA" is deprecated there and joserfc warns on it.
+SIGNING_ALGS = ("RS256", "ES256", "Ed25519")
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -110,7 +112,9 @@ class Settings:
                 "OSTIARY_KEYS_ROTATE_EVERY", _duration_or_off(3600, 3650 * 86400), cls.keys_rotate_every
             ),
             "keys_poll_interval": reader.get("OSTIARY_KEYS_POLL_INTERVAL", _duration(1, 300), cls.keys_poll_interval),
-            "access_token_alg": reader.get("OSTIARY_ACCESS_TOKEN_ALG", _choice(*SIGNING_ALGS), cls.access_token_alg),
+            # Ed25519 signs ID tokens only: Authlib's RFC 9068 generator gives joserfc no algorithm
+            # list, and joserfc refuses algorithms it does not recommend (Ed25519) without one.
+            "access_token_alg": reader.get("OSTIARY_ACCESS_TOKEN_ALG", _choice("RS256", "ES256"), cls.access_token_alg),
             "host": reader.get("OSTIARY_HOST", _host, cls.host),
             "port": reader.get("OSTIARY_PORT", _int_range(1, 65535), cls.port),
             "workers": reader.get("OSTIARY_WORKERS", _int_range(1, 64), cls.workers),

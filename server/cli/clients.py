@@ -42,7 +42,7 @@ def add_parser(commands: Any) -> None:
         "--introspection", action="store_true", help="a resource server: may introspect any token (RFC 7662)"
     )
     create.add_argument(
-        "--id-token-alg", help="id_token_signed_response_alg: RS256 (default), ES256 or EdDSA (needs an active key)"
+        "--id-token-alg", help="id_token_signed_response_alg: RS256 (default), ES256 or Ed25519 (needs an active key)"
     )
     create.add_argument("--json", action="store_true", help="print JSON")
     create.set_defaults(run=run_create)

@@ -1,4 +1,4 @@
-"""Key generation and import for each signing algorithm: RS256, ES256 (P-256), EdDSA (Ed25519)."""
+"""Key generation and import for each signing algorithm: RS256, ES256 (P-256), Ed25519 (EdDSA, RFC 9864)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def generate(alg: str, *, rsa_bits: int) -> Key:
         return RSAKey.generate_key(rsa_bits, private=True)
     if alg == "ES256":
         return ECKey.generate_key("P-256", private=True)
-    if alg == "EdDSA":
+    if alg == "Ed25519":
         return OKPKey.generate_key("Ed25519", private=True)
     raise KeyMaterialError(f"unsupported signing algorithm {alg!r}")
 
@@ -59,7 +59,7 @@ def import_private(row: StoredKey, wrappers: KeyWrappers) -> Key:
             key = RSAKey.import_key(pem, parameters)
         elif row.alg == "ES256":
             key = ECKey.import_key(pem, parameters)
-        elif row.alg == "EdDSA":
+        elif row.alg == "Ed25519":
             key = OKPKey.import_key(pem, parameters)
         else:
             raise KeyMaterialError(f"signing key {row.kid} has an unsupported algorithm {row.alg!r}")

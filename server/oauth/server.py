@@ -31,7 +31,10 @@ class OstiaryAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         self.client_cache = ClientCache(settings.client_cache_ttl)
         self.register_client_auth_method("client_secret_basic", authenticate_basic)
         self.register_client_auth_method("client_secret_post", authenticate_post)
-        self.register_token_generator("default", AccessTokenGenerator(settings.issuer, keys, settings.access_token_ttl))
+        access_tokens = AccessTokenGenerator(
+            settings.issuer, keys, settings.access_token_ttl, settings.access_token_alg
+        )
+        self.register_token_generator("default", access_tokens)
         self.register_grant(ClientCredentialsGrant)
         code_grant = type("CodeGrant", (AuthorizationCodeGrant,), {"CODE_TTL": settings.auth_code_ttl})
         self.register_grant(
