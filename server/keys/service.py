@@ -16,7 +16,7 @@ from ..storage.base import utcnow
 from ..storage.keys import StoredKey
 from .errors import KeyMaterialError
 from .lifecycle import Step, plan
-from .material import new_key, unwrap
+from .material import import_private, new_key, unwrap
 from .wrapping import KeyWrappers
 
 
@@ -90,10 +90,26 @@ def advance(session: Session, wrappers: KeyWrappers, settings: Settings, now: da
         if step.action == "stage":
             stage(session, wrappers, alg=step.alg, bits=settings.rsa_key_bits, actor="schedule")
         elif step.action == "activate" and step.kid:
-            activate(session, step.kid, step.alg, actor="schedule")
+            if _usable(session, wrappers, step.kid):
+                activate(session, step.kid, step.alg, actor="schedule")
         elif step.action == "remove" and step.kid and key_store.remove(session, step.kid):
             audit.record(session, "key.removed", actor="schedule", subject=step.kid, details={"alg": step.alg})
     return steps
+
+
+def _usable(session: Session, wrappers: KeyWrappers, kid: str) -> bool:
+    """A staged key that does not decrypt is discarded instead of activated: activating it
+    would stop every process, while the current key can go on signing."""
+    key = key_store.get_key(session, kid)
+    if key is None:
+        return False
+    try:
+        import_private(key, wrappers)
+    except KeyMaterialError as exc:
+        key_store.remove(session, kid)
+        audit.record(session, "key.discarded", actor="schedule", subject=kid, details={"reason": str(exc)})
+        return False
+    return True
 
 
 def rewrap(session: Session, wrappers: KeyWrappers) -> list[str]:

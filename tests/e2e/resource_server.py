@@ -1,8 +1,9 @@
 """A resource server, as its own process, verifying Ostiary's access tokens with a cached JWKS.
 
 Reads one token per line on stdin; prints ``fail <reason>`` for each token that does not
-verify and, at the end, a JSON summary (nothing per success, so a pipe never fills up). It keeps the JWKS for as long as ``Cache-Control: max-age``
-allows and re-fetches early only for a kid it does not know, as resource-server libraries do.
+verify and, at the end, a JSON summary (nothing per success, so a pipe never fills up).
+It keeps the JWKS for as long as ``Cache-Control: max-age`` allows and re-fetches early only
+for a kid it does not know, as resource-server libraries do.
 
     python resource_server.py ISSUER AUDIENCE
 """

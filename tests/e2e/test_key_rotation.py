@@ -17,7 +17,7 @@ import httpx
 import jwt
 
 from tests.e2e.process import create_client_with_cli, serving
-from tests.helpers import TestDatabase, make_settings, ostiary_env, run_ostiary
+from tests.helpers import TestDatabase, make_settings, ostiary_command, ostiary_env, run_ostiary, wait_healthy
 
 FAST = {
     "OSTIARY_JWKS_MAX_AGE": "2",
@@ -85,3 +85,80 @@ def test_a_full_rotation_cycle_fails_no_verification(postgres_database: TestData
     assert states[old_kid] == "removed" and states[new_kid] == "active"
     assert final_jwks == [new_kid]
     assert not any("Traceback" in line for line in log)
+
+
+def _sql(url: str, statement: str) -> list[tuple[object, ...]]:
+    import asyncio
+
+    from sqlalchemy import text
+
+    from server.storage.engine import make_engine
+
+    async def run() -> list[tuple[object, ...]]:
+        engine = make_engine(url)
+        try:
+            async with engine.begin() as connection:
+                result = await connection.execute(text(statement))
+                return [tuple(r) for r in result.all()] if result.returns_rows else []
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+def test_each_lifecycle_step_is_done_once_by_one_of_two_processes(
+    postgres_database: TestDatabase, tmp_path: Path
+) -> None:
+    settings = make_settings(postgres_database, tmp_path)
+    env = ostiary_env(settings, **FAST)
+    with serving(settings, tmp_path, "--workers", "2", **FAST):
+        assert run_ostiary(["keys", "rotate"], env, cwd=tmp_path).returncode == 0
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if _sql(postgres_database.url, "SELECT kid FROM signing_keys WHERE state = 'removed'"):
+                break
+            time.sleep(0.5)
+    events = _sql(
+        postgres_database.url, "SELECT kind, count(*) FROM audit_events WHERE kind LIKE 'key.%' GROUP BY kind"
+    )
+    assert dict(events) == {"key.created": 1, "key.staged": 1, "key.activated": 1, "key.retired": 1, "key.removed": 1}
+
+
+def test_a_staged_key_that_does_not_decrypt_is_discarded_not_activated(
+    postgres_database: TestDatabase, tmp_path: Path
+) -> None:
+    settings = make_settings(postgres_database, tmp_path)
+    env = ostiary_env(settings, **FAST)
+    client = create_client_with_cli(settings, tmp_path)
+    with serving(settings, tmp_path, **FAST) as (base, log):
+        active = httpx.get(base + "/jwks").json()["keys"][0]["kid"]
+        assert run_ostiary(["keys", "rotate"], env, cwd=tmp_path).returncode == 0
+        _sql(postgres_database.url, "UPDATE signing_keys SET private_key_enc = 'x'::bytea WHERE state = 'next'")
+        time.sleep(6)  # past the staging delay
+        assert jwt.get_unverified_header(_token(base, client))["kid"] == active
+    assert dict(
+        _sql(
+            postgres_database.url, "SELECT kind, count(*) FROM audit_events WHERE kind = 'key.discarded' GROUP BY kind"
+        )
+    ) == {"key.discarded": 1}
+    assert not any("Traceback" in line for line in log)
+
+
+def test_an_active_key_that_stops_decrypting_stops_the_process_with_a_message(
+    postgres_database: TestDatabase, tmp_path: Path
+) -> None:
+    settings = make_settings(postgres_database, tmp_path)
+    env = ostiary_env(settings, **FAST)
+    log_path = tmp_path / "serve.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [*ostiary_command(), "serve"], env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT
+        )
+        wait_healthy(settings.issuer, process)
+        _sql(postgres_database.url, "UPDATE signing_keys SET private_key_enc = 'x'::bytea WHERE state = 'active'")
+        # Any key-set change makes the process rebuild its ring, and find the corrupt key.
+        assert run_ostiary(["keys", "rotate", "--alg", "ES256", "--now"], env, cwd=tmp_path).returncode == 0
+        process.wait(timeout=30)
+    text = log_path.read_text()
+    assert "stopping: the encrypted private key of" in text or "stopping: the private key of" in text
+    assert "Traceback" not in text
