@@ -162,3 +162,20 @@ def test_an_active_key_that_stops_decrypting_stops_the_process_with_a_message(
     text = log_path.read_text()
     assert "stopping: the encrypted private key of" in text or "stopping: the private key of" in text
     assert "Traceback" not in text
+
+
+def test_changing_the_key_encryption_secret_without_downtime(database: TestDatabase, tmp_path: Path) -> None:
+    settings = make_settings(database, tmp_path)
+    old, new = "o" * 40, "n" * 40
+    assert run_ostiary(["db", "upgrade"], ostiary_env(settings, OSTIARY_KEYS_SECRET=old), cwd=tmp_path).returncode == 0
+    with serving(settings, tmp_path, OSTIARY_KEYS_SECRET=old) as (base, _):
+        kid = httpx.get(base + "/jwks").json()["keys"][0]["kid"]
+    both = {"OSTIARY_KEYS_SECRET": new, "OSTIARY_KEYS_SECRET_PREVIOUS": old}
+    with serving(settings, tmp_path, **both) as (base, _):  # during the change, both are accepted
+        result = run_ostiary(["keys", "rewrap"], ostiary_env(settings, **both), cwd=tmp_path)
+        assert result.returncode == 0 and "re-encrypted 1 key(s)" in result.stdout
+        assert httpx.get(base + "/healthz").status_code == 200
+    with serving(settings, tmp_path, OSTIARY_KEYS_SECRET=new) as (base, _):
+        assert [k["kid"] for k in httpx.get(base + "/jwks").json()["keys"]] == [kid]
+    refused = run_ostiary(["serve"], ostiary_env(settings, OSTIARY_KEYS_SECRET=old), cwd=tmp_path)
+    assert refused.returncode == 1 and "OSTIARY_KEYS_SECRET" in refused.stderr
