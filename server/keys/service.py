@@ -47,8 +47,11 @@ def stage(session: Session, wrappers: KeyWrappers, *, alg: str, bits: int, actor
 def activate(session: Session, kid: str, alg: str, *, actor: str) -> bool:
     """Make a ``next`` key the active one for its algorithm; the old active key retires."""
     key_store.lock(session)
-    if key_store.get_key(session, kid) is None:
+    key = key_store.get_key(session, kid)
+    if key is None:
         return False
+    if key.alg != alg:
+        raise KeyMaterialError(f"key {kid} is an {key.alg} key, not {alg}")
     for old in key_store.retire_active(session, alg):
         audit.record(session, "key.retired", actor=actor, subject=old, details={"alg": alg})
     if not key_store.activate(session, kid):
@@ -76,7 +79,8 @@ def revoke(session: Session, wrappers: KeyWrappers, kid: str, *, bits: int, acto
     if key.state != "active":
         return None
     staged = [k for k in key_store.list_keys(session, states=("next",)) if k.alg == key.alg]
-    replacement = staged[0] if staged else stage(session, wrappers, alg=key.alg, bits=bits, actor=actor)
+    usable = next((k for k in staged if _usable(session, wrappers, k.kid)), None)
+    replacement = usable or stage(session, wrappers, alg=key.alg, bits=bits, actor=actor)
     key_store.activate(session, replacement.kid)
     audit.record(session, "key.activated", actor=actor, subject=replacement.kid, details={"alg": key.alg})
     return replacement.kid
@@ -102,6 +106,10 @@ def _usable(session: Session, wrappers: KeyWrappers, kid: str) -> bool:
     would stop every process, while the current key can go on signing."""
     key = key_store.get_key(session, kid)
     if key is None:
+        return False
+    if wrappers.for_id(key.wrapping_key_id) is None:
+        # Wrapped under a secret this process does not hold (a secret change is rolling
+        # out): not corrupt, so leave it for a process that can read it.
         return False
     try:
         import_private(key, wrappers)
