@@ -19,7 +19,7 @@ from sqlalchemy import bindparam, insert, select, update
 from . import Session
 from .base import utcnow
 from .models import Grant, RefreshToken, User
-from .users import StoredUser
+from .users import USER_COLUMNS, StoredUser, to_user
 
 
 def token_digest(token: str) -> bytes:
@@ -64,18 +64,6 @@ class FamilyToken:
         return list(self.amr)
 
 
-_USER_COLUMNS = (
-    User.id.label("user_id"),
-    User.sub,
-    User.username,
-    User.email,
-    User.email_verified,
-    User.name,
-    User.password_hash,
-    User.created_at,
-    User.updated_at,
-    User.disabled_at,
-)
 _FAMILY_COLUMNS = (
     RefreshToken.client_id,
     RefreshToken.generation,
@@ -86,16 +74,21 @@ _FAMILY_COLUMNS = (
     Grant.acr,
     Grant.amr,
     Grant.expires_at.label("family_expires_at"),
-    *_USER_COLUMNS,
+    *USER_COLUMNS,
+)
+
+#: the presented token, unused, unexpired, presented by the client it was issued to
+_UNUSED = (
+    RefreshToken.token_digest == bindparam("b_digest"),
+    RefreshToken.client_id == bindparam("b_client_id"),
+    RefreshToken.consumed_at.is_(None),
+    RefreshToken.expires_at > bindparam("b_now"),
 )
 
 _CONSUME = (
     update(RefreshToken)
     .where(
-        RefreshToken.token_digest == bindparam("b_digest"),
-        RefreshToken.client_id == bindparam("b_client_id"),
-        RefreshToken.consumed_at.is_(None),
-        RefreshToken.expires_at > bindparam("b_now"),
+        *_UNUSED,
         Grant.id == RefreshToken.grant_id,
         Grant.revoked_at.is_(None),
         Grant.expires_at > bindparam("b_now"),
@@ -109,18 +102,6 @@ _CONSUME = (
 
 def _family_token(row: object, *, grace: bool = False) -> FamilyToken:
     r = row._mapping  # type: ignore[attr-defined]
-    user = StoredUser(
-        id=r["user_id"],
-        sub=r["sub"],
-        username=r["username"],
-        email=r["email"],
-        email_verified=r["email_verified"],
-        name=r["name"],
-        password_hash=r["password_hash"],
-        created_at=r["created_at"],
-        updated_at=r["updated_at"],
-        disabled_at=r["disabled_at"],
-    )
     return FamilyToken(
         grant_id=r["grant_id"],
         client_id=r["client_id"],
@@ -131,7 +112,7 @@ def _family_token(row: object, *, grace: bool = False) -> FamilyToken:
         acr=r["acr"],
         amr=tuple(r["amr"] or ()),
         family_expires_at=r["family_expires_at"],
-        user=user,
+        user=to_user(row),
         grace=grace,
     )
 
@@ -143,13 +124,7 @@ _LIVE_FAMILIES = select(Grant.id).where(
 )
 _CONSUME_SQLITE = (
     update(RefreshToken)
-    .where(
-        RefreshToken.token_digest == bindparam("b_digest"),
-        RefreshToken.client_id == bindparam("b_client_id"),
-        RefreshToken.consumed_at.is_(None),
-        RefreshToken.expires_at > bindparam("b_now"),
-        RefreshToken.grant_id.in_(_LIVE_FAMILIES),
-    )
+    .where(*_UNUSED, RefreshToken.grant_id.in_(_LIVE_FAMILIES))
     .values(consumed_at=bindparam("b_now"))
     .returning(RefreshToken.token_digest)
 )

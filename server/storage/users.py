@@ -12,7 +12,7 @@ from .base import utcnow
 from .models import User
 
 _COLUMNS = (
-    User.id,
+    User.id.label("user_id"),
     User.sub,
     User.username,
     User.email,
@@ -23,6 +23,8 @@ _COLUMNS = (
     User.updated_at,
     User.disabled_at,
 )
+#: every column of a user, as :func:`to_user` reads them (other queries may select them too)
+USER_COLUMNS = _COLUMNS
 _BY_ID = select(*_COLUMNS).where(User.id == bindparam("id"))
 _BY_USERNAME = select(*_COLUMNS).where(User.username_key == bindparam("key"))
 _BY_SUB = select(*_COLUMNS).where(User.sub == bindparam("sub"))
@@ -44,6 +46,23 @@ class StoredUser:
     def get_user_id(self) -> str:
         """Authlib's hook for ``sub``: the stable random identifier, never the username."""
         return self.sub
+
+
+def to_user(row: object) -> StoredUser:
+    """A user from a row holding :data:`USER_COLUMNS`."""
+    r = row._mapping  # type: ignore[attr-defined]
+    return StoredUser(
+        id=r["user_id"],
+        sub=r["sub"],
+        username=r["username"],
+        email=r["email"],
+        email_verified=r["email_verified"],
+        name=r["name"],
+        password_hash=r["password_hash"],
+        created_at=r["created_at"],
+        updated_at=r["updated_at"],
+        disabled_at=r["disabled_at"],
+    )
 
 
 def username_key(username: str) -> str:
@@ -77,22 +96,22 @@ def insert_user(
         )
         .returning(*_COLUMNS)
     )
-    return StoredUser(**result.one()._mapping)
+    return to_user(result.one())
 
 
 def get_user(session: Session, user_id: int) -> StoredUser | None:
     row = session.execute(_BY_ID, {"id": user_id}).one_or_none()
-    return StoredUser(**row._mapping) if row else None
+    return to_user(row) if row else None
 
 
 def get_user_by_username(session: Session, username: str) -> StoredUser | None:
     row = session.execute(_BY_USERNAME, {"key": username_key(username)}).one_or_none()
-    return StoredUser(**row._mapping) if row else None
+    return to_user(row) if row else None
 
 
 def get_user_by_sub(session: Session, sub: str) -> StoredUser | None:
     row = session.execute(_BY_SUB, {"sub": sub}).one_or_none()
-    return StoredUser(**row._mapping) if row else None
+    return to_user(row) if row else None
 
 
 def username_or_email_taken(session: Session, username: str, email: str | None) -> str | None:

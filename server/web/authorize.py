@@ -13,9 +13,8 @@ from starlette.responses import Response
 from ..oauth.authorize import Outcome
 from ..runtime import Runtime
 from ..users.service import authenticate
-from .forms import BodyTooLarge, FormError, parse_pairs, read_form
+from .forms import BodyTooLarge, FormError, read_form, read_params
 
-_MAX_QUERY = 8192
 _BAD_REQUEST = (
     "This request cannot be used",
     "The sign-in request is malformed. Go back to the application and try again.",
@@ -26,13 +25,7 @@ async def authorize(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
     pages = runtime.pages
     try:
-        if request.method == "POST":
-            pairs = await read_form(request, runtime.settings.max_body_bytes)
-        else:
-            raw = request.scope.get("query_string", b"")
-            if len(raw) > _MAX_QUERY:
-                raise FormError("too long")
-            pairs = parse_pairs(raw.decode("latin-1"))
+        pairs = await read_params(request, runtime.settings.max_body_bytes)
     except (FormError, BodyTooLarge):
         return pages.error(*_BAD_REQUEST)
     browser, new_browser = pages.browser_token(request)

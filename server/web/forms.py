@@ -41,6 +41,19 @@ async def read_form(request: Request, limit: int) -> list[tuple[str, str]]:
     return parse_form(await read_body(request, limit), request.headers.get("content-type"))
 
 
+MAX_QUERY = 8192
+
+
+async def read_params(request: Request, limit: int) -> list[tuple[str, str]]:
+    """The form of a POST, or the query string of any other method (at most 8 KiB)."""
+    if request.method == "POST":
+        return await read_form(request, limit)
+    raw = request.scope.get("query_string", b"")
+    if len(raw) > MAX_QUERY:
+        raise FormError("The query string is too long.")
+    return parse_pairs(raw.decode("latin-1"))
+
+
 def parse_form(body: bytes, content_type: str | None) -> list[tuple[str, str]]:
     mime, _, params = (content_type or "").partition(";")
     if mime.strip().lower() != "application/x-www-form-urlencoded":

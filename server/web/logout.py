@@ -14,7 +14,7 @@ from ..oauth.bridge import OAuthResponse, OstiaryRequest, current_session, run_i
 from ..runtime import Runtime
 from ..storage import users as user_store
 from ..storage.sessions import StoredSession
-from .forms import BodyTooLarge, FormError, parse_pairs, read_form
+from .forms import BodyTooLarge, FormError, read_params
 
 _PARAMS = ("id_token_hint", "client_id", "post_logout_redirect_uri", "state", "logout_hint", "ui_locales")
 
@@ -31,10 +31,7 @@ async def logout(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
     pages = runtime.pages
     try:
-        if request.method == "POST":
-            pairs = await read_form(request, runtime.settings.max_body_bytes)
-        else:
-            pairs = parse_pairs(request.scope.get("query_string", b"").decode("latin-1"))
+        pairs = await read_params(request, runtime.settings.max_body_bytes)
     except (FormError, BodyTooLarge):
         return pages.error("This request cannot be used", "The sign-out request is malformed.")
     form = dict(pairs)

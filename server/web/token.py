@@ -16,15 +16,9 @@ _MAY_REPEAT = frozenset({"resource"})
 
 async def token(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
-    try:
-        form = await read_form(request, runtime.settings.max_body_bytes)
-    except BodyTooLarge:
-        return oauth_error("invalid_request", "The request body is too large.", 413)
-    except FormError as exc:
-        return oauth_error("invalid_request", str(exc))
-    duplicate = repeated(form, _MAY_REPEAT)
-    if duplicate is not None:
-        return oauth_error("invalid_request", f"The parameter {duplicate} is repeated.")
+    form = await _checked_form(request, runtime, _MAY_REPEAT)
+    if isinstance(form, Response):
+        return form
     if not dict(form).get("grant_type"):
         return oauth_error("invalid_request", "The grant_type parameter is missing.")
     if "authorization" in request.headers and any(key == "client_secret" for key, _ in form):
@@ -50,20 +44,30 @@ async def introspect(request: Request) -> Response:
 
 async def _endpoint(request: Request, name: str, path: str) -> Response:
     runtime: Runtime = request.app.state.runtime
+    form = await _checked_form(request, runtime)
+    if isinstance(form, Response):
+        return form
+    oauth_request = OstiaryRequest("POST", runtime.settings.endpoint(path), request.headers, form)
+    response = await call_in_session(
+        runtime.sessionmaker, oauth_request, lambda: runtime.oauth.create_endpoint_response(name, oauth_request)
+    )
+    return from_oauth(response)
+
+
+async def _checked_form(
+    request: Request, runtime: Runtime, may_repeat: frozenset[str] = frozenset()
+) -> list[tuple[str, str]] | Response:
+    """The urlencoded body with no repeated parameter, or the RFC 6749 §5.2 error to send."""
     try:
         form = await read_form(request, runtime.settings.max_body_bytes)
     except BodyTooLarge:
         return oauth_error("invalid_request", "The request body is too large.", 413)
     except FormError as exc:
         return oauth_error("invalid_request", str(exc))
-    duplicate = repeated(form)
+    duplicate = repeated(form, may_repeat)
     if duplicate is not None:
         return oauth_error("invalid_request", f"The parameter {duplicate} is repeated.")
-    oauth_request = OstiaryRequest("POST", runtime.settings.endpoint(path), request.headers, form)
-    response = await call_in_session(
-        runtime.sessionmaker, oauth_request, lambda: runtime.oauth.create_endpoint_response(name, oauth_request)
-    )
-    return from_oauth(response)
+    return form
 
 
 async def token_wrong_method(request: Request) -> Response:
