@@ -22,6 +22,7 @@ so the machine runs in a worker thread and reaches the async helpers through
 
 from __future__ import annotations
 
+import enum
 import functools
 import hashlib
 import math
@@ -43,7 +44,10 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from server.storage.engine import make_engine
 from tests.flows import test_refresh_tokens as refresh_tests
 from tests.flows.test_refresh_tokens import Offline
 
@@ -58,7 +62,7 @@ MACHINE_SETTINGS = settings(
     max_examples=25,
     stateful_step_count=12,
     deadline=None,
-    database=None,  # nothing written into the checkout
+    database=None,  # a failure is reproduced from the printed steps, not from a local example store
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 #: new code flows while fewer families than this are live, and at most MAX_FAMILIES in all
@@ -98,7 +102,7 @@ class Family:
         return not (self.revoked or token.consumed or token.expired)
 
 
-class Outcome:
+class Outcome(enum.Enum):
     ROTATE = "rotate"  # 200, the presented token consumed, the head advanced
     GRACE = "grace"  # 200, minted from a consumed token, the head unchanged
     REUSE = "reuse"  # 400 invalid_grant, the family revoked
@@ -106,9 +110,10 @@ class Outcome:
 
 
 class RefreshFamilies(RuleBasedStateMachine):
-    def __init__(self, offline: Offline, grace_seconds: float) -> None:
+    def __init__(self, offline: Offline, engine: AsyncEngine, grace_seconds: float) -> None:
         super().__init__()
         self.offline = offline
+        self.engine = engine
         self.grace_seconds = grace_seconds
         self.families: list[Family] = []
 
@@ -116,6 +121,14 @@ class RefreshFamilies(RuleBasedStateMachine):
 
     def call(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         return anyio.from_thread.run(functools.partial(fn, *args, **kwargs))
+
+    def sql(self, statement: str, **params: Any) -> list[Any]:
+        async def execute() -> list[Any]:
+            async with self.engine.begin() as connection:
+                result = await connection.execute(text(statement), params)
+                return list(result.all())
+
+        return self.call(execute)
 
     def family(self, index: int) -> Family:
         return self.families[index % len(self.families)]
@@ -131,7 +144,7 @@ class RefreshFamilies(RuleBasedStateMachine):
 
     # -- the model -----------------------------------------------------------------------
 
-    def outcomes(self, family: Family, token: Token, sent: float, received: float) -> set[str]:
+    def outcomes(self, family: Family, token: Token, sent: float, received: float) -> set[Outcome]:
         """What the server may answer when ``token`` is presented between ``sent`` and ``received``."""
         if family.revoked or (token.expired and not token.consumed):
             return {Outcome.ENDED}
@@ -218,8 +231,7 @@ class RefreshFamilies(RuleBasedStateMachine):
         token.expired = True
 
     def update_token(self, column: str, value: datetime, token: Token) -> None:
-        rows = self.call(
-            self.offline.sql,
+        rows = self.sql(
             f"UPDATE refresh_tokens SET {column} = :value WHERE token_digest = :digest RETURNING generation",
             value=value,
             digest=token.digest,
@@ -264,12 +276,10 @@ class RefreshFamilies(RuleBasedStateMachine):
             access = self.call(self.offline.introspect, family.newest.access)
             assert access["active"] is not family.revoked
 
-    def teardown(self) -> None:
+    @invariant()
+    def storage_agrees(self) -> None:
         """The stored families match the model: generations, consumption, heads, revocation."""
-        if not self.families:
-            return
-        rows = self.call(
-            self.offline.sql,
+        rows = self.sql(
             "SELECT r.token_digest, r.generation, r.consumed_at IS NOT NULL, g.head_generation,"
             " g.revoked_at IS NOT NULL FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id",
         )
@@ -280,10 +290,16 @@ class RefreshFamilies(RuleBasedStateMachine):
 
 
 async def drive(offline: Offline, grace_seconds: float) -> None:
-    def run() -> None:
-        run_state_machine_as_test(lambda: RefreshFamilies(offline, grace_seconds), settings=MACHINE_SETTINGS)
+    """Run the machine in a worker thread; its steps call back into this event loop, where the server runs."""
+    engine = make_engine(offline.signin.live.settings.database_url)
 
-    await anyio.to_thread.run_sync(run)
+    def run() -> None:
+        run_state_machine_as_test(lambda: RefreshFamilies(offline, engine, grace_seconds), settings=MACHINE_SETTINGS)
+
+    try:
+        await anyio.to_thread.run_sync(run)
+    finally:
+        await engine.dispose()
 
 
 async def test_families_without_grace_follow_the_model(offline: Offline) -> None:
