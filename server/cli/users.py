@@ -11,11 +11,12 @@ from typing import Any
 
 from ..bootstrap import open_database
 from ..settings import Settings
+from ..storage import users as user_store
 from ..storage.engine import create_sessionmaker
 from ..storage.users import StoredUser
 from ..users.errors import UserError
 from ..users.passwords import Passwords
-from ..users.service import create_user, validate_new_user
+from ..users.service import change_password, create_user, validate_new_user
 
 
 def add_parser(commands: Any) -> None:
@@ -31,6 +32,12 @@ def add_parser(commands: Any) -> None:
     )
     create.add_argument("--json", action="store_true", help="print JSON")
     create.set_defaults(run=run_create)
+    set_password = actions.add_parser(
+        "set-password", help="set a user's password; ends their token families and browser sessions"
+    )
+    set_password.add_argument("--username", required=True)
+    set_password.add_argument("--password-stdin", action="store_true", help="read it from standard input")
+    set_password.set_defaults(run=run_set_password)
 
 
 def run_create(settings: Settings, args: argparse.Namespace) -> int:
@@ -70,3 +77,24 @@ async def _create(
                 s, username=username, email=email, name=name, password_hash=password_hash, email_verified=verified
             )
         )
+
+
+def run_set_password(settings: Settings, args: argparse.Namespace) -> int:
+    password = _read_password(args.password_stdin)
+    families = asyncio.run(_set_password(settings, args.username, password))
+    print(f"password changed for {args.username}; {families} token families ended")
+    return 0
+
+
+async def _set_password(settings: Settings, username: str, password: str) -> int:
+    passwords = Passwords(settings)
+    async with open_database(settings) as engine:
+        sessionmaker = create_sessionmaker(engine)
+        async with sessionmaker() as session:
+            user = await session.run_sync(user_store.get_user_by_username, username)
+        if user is None:
+            raise UserError("--username", f"no user named {username!r}")
+        passwords.check_policy(password, username=user.username, email=user.email, field="password")
+        password_hash = await passwords.hash_async(password)
+        async with sessionmaker.begin() as session:
+            return await session.run_sync(lambda s: change_password(s, user, password_hash, actor="admin"))

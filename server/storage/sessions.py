@@ -97,3 +97,14 @@ def end_session(session: Session, token_digest: bytes) -> str | None:
         .returning(BrowserSession.sid)
     )
     return result.scalar_one_or_none()
+
+
+def end_user_sessions(session: Session, user_id: int) -> int:
+    """End every live session of a user; returns how many."""
+    result = session.execute(
+        update(BrowserSession)
+        .where(BrowserSession.user_id == user_id, BrowserSession.ended_at.is_(None))
+        .values(ended_at=utcnow())
+        .returning(BrowserSession.sid)
+    )
+    return len(result.all())

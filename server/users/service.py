@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import secrets
 
-from ..storage import Session, audit, users as user_store
+from ..storage import Session, audit, grants as grant_store, sessions as session_store, users as user_store
 from ..storage.users import StoredUser
 from .errors import UserError
 from .passwords import Passwords
@@ -60,3 +60,16 @@ async def authenticate(passwords: Passwords, user: StoredUser | None, password: 
     usable = user if user is not None and user.disabled_at is None else None
     result = await passwords.verify_async(usable.password_hash if usable else None, password)
     return result.ok and usable is not None, result.rehash
+
+
+def change_password(db: Session, user: StoredUser, password_hash: str, *, actor: str) -> int:
+    """Store a new password hash and end what the old password opened: every refresh-token
+    family of the user (RFC 9700 §4.14.2's "credential change") and every browser session.
+    Returns how many families ended."""
+    user_store.set_password_hash(db, user.id, password_hash)
+    families = grant_store.revoke_for_user(db, user.id, "password_changed")
+    sessions = session_store.end_user_sessions(db, user.id)
+    audit.record(
+        db, "user.password_changed", actor=actor, subject=user.sub, details={"families": families, "sessions": sessions}
+    )
+    return families

@@ -120,3 +120,43 @@ def test_an_admin_revokes_a_users_families(database: TestDatabase, tmp_path: Pat
         assert refresh.json()["error"] == "invalid_grant"
     unknown = run_ostiary(["grants", "revoke", "--user", "nobody"], ostiary_env(settings), cwd=tmp_path)
     assert unknown.returncode == 2 and "--user" in unknown.stderr
+
+
+def test_a_password_change_ends_the_users_families_and_sessions(database: TestDatabase, tmp_path: Path) -> None:
+    import subprocess
+
+    from tests.helpers import ostiary_command, ostiary_env
+    from tests.oidc import Flow, forms_of
+
+    settings = make_settings(database, tmp_path)
+    client = _prepare(settings, tmp_path)
+    auth = (client["client_id"], client["client_secret"])
+    with serving(settings, tmp_path) as (base, _), httpx.Client(base_url=base) as browser:
+        tokens = sign_in(base, client, "alice", "openid offline_access")
+        # A browser signed in before the change...
+        flow = Flow.start(client["client_id"])
+        page = browser.get("/authorize", params=flow.params(scope="openid"))
+        (form,) = forms_of(page.text)
+        signed_in = browser.post(
+            form.action, data={**form.fields, "username": "alice", "password": "correct horse battery staple"}
+        )
+        assert signed_in.status_code == 303
+        changed = subprocess.run(
+            [*ostiary_command(), "users", "set-password", "--username", "alice", "--password-stdin"],
+            input="a brand new passphrase\n",
+            env=ostiary_env(settings),
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert changed.returncode == 0, changed.stderr
+        assert "1 token families ended" in changed.stdout
+        refresh = httpx.post(
+            base + "/token", data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}, auth=auth
+        )
+        assert refresh.json()["error"] == "invalid_grant"
+        # ...must sign in again.
+        again = browser.get("/authorize", params=Flow.start(client["client_id"]).params(scope="openid"))
+        assert again.status_code == 200 and 'name="password"' in again.text
