@@ -147,7 +147,7 @@ def run_ostiary(args: list[str], env: dict[str, str], cwd: Path | None = None) -
     )
 
 
-def wait_healthy(base_url: str, process: subprocess.Popen[str], timeout: float = 30) -> None:
+def wait_healthy(base_url: str, process: subprocess.Popen[str], timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
