@@ -55,6 +55,9 @@ def make_settings(database: TestDatabase, tmp_path: Path, **overrides: Any) -> S
         keys_dir=tmp_path / "keys",
         port=port,
         access_log=False,
+        # No periodic cleanup in tests (its tests set an interval): a sweep at a random
+        # moment would delete expired rows a test is about to inspect.
+        cleanup_interval=0,
         # Argon2id at OWASP's minimum cost: the suite hashes and verifies many passwords.
         argon2_time_cost=2,
         argon2_memory_kib=19456,

@@ -32,4 +32,5 @@ class CsrfTokens:
     def valid(self, browser_token: str | None, submitted: str | None) -> bool:
         if not browser_token or not submitted:
             return False
-        return hmac.compare_digest(self.token_for(browser_token), submitted)
+        # Bytes: compare_digest refuses str with non-ASCII characters (a forged token may have them).
+        return hmac.compare_digest(self.token_for(browser_token).encode(), submitted.encode("utf-8"))

@@ -54,9 +54,14 @@ def _read(path: Path) -> str | None:
 
 def _generate(path: Path, settings: Settings) -> str:
     value = secrets.token_urlsafe(32)
+    draft = path.with_name(f".{path.name}.{os.getpid()}")
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(value + "\n")
+        # Linked into place whole: a process starting at the same moment never reads half a file.
+        os.link(draft, path)
     except FileExistsError:
         # Another process of this server generated it first: use theirs.
         existing = _read(path)
@@ -67,8 +72,8 @@ def _generate(path: Path, settings: Settings) -> str:
             f"cannot create the key-encryption secret {path}: {exc.strerror}; "
             f"set OSTIARY_KEYS_DIR to a writable folder or set OSTIARY_KEYS_SECRET_FILE"
         ) from None
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(value + "\n")
+    finally:
+        draft.unlink(missing_ok=True)
     if settings.is_postgres:
         log.warning(
             "generated a key-encryption secret in %s; with PostgreSQL every server machine needs "

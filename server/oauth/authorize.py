@@ -79,6 +79,11 @@ EXPIRED = error_page(
 )
 
 
+class _Malformed(OAuth2Error):  # type: ignore[misc]
+    error = "invalid_request"
+    description = "The request has characters that are not allowed."
+
+
 class Authorizer:
     def __init__(self, server: Any, settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
         self.server = server
@@ -119,7 +124,7 @@ class Authorizer:
         db = current_session()
         session, user = self._signed_in(session_token)
         try:
-            grant = self.server.get_consent_grant(request, end_user=user)
+            grant = self._validated(request, user)
             self._check_extras(request, pairs, grant.redirect_uri)
         except OAuth2Error as error:
             return self._error(request, error)
@@ -166,8 +171,12 @@ class Authorizer:
         stored = self._interaction(handle, browser)
         if stored is None:
             return EXPIRED
+        current = user_store.get_user(db, user.id)
+        if current is None or current.disabled_at is not None or current.password_hash != user.password_hash:
+            # The password changed (or the account was disabled) while this one was checked.
+            return error_page("Sign in again", "Your account changed while you were signing in. Please try again.")
         if rehash:
-            user_store.set_password_hash(db, user.id, rehash)
+            user_store.rehash_password(db, user.id, old=user.password_hash, new=rehash)
         started = sessions.start(
             db,
             user_id=user.id,
@@ -183,7 +192,7 @@ class Authorizer:
     def _continue(self, handle: str, stored: StoredInteraction, user: StoredUser, session: StoredSession) -> Outcome:
         request = self._request(list(stored.params))
         try:
-            grant = self.server.get_consent_grant(request, end_user=user)
+            grant = self._validated(request, user)
         except OAuth2Error as error:
             return self._error(request, error)
         prompts = set((request.payload.data.get("prompt") or "").split())
@@ -206,7 +215,7 @@ class Authorizer:
             )
         request = self._request(list(stored.params))
         try:
-            grant = self.server.get_consent_grant(request, end_user=user)
+            grant = self._validated(request, user)
         except OAuth2Error as error:
             return self._error(request, error)
         if not interactions.complete_interaction(db, digest(handle)):
@@ -236,7 +245,7 @@ class Authorizer:
 
     def _error(self, request: OstiaryRequest, error: OAuth2Error) -> Outcome:
         redirect_uri = error.redirect_uri or self._safe_redirect_uri(request)
-        if redirect_uri is None or isinstance(error, InvalidClientError):
+        if redirect_uri is None or isinstance(error, InvalidClientError | _Malformed):
             return error_page("The application's request cannot be used", _describe(error))
         error.redirect_uri = redirect_uri
         error.redirect_fragment = False
@@ -259,7 +268,7 @@ class Authorizer:
         seen: set[str] = set()
         for name, _ in pairs:
             if name in seen:
-                raise InvalidRequestError(f"The parameter {name} is repeated.", redirect_uri=redirect_uri)
+                raise InvalidRequestError("A parameter is repeated.", redirect_uri=redirect_uri)
             seen.add(name)
         if "request" in data:
             raise RequestNotSupportedError(redirect_uri=redirect_uri)
@@ -267,6 +276,8 @@ class Authorizer:
             raise RequestURINotSupportedError(redirect_uri=redirect_uri)
         if data.get("response_mode", "query") != "query":
             raise InvalidRequestError("Only response_mode=query is supported.", redirect_uri=redirect_uri)
+        if len(data.get("nonce") or "") > 512:
+            raise InvalidRequestError("The nonce is longer than 512 characters.", redirect_uri=redirect_uri)
         max_age = data.get("max_age")
         if max_age is not None and not _MAX_AGE.fullmatch(max_age):
             raise InvalidRequestError("max_age must be a whole number of seconds.", redirect_uri=redirect_uri)
@@ -314,6 +325,15 @@ class Authorizer:
 
     async def _run(self, request: OstiaryRequest, call: Callable[[], T]) -> T:
         return await run_in_session(self.sessionmaker, request, call)
+
+    def _validated(self, request: OstiaryRequest, user: StoredUser | None) -> Any:
+        """Authlib's validation of the request. Authlib raises a bare ValueError when an
+        error description would hold characters RFC 6749 forbids (a quote in a redirect
+        URI, say): such a request is malformed, so it becomes an error page, never a 500."""
+        try:
+            return self.server.get_consent_grant(request, end_user=user)
+        except ValueError:
+            raise _Malformed from None
 
 
 def _too_old(session: StoredSession, max_age: int | None) -> bool:

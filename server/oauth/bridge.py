@@ -121,11 +121,18 @@ async def call_in_session(
     """
     for attempt in range(attempts):
         try:
-            return await run_in_session(sessionmaker, request, call, succeeded=lambda r: r.status < 400)
+            response = await run_in_session(
+                sessionmaker, request, call, succeeded=lambda r: r.status < 400, after_failure=False
+            )
         except Exception as error:
-            if attempt + 1 == attempts or not is_retryable(error):
-                raise
-            request.after_failure.clear()
+            if attempt + 1 < attempts and is_retryable(error):
+                request.after_failure.clear()  # the retry decides again what must be written
+                continue
+            await _after_failure(sessionmaker, request)
+            raise
+        if response.status >= 400:
+            await _after_failure(sessionmaker, request)
+        return response
     raise AssertionError("unreachable")
 
 
@@ -134,6 +141,8 @@ async def run_in_session(
     request: OstiaryRequest,
     call: Callable[[], T],
     succeeded: Callable[[T], bool] = lambda _: True,
+    *,
+    after_failure: bool = True,
 ) -> T:
     """Run ``call`` (synchronous, reaching the session through :func:`current_session`) in
     one transaction, committed when ``succeeded(result)``. Then, on failure, the request's
@@ -143,13 +152,14 @@ async def run_in_session(
             result: T = await session.run_sync(_invoke, request, call)
         except BaseException:
             await session.rollback()
-            await _after_failure(sessionmaker, request)
+            if after_failure:
+                await _after_failure(sessionmaker, request)
             raise
         if succeeded(result):
             await session.commit()
         else:
             await session.rollback()
-    if not succeeded(result):
+    if after_failure and not succeeded(result):
         await _after_failure(sessionmaker, request)
     return result
 

@@ -40,6 +40,11 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
 
     TOKEN_ENDPOINT_AUTH_METHODS = [*SECRET_METHODS, "none"]
     AUTHORIZATION_CODE_LENGTH = 48
+
+    def validate_token_request(self) -> None:
+        super().validate_token_request()
+        self.request.resources = validate_resources(self.request.payload.datalist.get("resource", []), self.client)
+
     #: seconds a code stays valid; set from settings when the grant is registered
     CODE_TTL = 60
 
@@ -97,6 +102,10 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
     INCLUDE_NEW_REFRESH_TOKEN = True
     GRACE_SECONDS = 0
     GRACE_COUNT = 0
+
+    def validate_token_request(self) -> None:
+        super().validate_token_request()
+        self.request.resources = validate_resources(self.request.payload.datalist.get("resource", []), self.client)
 
     def authenticate_refresh_token(self, refresh_token: str) -> FamilyToken | None:
         if len(refresh_token) > 256:

@@ -98,6 +98,13 @@ class Revocation(_Lookup, RevocationEndpoint):  # type: ignore[misc]
 
     CLIENT_AUTH_METHODS = [*SECRET_METHODS, "none"]
 
+    def authenticate_token(self, request: Any, client: Any) -> AccessTokenState | TokenState | None:
+        # Another client's token is answered like an unknown one (200, nothing revoked):
+        # Authlib's invalid_grant would tell the caller that the string is a live token.
+        self.check_params(request, client)
+        token = self.query_token(request.form["token"], request.form.get("token_type_hint"))
+        return token if token is not None and token.check_client(client) else None
+
     def revoke_token(self, token: AccessTokenState | TokenState, request: Any) -> None:
         db = current_session()
         if isinstance(token, AccessTokenState):

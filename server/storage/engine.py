@@ -24,7 +24,8 @@ def create_engine(settings: Settings) -> AsyncEngine:
 def make_engine(url: str, *, pool_size: int = 5, timeout: int = 5) -> AsyncEngine:
     if url.startswith("sqlite"):
         _create_private_file(make_url(url).database)
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        # hide_parameters: a logged database error never shows the values (hashes, emails).
+        engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
@@ -34,6 +35,7 @@ def make_engine(url: str, *, pool_size: int = 5, timeout: int = 5) -> AsyncEngin
         max_overflow=0,
         pool_timeout=timeout,
         pool_pre_ping=True,
+        hide_parameters=True,
         connect_args={"timeout": timeout, "command_timeout": 30},
     )
 

@@ -214,6 +214,7 @@ def use_grace(session: Session, token: str, client_id: str, *, max_uses: int) ->
             RefreshToken.token_digest == bindparam("b_digest"),
             RefreshToken.client_id == client_id,
             RefreshToken.consumed_at.is_not(None),
+            RefreshToken.expires_at > bindparam("b_now"),  # an expired token mints nothing, grace or not
             *limit,
             RefreshToken.grant_id.in_(_LIVE_FAMILIES),
         )

@@ -125,3 +125,11 @@ def username_or_email_taken(session: Session, username: str, email: str | None) 
 
 def set_password_hash(session: Session, user_id: int, password_hash: str) -> None:
     session.execute(update(User).where(User.id == user_id).values(password_hash=password_hash, updated_at=utcnow()))
+
+
+def rehash_password(session: Session, user_id: int, *, old: str | None, new: str) -> bool:
+    """Replace a hash made with weaker parameters, only if it is still the stored one."""
+    result = session.execute(
+        update(User).where(User.id == user_id, User.password_hash == old).values(password_hash=new).returning(User.id)
+    )
+    return result.first() is not None

@@ -8,6 +8,7 @@ at the next successful login.
 
 from __future__ import annotations
 
+import os
 import secrets
 from dataclasses import dataclass
 
@@ -37,6 +38,9 @@ class Passwords:
             type=Type.ID,
         )
         self.min_length = settings.password_min_length
+        # Argon2 takes CPU and memory_cost each: never more verifications at once than
+        # cores (anyio's default would allow 40 threads, i.e. 40 x 64 MiB).
+        self._limiter = anyio.CapacityLimiter(max(2, os.cpu_count() or 2))
         self._dummy = self._hasher.hash(secrets.token_urlsafe(24))
 
     def hash(self, password: str) -> str:
@@ -56,10 +60,10 @@ class Passwords:
         return Verification(ok=True, rehash=self._hasher.hash(password) if needs_rehash else None)
 
     async def verify_async(self, stored_hash: str | None, password: str) -> Verification:
-        return await anyio.to_thread.run_sync(self.verify, stored_hash, password)
+        return await anyio.to_thread.run_sync(self.verify, stored_hash, password, limiter=self._limiter)
 
     async def hash_async(self, password: str) -> str:
-        return await anyio.to_thread.run_sync(self.hash, password)
+        return await anyio.to_thread.run_sync(self.hash, password, limiter=self._limiter)
 
     def _check(self, stored_hash: str, password: str) -> bool:
         try:
