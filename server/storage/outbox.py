@@ -1,7 +1,7 @@
 """The mail outbox: messages are queued in the transaction that causes them.
 
-A background sender (the mail transport) delivers them with retries; until then they wait
-here, so a slow or absent mail server never slows or fails a request, and nothing is lost.
+Delivery is not built yet: messages wait here (nothing is lost) until a background sender
+with retries is added, so that a slow or absent mail server will never slow or fail a request.
 """
 
 from __future__ import annotations
