@@ -35,10 +35,16 @@ def ensure_active_key(session: Session, wrappers: KeyWrappers, *, alg: str = "RS
     return key.kid
 
 
-def stage(session: Session, wrappers: KeyWrappers, *, alg: str, bits: int, actor: str) -> StoredKey:
-    """Publish a ``next`` key; it starts signing after the staging delay."""
+def stage(
+    session: Session, wrappers: KeyWrappers, *, alg: str, bits: int, actor: str, key: StoredKey | None = None
+) -> StoredKey:
+    """Publish a ``next`` key (``key``, or a new one); it starts signing after the staging delay.
+
+    Called from the event loop, pass a ``key`` made beforehand in a worker thread: RSA key
+    generation takes tens of milliseconds (seconds at 4096 bits) and must not run on the loop.
+    """
     key_store.lock(session)
-    key = new_key(wrappers.current, alg=alg, rsa_bits=bits, state="next")
+    key = key or new_key(wrappers.current, alg=alg, rsa_bits=bits, state="next")
     key_store.insert_key(session, key)
     audit.record(session, "key.staged", actor=actor, subject=key.kid, details={"alg": alg})
     return key
@@ -86,13 +92,23 @@ def revoke(session: Session, wrappers: KeyWrappers, kid: str, *, bits: int, acto
     return replacement.kid
 
 
-def advance(session: Session, wrappers: KeyWrappers, settings: Settings, now: datetime | None = None) -> list[Step]:
-    """Apply whatever the lifecycle says is due (see :mod:`.lifecycle`); returns it."""
+def advance(
+    session: Session,
+    wrappers: KeyWrappers,
+    settings: Settings,
+    now: datetime | None = None,
+    prepared: dict[str, StoredKey] | None = None,
+) -> list[Step]:
+    """Apply whatever the lifecycle says is due (see :mod:`.lifecycle`); returns it.
+
+    ``prepared``: keys made beforehand, per algorithm, for the stage steps.
+    """
     key_store.lock(session)
     steps = plan(key_store.list_keys(session), now or utcnow(), settings)
     for step in steps:
         if step.action == "stage":
-            stage(session, wrappers, alg=step.alg, bits=settings.rsa_key_bits, actor="schedule")
+            key = (prepared or {}).get(step.alg)
+            stage(session, wrappers, alg=step.alg, bits=settings.rsa_key_bits, actor="schedule", key=key)
         elif step.action == "activate" and step.kid:
             if _usable(session, wrappers, step.kid):
                 activate(session, step.kid, step.alg, actor="schedule")

@@ -13,10 +13,13 @@ a clear message rather than serving with keys it cannot trust.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import signal
 from collections.abc import Callable
+
+import anyio
 
 from ..settings import Settings
 from ..storage import AsyncSession, async_sessionmaker, keys as key_store
@@ -25,6 +28,7 @@ from . import service
 from .errors import KeyMaterialError
 from .holder import KeyRingHolder
 from .lifecycle import plan
+from .material import new_key
 from .ring import KeyRing, build_keyring, fingerprint
 from .wrapping import KeyWrappers
 
@@ -40,9 +44,20 @@ async def refresh_once(
 ) -> None:
     async with sessionmaker() as session:
         stored = await session.run_sync(key_store.list_keys)
-    if plan(stored, utcnow(), settings):
+    due = plan(stored, utcnow(), settings)
+    if due:
+        # New keys are made in a worker thread first: generation must not block the loop.
+        prepared = {
+            step.alg: await anyio.to_thread.run_sync(
+                functools.partial(new_key, wrappers.current, alg=step.alg, rsa_bits=settings.rsa_key_bits, state="next")
+            )
+            for step in due
+            if step.action == "stage"
+        }
         async with sessionmaker.begin() as session:
-            steps = await session.run_sync(service.advance, wrappers, settings)
+            steps = await session.run_sync(
+                functools.partial(service.advance, wrappers=wrappers, settings=settings, prepared=prepared)
+            )
         if steps:
             log.info("key lifecycle: %s", ", ".join(f"{s.action} {s.kid or s.alg}" for s in steps))
         async with sessionmaker() as session:
