@@ -8,8 +8,10 @@ logout link is a denial-of-service vector).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
+from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749.errors import InvalidRequestError
 from authlib.oidc.rpinitiated import EndSessionEndpoint
 from joserfc import jws
@@ -19,7 +21,8 @@ from joserfc.jwk import KeySet
 from ..authn import sessions
 from ..keys.holder import KeyRingHolder
 from ..settings import SIGNING_ALGS
-from ..storage import grants as grant_store
+from ..storage import Session, grants as grant_store, users as user_store
+from ..storage.sessions import StoredSession
 from .bridge import current_session
 
 
@@ -54,3 +57,40 @@ class EndSession(EndSessionEndpoint):  # type: ignore[misc]
         if sid is not None:
             grant_store.revoke_for_session(current_session(), sid, "logout")
         request.ended_sid = sid
+
+
+@dataclass(frozen=True)
+class Decision:
+    kind: str  # "confirm", "done" or "error"
+    location: str | None = None
+    client_name: str | None = None
+    message: str = ""
+
+
+def decide(server: Any, request: Any, confirmed: bool) -> Decision:
+    """Validate a logout request and end the session, or say that the user must confirm.
+
+    Only a hint for *this* browser's session signs out without asking: someone else's valid
+    ID token must not be a link that silently signs anyone out (RP-Initiated Logout §2, §6).
+    """
+    try:
+        validated = server.validate_endpoint_request("end_session", request)
+    except OAuth2Error as error:
+        return Decision("error", message=error.get_error_description() or error.error)
+    db = current_session()
+    session = sessions.load(db, request.browser_session_token)
+    if session is not None and not confirmed and not _hint_matches(db, validated.id_token_claims, session):
+        client = validated.client
+        return Decision("confirm", client_name=client.stored.name if client is not None else None)
+    response = server.create_endpoint_response("end_session", validated)
+    location = dict(response.headers).get("Location") if response is not None else None
+    return Decision("done", location=location)
+
+
+def _hint_matches(db: Session, claims: dict[str, Any] | None, session: StoredSession) -> bool:
+    if not claims:
+        return False
+    if claims.get("sid"):
+        return bool(claims["sid"] == session.sid)
+    user = user_store.get_user(db, session.user_id)
+    return user is not None and claims.get("sub") == user.sub
