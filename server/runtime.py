@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 from .authn.secrets import CsrfTokens
 from .keys import service as key_service
 from .keys.errors import KeyMaterialError
 from .keys.holder import KeyRingHolder
-from .keys.ring import KeyRing, build_keyring
+from .keys.ring import KeyRing, build_keyring, strong_etag
 from .keys.secret import resolve_secret
 from .keys.wrapping import KeyWrapper, KeyWrappers, derive_key
 from .oauth.authorize import Authorizer
@@ -42,7 +41,7 @@ class Runtime:
     def on_key_change(self, ring: KeyRing) -> None:
         """A new key ring: the metadata lists the algorithms that now have an active key."""
         self.metadata_json = json_bytes(server_metadata(self.settings, ring.algorithms))
-        self.metadata_etag = _etag(self.metadata_json)
+        self.metadata_etag = strong_etag(self.metadata_json)
 
     @classmethod
     async def start(cls, settings: Settings, engine: AsyncEngine) -> Runtime:
@@ -65,7 +64,7 @@ class Runtime:
             keys=keys,
             oauth=oauth,
             metadata_json=metadata,
-            metadata_etag=_etag(metadata),
+            metadata_etag=strong_etag(metadata),
             token_uri=settings.endpoint("/token"),
             csrf=csrf,
             pages=Pages(settings, csrf),
@@ -73,10 +72,6 @@ class Runtime:
             authorizer=Authorizer(oauth, settings, sessionmaker),
             wrappers=wrappers,
         )
-
-
-def _etag(body: bytes) -> str:
-    return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
 
 
 def key_wrappers(settings: Settings, secret: str) -> KeyWrappers:

@@ -7,6 +7,4 @@ ACR_PASSWORD = "urn:ostiary:acr:password"  # noqa: S105  (a name, not a password
 #: Signed in with a password and a second factor (reserved: the TOTP step-up is not built yet).
 ACR_MFA = "urn:ostiary:acr:mfa"
 
-ACR_VALUES = (ACR_PASSWORD, ACR_MFA)
-
 AMR_PASSWORD = "pwd"  # noqa: S105

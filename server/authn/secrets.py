@@ -17,10 +17,6 @@ def new_token() -> str:
     return secrets.token_urlsafe(32)
 
 
-def digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode("utf-8")).digest()
-
-
 class CsrfTokens:
     def __init__(self, key: bytes) -> None:
         self._key = key

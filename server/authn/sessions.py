@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from ..storage import Session, sessions as session_store
-from ..storage.base import utcnow
+from ..storage.base import sha256 as digest, utcnow
 from ..storage.sessions import StoredSession
-from .secrets import digest, new_token
+from .secrets import new_token
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,12 @@ and would cap the token endpoint's throughput: Hydra's BCrypt client secrets hel
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
+
+from ..storage.base import sha256 as secret_digest
+
+__all__ = ["new_client_id", "new_client_secret", "secret_digest", "secret_matches"]
 
 
 def new_client_secret() -> str:
@@ -18,10 +21,6 @@ def new_client_secret() -> str:
 
 def new_client_id() -> str:
     return secrets.token_urlsafe(16)
-
-
-def secret_digest(secret: str) -> bytes:
-    return hashlib.sha256(secret.encode("utf-8")).digest()
 
 
 def secret_matches(presented: str, digest: bytes | None) -> bool:

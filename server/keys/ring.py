@@ -56,9 +56,14 @@ def build_keyring(stored: Iterable[StoredKey], wrappers: KeyWrappers) -> KeyRing
         raise KeyMaterialError("the database holds no active RS256 signing key")
     published = [public_jwk(row) for row in rows]
     body = json.dumps({"keys": published}, separators=(",", ":"), sort_keys=True).encode()
-    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    etag = strong_etag(body)
     verification = KeySet.import_key_set({"keys": published})
     return KeyRing(signing, verification, body, etag, fingerprint(rows))
+
+
+def strong_etag(body: bytes) -> str:
+    """An ETag for pre-serialised bytes (the JWKS, the discovery document)."""
+    return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
 
 
 def public_jwk(row: StoredKey) -> dict[str, Any]:

@@ -31,10 +31,10 @@ from authlib.oidc.core.errors import (
 
 from ..authn import sessions
 from ..authn.levels import ACR_PASSWORD, AMR_PASSWORD
-from ..authn.secrets import digest, new_token
+from ..authn.secrets import new_token
 from ..settings import Settings
 from ..storage import AsyncSession, async_sessionmaker, audit, consents, interactions, users as user_store
-from ..storage.base import utcnow
+from ..storage.base import sha256 as digest, utcnow
 from ..storage.interactions import StoredInteraction
 from ..storage.sessions import StoredSession
 from ..storage.users import StoredUser

@@ -56,7 +56,6 @@ class EndSession(EndSessionEndpoint):  # type: ignore[misc]
         sid = sessions.end(current_session(), request.browser_session_token)
         if sid is not None:
             grant_store.revoke_for_session(current_session(), sid, "logout")
-        request.ended_sid = sid
 
 
 @dataclass(frozen=True)

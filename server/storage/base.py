@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,6 +47,11 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def sha256(value: str) -> bytes:
+    """The SHA-256 of a random value we hand out (a code, a token, a secret): what is stored."""
+    return hashlib.sha256(value.encode("utf-8")).digest()
 
 
 def utcnow() -> datetime:

@@ -7,19 +7,14 @@ row stays until cleanup, so a replay is recognised and can revoke the grant it c
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import insert, select, update
 
 from . import Session
-from .base import utcnow
+from .base import sha256, utcnow
 from .models import AuthorizationCode
-
-
-def code_digest(code: str) -> bytes:
-    return hashlib.sha256(code.encode("utf-8")).digest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +72,7 @@ _RETURNED = (
 def insert_code(session: Session, code: str, stored: StoredCode, *, expires_at: datetime) -> None:
     session.execute(
         insert(AuthorizationCode).values(
-            code_digest=code_digest(code),
+            code_digest=sha256(code),
             client_id=stored.client_id,
             user_id=stored.user_id,
             grant_id=stored.grant_id,
@@ -102,7 +97,7 @@ def consume(session: Session, code: str, client_id: str) -> StoredCode | None:
     row = session.execute(
         update(AuthorizationCode)
         .where(
-            AuthorizationCode.code_digest == code_digest(code),
+            AuthorizationCode.code_digest == sha256(code),
             AuthorizationCode.client_id == client_id,
             AuthorizationCode.consumed_at.is_(None),
             AuthorizationCode.expires_at > now,
@@ -119,7 +114,7 @@ def replayed_grant(session: Session, code: str, client_id: str) -> str | None:
     """The grant a code created if it was already consumed by ``client_id`` (a replay)."""
     return session.execute(
         select(AuthorizationCode.grant_id).where(
-            AuthorizationCode.code_digest == code_digest(code),
+            AuthorizationCode.code_digest == sha256(code),
             AuthorizationCode.client_id == client_id,
             AuthorizationCode.consumed_at.is_not(None),
         )

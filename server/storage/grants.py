@@ -81,9 +81,3 @@ def revoke_for_user(session: Session, user_id: int, reason: str, *, client_id: s
         .returning(Grant.id)
     )
     return len(result.all())
-
-
-def owner(session: Session, grant_id: str) -> tuple[str, int] | None:
-    """``(client_id, user_id)`` of a grant."""
-    row = session.execute(select(Grant.client_id, Grant.user_id).where(Grant.id == grant_id)).one_or_none()
-    return (row.client_id, row.user_id) if row else None

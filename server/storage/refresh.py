@@ -10,20 +10,15 @@ first's row lock, then finds it consumed; on SQLite writers are serialised.
 from __future__ import annotations
 
 import enum
-import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import bindparam, insert, select, update
 
 from . import Session
-from .base import utcnow
+from .base import sha256, utcnow
 from .models import Grant, RefreshToken, User
 from .users import USER_COLUMNS, StoredUser, to_user
-
-
-def token_digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode("utf-8")).digest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +137,7 @@ def consume(session: Session, token: str, client_id: str) -> FamilyToken | None:
     PostgreSQL: one statement. SQLite's RETURNING cannot name the FROM tables, so there it
     is a conditional UPDATE then a read, atomic all the same (SQLite serialises writers).
     """
-    params = {"b_digest": token_digest(token), "b_client_id": client_id, "b_now": utcnow()}
+    params = {"b_digest": sha256(token), "b_client_id": client_id, "b_now": utcnow()}
     if session.get_bind().dialect.name == "postgresql":
         row = session.execute(_CONSUME, params).one_or_none()
     elif session.execute(_CONSUME_SQLITE, params).first() is None:
@@ -183,7 +178,7 @@ def diagnose(session: Session, token: str, client_id: str, *, grace_seconds: int
             Grant.user_id,
         )
         .join(Grant, Grant.id == RefreshToken.grant_id)
-        .where(RefreshToken.token_digest == token_digest(token))
+        .where(RefreshToken.token_digest == sha256(token))
     ).one_or_none()
     if row is None:
         return Diagnosis(Failure.UNKNOWN)
@@ -207,7 +202,7 @@ def use_grace(session: Session, token: str, client_id: str, *, max_uses: int) ->
     Atomic like :func:`consume`: concurrent grace uses cannot exceed ``max_uses``.
     """
     limit = () if max_uses <= 0 else (RefreshToken.grace_uses < max_uses,)
-    params = {"b_digest": token_digest(token), "b_now": utcnow()}
+    params = {"b_digest": sha256(token), "b_now": utcnow()}
     counted = session.execute(
         update(RefreshToken)
         .where(
@@ -232,7 +227,7 @@ def insert_token(
 ) -> None:
     session.execute(
         insert(RefreshToken).values(
-            token_digest=token_digest(token),
+            token_digest=sha256(token),
             grant_id=grant_id,
             client_id=client_id,
             generation=generation,
@@ -287,7 +282,7 @@ def lookup(session: Session, token: str) -> TokenState | None:
         )
         .join(Grant, Grant.id == RefreshToken.grant_id)
         .join(User, User.id == Grant.user_id)
-        .where(RefreshToken.token_digest == token_digest(token))
+        .where(RefreshToken.token_digest == sha256(token))
     ).one_or_none()
     if row is None:
         return None
