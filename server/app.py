@@ -23,7 +23,7 @@ from .storage import AsyncEngine
 from .storage.engine import create_engine
 from .storage.errors import UNAVAILABLE_TYPES
 from .sweeper import run_periodically
-from .web import authorize, errors, health, logout, token, userinfo, wellknown
+from .web import account, authorize, errors, health, logout, token, userinfo, wellknown
 from .web.middleware import EdgeMiddleware
 
 log = logging.getLogger("ostiary")
@@ -77,7 +77,16 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None) -> Star
             Route("/healthz", health.healthz, methods=["GET"]),
             Route("/authorize", authorize.authorize, methods=["GET", "POST"]),
             Route("/login", authorize.login, methods=["POST"]),
+            Route("/login/otp", authorize.second_factor, methods=["POST"]),
+            Route("/login/otp", authorize.second_factor_page, methods=["GET"]),
             Route("/consent", authorize.consent, methods=["POST"]),
+            Route("/account", account.account, methods=["GET"]),
+            Route("/account/password", account.change_password, methods=["POST"]),
+            Route("/account/totp/start", account.start_totp, methods=["POST"]),
+            Route("/account/totp/confirm", account.confirm_totp, methods=["POST"]),
+            Route("/account/totp/disable", account.disable_totp, methods=["POST"]),
+            Route("/account/backup-codes", account.regenerate_codes, methods=["POST"]),
+            Route("/account/sign-out-everywhere", account.end_everywhere, methods=["POST"]),
             Route("/userinfo", userinfo.userinfo, methods=["GET", "POST"]),
             Route("/logout", logout.logout, methods=["GET", "POST"]),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),

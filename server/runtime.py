@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .authn.lockout import Lockout
 from .authn.secrets import CsrfTokens
 from .keys import service as key_service
 from .keys.errors import KeyMaterialError
@@ -11,12 +12,14 @@ from .keys.holder import KeyRingHolder
 from .keys.ring import KeyRing, build_keyring, strong_etag
 from .keys.secret import resolve_secret
 from .keys.wrapping import KeyWrapper, KeyWrappers, derive_key
+from .mfa.service import SecondFactor
 from .oauth.authorize import Authorizer
 from .oauth.metadata import server_metadata
 from .oauth.server import OstiaryAuthorizationServer
 from .settings import Settings
-from .storage import AsyncEngine, AsyncSession, async_sessionmaker, keys as key_store
+from .storage import AsyncEngine, AsyncSession, async_sessionmaker, keys as key_store, mfa as mfa_store
 from .storage.engine import create_sessionmaker
+from .users.account import Account
 from .users.passwords import Passwords
 from .web.pages import Pages
 from .web.responses import json_bytes
@@ -37,6 +40,8 @@ class Runtime:
     passwords: Passwords
     authorizer: Authorizer
     wrappers: KeyWrappers
+    second_factor: SecondFactor
+    account: Account
 
     def on_key_change(self, ring: KeyRing) -> None:
         """A new key ring: the metadata lists the algorithms that now have an active key."""
@@ -53,10 +58,20 @@ class Runtime:
         secret = resolve_secret(settings, keys_exist=True)
         wrappers = key_wrappers(settings, secret)
         key_service.check_wrapping(stored, wrappers)
+        async with sessionmaker() as session:
+            orphans = await session.run_sync(lambda db: mfa_store.count_wrapped_by_others(db, wrappers.key_ids))
+        if orphans:
+            raise KeyMaterialError(
+                f"{orphans} TOTP secret(s) are encrypted under a key-encryption secret that is not configured: "
+                "set the old one in OSTIARY_KEYS_SECRET_PREVIOUS and run `ostiary keys rewrap`"
+            )
         keys = KeyRingHolder(build_keyring(stored, wrappers))
         metadata = json_bytes(server_metadata(settings, keys.current.algorithms))
         oauth = OstiaryAuthorizationServer(settings, keys)
         csrf = CsrfTokens(derive_key(secret, "csrf"))
+        lockout = Lockout(settings.lockout_threshold, settings.lockout_window_seconds)
+        second_factor = SecondFactor(wrappers, lockout, settings.totp_issuer)
+        passwords = Passwords(settings)
         return cls(
             settings=settings,
             engine=engine,
@@ -68,9 +83,11 @@ class Runtime:
             token_uri=settings.endpoint("/token"),
             csrf=csrf,
             pages=Pages(settings, csrf),
-            passwords=Passwords(settings),
-            authorizer=Authorizer(oauth, settings, sessionmaker),
+            passwords=passwords,
+            authorizer=Authorizer(oauth, settings, sessionmaker, second_factor),
             wrappers=wrappers,
+            second_factor=second_factor,
+            account=Account(settings, sessionmaker, passwords, second_factor),
         )
 
 

@@ -22,6 +22,9 @@ LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 #: JWS algorithms for signing keys. EdDSA keys use the fully-specified name Ed25519
 #: (RFC 9864); the polymorphic "EdDSA" is deprecated there and joserfc warns on it.
 SIGNING_ALGS = ("RS256", "ES256", "Ed25519")
+#: OSTIARY_MFA: "always-if-enrolled" asks every user who has a second factor for it at each
+#: sign-in; "when-requested" only when the request (acr_values, claims) or the client asks.
+MFA_POLICIES = ("always-if-enrolled", "when-requested")
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -74,6 +77,13 @@ class Settings:
     argon2_memory_kib: int = 65536
     argon2_parallelism: int = 4
     password_min_length: int = 12
+    #: when a second factor is needed besides what requests and clients ask for
+    mfa: str = "always-if-enrolled"
+    #: the issuer name authenticator apps show next to the account
+    totp_issuer: str = "Ostiary"
+    #: failed attempts (per account and factor) that lock it for the rest of the window; 0: off
+    lockout_threshold: int = 5
+    lockout_window_seconds: int = 900
     jwks_max_age: int = 600
     client_cache_ttl: int = 5
     max_body_bytes: int = 64 * 1024
@@ -144,6 +154,12 @@ class Settings:
             "argon2_parallelism": reader.get("OSTIARY_ARGON2_PARALLELISM", _int_range(1, 16), cls.argon2_parallelism),
             "password_min_length": reader.get(
                 "OSTIARY_PASSWORD_MIN_LENGTH", _int_range(8, 128), cls.password_min_length
+            ),
+            "mfa": reader.get("OSTIARY_MFA", _choice(*MFA_POLICIES), cls.mfa),
+            "totp_issuer": reader.get("OSTIARY_TOTP_ISSUER", _totp_issuer, cls.totp_issuer),
+            "lockout_threshold": reader.get("OSTIARY_LOCKOUT_THRESHOLD", _int_range(0, 1000), cls.lockout_threshold),
+            "lockout_window_seconds": reader.get(
+                "OSTIARY_LOCKOUT_WINDOW_SECONDS", _duration(10, 86400), cls.lockout_window_seconds
             ),
             "jwks_max_age": reader.get("OSTIARY_JWKS_MAX_AGE", _duration(0, 86400), cls.jwks_max_age),
             "client_cache_ttl": reader.get("OSTIARY_CLIENT_CACHE_TTL", _duration(0, 300), cls.client_cache_ttl),
@@ -254,6 +270,13 @@ def _keys_secret(raw: str) -> str:
             "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
         )
     return raw
+
+
+def _totp_issuer(raw: str) -> str:
+    value = raw.strip()
+    if not 1 <= len(value) <= 64 or ":" in value or not value.isprintable():
+        raise ValueError("1 to 64 printable characters, no colon (it is part of the otpauth label)")
+    return value
 
 
 def _host(raw: str) -> str:

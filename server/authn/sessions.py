@@ -57,3 +57,12 @@ def end(db: Session, token: str | None) -> str | None:
     if not token or len(token) > 128:
         return None
     return session_store.end_session(db, digest(token))
+
+
+def step_up(db: Session, token: str | None, *, amr: list[str], acr: str) -> StartedSession | None:
+    """Raise the browser's session to ``acr``/``amr`` now, under a new token (same sid)."""
+    if not token or len(token) > 128:
+        return None
+    new = new_token()
+    stored = session_store.step_up(db, digest(token), digest(new), amr=amr, acr=acr, auth_time=utcnow())
+    return StartedSession(new, stored) if stored else None

@@ -44,6 +44,9 @@ def add_parser(commands: Any) -> None:
     create.add_argument(
         "--id-token-alg", help="id_token_signed_response_alg: RS256 (default), ES256 or Ed25519 (needs an active key)"
     )
+    create.add_argument(
+        "--require-mfa", action="store_true", help="every sign-in to this client needs a second factor (TOTP)"
+    )
     create.add_argument("--json", action="store_true", help="print JSON")
     create.set_defaults(run=run_create)
 
@@ -80,6 +83,7 @@ async def _create(settings: Settings, args: argparse.Namespace) -> tuple[StoredC
                 first_party=args.first_party,
                 introspection=args.introspection,
                 id_token_alg=args.id_token_alg,
+                require_mfa=args.require_mfa,
             )
         )
 
@@ -115,6 +119,7 @@ def _describe(client: StoredClient) -> dict[str, Any]:
         "first_party": client.first_party,
         "introspection": client.introspection,
         "id_token_signed_response_alg": client.id_token_alg or "RS256",
+        "require_mfa": client.require_mfa,
         "created_at": client.created_at.isoformat(),
         "disabled": client.disabled_at is not None,
     }

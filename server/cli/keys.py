@@ -12,6 +12,7 @@ from ..bootstrap import open_database
 from ..keys import service
 from ..keys.lifecycle import activates_at, published_until
 from ..keys.secret import resolve_secret
+from ..mfa.service import rewrap_all
 from ..runtime import key_wrappers
 from ..settings import SIGNING_ALGS, Settings
 from ..storage import Session, keys as key_store
@@ -35,7 +36,8 @@ def add_parser(commands: Any) -> None:
     revoke.add_argument("kid")
     revoke.set_defaults(run=run_revoke)
     rewrap = actions.add_parser(
-        "rewrap", help="re-encrypt every key under OSTIARY_KEYS_SECRET (the old one in OSTIARY_KEYS_SECRET_PREVIOUS)"
+        "rewrap",
+        help="re-encrypt keys and TOTP secrets under OSTIARY_KEYS_SECRET (the old one: OSTIARY_KEYS_SECRET_PREVIOUS)",
     )
     rewrap.set_defaults(run=run_rewrap)
 
@@ -110,6 +112,6 @@ def run_revoke(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def run_rewrap(settings: Settings, args: argparse.Namespace) -> int:
-    moved = _with_keys(settings, service.rewrap)
-    print(f"re-encrypted {len(moved)} key(s) under the current secret")
+    moved, secrets = _with_keys(settings, lambda db, wrappers: (service.rewrap(db, wrappers), rewrap_all(db, wrappers)))
+    print(f"re-encrypted {len(moved)} key(s) and {secrets} TOTP secret(s) under the current secret")
     return 0

@@ -1,4 +1,4 @@
-"""``ostiary users create``."""
+"""``ostiary users create | set-password | reset-mfa``."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import sys
 from typing import Any
 
 from ..bootstrap import open_database
+from ..mfa import service as mfa_service
 from ..settings import Settings
-from ..storage import users as user_store
+from ..storage import Session, users as user_store
 from ..storage.engine import create_sessionmaker
 from ..storage.users import StoredUser
 from ..users.errors import UserError
@@ -38,6 +39,11 @@ def add_parser(commands: Any) -> None:
     set_password.add_argument("--username", required=True)
     set_password.add_argument("--password-stdin", action="store_true", help="read it from standard input")
     set_password.set_defaults(run=run_set_password)
+    reset_mfa = actions.add_parser(
+        "reset-mfa", help="remove a user's second factor and backup codes (a lost device); audited"
+    )
+    reset_mfa.add_argument("user", metavar="USER", help="username")
+    reset_mfa.set_defaults(run=run_reset_mfa)
 
 
 def run_create(settings: Settings, args: argparse.Namespace) -> int:
@@ -98,3 +104,24 @@ async def _set_password(settings: Settings, username: str, password: str) -> int
         password_hash = await passwords.hash_async(password)
         async with sessionmaker.begin() as session:
             return await session.run_sync(lambda s: change_password(s, user, password_hash, actor="admin"))
+
+
+def run_reset_mfa(settings: Settings, args: argparse.Namespace) -> int:
+    had = asyncio.run(_reset_mfa(settings, args.user))
+    if had:
+        print(f"second factor removed for {args.user}; they sign in with their password and may set up a new one")
+    else:
+        print(f"{args.user} had no second factor; nothing to remove")
+    return 0
+
+
+async def _reset_mfa(settings: Settings, username: str) -> bool:
+    async with open_database(settings) as engine, create_sessionmaker(engine).begin() as session:
+
+        def reset(db: Session) -> bool:
+            user = user_store.get_user_by_username(db, username)
+            if user is None:
+                raise UserError("USER", f"no user named {username!r}")
+            return mfa_service.reset(db, user, actor="admin")
+
+        return await session.run_sync(reset)

@@ -32,6 +32,7 @@ def register_client(
     first_party: bool = False,
     introspection: bool = False,
     id_token_alg: str | None = None,
+    require_mfa: bool = False,
 ) -> tuple[client_store.StoredClient, str | None]:
     """Validate and store a client; returns it and its secret (shown once; None if public).
 
@@ -46,6 +47,10 @@ def register_client(
         raise ClientRegistrationError("--grant-type", "refresh_token comes with authorization_code")
     if public and introspection:
         raise ClientRegistrationError("--introspection", "a public client cannot authenticate to introspect")
+    if require_mfa and "authorization_code" not in granted:
+        raise ClientRegistrationError(
+            "--require-mfa", "only users sign in with a second factor: needs authorization_code"
+        )
     if public and "client_credentials" in granted:
         raise ClientRegistrationError("--grant-type", "a public client cannot use client_credentials")
     secret = None if public else new_client_secret()
@@ -65,6 +70,7 @@ def register_client(
         first_party=first_party,
         introspection=introspection,
         id_token_alg=_id_token_alg(id_token_alg),
+        require_mfa=require_mfa,
     )
     client_store.insert_client(session, client)
     audit.record(session, "client.created", actor="admin", subject=client.client_id, details={"name": client.name})

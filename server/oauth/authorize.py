@@ -13,9 +13,11 @@ otherwise the user sees an error page. Nothing here ever redirects to an unregis
 
 from __future__ import annotations
 
+import enum
+import hmac
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -30,19 +32,35 @@ from authlib.oidc.core.errors import (
 )
 
 from ..authn import sessions
-from ..authn.levels import ACR_PASSWORD, AMR_PASSWORD
+from ..authn.levels import ACR_MFA, ACR_PASSWORD, AMR_PASSWORD, MULTI_FACTOR, PASSWORD_ONLY
+from ..authn.lockout import LockState
 from ..authn.secrets import new_token
+from ..mfa.service import SecondFactor
 from ..settings import Settings
 from ..storage import AsyncSession, async_sessionmaker, audit, consents, interactions, users as user_store
 from ..storage.base import sha256 as digest, utcnow
 from ..storage.interactions import StoredInteraction
 from ..storage.sessions import StoredSession
 from ..storage.users import StoredUser
+from .acr import NOTHING, AcrRequest, UnmetAuthenticationRequirementsError, requested_acr
 from .bridge import OstiaryRequest, current_session, run_in_session
+from .outcome import ACCOUNT_CHANGED, CHANGED, EXPIRED, Outcome, describe_scope, error_page
 
 T = TypeVar("T")
 
+#: how the account pages are named where a client's name would be
+ACCOUNT_NAME = "your Ostiary account"
+
 _MAX_AGE = re.compile(r"[0-9]{1,9}")  # ASCII digits only: str.isdigit() accepts "²", which int() refuses
+
+
+class Level(enum.Enum):
+    """The authentication a request needs from a given user."""
+
+    PASSWORD = "password"  # noqa: S105
+    MFA = "mfa"
+    #: the second factor is required, and the user has none
+    UNMET = "unmet"
 
 
 @dataclass(frozen=True)
@@ -57,38 +75,23 @@ class SignIn:
     grant_id: str
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """What the web layer should do: redirect, or render a page (with these values)."""
-
-    redirect: str | None = None
-    page: str | None = None
-    context: dict[str, Any] = field(default_factory=dict)
-    status: int = 200
-    #: a session was started: set this token as the session cookie
-    session_token: str | None = None
-
-
-def error_page(title: str, message: str, status: int = 400) -> Outcome:
-    return Outcome(page="error.html", context={"title": title, "message": message}, status=status)
-
-
-EXPIRED = error_page(
-    "This sign-in has expired",
-    "Too much time passed, or it was finished in another tab. Go back to the application and sign in again.",
-)
-
-
 class _Malformed(OAuth2Error):  # type: ignore[misc]
     error = "invalid_request"
     description = "The request has characters that are not allowed."
 
 
 class Authorizer:
-    def __init__(self, server: Any, settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self,
+        server: Any,
+        settings: Settings,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        second_factor: SecondFactor,
+    ) -> None:
         self.server = server
         self.settings = settings
         self.sessionmaker = sessionmaker
+        self.mfa = second_factor
         self.authorize_uri = settings.endpoint("/authorize")
 
     # -- entry points (async; each runs one transaction) ------------------------------
@@ -97,6 +100,11 @@ class Authorizer:
         """A new authorization request (``GET``/``POST /authorize``)."""
         request = self._request(pairs)
         return await self._run(request, lambda: self._begin(request, pairs, session_token, browser))
+
+    async def begin_account(self, session_token: str | None, browser: str, return_to: str) -> Outcome | None:
+        """Sign-in for our own account pages: None when the browser's session is good enough,
+        else the page (password, or second factor) that leads back to ``return_to``."""
+        return await self._run(self._request([]), lambda: self._begin_account(session_token, browser, return_to))
 
     async def interaction(self, handle: str, browser: str) -> tuple[StoredInteraction, str] | None:
         """The open interaction behind ``handle`` if this browser started it, with its client's name."""
@@ -112,6 +120,11 @@ class Authorizer:
         request = self._request([])
         return await self._run(request, lambda: self._after_login(handle, browser, user, rehash, old_session))
 
+    async def second_factor(self, handle: str, browser: str, session_token: str | None, code: str) -> Outcome:
+        """The TOTP (or backup) code of a sign-in waiting for it."""
+        request = self._request([])
+        return await self._run(request, lambda: self._second_factor(handle, browser, session_token, code))
+
     async def decide(self, handle: str, browser: str, session_token: str | None, allow: bool) -> Outcome:
         request = self._request([])
         return await self._run(request, lambda: self._decide(handle, browser, session_token, allow))
@@ -126,6 +139,7 @@ class Authorizer:
         try:
             grant = self._validated(request, user)
             self._check_extras(request, pairs, grant.redirect_uri)
+            acr = requested_acr(request.payload.data, grant.redirect_uri)
         except OAuth2Error as error:
             return self._error(request, error)
         data = request.payload.data
@@ -133,12 +147,19 @@ class Authorizer:
         max_age = int(data["max_age"]) if data.get("max_age") else None
         fresh = session is not None and "login" not in prompts and not _too_old(session, max_age)
         needs_consent = "consent" in prompts or user is None or self._consent_missing(user, grant)
+        step_up = False
+        if fresh:
+            assert session is not None and user is not None
+            level = self._level(acr, grant.client, user)
+            if level is Level.UNMET:
+                return self._error(request, _unmet(grant.redirect_uri))
+            step_up = level is Level.MFA and session.acr != ACR_MFA
         if "none" in prompts:
-            if not fresh:
+            if not fresh or step_up:
                 return self._error(request, LoginRequiredError(redirect_uri=grant.redirect_uri))
             if needs_consent:
                 return self._error(request, ConsentRequiredError(redirect_uri=grant.redirect_uri))
-        if fresh and not needs_consent:
+        if fresh and not step_up and not needs_consent:
             assert session is not None and user is not None
             return self._complete(grant, user, session)
         handle = new_token()
@@ -152,17 +173,40 @@ class Authorizer:
             expires_at=utcnow() + timedelta(seconds=self.settings.interaction_ttl),
         )
         client_name = grant.client.stored.name
+        if step_up:
+            return otp_page(handle, client_name)
         if fresh:
             return self._consent_page(handle, grant)
         hint = (data.get("login_hint") or "")[:150]
         return Outcome(page="login.html", context={"handle": handle, "client_name": client_name, "username": hint})
 
+    def _begin_account(self, session_token: str | None, browser: str, return_to: str) -> Outcome | None:
+        session, user = self._signed_in(session_token)
+        step_up = False
+        if session is not None and user is not None:
+            step_up = self._level(NOTHING, None, user) is Level.MFA and session.acr != ACR_MFA
+            if not step_up:
+                return None
+        handle = new_token()
+        interactions.insert_interaction(
+            current_session(),
+            id_digest=digest(handle),
+            browser_digest=digest(browser),
+            client_id=None,
+            params=[],
+            session_sid=session.sid if step_up and session is not None else None,
+            return_to=return_to,
+            expires_at=utcnow() + timedelta(seconds=self.settings.interaction_ttl),
+        )
+        if step_up:
+            return otp_page(handle, ACCOUNT_NAME)
+        return Outcome(page="login.html", context={"handle": handle, "client_name": ACCOUNT_NAME, "username": ""})
+
     def _open(self, handle: str, browser: str) -> tuple[StoredInteraction, str] | None:
         stored = self._interaction(handle, browser)
         if stored is None:
             return None
-        client = self.server.query_client(stored.client_id)
-        return stored, client.stored.name if client else stored.client_id
+        return stored, self._client_name(stored)
 
     def _after_login(
         self, handle: str, browser: str, user: StoredUser, rehash: str | None, old_session: str | None
@@ -174,13 +218,18 @@ class Authorizer:
         current = user_store.get_user(db, user.id)
         if current is None or current.disabled_at is not None or current.password_hash != user.password_hash:
             # The password changed (or the account was disabled) while this one was checked.
-            return error_page("Sign in again", "Your account changed while you were signing in. Please try again.")
+            return ACCOUNT_CHANGED
         if rehash:
             user_store.rehash_password(db, user.id, old=user.password_hash, new=rehash)
+            current = replace(current, password_hash=rehash)
+        if self._level_of(stored, current) is Level.MFA:
+            assert current.password_hash is not None
+            interactions.hold_for_second_factor(db, digest(handle), user.id, digest(current.password_hash))
+            return otp_page(handle, self._client_name(stored))
         started = sessions.start(
             db,
             user_id=user.id,
-            amr=[AMR_PASSWORD],
+            amr=list(PASSWORD_ONLY),
             acr=ACR_PASSWORD,
             ttl=self.settings.session_ttl,
             replaces=old_session,
@@ -189,13 +238,56 @@ class Authorizer:
         audit.record(db, "login.succeeded", actor=user.sub, subject=stored.client_id, details={"amr": [AMR_PASSWORD]})
         return replace(self._continue(handle, stored, user, started.session), session_token=started.token)
 
+    def _second_factor(self, handle: str, browser: str, session_token: str | None, code: str) -> Outcome:
+        db = current_session()
+        stored = self._interaction(handle, browser)
+        if stored is None:
+            return EXPIRED
+        session: StoredSession | None = None
+        if stored.pending_user_id is not None:
+            user = user_store.get_user(db, stored.pending_user_id)
+            if user is None or user.disabled_at is not None or not _same_credential(user, stored.pending_credential):
+                return ACCOUNT_CHANGED
+        else:
+            session, user = self._signed_in(session_token)
+            if session is None or user is None or stored.session_sid != session.sid:
+                return CHANGED
+        verdict = self.mfa.verify(db, user, code)
+        if not verdict.ok:
+            return otp_page(handle, self._client_name(stored), lock=verdict.lock)
+        if session is None:
+            started = sessions.start(
+                db,
+                user_id=user.id,
+                amr=list(MULTI_FACTOR),
+                acr=ACR_MFA,
+                ttl=self.settings.session_ttl,
+                replaces=session_token,
+            )
+        else:
+            stepped = sessions.step_up(db, session_token, amr=list(MULTI_FACTOR), acr=ACR_MFA)
+            if stepped is None:
+                return CHANGED
+            started = stepped
+        interactions.record_login(db, digest(handle), started.session.sid)
+        details = {"amr": list(MULTI_FACTOR), "method": verdict.method, "step_up": session is not None}
+        audit.record(db, "login.succeeded", actor=user.sub, subject=stored.client_id, details=details)
+        return replace(self._continue(handle, stored, user, started.session), session_token=started.token)
+
     def _continue(self, handle: str, stored: StoredInteraction, user: StoredUser, session: StoredSession) -> Outcome:
+        if stored.client_id is None:  # an account sign-in
+            if not interactions.complete_interaction(current_session(), digest(handle)):
+                return EXPIRED
+            return Outcome(redirect=stored.return_to or "/account")
         request = self._request(list(stored.params))
         try:
             grant = self._validated(request, user)
         except OAuth2Error as error:
             return self._error(request, error)
         prompts = set((request.payload.data.get("prompt") or "").split())
+        if self._level_of(stored, user) is Level.UNMET:
+            interactions.complete_interaction(current_session(), digest(handle))
+            return self._error(request, _unmet(grant.redirect_uri))
         if "consent" in prompts or self._consent_missing(user, grant):
             return self._consent_page(handle, grant)
         if not interactions.complete_interaction(current_session(), digest(handle)):
@@ -205,14 +297,11 @@ class Authorizer:
     def _decide(self, handle: str, browser: str, session_token: str | None, allow: bool) -> Outcome:
         db = current_session()
         stored = self._interaction(handle, browser)
-        if stored is None:
+        if stored is None or stored.client_id is None:
             return EXPIRED
         session, user = self._signed_in(session_token)
         if session is None or user is None or stored.session_sid != session.sid:
-            return error_page(
-                "Your sign-in changed",
-                "You signed out or in again in another tab. Go back to the application and start again.",
-            )
+            return CHANGED
         request = self._request(list(stored.params))
         try:
             grant = self._validated(request, user)
@@ -227,11 +316,40 @@ class Authorizer:
         audit.record(db, "consent.granted", actor=user.sub, subject=stored.client_id, details={"scope": request.scope})
         return self._complete(grant, user, session)
 
+    # -- authentication levels -----------------------------------------------------------
+
+    def _level(self, acr: AcrRequest, client: Any, user: StoredUser) -> Level:
+        """What ``user`` must show for this request: the second factor when the request or
+        the client asks for it, or (policy ``always-if-enrolled``, and always for the account
+        pages) whenever the user has one. A requirement the user cannot meet is UNMET; a
+        voluntary ``acr_values`` request is met at the password level then."""
+        enrolled = self.mfa.is_enrolled(current_session(), user)
+        required = acr.essential or (client is not None and client.stored.require_mfa)
+        if enrolled and (required or acr.mfa or client is None or self.settings.mfa == "always-if-enrolled"):
+            return Level.MFA
+        return Level.UNMET if required else Level.PASSWORD
+
+    def _level_of(self, stored: StoredInteraction, user: StoredUser) -> Level:
+        if stored.client_id is None:
+            return self._level(NOTHING, None, user)
+        data = dict(stored.params)
+        try:
+            acr = requested_acr(data, None)
+        except OAuth2Error:  # checked when the interaction began
+            acr = NOTHING
+        return self._level(acr, self.server.query_client(stored.client_id), user)
+
     # -- pieces ------------------------------------------------------------------------
 
     def _complete(self, grant: Any, user: StoredUser, session: StoredSession) -> Outcome:
-        """Issue the code and send the browser back to the client."""
+        """Issue the code and send the browser back to the client, if the session's level is
+        what this request needs (the one gate every path to a code goes through)."""
         request: OstiaryRequest = grant.request
+        level = self._level(requested_acr(request.payload.data, grant.redirect_uri), grant.client, user)
+        if level is Level.UNMET:
+            return self._error(request, _unmet(grant.redirect_uri))
+        if level is Level.MFA and session.acr != ACR_MFA:
+            return error_page("A second factor is needed", "Go back to the application and sign in again.")
         request.sign_in = SignIn(
             user=user,
             sid=session.sid,
@@ -289,6 +407,12 @@ class Authorizer:
         granted = consents.granted_scopes(current_session(), user.id, client.get_client_id())
         return not set(grant.request.scope.split()) <= granted
 
+    def _client_name(self, stored: StoredInteraction) -> str:
+        if stored.client_id is None:
+            return ACCOUNT_NAME
+        client = self.server.query_client(stored.client_id)
+        return client.stored.name if client else stored.client_id
+
     def _consent_page(self, handle: str, grant: Any) -> Outcome:
         return Outcome(
             page="consent.html",
@@ -345,18 +469,35 @@ def _too_old(session: StoredSession, max_age: int | None) -> bool:
     return (utcnow() - session.auth_time).total_seconds() > max_age
 
 
+def _same_credential(user: StoredUser, credential: bytes | None) -> bool:
+    """The password checked at the first step is still the account's password."""
+    if user.password_hash is None or credential is None:
+        return False
+    return hmac.compare_digest(digest(user.password_hash), credential)
+
+
+def _unmet(redirect_uri: str | None) -> OAuth2Error:
+    return UnmetAuthenticationRequirementsError(
+        "This application requires a second factor, and the account has none. "
+        "Set one up on the account page, then sign in again.",
+        redirect_uri=redirect_uri,
+    )
+
+
+def otp_page(handle: str, client_name: str, *, lock: LockState | None = None, backup: bool = False) -> Outcome:
+    """The second-factor page; after a wrong code, with how many tries are left (or 429 when locked)."""
+    context: dict[str, Any] = {"handle": handle, "client_name": client_name, "backup": backup}
+    if lock is None:
+        return Outcome(page="otp.html", context=context)
+    if lock.locked:
+        minutes = max(1, round(lock.retry_after / 60))
+        context["error"] = f"Too many wrong codes. Try again in {minutes} minute{'s' if minutes > 1 else ''}."
+        return Outcome(page="otp.html", context=context, status=429, retry_after=lock.retry_after)
+    left = "" if lock.remaining is None else f" {lock.remaining} attempt{'s' if lock.remaining != 1 else ''} left."
+    context["error"] = "That code is not right." + left
+    return Outcome(page="otp.html", context=context)
+
+
 def _describe(error: OAuth2Error) -> str:
     description = error.get_error_description() or error.error
     return f"{description} ({error.error})"
-
-
-_SCOPE_WORDS = {
-    "openid": "Confirm who you are",
-    "profile": "See your name and username",
-    "email": "See your email address",
-    "offline_access": "Stay connected when you are not using it",
-}
-
-
-def describe_scope(scope: str) -> dict[str, str]:
-    return {"name": scope, "text": _SCOPE_WORDS.get(scope, f"Access {scope}")}

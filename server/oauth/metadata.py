@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..authn.levels import ACR_VALUES
 from ..settings import Settings
 from .clients import SECRET_METHODS
 from .openid import SCOPE_CLAIMS
@@ -38,6 +39,7 @@ def server_metadata(settings: Settings, algorithms: list[str]) -> dict[str, Any]
             | {claim for claims in SCOPE_CLAIMS.values() for claim in claims}
         ),
         "prompt_values_supported": ["none", "login", "consent"],
+        "acr_values_supported": list(ACR_VALUES),
         "authorization_response_iss_parameter_supported": True,
         "claims_parameter_supported": False,
         "request_parameter_supported": False,

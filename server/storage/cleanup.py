@@ -17,6 +17,7 @@ from sqlalchemy import ColumnElement, delete, or_, select, text
 from . import AsyncEngine, Session, async_sessionmaker
 from .base import utcnow
 from .models import (
+    AuthFailure,
     AuthorizationCode,
     BrowserSession,
     Grant,
@@ -33,6 +34,8 @@ CODE_RETENTION = timedelta(hours=1)
 #: how long a revoked grant is kept (its tokens already fail: this is for the audit trail)
 REVOKED_GRANT_RETENTION = timedelta(days=1)
 SENT_MAIL_RETENTION = timedelta(days=7)
+#: the longest lockout window the settings allow
+FAILURE_RETENTION = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,8 @@ TARGETS = (
         RevokedAccessToken.jti,
         lambda now: RevokedAccessToken.expires_at < now,
     ),
+    # The lockout window is at most a day (settings): older failures count for nothing.
+    Target("auth_failures", AuthFailure, AuthFailure.id, lambda now: AuthFailure.occurred_at < now - FAILURE_RETENTION),
     Target("mail_outbox", MailOutbox, MailOutbox.id, lambda now: MailOutbox.sent_at < now - SENT_MAIL_RETENTION),
 )
 

@@ -22,6 +22,7 @@ _BY_ID = select(
     Client.first_party,
     Client.introspection,
     Client.id_token_alg,
+    Client.require_mfa,
     Client.created_at,
     Client.disabled_at,
 ).where(Client.client_id == bindparam("client_id"))
@@ -44,6 +45,7 @@ class StoredClient:
     first_party: bool = False
     introspection: bool = False
     id_token_alg: str | None = None
+    require_mfa: bool = False
 
     @property
     def is_public(self) -> bool:
@@ -74,6 +76,7 @@ def insert_client(session: Session, client: StoredClient) -> None:
             first_party=client.first_party,
             introspection=client.introspection,
             id_token_alg=client.id_token_alg,
+            require_mfa=client.require_mfa,
             created_at=client.created_at,
             disabled_at=client.disabled_at,
         )
@@ -94,6 +97,7 @@ def _snapshot(row: object) -> StoredClient:
         first_party=bool(r["first_party"]),
         introspection=bool(r["introspection"]),
         id_token_alg=r["id_token_alg"],
+        require_mfa=bool(r["require_mfa"]),
         created_at=r["created_at"],
         disabled_at=r["disabled_at"],
     )

@@ -1,4 +1,4 @@
-"""Interactions: authorization requests waiting for the user."""
+"""Interactions: authorization requests (or account sign-ins) waiting for the user."""
 
 from __future__ import annotations
 
@@ -15,10 +15,14 @@ from .models import Interaction
 @dataclass(frozen=True, slots=True)
 class StoredInteraction:
     browser_digest: bytes
-    client_id: str
+    #: None for an account sign-in, which goes to ``return_to`` when done
+    client_id: str | None
     params: tuple[tuple[str, str], ...]
     session_sid: str | None
     expires_at: datetime
+    pending_user_id: int | None = None
+    pending_credential: bytes | None = None
+    return_to: str | None = None
 
 
 def insert_interaction(
@@ -26,10 +30,11 @@ def insert_interaction(
     *,
     id_digest: bytes,
     browser_digest: bytes,
-    client_id: str,
+    client_id: str | None,
     params: list[tuple[str, str]],
     expires_at: datetime,
     session_sid: str | None = None,
+    return_to: str | None = None,
 ) -> None:
     session.execute(
         insert(Interaction).values(
@@ -38,6 +43,7 @@ def insert_interaction(
             client_id=client_id,
             params=[list(pair) for pair in params],
             session_sid=session_sid,
+            return_to=return_to,
             created_at=utcnow(),
             expires_at=expires_at,
         )
@@ -53,6 +59,9 @@ def get_open_interaction(session: Session, id_digest: bytes) -> StoredInteractio
             Interaction.params,
             Interaction.session_sid,
             Interaction.expires_at,
+            Interaction.pending_user_id,
+            Interaction.pending_credential,
+            Interaction.return_to,
         ).where(
             Interaction.id_digest == id_digest,
             Interaction.completed_at.is_(None),
@@ -67,11 +76,27 @@ def get_open_interaction(session: Session, id_digest: bytes) -> StoredInteractio
         params=tuple((str(k), str(v)) for k, v in row.params),
         session_sid=row.session_sid,
         expires_at=row.expires_at,
+        pending_user_id=row.pending_user_id,
+        pending_credential=row.pending_credential,
+        return_to=row.return_to,
+    )
+
+
+def hold_for_second_factor(session: Session, id_digest: bytes, user_id: int, credential: bytes) -> None:
+    """The password was right; the user still owes the second factor (no session yet)."""
+    session.execute(
+        update(Interaction)
+        .where(Interaction.id_digest == id_digest)
+        .values(pending_user_id=user_id, pending_credential=credential, session_sid=None)
     )
 
 
 def record_login(session: Session, id_digest: bytes, session_sid: str) -> None:
-    session.execute(update(Interaction).where(Interaction.id_digest == id_digest).values(session_sid=session_sid))
+    session.execute(
+        update(Interaction)
+        .where(Interaction.id_digest == id_digest)
+        .values(session_sid=session_sid, pending_user_id=None, pending_credential=None)
+    )
 
 
 def complete_interaction(session: Session, id_digest: bytes) -> bool:
@@ -80,6 +105,6 @@ def complete_interaction(session: Session, id_digest: bytes) -> bool:
         update(Interaction)
         .where(Interaction.id_digest == id_digest, Interaction.completed_at.is_(None))
         .values(completed_at=utcnow())
-        .returning(Interaction.client_id)
+        .returning(Interaction.id_digest)
     )
     return result.first() is not None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, LargeBinary, String, Text, false, text
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, LargeBinary, String, Text, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, UTCDateTime
@@ -29,6 +29,8 @@ class Client(Base):
     introspection: Mapped[bool] = mapped_column(Boolean, server_default=false())
     #: id_token_signed_response_alg (OIDC Registration); None: RS256
     id_token_alg: Mapped[str | None] = mapped_column(String(16))
+    #: every sign-in to this client needs a second factor
+    require_mfa: Mapped[bool] = mapped_column(Boolean, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
@@ -122,10 +124,17 @@ class Interaction(Base):
 
     id_digest: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
     browser_digest: Mapped[bytes] = mapped_column(LargeBinary(32))
-    client_id: Mapped[str] = mapped_column(String(64))
+    #: None for a sign-in to the account pages (``return_to``), not to a client
+    client_id: Mapped[str | None] = mapped_column(String(64))
     params: Mapped[list[list[str]]] = mapped_column(JSON)
     #: the session this interaction signed in, when it did (its login is fresh by definition)
     session_sid: Mapped[str | None] = mapped_column(String(64))
+    #: the user whose password was checked while the second factor is still to come
+    pending_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    #: SHA-256 of the password hash that was checked: a password change meanwhile voids it
+    pending_credential: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    #: where an account sign-in goes once done (a path of ours)
+    return_to: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -238,9 +247,53 @@ class Consent(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+class TotpCredential(Base):
+    """A user's TOTP secret (RFC 6238), AES-256-GCM encrypted under the key-encryption secret
+    and bound to its user. ``confirmed_at`` is None while enrolment waits for a first code;
+    ``last_step`` is the last accepted time step, so no code is accepted twice."""
+
+    __tablename__ = "totp_credentials"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    secret_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    wrapping_key_id: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_step: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class BackupCode(Base):
+    """A single-use backup code, kept as the SHA-256 of its 80 random bits."""
+
+    __tablename__ = "backup_codes"
+
+    code_digest: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class AuthFailure(Base):
+    """One failed authentication attempt, counted over a sliding window for lockout.
+
+    ``factor`` keeps separate counters (``password``, ``otp``); ``device_digest`` names a
+    browser known to the account, whose failures are counted apart from everyone else's."""
+
+    __tablename__ = "auth_failures"
+    __table_args__ = (Index("ix_auth_failures_user_factor_time", "user_id", "factor", "occurred_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    factor: Mapped[str] = mapped_column(String(16))
+    device_digest: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
 __all__ = [
     "AuditEvent",
+    "AuthFailure",
     "AuthorizationCode",
+    "BackupCode",
     "Base",
     "BrowserSession",
     "Client",
@@ -251,5 +304,6 @@ __all__ = [
     "RefreshToken",
     "RevokedAccessToken",
     "SigningKey",
+    "TotpCredential",
     "User",
 ]

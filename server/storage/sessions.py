@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
 
@@ -75,17 +76,7 @@ def insert_session(
 
 def get_live_session(session: Session, token_digest: bytes) -> StoredSession | None:
     row = session.execute(_LIVE, {"digest": token_digest, "now": utcnow()}).one_or_none()
-    if row is None:
-        return None
-    return StoredSession(
-        sid=row.sid,
-        user_id=row.user_id,
-        auth_time=row.auth_time,
-        amr=tuple(row.amr),
-        acr=row.acr,
-        created_at=row.created_at,
-        expires_at=row.expires_at,
-    )
+    return _stored(row) if row else None
 
 
 def end_session(session: Session, token_digest: bytes) -> str | None:
@@ -108,3 +99,49 @@ def end_user_sessions(session: Session, user_id: int) -> int:
         .returning(BrowserSession.sid)
     )
     return len(result.all())
+
+
+def step_up(
+    session: Session, old_digest: bytes, new_digest: bytes, *, amr: list[str], acr: str, auth_time: datetime
+) -> StoredSession | None:
+    """Raise a live session to a new authentication level under a new token (the old cookie
+    stops working: no fixation across a privilege change). The sid stays, so ID tokens and
+    grants already tied to it still are. None if the session ended meanwhile."""
+    row = session.execute(
+        update(BrowserSession)
+        .where(
+            BrowserSession.token_digest == old_digest,
+            BrowserSession.ended_at.is_(None),
+            BrowserSession.expires_at > utcnow(),
+        )
+        .values(token_digest=new_digest, amr=amr, acr=acr, auth_time=auth_time)
+        .returning(*_COLUMNS)
+    ).one_or_none()
+    return _stored(row) if row else None
+
+
+def list_live_sessions(session: Session, user_id: int) -> list[StoredSession]:
+    """A user's live sessions, newest first (a user has a handful: no paging)."""
+    rows = session.execute(
+        select(*_COLUMNS)
+        .where(
+            BrowserSession.user_id == user_id,
+            BrowserSession.ended_at.is_(None),
+            BrowserSession.expires_at > utcnow(),
+        )
+        .order_by(BrowserSession.created_at.desc())
+        .limit(100)
+    )
+    return [_stored(row) for row in rows]
+
+
+def _stored(row: Any) -> StoredSession:
+    return StoredSession(
+        sid=row.sid,
+        user_id=row.user_id,
+        auth_time=row.auth_time,
+        amr=tuple(row.amr),
+        acr=row.acr,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+    )

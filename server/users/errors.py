@@ -8,3 +8,7 @@ class UserError(ValueError):
         self.field = field
         self.message = message
         super().__init__(f"{field}: {message}")
+
+
+class AccountError(Exception):
+    """An account action that cannot be done as asked; ``str()`` is shown to the user."""

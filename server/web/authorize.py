@@ -1,7 +1,9 @@
 """The sign-in pages: ``/authorize`` (GET and POST, OIDC Core §3.1.2.1), ``/login`` and ``/consent``.
 
 The UI contract (stable; outside tools drive the pages through it): the login form has
-inputs ``username`` and ``password`` and a ``button[type=submit]``; the consent form has
+inputs ``username`` and ``password`` and a ``button[type=submit]``; the second-factor form
+(``/login/otp``) has an input ``code`` (a TOTP code or a backup code) and a link
+``a#use-backup`` to ask for a backup code instead; the consent form has
 ``button[name=decision][value=allow]`` and ``[value=deny]``.
 """
 
@@ -10,7 +12,8 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..oauth.authorize import Outcome
+from ..oauth.authorize import otp_page
+from ..oauth.outcome import Outcome
 from ..runtime import Runtime
 from ..users.service import authenticate
 from .forms import BodyTooLarge, FormError, read_form, read_params
@@ -30,13 +33,13 @@ async def authorize(request: Request) -> Response:
         return pages.error(*_BAD_REQUEST)
     browser, new_browser = pages.browser_token(request)
     outcome = await runtime.authorizer.begin(pairs, pages.session_token(request), browser)
-    return _respond(runtime, outcome, browser, new_browser, redirect_status=302)
+    return respond(runtime, outcome, browser, new_browser, redirect_status=302)
 
 
 async def login(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
     pages = runtime.pages
-    form, browser = await _posted(request, runtime)
+    form, browser = await posted_form(request, runtime)
     if form is None or browser is None:
         return pages.error(*_FORBIDDEN, status=403)
     handle = form.get("interaction", "")
@@ -58,13 +61,42 @@ async def login(request: Request) -> Response:
         # 200, not 401: a 401 must carry WWW-Authenticate (RFC 9110 §15.5.2), which a form cannot.
         return pages.render("login.html", context, browser=browser, new_browser=False)
     outcome = await runtime.authorizer.after_login(handle, browser, user, rehash, pages.session_token(request))
-    return _respond(runtime, outcome, browser, False, redirect_status=303)
+    return respond(runtime, outcome, browser, False, redirect_status=303)
+
+
+async def second_factor_page(request: Request) -> Response:
+    """``GET /login/otp?interaction=...&use=backup``: the second-factor page again, asking
+    for a backup code instead of the app's code (or back)."""
+    runtime: Runtime = request.app.state.runtime
+    pages = runtime.pages
+    browser = request.cookies.get(pages.browser_cookie)
+    handle = request.query_params.get("interaction", "")
+    found = await runtime.authorizer.interaction(handle, browser) if browser else None
+    if browser is None or found is None:
+        return pages.error("This sign-in has expired", "Go back to the application and sign in again.")
+    _stored, client_name = found
+    outcome = otp_page(handle, client_name, backup=request.query_params.get("use") == "backup")
+    return respond(runtime, outcome, browser, False, redirect_status=303)
+
+
+async def second_factor(request: Request) -> Response:
+    """``POST /login/otp``: the code from the authenticator app, or a backup code."""
+    runtime: Runtime = request.app.state.runtime
+    pages = runtime.pages
+    form, browser = await posted_form(request, runtime)
+    if form is None or browser is None:
+        return pages.error(*_FORBIDDEN, status=403)
+    code = form.get("code", "")[:64]
+    outcome = await runtime.authorizer.second_factor(
+        form.get("interaction", ""), browser, pages.session_token(request), code
+    )
+    return respond(runtime, outcome, browser, False, redirect_status=303)
 
 
 async def consent(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
     pages = runtime.pages
-    form, browser = await _posted(request, runtime)
+    form, browser = await posted_form(request, runtime)
     if form is None or browser is None:
         return pages.error(*_FORBIDDEN, status=403)
     decision = form.get("decision")
@@ -73,7 +105,7 @@ async def consent(request: Request) -> Response:
     outcome = await runtime.authorizer.decide(
         form.get("interaction", ""), browser, pages.session_token(request), allow=decision == "allow"
     )
-    return _respond(runtime, outcome, browser, False, redirect_status=303)
+    return respond(runtime, outcome, browser, False, redirect_status=303)
 
 
 _FORBIDDEN = (
@@ -82,7 +114,7 @@ _FORBIDDEN = (
 )
 
 
-async def _posted(request: Request, runtime: Runtime) -> tuple[dict[str, str] | None, str | None]:
+async def posted_form(request: Request, runtime: Runtime) -> tuple[dict[str, str] | None, str | None]:
     """The form of a POST whose CSRF token matches this browser, else (None, None)."""
     try:
         pairs = await read_form(request, runtime.settings.max_body_bytes)
@@ -95,7 +127,7 @@ async def _posted(request: Request, runtime: Runtime) -> tuple[dict[str, str] | 
     return form, browser
 
 
-def _respond(runtime: Runtime, outcome: Outcome, browser: str, new_browser: bool, *, redirect_status: int) -> Response:
+def respond(runtime: Runtime, outcome: Outcome, browser: str, new_browser: bool, *, redirect_status: int) -> Response:
     pages = runtime.pages
     if outcome.redirect is not None:
         response = pages.redirect(outcome.redirect, status=redirect_status)
@@ -108,4 +140,6 @@ def _respond(runtime: Runtime, outcome: Outcome, browser: str, new_browser: bool
         )
     if outcome.session_token is not None:
         pages.set_session(response, outcome.session_token)
+    if outcome.retry_after is not None:
+        response.headers["Retry-After"] = str(outcome.retry_after)
     return response

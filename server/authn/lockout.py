@@ -1,0 +1,67 @@
+"""Lockout: failed attempts per account over a sliding window.
+
+Each factor has its own counter (a wrong TOTP code never locks the password, and the other
+way round). Once the failures inside the window reach the threshold, every attempt on that
+counter is refused, without checking the credential, until enough of them have left the
+window. A threshold of 0 turns lockout off. The counters live in the database, so every
+server process sees the same ones.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import timedelta
+
+from ..storage import Session, failures
+from ..storage.base import utcnow
+
+FACTOR_PASSWORD = "password"  # noqa: S105  (a counter's name)
+FACTOR_OTP = "otp"
+
+
+@dataclass(frozen=True)
+class LockState:
+    locked: bool
+    #: attempts left before the lock (None: lockout is off)
+    remaining: int | None
+    #: seconds until the next attempt is allowed, when locked
+    retry_after: int = 0
+
+
+UNLIMITED = LockState(locked=False, remaining=None)
+
+
+class Lockout:
+    def __init__(self, threshold: int, window_seconds: int) -> None:
+        self.threshold = threshold
+        self.window = timedelta(seconds=window_seconds)
+
+    @property
+    def enabled(self) -> bool:
+        return self.threshold > 0
+
+    def check(self, db: Session, user_id: int, factor: str, device: bytes | None = None) -> LockState:
+        """The state of the counter, with the account locked for the rest of the transaction,
+        so that concurrent attempts are counted one after the other."""
+        if not self.enabled:
+            return UNLIMITED
+        failures.lock_user(db, user_id)
+        now = utcnow()
+        times = failures.recent(db, user_id, factor, now - self.window, device, self.threshold)
+        if len(times) < self.threshold:
+            return LockState(locked=False, remaining=self.threshold - len(times))
+        # The oldest of the last `threshold` failures leaving the window unlocks one attempt.
+        wait = (times[0] + self.window - now).total_seconds()
+        return LockState(locked=True, remaining=0, retry_after=max(1, math.ceil(wait)))
+
+    def fail(self, db: Session, user_id: int, factor: str, device: bytes | None = None) -> LockState:
+        """Count a failure; returns the state after it."""
+        if not self.enabled:
+            return UNLIMITED
+        failures.record(db, user_id, factor, device)
+        return self.check(db, user_id, factor, device)
+
+    def succeed(self, db: Session, user_id: int, factor: str, device: bytes | None = None) -> None:
+        if self.enabled:
+            failures.clear(db, user_id, factor, device)

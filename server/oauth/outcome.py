@@ -1,0 +1,46 @@
+"""What the sign-in steps hand back to the web layer: a redirect, or a page to render."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the web layer should do: redirect, or render a page (with these values)."""
+
+    redirect: str | None = None
+    page: str | None = None
+    context: dict[str, Any] = field(default_factory=dict)
+    status: int = 200
+    #: a session was started (or stepped up): set this token as the session cookie
+    session_token: str | None = None
+    #: seconds for a ``Retry-After`` header (a locked account)
+    retry_after: int | None = None
+
+
+def error_page(title: str, message: str, status: int = 400) -> Outcome:
+    return Outcome(page="error.html", context={"title": title, "message": message}, status=status)
+
+
+EXPIRED = error_page(
+    "This sign-in has expired",
+    "Too much time passed, or it was finished in another tab. Go back to the application and sign in again.",
+)
+CHANGED = error_page(
+    "Your sign-in changed",
+    "You signed out or in again in another tab. Go back to the application and start again.",
+)
+ACCOUNT_CHANGED = error_page("Sign in again", "Your account changed while you were signing in. Please try again.")
+
+_SCOPE_WORDS = {
+    "openid": "Confirm who you are",
+    "profile": "See your name and username",
+    "email": "See your email address",
+    "offline_access": "Stay connected when you are not using it",
+}
+
+
+def describe_scope(scope: str) -> dict[str, str]:
+    return {"name": scope, "text": _SCOPE_WORDS.get(scope, f"Access {scope}")}

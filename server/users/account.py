@@ -1,0 +1,199 @@
+"""The account pages' actions: a signed-in user's password, second factor and sessions.
+
+Every action needs a live browser session at the level the account needs: with a second
+factor enrolled, a session that used it. Turning the second factor off and making new
+backup codes need both factors again, on the spot (the password and a code in the same
+form), so a browser left signed in is not enough to weaken the account.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from ..authn import sessions
+from ..authn.levels import ACR_MFA, MULTI_FACTOR
+from ..mfa.errors import MfaError
+from ..mfa.service import Enrolment, SecondFactor
+from ..settings import Settings
+from ..storage import (
+    AsyncSession,
+    Session,
+    async_sessionmaker,
+    grants as grant_store,
+    sessions as session_store,
+    users as user_store,
+)
+from ..storage.sessions import StoredSession
+from ..storage.users import StoredUser
+from .errors import AccountError, UserError
+from .passwords import Passwords
+from .service import change_password
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Me:
+    user: StoredUser
+    session: StoredSession
+
+
+@dataclass(frozen=True)
+class Overview:
+    me: Me
+    enrolled: bool
+    unused_codes: int
+    sessions: list[StoredSession]
+
+
+class NotSignedIn(Exception):
+    """No session good enough for the account pages (signed out, or the second factor is due)."""
+
+
+class Account:
+    def __init__(
+        self,
+        settings: Settings,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        passwords: Passwords,
+        second_factor: SecondFactor,
+    ) -> None:
+        self.settings = settings
+        self.sessionmaker = sessionmaker
+        self.passwords = passwords
+        self.mfa = second_factor
+
+    async def overview(self, token: str | None) -> Overview:
+        def view(db: Session) -> Overview:
+            me = self._me(db, token)
+            return Overview(
+                me=me,
+                enrolled=self.mfa.is_enrolled(db, me.user),
+                unused_codes=self.mfa.unused_codes(db, me.user),
+                sessions=session_store.list_live_sessions(db, me.user.id),
+            )
+
+        return await self._run(view)
+
+    async def start_enrolment(self, token: str | None) -> Enrolment:
+        return await self._run(lambda db: self.mfa.start_enrolment(db, self._me(db, token).user))
+
+    async def pending_enrolment(self, token: str | None) -> Enrolment | None:
+        return await self._run(lambda db: self.mfa.pending_enrolment(db, self._me(db, token).user))
+
+    async def confirm_enrolment(self, token: str | None, code: str) -> tuple[list[str], str]:
+        """Turn the second factor on; returns the backup codes (shown once) and the session's
+        new token: having just shown both factors, the session is raised to their level."""
+
+        def confirm(db: Session) -> tuple[list[str], str]:
+            me = self._me(db, token)
+            codes = self.mfa.confirm_enrolment(db, me.user, code)
+            stepped = sessions.step_up(db, token, amr=list(MULTI_FACTOR), acr=ACR_MFA)
+            if stepped is None:
+                raise NotSignedIn
+            return codes, stepped.token
+
+        return await self._run(confirm, commit_on_error=False)
+
+    async def regenerate_codes(self, token: str | None, password: str, code: str) -> list[str]:
+        me = await self._password_checked(token, password)
+        return await self._run(lambda db: self.mfa.regenerate_codes(db, self._fresh(db, token, me, code)))
+
+    async def disable(self, token: str | None, password: str, code: str) -> None:
+        me = await self._password_checked(token, password)
+        await self._run(lambda db: self.mfa.disable(db, self._fresh(db, token, me, code)))
+
+    async def change_password(self, token: str | None, current: str, new: str, again: str) -> str:
+        """Set a new password. Every session and refresh-token family of the account ends
+        (what the old password opened); this browser gets a new session at its old level.
+        Returns the new session token."""
+        me = await self._password_checked(token, current)
+        if new != again:
+            raise AccountError("The two new passwords differ.")
+        try:
+            self.passwords.check_policy(new, username=me.user.username, email=me.user.email, field="new password")
+        except UserError as error:
+            raise AccountError(f"The new password {error.message}.") from None
+        password_hash = await self.passwords.hash_async(new)
+
+        def store(db: Session) -> str:
+            again_me = self._me(db, token)
+            if again_me.user.password_hash != me.user.password_hash:
+                raise AccountError("Your password changed meanwhile. Sign in again.")
+            change_password(db, me.user, password_hash, actor=me.user.sub)
+            started = sessions.start(
+                db,
+                user_id=me.user.id,
+                amr=list(me.session.amr),
+                acr=me.session.acr,
+                ttl=self.settings.session_ttl,
+                replaces=None,
+                auth_time=me.session.auth_time,
+            )
+            return started.token
+
+        return await self._run(store)
+
+    async def end_everywhere(self, token: str | None) -> int:
+        """Sign out every browser of the account (this one too), and end the tokens those
+        sign-ins gave to applications (as signing out of each would); returns how many."""
+
+        def end(db: Session) -> int:
+            me = self._me(db, token)
+            live = session_store.list_live_sessions(db, me.user.id)
+            for stored in live:
+                grant_store.revoke_for_session(db, stored.sid, "logout")
+            session_store.end_user_sessions(db, me.user.id)
+            return len(live)
+
+        return await self._run(end)
+
+    # -- pieces ------------------------------------------------------------------------
+
+    def _me(self, db: Session, token: str | None) -> Me:
+        session = sessions.load(db, token)
+        user = user_store.get_user(db, session.user_id) if session else None
+        if session is None or user is None or user.disabled_at is not None:
+            raise NotSignedIn
+        if session.acr != ACR_MFA and self.mfa.is_enrolled(db, user):
+            raise NotSignedIn
+        return Me(user, session)
+
+    async def _password_checked(self, token: str | None, password: str) -> Me:
+        me = await self._run(lambda db: self._me(db, token))
+        result = await self.passwords.verify_async(me.user.password_hash, password[:1024])
+        if not result.ok:
+            raise AccountError("That password is not right.")
+        return me
+
+    def _fresh(self, db: Session, token: str | None, me: Me, code: str) -> StoredUser:
+        """The second half of a fresh authentication: the code, counted by the lockout."""
+        again = self._me(db, token)
+        if again.user.password_hash != me.user.password_hash:
+            raise AccountError("Your password changed meanwhile. Try again.")
+        verdict = self.mfa.verify(db, again.user, code)
+        if verdict.lock.locked:
+            raise MfaError("Too many wrong codes. Try again later.")
+        if not verdict.ok:
+            raise MfaError("That code is not right.")
+        return again.user
+
+    async def _run(self, call: Callable[[Session], T], *, commit_on_error: bool = True) -> T:
+        """One transaction. A wrong code is an error for the caller, but its count toward the
+        lockout must stay: the transaction commits on our errors unless told otherwise."""
+        async with self.sessionmaker() as db:
+            try:
+                result = await db.run_sync(call)
+            except (AccountError, MfaError):
+                if commit_on_error:
+                    await db.commit()
+                else:
+                    await db.rollback()
+                raise
+            except BaseException:
+                await db.rollback()
+                raise
+            await db.commit()
+            return result

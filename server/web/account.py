@@ -1,0 +1,151 @@
+"""``/account``: a signed-in user's password, second factor, and sessions.
+
+Signed out (or owing the second factor), ``GET /account`` shows the sign-in pages, which
+come back here. Every form posts with a CSRF token and answers with a redirect to
+``/account`` (with a ``done`` message) or a page saying what went wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..authn.levels import ACR_MFA
+from ..mfa.errors import MfaError
+from ..runtime import Runtime
+from ..users.account import NotSignedIn
+from ..users.errors import AccountError
+from .authorize import posted_form, respond
+
+_DONE = {
+    "password": "Your password is changed. Every other device was signed out.",
+    "totp-off": "Your second factor is turned off.",
+}
+
+
+@dataclass(frozen=True)
+class Posted:
+    """A CSRF-checked account form and what answering it needs."""
+
+    runtime: Runtime
+    form: dict[str, str]
+    browser: str
+    token: str | None
+
+    def field(self, name: str, limit: int = 1024) -> str:
+        return self.form.get(name, "")[:limit]
+
+    def render(self, template: str, context: dict[str, object], status: int = 200) -> Response:
+        return self.runtime.pages.render(template, context, browser=self.browser, new_browser=False, status=status)
+
+
+Handler = Callable[[Posted], Awaitable[Response]]
+
+
+async def account(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    pages = runtime.pages
+    browser, new_browser = pages.browser_token(request)
+    token = pages.session_token(request)
+    gate = await runtime.authorizer.begin_account(token, browser, "/account")
+    if gate is not None:
+        return respond(runtime, gate, browser, new_browser, redirect_status=303)
+    try:
+        view = await runtime.account.overview(token)
+    except NotSignedIn:
+        return pages.redirect("/account")
+    context = {
+        "user": view.me.user,
+        "enrolled": view.enrolled,
+        "unused_codes": view.unused_codes,
+        "sessions": [
+            {
+                "current": stored.sid == view.me.session.sid,
+                "started": stored.created_at.strftime("%Y-%m-%d %H:%M UTC"),
+                "auth_time": stored.auth_time.strftime("%Y-%m-%d %H:%M UTC"),
+                "level": "password and second factor" if stored.acr == ACR_MFA else "password",
+            }
+            for stored in view.sessions
+        ],
+        "done": _DONE.get(request.query_params.get("done", "")),
+    }
+    return pages.render("account.html", context, browser=browser, new_browser=new_browser)
+
+
+def _action(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """A POST on the account page: CSRF checked; signed out sends back to ``/account``."""
+
+    async def endpoint(request: Request) -> Response:
+        runtime: Runtime = request.app.state.runtime
+        form, browser = await posted_form(request, runtime)
+        if form is None or browser is None:
+            return runtime.pages.error(
+                "This form has expired", "The page was open too long. Go back to your account.", status=403
+            )
+        posted = Posted(runtime, form, browser, runtime.pages.session_token(request))
+        try:
+            return await handler(posted)
+        except NotSignedIn:
+            return runtime.pages.redirect("/account")
+        except (AccountError, MfaError) as error:
+            return posted.render("account_problem.html", {"message": str(error)}, status=400)
+
+    return endpoint
+
+
+async def _start_totp(posted: Posted) -> Response:
+    enrolment = await posted.runtime.account.start_enrolment(posted.token)
+    return posted.render("totp_enrol.html", {"enrolment": enrolment})
+
+
+async def _confirm_totp(posted: Posted) -> Response:
+    account = posted.runtime.account
+    try:
+        codes, new_token = await account.confirm_enrolment(posted.token, posted.field("code", 64))
+    except MfaError as error:
+        enrolment = await account.pending_enrolment(posted.token)
+        if enrolment is None:
+            raise
+        return posted.render("totp_enrol.html", {"enrolment": enrolment, "error": str(error)}, status=400)
+    response = posted.render("backup_codes.html", {"codes": codes, "first": True})
+    posted.runtime.pages.set_session(response, new_token)
+    return response
+
+
+async def _regenerate(posted: Posted) -> Response:
+    codes = await posted.runtime.account.regenerate_codes(
+        posted.token, posted.field("password"), posted.field("code", 64)
+    )
+    return posted.render("backup_codes.html", {"codes": codes, "first": False})
+
+
+async def _disable(posted: Posted) -> Response:
+    await posted.runtime.account.disable(posted.token, posted.field("password"), posted.field("code", 64))
+    return posted.runtime.pages.redirect("/account?done=totp-off")
+
+
+async def _password(posted: Posted) -> Response:
+    new_token = await posted.runtime.account.change_password(
+        posted.token, posted.field("current_password"), posted.field("new_password"), posted.field("confirm_password")
+    )
+    response = posted.runtime.pages.redirect("/account?done=password")
+    posted.runtime.pages.set_session(response, new_token)
+    return response
+
+
+async def _end_everywhere(posted: Posted) -> Response:
+    await posted.runtime.account.end_everywhere(posted.token)
+    response = posted.runtime.pages.redirect("/account")
+    posted.runtime.pages.clear_session(response)
+    return response
+
+
+start_totp = _action(_start_totp)
+confirm_totp = _action(_confirm_totp)
+regenerate_codes = _action(_regenerate)
+disable_totp = _action(_disable)
+change_password = _action(_password)
+end_everywhere = _action(_end_everywhere)
