@@ -13,9 +13,6 @@ otherwise the user sees an error page. Nothing here ever redirects to an unregis
 
 from __future__ import annotations
 
-import enum
-import hmac
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -23,17 +20,14 @@ from typing import Any, TypeVar
 
 from authlib.common.urls import add_params_to_uri
 from authlib.oauth2 import OAuth2Error
-from authlib.oauth2.rfc6749.errors import AccessDeniedError, InvalidClientError, InvalidRequestError
+from authlib.oauth2.rfc6749.errors import AccessDeniedError, InvalidClientError
 from authlib.oidc.core.errors import (
     ConsentRequiredError,
     LoginRequiredError,
-    RequestNotSupportedError,
-    RequestURINotSupportedError,
 )
 
 from ..authn import sessions
 from ..authn.levels import ACR_MFA, ACR_PASSWORD, AMR_PASSWORD, MULTI_FACTOR, PASSWORD_ONLY
-from ..authn.lockout import LockState
 from ..authn.secrets import new_token
 from ..mfa.service import SecondFactor
 from ..settings import Settings
@@ -42,25 +36,16 @@ from ..storage.base import sha256 as digest, utcnow
 from ..storage.interactions import StoredInteraction
 from ..storage.sessions import StoredSession
 from ..storage.users import StoredUser
-from .acr import NOTHING, AcrRequest, UnmetAuthenticationRequirementsError, requested_acr
+from .acr import NOTHING, requested_acr
 from .bridge import OstiaryRequest, current_session, run_in_session
 from .outcome import ACCOUNT_CHANGED, CHANGED, EXPIRED, Outcome, describe_scope, error_page
+from .request_checks import check_extras, too_old
+from .stepup import Level, LevelPolicy, otp_page, same_credential, unmet
 
 T = TypeVar("T")
 
 #: how the account pages are named where a client's name would be
 ACCOUNT_NAME = "your Ostiary account"
-
-_MAX_AGE = re.compile(r"[0-9]{1,9}")  # ASCII digits only: str.isdigit() accepts "²", which int() refuses
-
-
-class Level(enum.Enum):
-    """The authentication a request needs from a given user."""
-
-    PASSWORD = "password"  # noqa: S105
-    MFA = "mfa"
-    #: the second factor is required, and the user has none
-    UNMET = "unmet"
 
 
 @dataclass(frozen=True)
@@ -91,7 +76,7 @@ class Authorizer:
         self.server = server
         self.settings = settings
         self.sessionmaker = sessionmaker
-        self.mfa = second_factor
+        self.levels = LevelPolicy(settings, second_factor, server)
         self.authorize_uri = settings.endpoint("/authorize")
 
     # -- entry points (async; each runs one transaction) ------------------------------
@@ -138,21 +123,21 @@ class Authorizer:
         session, user = self._signed_in(session_token)
         try:
             grant = self._validated(request, user)
-            self._check_extras(request, pairs, grant.redirect_uri)
+            check_extras(request, pairs, grant.redirect_uri)
             acr = requested_acr(request.payload.data, grant.redirect_uri)
         except OAuth2Error as error:
             return self._error(request, error)
         data = request.payload.data
         prompts = set((data.get("prompt") or "").split())
         max_age = int(data["max_age"]) if data.get("max_age") else None
-        fresh = session is not None and "login" not in prompts and not _too_old(session, max_age)
+        fresh = session is not None and "login" not in prompts and not too_old(session, max_age)
         needs_consent = "consent" in prompts or user is None or self._consent_missing(user, grant)
         step_up = False
         if fresh:
             assert session is not None and user is not None
-            level = self._level(acr, grant.client, user)
+            level = self.levels.for_request(current_session(), acr, grant.client, user)
             if level is Level.UNMET:
-                return self._error(request, _unmet(grant.redirect_uri))
+                return self._error(request, unmet(grant.redirect_uri))
             step_up = level is Level.MFA and session.acr != ACR_MFA
         if "none" in prompts:
             if not fresh or step_up:
@@ -184,7 +169,9 @@ class Authorizer:
         session, user = self._signed_in(session_token)
         step_up = False
         if session is not None and user is not None:
-            step_up = self._level(NOTHING, None, user) is Level.MFA and session.acr != ACR_MFA
+            step_up = (
+                self.levels.for_request(current_session(), NOTHING, None, user) is Level.MFA and session.acr != ACR_MFA
+            )
             if not step_up:
                 return None
         handle = new_token()
@@ -222,7 +209,7 @@ class Authorizer:
         if rehash:
             user_store.rehash_password(db, user.id, old=user.password_hash, new=rehash)
             current = replace(current, password_hash=rehash)
-        if self._level_of(stored, current) is Level.MFA:
+        if self.levels.for_interaction(current_session(), stored, current) is Level.MFA:
             assert current.password_hash is not None
             interactions.hold_for_second_factor(db, digest(handle), user.id, digest(current.password_hash))
             return otp_page(handle, self._client_name(stored))
@@ -246,13 +233,13 @@ class Authorizer:
         session: StoredSession | None = None
         if stored.pending_user_id is not None:
             user = user_store.get_user(db, stored.pending_user_id)
-            if user is None or user.disabled_at is not None or not _same_credential(user, stored.pending_credential):
+            if user is None or user.disabled_at is not None or not same_credential(user, stored.pending_credential):
                 return ACCOUNT_CHANGED
         else:
             session, user = self._signed_in(session_token)
             if session is None or user is None or stored.session_sid != session.sid:
                 return CHANGED
-        verdict = self.mfa.verify(db, user, code)
+        verdict = self.levels.mfa.verify(db, user, code)
         if not verdict.ok:
             return otp_page(handle, self._client_name(stored), lock=verdict.lock)
         if session is None:
@@ -285,9 +272,9 @@ class Authorizer:
         except OAuth2Error as error:
             return self._error(request, error)
         prompts = set((request.payload.data.get("prompt") or "").split())
-        if self._level_of(stored, user) is Level.UNMET:
+        if self.levels.for_interaction(current_session(), stored, user) is Level.UNMET:
             interactions.complete_interaction(current_session(), digest(handle))
-            return self._error(request, _unmet(grant.redirect_uri))
+            return self._error(request, unmet(grant.redirect_uri))
         if "consent" in prompts or self._consent_missing(user, grant):
             return self._consent_page(handle, grant)
         if not interactions.complete_interaction(current_session(), digest(handle)):
@@ -316,38 +303,17 @@ class Authorizer:
         audit.record(db, "consent.granted", actor=user.sub, subject=stored.client_id, details={"scope": request.scope})
         return self._complete(grant, user, session)
 
-    # -- authentication levels -----------------------------------------------------------
-
-    def _level(self, acr: AcrRequest, client: Any, user: StoredUser) -> Level:
-        """What ``user`` must show for this request: the second factor when the request or
-        the client asks for it, or (policy ``always-if-enrolled``, and always for the account
-        pages) whenever the user has one. A requirement the user cannot meet is UNMET; a
-        voluntary ``acr_values`` request is met at the password level then."""
-        enrolled = self.mfa.is_enrolled(current_session(), user)
-        required = acr.essential or (client is not None and client.stored.require_mfa)
-        if enrolled and (required or acr.mfa or client is None or self.settings.mfa == "always-if-enrolled"):
-            return Level.MFA
-        return Level.UNMET if required else Level.PASSWORD
-
-    def _level_of(self, stored: StoredInteraction, user: StoredUser) -> Level:
-        if stored.client_id is None:
-            return self._level(NOTHING, None, user)
-        data = dict(stored.params)
-        try:
-            acr = requested_acr(data, None)
-        except OAuth2Error:  # checked when the interaction began
-            acr = NOTHING
-        return self._level(acr, self.server.query_client(stored.client_id), user)
-
     # -- pieces ------------------------------------------------------------------------
 
     def _complete(self, grant: Any, user: StoredUser, session: StoredSession) -> Outcome:
         """Issue the code and send the browser back to the client, if the session's level is
         what this request needs (the one gate every path to a code goes through)."""
         request: OstiaryRequest = grant.request
-        level = self._level(requested_acr(request.payload.data, grant.redirect_uri), grant.client, user)
+        level = self.levels.for_request(
+            current_session(), requested_acr(request.payload.data, grant.redirect_uri), grant.client, user
+        )
         if level is Level.UNMET:
-            return self._error(request, _unmet(grant.redirect_uri))
+            return self._error(request, unmet(grant.redirect_uri))
         if level is Level.MFA and session.acr != ACR_MFA:
             return error_page("A second factor is needed", "Go back to the application and sign in again.")
         request.sign_in = SignIn(
@@ -379,26 +345,6 @@ class Authorizer:
         client = self.server.query_client(datalist["client_id"][0])
         uri = datalist["redirect_uri"][0]
         return uri if client is not None and client.check_redirect_uri(uri) else None
-
-    def _check_extras(self, request: OstiaryRequest, pairs: list[tuple[str, str]], redirect_uri: str) -> None:
-        """Request rules Authlib leaves to us; raised errors go to the (valid) redirect URI."""
-        data = request.payload.data
-        seen: set[str] = set()
-        for name, _ in pairs:
-            if name in seen:
-                raise InvalidRequestError("A parameter is repeated.", redirect_uri=redirect_uri)
-            seen.add(name)
-        if "request" in data:
-            raise RequestNotSupportedError(redirect_uri=redirect_uri)
-        if "request_uri" in data:
-            raise RequestURINotSupportedError(redirect_uri=redirect_uri)
-        if data.get("response_mode", "query") != "query":
-            raise InvalidRequestError("Only response_mode=query is supported.", redirect_uri=redirect_uri)
-        if len(data.get("nonce") or "") > 512:
-            raise InvalidRequestError("The nonce is longer than 512 characters.", redirect_uri=redirect_uri)
-        max_age = data.get("max_age")
-        if max_age is not None and not _MAX_AGE.fullmatch(max_age):
-            raise InvalidRequestError("max_age must be a whole number of seconds.", redirect_uri=redirect_uri)
 
     def _consent_missing(self, user: StoredUser, grant: Any) -> bool:
         client = grant.client
@@ -458,44 +404,6 @@ class Authorizer:
             return self.server.get_consent_grant(request, end_user=user)
         except ValueError:
             raise _Malformed from None
-
-
-def _too_old(session: StoredSession, max_age: int | None) -> bool:
-    """``max_age`` (OIDC Core §3.1.2.1): re-authenticate when the last one is older; 0 always."""
-    if max_age is None:
-        return False
-    if max_age == 0:
-        return True
-    return (utcnow() - session.auth_time).total_seconds() > max_age
-
-
-def _same_credential(user: StoredUser, credential: bytes | None) -> bool:
-    """The password checked at the first step is still the account's password."""
-    if user.password_hash is None or credential is None:
-        return False
-    return hmac.compare_digest(digest(user.password_hash), credential)
-
-
-def _unmet(redirect_uri: str | None) -> OAuth2Error:
-    return UnmetAuthenticationRequirementsError(
-        "This application requires a second factor, and the account has none. "
-        "Set one up on the account page, then sign in again.",
-        redirect_uri=redirect_uri,
-    )
-
-
-def otp_page(handle: str, client_name: str, *, lock: LockState | None = None, backup: bool = False) -> Outcome:
-    """The second-factor page; after a wrong code, with how many tries are left (or 429 when locked)."""
-    context: dict[str, Any] = {"handle": handle, "client_name": client_name, "backup": backup}
-    if lock is None:
-        return Outcome(page="otp.html", context=context)
-    if lock.locked:
-        minutes = max(1, round(lock.retry_after / 60))
-        context["error"] = f"Too many wrong codes. Try again in {minutes} minute{'s' if minutes > 1 else ''}."
-        return Outcome(page="otp.html", context=context, status=429, retry_after=lock.retry_after)
-    left = "" if lock.remaining is None else f" {lock.remaining} attempt{'s' if lock.remaining != 1 else ''} left."
-    context["error"] = "That code is not right." + left
-    return Outcome(page="otp.html", context=context)
 
 
 def _describe(error: OAuth2Error) -> str:

@@ -12,8 +12,8 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..oauth.authorize import otp_page
 from ..oauth.outcome import Outcome
+from ..oauth.stepup import otp_page
 from ..runtime import Runtime
 from ..users.service import authenticate
 from .forms import BodyTooLarge, FormError, read_form, read_params

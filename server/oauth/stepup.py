@@ -1,0 +1,90 @@
+"""Authentication levels in the authorization flow: which factors a request needs from a
+user, and the second-factor page.
+
+The second factor is needed when the request asks for it (``acr_values``, or an essential
+``acr`` claim), when the client is registered with ``--require-mfa``, or, under the policy
+``OSTIARY_MFA=always-if-enrolled`` (the default) and always for the account pages, whenever
+the user has one. A requirement the user cannot meet (no second factor enrolled) is UNMET;
+a voluntary ``acr_values`` request is then met at the password level, and the ID token's
+``acr`` says so.
+"""
+
+from __future__ import annotations
+
+import enum
+import hmac
+from typing import Any
+
+from authlib.oauth2 import OAuth2Error
+
+from ..authn.lockout import LockState
+from ..mfa.service import SecondFactor
+from ..settings import Settings
+from ..storage import Session
+from ..storage.base import sha256 as digest
+from ..storage.interactions import StoredInteraction
+from ..storage.users import StoredUser
+from .acr import NOTHING, AcrRequest, UnmetAuthenticationRequirementsError, requested_acr
+from .outcome import Outcome
+
+
+class Level(enum.Enum):
+    """The authentication a request needs from a given user."""
+
+    PASSWORD = "password"  # noqa: S105
+    MFA = "mfa"
+    #: the second factor is required, and the user has none
+    UNMET = "unmet"
+
+
+class LevelPolicy:
+    def __init__(self, settings: Settings, second_factor: SecondFactor, server: Any) -> None:
+        self.settings = settings
+        self.mfa = second_factor
+        self.server = server
+
+    def for_request(self, db: Session, acr: AcrRequest, client: Any, user: StoredUser) -> Level:
+        """What ``user`` must show for a request with ``acr`` to ``client`` (None: the account pages)."""
+        enrolled = self.mfa.is_enrolled(db, user)
+        required = acr.essential or (client is not None and client.stored.require_mfa)
+        if enrolled and (required or acr.mfa or client is None or self.settings.mfa == "always-if-enrolled"):
+            return Level.MFA
+        return Level.UNMET if required else Level.PASSWORD
+
+    def for_interaction(self, db: Session, stored: StoredInteraction, user: StoredUser) -> Level:
+        if stored.client_id is None:
+            return self.for_request(db, NOTHING, None, user)
+        try:
+            acr = requested_acr(dict(stored.params), None)
+        except OAuth2Error:  # checked when the interaction began
+            acr = NOTHING
+        return self.for_request(db, acr, self.server.query_client(stored.client_id), user)
+
+
+def same_credential(user: StoredUser, credential: bytes | None) -> bool:
+    """The password checked at the first step is still the account's password."""
+    if user.password_hash is None or credential is None:
+        return False
+    return hmac.compare_digest(digest(user.password_hash), credential)
+
+
+def unmet(redirect_uri: str | None) -> OAuth2Error:
+    return UnmetAuthenticationRequirementsError(
+        "This application requires a second factor, and the account has none. "
+        "Set one up on the account page, then sign in again.",
+        redirect_uri=redirect_uri,
+    )
+
+
+def otp_page(handle: str, client_name: str, *, lock: LockState | None = None, backup: bool = False) -> Outcome:
+    """The second-factor page; after a wrong code, with how many tries are left (or 429 when locked)."""
+    context: dict[str, Any] = {"handle": handle, "client_name": client_name, "backup": backup}
+    if lock is None:
+        return Outcome(page="otp.html", context=context)
+    if lock.locked:
+        minutes = max(1, round(lock.retry_after / 60))
+        context["error"] = f"Too many wrong codes. Try again in {minutes} minute{'s' if minutes > 1 else ''}."
+        return Outcome(page="otp.html", context=context, status=429, retry_after=lock.retry_after)
+    left = "" if lock.remaining is None else f" {lock.remaining} attempt{'s' if lock.remaining != 1 else ''} left."
+    context["error"] = "That code is not right." + left
+    return Outcome(page="otp.html", context=context)
