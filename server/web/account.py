@@ -109,7 +109,7 @@ async def _confirm_totp(posted: Posted) -> Response:
         enrolment = await account.pending_enrolment(posted.token)
         if enrolment is None:
             raise
-        return posted.render("totp_enrol.html", {"enrolment": enrolment, "error": str(error)}, status=400)
+        return posted.render("totp_enrol.html", {"enrolment": enrolment, "error": str(error)})
     response = posted.render("backup_codes.html", {"codes": codes, "first": True})
     posted.runtime.pages.set_session(response, new_token)
     return response

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+from playwright.async_api import Browser as Chromium, Page, Route, async_playwright
 
 from server.settings import Settings
 from tests.helpers import Client, TestDatabase, create_client, create_user, make_settings, serve_in_process
@@ -82,3 +85,45 @@ async def signin(live: Live) -> AsyncIterator[SignIn]:
     )
     await create_user(live.settings, "alice")
     yield SignIn(live, rp, "alice", Browser(live.http))
+
+
+CHROMIUM = os.environ.get("OSTIARY_CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = Path(os.environ.get("OSTIARY_TEST_ARTIFACTS", "/tmp/ostiary-test-artifacts"))
+
+
+@pytest.fixture
+async def chromium() -> AsyncIterator[Chromium]:
+    if not shutil.which(CHROMIUM):
+        if os.environ.get("OSTIARY_REQUIRE_BROWSER"):
+            pytest.fail(f"Chromium is required but {CHROMIUM} is missing")
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+async def capture_callback(page: Page) -> dict[str, str]:
+    """Stand in for the relying party: the browser's request to its callback is answered here."""
+    captured: dict[str, str] = {}
+
+    async def answer(route: Route) -> None:
+        captured["url"] = route.request.url
+        await route.fulfill(status=200, content_type="text/html", body="<title>Back at the app</title>")
+
+    await page.route("https://rp.example.com/**", answer)
+    return captured

@@ -5,68 +5,23 @@ Set OSTIARY_REQUIRE_BROWSER=1 (CI does) to fail instead of skip when Chromium is
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import AsyncIterator
-from pathlib import Path
 from urllib.parse import urlencode
 
 import jwt
 import pytest
-from playwright.async_api import Browser, Page, Route, async_playwright
+from playwright.async_api import Browser
 
-from tests.flows.conftest import SignIn
+from tests.flows.conftest import ARTIFACTS, SignIn, capture_callback
 from tests.oidc import REDIRECT_URI, Flow, query_of
 
 pytestmark = pytest.mark.anyio
-
-CHROMIUM = os.environ.get("OSTIARY_CHROMIUM", "/usr/bin/chromium")
-ARTIFACTS = Path(os.environ.get("OSTIARY_TEST_ARTIFACTS", "/tmp/ostiary-test-artifacts"))
-
-
-@pytest.fixture
-async def chromium() -> AsyncIterator[Browser]:
-    if not shutil.which(CHROMIUM):
-        if os.environ.get("OSTIARY_REQUIRE_BROWSER"):
-            pytest.fail(f"Chromium is required but {CHROMIUM} is missing")
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
-        try:
-            yield browser
-        finally:
-            await browser.close()
-
-
-async def _capture_callback(page: Page) -> dict[str, str]:
-    """Stand in for the relying party: the browser's request to its callback is answered here."""
-    captured: dict[str, str] = {}
-
-    async def answer(route: Route) -> None:
-        captured["url"] = route.request.url
-        await route.fulfill(status=200, content_type="text/html", body="<title>Back at the app</title>")
-
-    await page.route("https://rp.example.com/**", answer)
-    return captured
 
 
 async def test_sign_in_and_consent_in_a_real_browser(signin: SignIn, chromium: Browser) -> None:
     page = await chromium.new_page()
     problems: list[str] = []
     page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
-    captured = await _capture_callback(page)
+    captured = await capture_callback(page)
     flow = Flow.start(signin.rp.client_id)
 
     await page.goto(f"{signin.live.base_url}/authorize?{urlencode(flow.params())}")
