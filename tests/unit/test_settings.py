@@ -95,6 +95,13 @@ def test_unrelated_variables_are_ignored() -> None:
         ("OSTIARY_ACCESS_LOG", "0", "access_log", False),
         ("OSTIARY_ACCESS_LOG", "YES", "access_log", True),
         ("OSTIARY_ACCESS_LOG", "on", "access_log", True),
+        ("OSTIARY_MFA", "when-requested", "mfa", "when-requested"),
+        ("OSTIARY_MFA", "always-if-enrolled", "mfa", "always-if-enrolled"),
+        ("OSTIARY_TOTP_ISSUER", " Example Corp ", "totp_issuer", "Example Corp"),
+        ("OSTIARY_LOCKOUT_THRESHOLD", "0", "lockout_threshold", 0),
+        ("OSTIARY_LOCKOUT_THRESHOLD", "10", "lockout_threshold", 10),
+        ("OSTIARY_LOCKOUT_WINDOW_SECONDS", "15m", "lockout_window_seconds", 900),
+        ("OSTIARY_LOCKOUT_WINDOW_SECONDS", "3600", "lockout_window_seconds", 3600),
     ],
 )
 def test_a_valid_variable_sets_its_field(variable: str, raw: str, field: str, expected: object) -> None:
@@ -138,6 +145,14 @@ def test_a_valid_variable_sets_its_field(variable: str, raw: str, field: str, ex
         ("OSTIARY_RSA_KEY_BITS", "2048 bits"),
         ("OSTIARY_LOG_LEVEL", "verbose"),
         ("OSTIARY_ACCESS_LOG", "maybe"),
+        ("OSTIARY_MFA", "always"),
+        ("OSTIARY_TOTP_ISSUER", "Example: Corp"),
+        ("OSTIARY_TOTP_ISSUER", "x" * 65),
+        ("OSTIARY_TOTP_ISSUER", "tab\there"),
+        ("OSTIARY_LOCKOUT_THRESHOLD", "-1"),
+        ("OSTIARY_LOCKOUT_THRESHOLD", "1001"),
+        ("OSTIARY_LOCKOUT_WINDOW_SECONDS", "5"),
+        ("OSTIARY_LOCKOUT_WINDOW_SECONDS", "2d"),
     ],
 )
 def test_an_invalid_variable_is_reported_by_its_name(variable: str, raw: str) -> None:
