@@ -84,6 +84,8 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_backup_codes_user_id"), table_name="backup_codes")
     op.drop_table("backup_codes")
     op.drop_table("totp_credentials")
+    # Account sign-ins have no client: they cannot exist under the old schema.
+    op.execute("DELETE FROM interactions WHERE client_id IS NULL")
     with op.batch_alter_table("interactions", schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f("fk_interactions_pending_user_id_users"), type_="foreignkey")
         batch_op.drop_column("return_to")
