@@ -67,7 +67,7 @@ def _wants_mfa(values: list[str]) -> bool | None:
 def _acr_claim(raw: str, redirect_uri: str | None) -> dict[str, Any] | None:
     try:
         claims = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deep enough to exhaust the stack
         raise InvalidRequestError("The claims parameter is not JSON.", redirect_uri=redirect_uri) from None
     if not isinstance(claims, dict):
         raise InvalidRequestError("The claims parameter must be a JSON object.", redirect_uri=redirect_uri)
