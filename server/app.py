@@ -17,6 +17,8 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from .keys.watcher import watch
+from .mail.sender import OutboxSender
+from .mail.transport import transport_for
 from .runtime import Runtime
 from .settings import Settings
 from .storage import AsyncEngine
@@ -53,6 +55,9 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None) -> Star
                         run_periodically(active_engine, runtime.sessionmaker, settings.cleanup_interval)
                     )
                 )
+            if settings.mail_poll_interval > 0:
+                sender = OutboxSender(settings, runtime.sessionmaker, runtime.wrappers, transport_for(settings))
+                tasks.append(asyncio.create_task(sender.run()))
             yield
         finally:
             for task in tasks:

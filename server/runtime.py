@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .authn.devices import DeviceCookies
 from .authn.lockout import Lockout
+from .authn.login import LoginGuard
+from .authn.ratelimit import DatabaseCounter, RateLimiter, RedisCounter
 from .authn.secrets import CsrfTokens
 from .keys import service as key_service
 from .keys.errors import KeyMaterialError
@@ -20,6 +23,7 @@ from .settings import Settings
 from .storage import AsyncEngine, AsyncSession, async_sessionmaker, keys as key_store, mfa as mfa_store
 from .storage.engine import create_sessionmaker
 from .users.account import Account
+from .users.breached import BreachedPasswords
 from .users.passwords import Passwords
 from .web.pages import Pages
 from .web.responses import json_bytes
@@ -42,6 +46,10 @@ class Runtime:
     wrappers: KeyWrappers
     second_factor: SecondFactor
     account: Account
+    devices: DeviceCookies
+    login_guard: LoginGuard
+    limiter: RateLimiter
+    breached: BreachedPasswords
 
     def on_key_change(self, ring: KeyRing) -> None:
         """A new key ring: the metadata lists the algorithms that now have an active key."""
@@ -72,6 +80,10 @@ class Runtime:
         lockout = Lockout(settings.lockout_threshold, settings.lockout_window_seconds)
         second_factor = SecondFactor(wrappers, lockout, settings.totp_issuer)
         passwords = Passwords(settings)
+        devices = DeviceCookies(derive_key(secret, "devices"))
+        login_guard = LoginGuard(lockout, devices, sessionmaker)
+        counter = RedisCounter(settings.redis_url) if settings.redis_url else DatabaseCounter(sessionmaker)
+        breached = BreachedPasswords(settings)
         return cls(
             settings=settings,
             engine=engine,
@@ -84,10 +96,14 @@ class Runtime:
             csrf=csrf,
             pages=Pages(settings, csrf),
             passwords=passwords,
-            authorizer=Authorizer(oauth, settings, sessionmaker, second_factor),
+            authorizer=Authorizer(oauth, settings, sessionmaker, second_factor, login_guard),
             wrappers=wrappers,
             second_factor=second_factor,
-            account=Account(settings, sessionmaker, passwords, second_factor),
+            account=Account(settings, sessionmaker, passwords, second_factor, login_guard, breached),
+            devices=devices,
+            login_guard=login_guard,
+            limiter=RateLimiter(counter),
+            breached=breached,
         )
 
 

@@ -12,6 +12,7 @@ import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -84,6 +85,30 @@ class Settings:
     #: failed attempts (per account and factor) that lock it for the rest of the window; 0: off
     lockout_threshold: int = 5
     lockout_window_seconds: int = 900
+    #: login attempts (and password-reset requests) per client IP address per minute; 0: off
+    rate_limit_login: int = 20
+    #: token-endpoint requests per client IP address per minute; 0: off (the default: a hot path)
+    rate_limit_token: int = 0
+    #: where the counters live instead of the database, when set
+    redis_url: str | None = None
+    #: Have I Been Pwned's range API (or a mirror); "" turns the breached-password check off
+    hibp_url: str = "https://api.pwnedpasswords.com"
+    hibp_timeout: int = 2
+    password_reset_ttl: int = 1800
+    #: no SMTP host: mail is written to the log (development)
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    #: starttls, tls (implicit, usually port 465) or none
+    smtp_security: str = "starttls"
+    smtp_user: str | None = None
+    smtp_password: str | None = dataclasses.field(default=None, repr=False)
+    smtp_timeout: int = 10
+    #: the From header; default "Ostiary <no-reply@issuer host>"
+    mail_from: str | None = None
+    mail_poll_interval: int = 5
+    #: the first administrator, created once at startup when both are set
+    admin_email: str | None = None
+    admin_password: str | None = dataclasses.field(default=None, repr=False)
     jwks_max_age: int = 600
     client_cache_ttl: int = 5
     max_body_bytes: int = 64 * 1024
@@ -100,6 +125,11 @@ class Settings:
     @property
     def secure_cookies(self) -> bool:
         return self.issuer.startswith("https://")
+
+    @property
+    def sender_address(self) -> str:
+        """The From header of our mail."""
+        return self.mail_from or f"Ostiary <no-reply@{urlsplit(self.issuer).hostname}>"
 
     def endpoint(self, path: str) -> str:
         """The absolute URL of one of our endpoints (``path`` starts with ``/``)."""
@@ -161,6 +191,28 @@ class Settings:
             "lockout_window_seconds": reader.get(
                 "OSTIARY_LOCKOUT_WINDOW_SECONDS", _duration(10, 86400), cls.lockout_window_seconds
             ),
+            "rate_limit_login": reader.get(
+                "OSTIARY_RATE_LIMIT_LOGIN_PER_MINUTE", _int_range(0, 100000), cls.rate_limit_login
+            ),
+            "rate_limit_token": reader.get(
+                "OSTIARY_RATE_LIMIT_TOKEN_PER_MINUTE", _int_range(0, 10000000), cls.rate_limit_token
+            ),
+            "redis_url": reader.get("OSTIARY_REDIS_URL", _redis_url, cls.redis_url),
+            "hibp_url": reader.get("OSTIARY_HIBP_URL", _hibp_url, cls.hibp_url),
+            "hibp_timeout": reader.get("OSTIARY_HIBP_TIMEOUT", _duration(1, 30), cls.hibp_timeout),
+            "password_reset_ttl": reader.get(
+                "OSTIARY_PASSWORD_RESET_TTL", _duration(300, 86400), cls.password_reset_ttl
+            ),
+            "smtp_host": reader.get("OSTIARY_SMTP_HOST", _host, cls.smtp_host),
+            "smtp_port": reader.get("OSTIARY_SMTP_PORT", _int_range(1, 65535), cls.smtp_port),
+            "smtp_security": reader.get("OSTIARY_SMTP_SECURITY", _choice("starttls", "tls", "none"), cls.smtp_security),
+            "smtp_user": reader.get("OSTIARY_SMTP_USER", _printable(254), cls.smtp_user),
+            "smtp_password": reader.secret("OSTIARY_SMTP_PASSWORD", _printable(1024)),
+            "smtp_timeout": reader.get("OSTIARY_SMTP_TIMEOUT", _duration(1, 300), cls.smtp_timeout),
+            "mail_from": reader.get("OSTIARY_MAIL_FROM", _mail_from, cls.mail_from),
+            "mail_poll_interval": reader.get("OSTIARY_MAIL_POLL_INTERVAL", _duration(0, 3600), cls.mail_poll_interval),
+            "admin_email": reader.get("OSTIARY_ADMIN_EMAIL", _email, cls.admin_email),
+            "admin_password": reader.secret("OSTIARY_ADMIN_PASSWORD", _printable(1024)),
             "jwks_max_age": reader.get("OSTIARY_JWKS_MAX_AGE", _duration(0, 86400), cls.jwks_max_age),
             "client_cache_ttl": reader.get("OSTIARY_CLIENT_CACHE_TTL", _duration(0, 300), cls.client_cache_ttl),
             "max_body_bytes": reader.get(
@@ -183,6 +235,9 @@ class Settings:
                 values[field] = parser(str(raw))
             except ValueError as exc:
                 reader.problems.append((flag_names[field], str(exc)))
+        if (values["admin_email"] is None) != (values["admin_password"] is None):
+            missing = "OSTIARY_ADMIN_PASSWORD" if values["admin_password"] is None else "OSTIARY_ADMIN_EMAIL"
+            reader.problems.append((missing, "the first admin needs both OSTIARY_ADMIN_EMAIL and a password"))
         if reader.problems:
             raise SettingsError(reader.problems)
         return cls(**values)
@@ -276,6 +331,51 @@ def _totp_issuer(raw: str) -> str:
     value = raw.strip()
     if not 1 <= len(value) <= 64 or ":" in value or not value.isprintable():
         raise ValueError("1 to 64 printable characters, no colon (it is part of the otpauth label)")
+    return value
+
+
+def _redis_url(raw: str) -> str:
+    value = raw.strip()
+    parts = urlsplit(value)
+    if parts.scheme not in ("redis", "rediss", "unix") or not (parts.hostname or parts.path):
+        raise ValueError(f"must be a redis://, rediss:// or unix:// URL, got {value!r}")
+    return value
+
+
+def _hibp_url(raw: str) -> str:
+    value = raw.strip().rstrip("/")
+    if value.lower() == "off":
+        return ""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ValueError(f"must be an http(s) URL (the range API's base) or off, got {raw!r}")
+    return value
+
+
+def _printable(limit: int) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if not 1 <= len(raw) <= limit or not raw.isprintable():
+            raise ValueError(f"must be 1 to {limit} printable characters")
+        return raw
+
+    return parse
+
+
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,189}\.[^@\s]+$")
+
+
+def _email(raw: str) -> str:
+    value = raw.strip()
+    if not _EMAIL.match(value) or len(value) > 254:
+        raise ValueError(f"must be an email address, got {value!r}")
+    return value
+
+
+def _mail_from(raw: str) -> str:
+    value = raw.strip()
+    _name, address = parseaddr(value)
+    if not _EMAIL.match(address) or "\n" in value or "\r" in value:
+        raise ValueError(f"must be an address, optionally with a name (Ostiary <no-reply@example.com>), got {value!r}")
     return value
 
 

@@ -62,6 +62,8 @@ def make_settings(database: TestDatabase, tmp_path: Path, **overrides: Any) -> S
         argon2_time_cost=2,
         argon2_memory_kib=19456,
         argon2_parallelism=1,
+        # No test reaches the internet: the breached-password tests run a local range server.
+        hibp_url="",
     )
     return replace(settings, **overrides)
 
@@ -133,6 +135,7 @@ def ostiary_env(settings: Settings, **extra: str) -> dict[str, str]:
         OSTIARY_KEYS_DIR=str(settings.keys_dir),
         OSTIARY_PORT=str(settings.port),
         OSTIARY_HOST=settings.host,
+        OSTIARY_HIBP_URL=settings.hibp_url or "off",
     )
     env.update(extra)
     return env

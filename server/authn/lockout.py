@@ -32,6 +32,15 @@ class LockState:
 UNLIMITED = LockState(locked=False, remaining=None)
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """An attempt counted in advance: ``allowed`` False means locked, do not check it;
+    ``if_failed`` is the counter's state should this attempt turn out wrong."""
+
+    allowed: bool
+    if_failed: LockState
+
+
 class Lockout:
     def __init__(self, threshold: int, window_seconds: int) -> None:
         self.threshold = threshold
@@ -54,6 +63,18 @@ class Lockout:
         # The oldest of the last `threshold` failures leaving the window unlocks one attempt.
         wait = (times[0] + self.window - now).total_seconds()
         return LockState(locked=True, remaining=0, retry_after=max(1, math.ceil(wait)))
+
+    def attempt(self, db: Session, user_id: int, factor: str, device: bytes | None = None) -> Attempt:
+        """Count an attempt as a failure *before* the credential is checked (a success clears
+        it with :meth:`succeed`), under the account's lock: however many attempts run at once,
+        in however many processes, no more than the threshold are ever checked."""
+        if not self.enabled:
+            return Attempt(allowed=True, if_failed=UNLIMITED)
+        before = self.check(db, user_id, factor, device)
+        if before.locked:
+            return Attempt(allowed=False, if_failed=before)
+        failures.record(db, user_id, factor, device)
+        return Attempt(allowed=True, if_failed=self.check(db, user_id, factor, device))
 
     def fail(self, db: Session, user_id: int, factor: str, device: bytes | None = None) -> LockState:
         """Count a failure; returns the state after it."""

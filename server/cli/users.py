@@ -15,9 +15,16 @@ from ..settings import Settings
 from ..storage import Session, users as user_store
 from ..storage.engine import create_sessionmaker
 from ..storage.users import StoredUser
+from ..users.breached import BreachedPasswords
 from ..users.errors import UserError
 from ..users.passwords import Passwords
-from ..users.service import change_password, create_user, validate_new_user
+from ..users.service import (
+    change_password,
+    check_new_password,
+    check_new_password_sync,
+    create_user,
+    validate_new_user,
+)
 
 
 def add_parser(commands: Any) -> None:
@@ -50,7 +57,7 @@ def run_create(settings: Settings, args: argparse.Namespace) -> int:
     username, email, name = validate_new_user(args.username, args.email, args.name)
     password = _read_password(args.password_stdin)
     passwords = Passwords(settings)
-    passwords.check_policy(password, username=username, email=email, field="password")
+    check_new_password_sync(passwords, BreachedPasswords(settings), password, username=username, email=email)
     password_hash = passwords.hash(password)
     user = asyncio.run(_create(settings, username, email, name, password_hash, args.email_verified))
     if args.json:
@@ -100,7 +107,9 @@ async def _set_password(settings: Settings, username: str, password: str) -> int
             user = await session.run_sync(user_store.get_user_by_username, username)
         if user is None:
             raise UserError("--username", f"no user named {username!r}")
-        passwords.check_policy(password, username=user.username, email=user.email, field="password")
+        await check_new_password(
+            passwords, BreachedPasswords(settings), password, username=user.username, email=user.email
+        )
         password_hash = await passwords.hash_async(password)
         async with sessionmaker.begin() as session:
             return await session.run_sync(lambda s: change_password(s, user, password_hash, actor="admin"))

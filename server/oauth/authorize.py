@@ -28,6 +28,7 @@ from authlib.oidc.core.errors import (
 
 from ..authn import sessions
 from ..authn.levels import ACR_MFA, ACR_PASSWORD, AMR_PASSWORD, MULTI_FACTOR, PASSWORD_ONLY
+from ..authn.login import LoginGuard
 from ..authn.secrets import new_token
 from ..mfa.service import SecondFactor
 from ..settings import Settings
@@ -72,11 +73,13 @@ class Authorizer:
         settings: Settings,
         sessionmaker: async_sessionmaker[AsyncSession],
         second_factor: SecondFactor,
+        login_guard: LoginGuard,
     ) -> None:
         self.server = server
         self.settings = settings
         self.sessionmaker = sessionmaker
         self.levels = LevelPolicy(settings, second_factor, server)
+        self.login_guard = login_guard
         self.authorize_uri = settings.endpoint("/authorize")
 
     # -- entry points (async; each runs one transaction) ------------------------------
@@ -100,10 +103,18 @@ class Authorizer:
         return await self._run(self._request([]), lambda: user_store.get_user_by_username(current_session(), username))
 
     async def after_login(
-        self, handle: str, browser: str, user: StoredUser, rehash: str | None, old_session: str | None
+        self,
+        handle: str,
+        browser: str,
+        user: StoredUser,
+        rehash: str | None,
+        old_session: str | None,
+        *,
+        device: bytes | None = None,
     ) -> Outcome:
+        """The password was right (counted on ``device``'s lockout counter, which starts again)."""
         request = self._request([])
-        return await self._run(request, lambda: self._after_login(handle, browser, user, rehash, old_session))
+        return await self._run(request, lambda: self._after_login(handle, browser, user, rehash, old_session, device))
 
     async def second_factor(self, handle: str, browser: str, session_token: str | None, code: str) -> Outcome:
         """The TOTP (or backup) code of a sign-in waiting for it."""
@@ -196,9 +207,16 @@ class Authorizer:
         return stored, self._client_name(stored)
 
     def _after_login(
-        self, handle: str, browser: str, user: StoredUser, rehash: str | None, old_session: str | None
+        self,
+        handle: str,
+        browser: str,
+        user: StoredUser,
+        rehash: str | None,
+        old_session: str | None,
+        device: bytes | None,
     ) -> Outcome:
         db = current_session()
+        self.login_guard.succeeded(db, user.id, device)
         stored = self._interaction(handle, browser)
         if stored is None:
             return EXPIRED

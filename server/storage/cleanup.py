@@ -23,6 +23,8 @@ from .models import (
     Grant,
     Interaction,
     MailOutbox,
+    PasswordReset,
+    RateLimit,
     RefreshToken,
     RevokedAccessToken,
 )
@@ -72,6 +74,18 @@ TARGETS = (
     ),
     # The lockout window is at most a day (settings): older failures count for nothing.
     Target("auth_failures", AuthFailure, AuthFailure.id, lambda now: AuthFailure.occurred_at < now - FAILURE_RETENTION),
+    Target(
+        "rate_limits",
+        RateLimit,
+        RateLimit.bucket,
+        lambda now: RateLimit.window_start < int(now.timestamp() // 60) - FAILURE_RETENTION.total_seconds() // 60,
+    ),
+    Target(
+        "password_resets",
+        PasswordReset,
+        PasswordReset.token_digest,
+        lambda now: PasswordReset.expires_at < now - FAILURE_RETENTION,
+    ),
     Target("mail_outbox", MailOutbox, MailOutbox.id, lambda now: MailOutbox.sent_at < now - SENT_MAIL_RETENTION),
 )
 

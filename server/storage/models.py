@@ -94,6 +94,9 @@ class User(Base):
     email_verified: Mapped[bool] = mapped_column(Boolean, server_default=false())
     name: Mapped[str | None] = mapped_column(String(200))
     password_hash: Mapped[str | None] = mapped_column(String(255))
+    is_admin: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    #: the next sign-in must set a new password before anything else (a bootstrap admin)
+    must_change_password: Mapped[bool] = mapped_column(Boolean, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -234,6 +237,9 @@ class MailOutbox(Base):
     attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_error: Mapped[str | None] = mapped_column(Text)
+    #: a secret the message carries (a reset link), encrypted; erased once sent
+    secret_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    wrapping_key_id: Mapped[str | None] = mapped_column(String(32))
 
 
 class Consent(Base):
@@ -289,6 +295,30 @@ class AuthFailure(Base):
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
 
 
+class PasswordReset(Base):
+    """A password-reset link's token (256 random bits), kept as SHA-256; used once, and
+    void once a newer one is requested."""
+
+    __tablename__ = "password_resets"
+
+    token_digest: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class RateLimit(Base):
+    """A fixed one-minute window of requests per key (e.g. an endpoint and a client IP)."""
+
+    __tablename__ = "rate_limits"
+
+    bucket: Mapped[str] = mapped_column(String(200), primary_key=True)
+    #: the window's start, in whole minutes since the epoch
+    window_start: Mapped[int] = mapped_column(Integer, index=True)
+    hits: Mapped[int] = mapped_column(Integer)
+
+
 __all__ = [
     "AuditEvent",
     "AuthFailure",
@@ -301,6 +331,8 @@ __all__ = [
     "Grant",
     "Interaction",
     "MailOutbox",
+    "PasswordReset",
+    "RateLimit",
     "RefreshToken",
     "RevokedAccessToken",
     "SigningKey",

@@ -1,24 +1,98 @@
-"""The mail outbox: messages are queued in the transaction that causes them.
+"""The mail outbox: messages are queued in the transaction that causes them, and a
+background sender in every server process delivers them (``server.mail.sender``).
 
-Delivery is not built yet: messages wait here (nothing is lost) until a background sender
-with retries is added, so that a slow or absent mail server will never slow or fail a request.
+A message is *claimed* by moving its next attempt a lease into the future, in one
+statement (``FOR UPDATE SKIP LOCKED`` on PostgreSQL), so two processes never send the
+same message at once; a sender that dies mid-send leaves it to be retried after the lease.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import insert, select, update
 
 from . import Session
 from .base import utcnow
 from .models import MailOutbox
 
 
-def enqueue(session: Session, recipient: str, template: str, context: dict[str, Any]) -> None:
+@dataclass(frozen=True, slots=True)
+class QueuedMail:
+    id: int
+    recipient: str
+    template: str
+    context: dict[str, Any]
+    attempts: int
+    secret_enc: bytes | None
+    wrapping_key_id: str | None
+
+
+def enqueue(
+    session: Session,
+    recipient: str,
+    template: str,
+    context: dict[str, Any],
+    *,
+    secret_enc: bytes | None = None,
+    wrapping_key_id: str | None = None,
+) -> int:
+    """Queue a message; a secret it must carry (a link with a token) goes in encrypted."""
     now = utcnow()
-    session.execute(
-        insert(MailOutbox).values(
-            recipient=recipient, template=template, context=context, created_at=now, next_attempt_at=now
+    result = session.execute(
+        insert(MailOutbox)
+        .values(
+            recipient=recipient,
+            template=template,
+            context=context,
+            created_at=now,
+            next_attempt_at=now,
+            secret_enc=secret_enc,
+            wrapping_key_id=wrapping_key_id,
         )
+        .returning(MailOutbox.id)
+    )
+    return int(result.scalar_one())
+
+
+def claim_due(session: Session, *, limit: int, lease: timedelta) -> list[QueuedMail]:
+    """Take up to ``limit`` messages due now, oldest first, for ``lease``."""
+    now = utcnow()
+    due = (
+        select(MailOutbox.id)
+        .where(MailOutbox.sent_at.is_(None), MailOutbox.next_attempt_at <= now)
+        .order_by(MailOutbox.next_attempt_at)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    rows = session.execute(
+        update(MailOutbox)
+        .where(MailOutbox.id.in_(due.scalar_subquery()))
+        .values(next_attempt_at=now + lease, attempts=MailOutbox.attempts + 1)
+        .returning(
+            MailOutbox.id,
+            MailOutbox.recipient,
+            MailOutbox.template,
+            MailOutbox.context,
+            MailOutbox.attempts,
+            MailOutbox.secret_enc,
+            MailOutbox.wrapping_key_id,
+        )
+    )
+    return sorted((QueuedMail(**row._mapping) for row in rows), key=lambda mail: mail.id)
+
+
+def mark_sent(session: Session, mail_id: int) -> None:
+    """Delivered: the secret it carried is erased."""
+    session.execute(
+        update(MailOutbox).where(MailOutbox.id == mail_id).values(sent_at=utcnow(), secret_enc=None, last_error=None)
+    )
+
+
+def retry_later(session: Session, mail_id: int, at: datetime, error: str) -> None:
+    session.execute(
+        update(MailOutbox).where(MailOutbox.id == mail_id).values(next_attempt_at=at, last_error=error[:500])
     )

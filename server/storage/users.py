@@ -19,6 +19,8 @@ _COLUMNS = (
     User.email_verified,
     User.name,
     User.password_hash,
+    User.is_admin,
+    User.must_change_password,
     User.created_at,
     User.updated_at,
     User.disabled_at,
@@ -28,6 +30,7 @@ USER_COLUMNS = _COLUMNS
 _BY_ID = select(*_COLUMNS).where(User.id == bindparam("id"))
 _BY_USERNAME = select(*_COLUMNS).where(User.username_key == bindparam("key"))
 _BY_SUB = select(*_COLUMNS).where(User.sub == bindparam("sub"))
+_BY_EMAIL = select(*_COLUMNS).where(User.email_key == bindparam("key"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +45,8 @@ class StoredUser:
     created_at: datetime
     updated_at: datetime
     disabled_at: datetime | None
+    is_admin: bool = False
+    must_change_password: bool = False
 
     def get_user_id(self) -> str:
         """Authlib's hook for ``sub``: the stable random identifier, never the username."""
@@ -62,6 +67,8 @@ def to_user(row: object) -> StoredUser:
         created_at=r["created_at"],
         updated_at=r["updated_at"],
         disabled_at=r["disabled_at"],
+        is_admin=bool(r["is_admin"]),
+        must_change_password=bool(r["must_change_password"]),
     )
 
 
@@ -78,6 +85,8 @@ def insert_user(
     name: str | None,
     password_hash: str | None,
     email_verified: bool = False,
+    is_admin: bool = False,
+    must_change_password: bool = False,
 ) -> StoredUser:
     now = utcnow()
     result = session.execute(
@@ -91,6 +100,8 @@ def insert_user(
             email_verified=email_verified,
             name=name,
             password_hash=password_hash,
+            is_admin=is_admin,
+            must_change_password=must_change_password,
             created_at=now,
             updated_at=now,
         )
@@ -114,6 +125,15 @@ def get_user_by_sub(session: Session, sub: str) -> StoredUser | None:
     return to_user(row) if row else None
 
 
+def get_user_by_email(session: Session, email: str) -> StoredUser | None:
+    row = session.execute(_BY_EMAIL, {"key": email.strip().casefold()}).one_or_none()
+    return to_user(row) if row else None
+
+
+def any_admin(session: Session) -> bool:
+    return session.execute(select(User.id).where(User.is_admin.is_(True)).limit(1)).first() is not None
+
+
 def username_or_email_taken(session: Session, username: str, email: str | None) -> str | None:
     """Which of the two is already in use ("username" or "email"), or None."""
     if session.execute(select(User.id).where(User.username_key == username_key(username))).first():
@@ -124,7 +144,12 @@ def username_or_email_taken(session: Session, username: str, email: str | None) 
 
 
 def set_password_hash(session: Session, user_id: int, password_hash: str) -> None:
-    session.execute(update(User).where(User.id == user_id).values(password_hash=password_hash, updated_at=utcnow()))
+    """A new password (which also satisfies a pending "must change" flag)."""
+    session.execute(
+        update(User)
+        .where(User.id == user_id)
+        .values(password_hash=password_hash, must_change_password=False, updated_at=utcnow())
+    )
 
 
 def rehash_password(session: Session, user_id: int, *, old: str | None, new: str) -> bool:

@@ -14,6 +14,7 @@ from typing import TypeVar
 
 from ..authn import sessions
 from ..authn.levels import ACR_MFA, MULTI_FACTOR
+from ..authn.login import LoginGuard
 from ..mfa.errors import MfaError
 from ..mfa.service import Enrolment, SecondFactor
 from ..settings import Settings
@@ -27,9 +28,10 @@ from ..storage import (
 )
 from ..storage.sessions import StoredSession
 from ..storage.users import StoredUser
+from .breached import BreachedPasswords
 from .errors import AccountError, UserError
 from .passwords import Passwords
-from .service import change_password
+from .service import change_password, check_new_password
 
 T = TypeVar("T")
 
@@ -59,11 +61,15 @@ class Account:
         sessionmaker: async_sessionmaker[AsyncSession],
         passwords: Passwords,
         second_factor: SecondFactor,
+        login_guard: LoginGuard,
+        breached: BreachedPasswords,
     ) -> None:
         self.settings = settings
         self.sessionmaker = sessionmaker
         self.passwords = passwords
         self.mfa = second_factor
+        self.login_guard = login_guard
+        self.breached = breached
 
     async def overview(self, token: str | None) -> Overview:
         def view(db: Session) -> Overview:
@@ -97,23 +103,23 @@ class Account:
 
         return await self._run(confirm, commit_on_error=False)
 
-    async def regenerate_codes(self, token: str | None, password: str, code: str) -> list[str]:
-        me = await self._password_checked(token, password)
+    async def regenerate_codes(self, token: str | None, device: str | None, password: str, code: str) -> list[str]:
+        me = await self._password_checked(token, device, password)
         return await self._run(lambda db: self.mfa.regenerate_codes(db, self._fresh(db, token, me, code)))
 
-    async def disable(self, token: str | None, password: str, code: str) -> None:
-        me = await self._password_checked(token, password)
+    async def disable(self, token: str | None, device: str | None, password: str, code: str) -> None:
+        me = await self._password_checked(token, device, password)
         await self._run(lambda db: self.mfa.disable(db, self._fresh(db, token, me, code)))
 
-    async def change_password(self, token: str | None, current: str, new: str, again: str) -> str:
+    async def change_password(self, token: str | None, device: str | None, current: str, new: str, again: str) -> str:
         """Set a new password. Every session and refresh-token family of the account ends
         (what the old password opened); this browser gets a new session at its old level.
         Returns the new session token."""
-        me = await self._password_checked(token, current)
+        me = await self._password_checked(token, device, current)
         if new != again:
             raise AccountError("The two new passwords differ.")
         try:
-            self.passwords.check_policy(new, username=me.user.username, email=me.user.email, field="new password")
+            await check_new_password(self.passwords, self.breached, new, username=me.user.username, email=me.user.email)
         except UserError as error:
             raise AccountError(f"The new password {error.message}.") from None
         password_hash = await self.passwords.hash_async(new)
@@ -161,11 +167,17 @@ class Account:
             raise NotSignedIn
         return Me(user, session)
 
-    async def _password_checked(self, token: str | None, password: str) -> Me:
+    async def _password_checked(self, token: str | None, device: str | None, password: str) -> Me:
+        """The account's password typed again, counted by the same lockout as sign-in (a
+        stolen session must not become a way to guess the password)."""
         me = await self._run(lambda db: self._me(db, token))
+        counted = await self.login_guard.attempt_for(me.user, device)
+        if not counted.attempt.allowed:
+            raise AccountError("Too many wrong passwords. Try again later.")
         result = await self.passwords.verify_async(me.user.password_hash, password[:1024])
         if not result.ok:
             raise AccountError("That password is not right.")
+        await self._run(lambda db: self.login_guard.succeeded(db, me.user.id, counted.device))
         return me
 
     def _fresh(self, db: Session, token: str | None, me: Me, code: str) -> StoredUser:

@@ -5,8 +5,18 @@ from __future__ import annotations
 import re
 import secrets
 
-from ..storage import Session, audit, grants as grant_store, sessions as session_store, users as user_store
+from ..authn.lockout import FACTOR_PASSWORD
+from ..storage import (
+    Session,
+    audit,
+    failures,
+    grants as grant_store,
+    outbox,
+    sessions as session_store,
+    users as user_store,
+)
 from ..storage.users import StoredUser
+from .breached import BreachedPasswords
 from .errors import UserError
 from .passwords import Passwords
 
@@ -65,11 +75,42 @@ async def authenticate(passwords: Passwords, user: StoredUser | None, password: 
 def change_password(db: Session, user: StoredUser, password_hash: str, *, actor: str) -> int:
     """Store a new password hash and end what the old password opened: every refresh-token
     family of the user (RFC 9700 §4.14.2's "credential change") and every browser session.
+    The lockout's password counters start again, and the user is told by mail.
     Returns how many families ended."""
     user_store.set_password_hash(db, user.id, password_hash)
     families = grant_store.revoke_for_user(db, user.id, "password_changed")
     sessions = session_store.end_user_sessions(db, user.id)
+    failures.clear(db, user.id, FACTOR_PASSWORD, every_device=True)
     audit.record(
         db, "user.password_changed", actor=actor, subject=user.sub, details={"families": families, "sessions": sessions}
     )
+    if user.email:
+        outbox.enqueue(db, user.email, "password_changed", {"username": user.username})
     return families
+
+
+async def check_new_password(
+    passwords: Passwords,
+    breached: BreachedPasswords,
+    password: str,
+    *,
+    username: str,
+    email: str | None,
+    field: str = "password",
+) -> None:
+    """NIST SP 800-63B's rules (:meth:`Passwords.check_policy`), and not a breached password."""
+    passwords.check_policy(password, username=username, email=email, field=field)
+    if await breached.is_breached(password):
+        raise UserError(field, BREACHED)
+
+
+def check_new_password_sync(
+    passwords: Passwords, breached: BreachedPasswords, password: str, *, username: str, email: str | None
+) -> None:
+    """The same, for the command line."""
+    passwords.check_policy(password, username=username, email=email, field="password")
+    if breached.is_breached_sync(password):
+        raise UserError("password", BREACHED)
+
+
+BREACHED = "appears in a list of passwords exposed in data breaches (Have I Been Pwned): choose another"

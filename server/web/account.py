@@ -34,6 +34,8 @@ class Posted:
     form: dict[str, str]
     browser: str
     token: str | None
+    #: the known-device cookie, for the lockout of passwords typed here
+    device: str | None
 
     def field(self, name: str, limit: int = 1024) -> str:
         return self.form.get(name, "")[:limit]
@@ -85,7 +87,13 @@ def _action(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
             return runtime.pages.error(
                 "This form has expired", "The page was open too long. Go back to your account.", status=403
             )
-        posted = Posted(runtime, form, browser, runtime.pages.session_token(request))
+        posted = Posted(
+            runtime,
+            form,
+            browser,
+            runtime.pages.session_token(request),
+            request.cookies.get(runtime.pages.device_cookie),
+        )
         try:
             return await handler(posted)
         except NotSignedIn:
@@ -117,19 +125,25 @@ async def _confirm_totp(posted: Posted) -> Response:
 
 async def _regenerate(posted: Posted) -> Response:
     codes = await posted.runtime.account.regenerate_codes(
-        posted.token, posted.field("password"), posted.field("code", 64)
+        posted.token, posted.device, posted.field("password"), posted.field("code", 64)
     )
     return posted.render("backup_codes.html", {"codes": codes, "first": False})
 
 
 async def _disable(posted: Posted) -> Response:
-    await posted.runtime.account.disable(posted.token, posted.field("password"), posted.field("code", 64))
+    await posted.runtime.account.disable(
+        posted.token, posted.device, posted.field("password"), posted.field("code", 64)
+    )
     return posted.runtime.pages.redirect("/account?done=totp-off")
 
 
 async def _password(posted: Posted) -> Response:
     new_token = await posted.runtime.account.change_password(
-        posted.token, posted.field("current_password"), posted.field("new_password"), posted.field("confirm_password")
+        posted.token,
+        posted.device,
+        posted.field("current_password"),
+        posted.field("new_password"),
+        posted.field("confirm_password"),
     )
     response = posted.runtime.pages.redirect("/account?done=password")
     posted.runtime.pages.set_session(response, new_token)

@@ -9,9 +9,12 @@ inputs ``username`` and ``password`` and a ``button[type=submit]``; the second-f
 
 from __future__ import annotations
 
+import math
+
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..authn.lockout import LockState
 from ..oauth.outcome import Outcome
 from ..oauth.stepup import otp_page
 from ..runtime import Runtime
@@ -37,6 +40,8 @@ async def authorize(request: Request) -> Response:
 
 
 async def login(request: Request) -> Response:
+    """``POST /login``: the password step, behind a per-address rate limit and the
+    account's lockout (counted before the password is checked)."""
     runtime: Runtime = request.app.state.runtime
     pages = runtime.pages
     form, browser = await posted_form(request, runtime)
@@ -48,20 +53,55 @@ async def login(request: Request) -> Response:
         return pages.error("This sign-in has expired", "Go back to the application and sign in again.")
     _stored, client_name = found
     username = form.get("username", "").strip()[:150]
-    password = form.get("password", "")[:1024]
-    user = await runtime.authorizer.find_user(username) if username else None
-    ok, rehash = await authenticate(runtime.passwords, user, password)
-    if not ok or user is None:
-        context = {
-            "handle": handle,
-            "client_name": client_name,
-            "username": username,
-            "error": "That username and password do not match. Check them and try again.",
-        }
+    context = {"handle": handle, "client_name": client_name, "username": username}
+    limited = await runtime.limiter.check("login", client_address(request), runtime.settings.rate_limit_login)
+    if not limited.allowed:
+        context["error"] = f"Too many sign-in attempts from your network. Try again in {_wait(limited.retry_after)}."
+        return _locked(runtime, context, browser, limited.retry_after)
+    attempt = await runtime.login_guard.attempt(username, request.cookies.get(pages.device_cookie))
+    if not attempt.attempt.allowed:
+        # Locked: the password is not checked, so a right one is refused like a wrong one.
+        retry_after = attempt.attempt.if_failed.retry_after
+        context["error"] = f"Too many failed sign-ins for this account. Try again in {_wait(retry_after)}."
+        return _locked(runtime, context, browser, retry_after)
+    ok, rehash = await authenticate(runtime.passwords, attempt.user, form.get("password", "")[:1024])
+    if not ok or attempt.user is None:
+        context["error"] = "That username and password do not match. " + _remaining(attempt.attempt.if_failed)
         # 200, not 401: a 401 must carry WWW-Authenticate (RFC 9110 §15.5.2), which a form cannot.
         return pages.render("login.html", context, browser=browser, new_browser=False)
-    outcome = await runtime.authorizer.after_login(handle, browser, user, rehash, pages.session_token(request))
-    return respond(runtime, outcome, browser, False, redirect_status=303)
+    user = attempt.user
+    outcome = await runtime.authorizer.after_login(
+        handle, browser, user, rehash, pages.session_token(request), device=attempt.device
+    )
+    response = respond(runtime, outcome, browser, False, redirect_status=303)
+    device_id = runtime.devices.device_id(request.cookies.get(pages.device_cookie))
+    pages.set_device(response, runtime.devices.issue(user.id, device_id))
+    return response
+
+
+def client_address(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def _locked(runtime: Runtime, context: dict[str, str], browser: str, retry_after: int) -> Response:
+    response = runtime.pages.render("login.html", context, browser=browser, new_browser=False, status=429)
+    response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
+def _remaining(state: LockState) -> str:
+    if state.locked:
+        return f"This account is now locked for {_wait(state.retry_after)}."
+    if state.remaining is None:
+        return "Check them and try again."
+    return f"{state.remaining} attempt{'s' if state.remaining != 1 else ''} left before the account is locked."
+
+
+def _wait(seconds: int) -> str:
+    if seconds < 90:
+        return f"{seconds} second{'s' if seconds != 1 else ''}"
+    minutes = math.ceil(seconds / 60)
+    return f"{minutes} minutes"
 
 
 async def second_factor_page(request: Request) -> Response:

@@ -37,6 +37,7 @@ class Pages:
         prefix = "__Host-" if settings.secure_cookies else ""
         self.session_cookie = prefix + "ostiary_session"
         self.browser_cookie = prefix + "ostiary_browser"
+        self.device_cookie = prefix + "ostiary_device"
 
     def browser_token(self, request: Request) -> tuple[str, bool]:
         """The browser's random binding token; (token, True) when it was just made."""
@@ -71,6 +72,10 @@ class Pages:
 
     def set_browser(self, response: Response, token: str) -> None:
         self._set(response, self.browser_cookie, token, max_age=None)
+
+    def set_device(self, response: Response, value: str) -> None:
+        """The known-device cookie (a year): this browser signed in as this user before."""
+        self._set(response, self.device_cookie, value, max_age=365 * 86400)
 
     def clear_session(self, response: Response) -> None:
         response.delete_cookie(

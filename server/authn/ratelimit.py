@@ -1,0 +1,80 @@
+"""Per-address rate limits (login, password reset, and optionally the token endpoint):
+fixed one-minute windows, answered with ``429`` and ``Retry-After`` beyond the limit.
+
+The counters live in the database (one upsert per request) so every server process counts
+together, or in Redis when ``OSTIARY_REDIS_URL`` is set (one pipelined INCR + EXPIRE),
+which keeps that write off the database on a busy token endpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..storage import AsyncSession, async_sessionmaker, ratelimits
+
+log = logging.getLogger("ostiary.ratelimit")
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    retry_after: int = 0
+
+
+ALLOWED = Decision(allowed=True)
+
+
+class Counter(Protocol):
+    async def hit(self, bucket: str, window_start: int) -> int: ...
+
+
+class DatabaseCounter:
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        self.sessionmaker = sessionmaker
+
+    async def hit(self, bucket: str, window_start: int) -> int:
+        async with self.sessionmaker.begin() as session:
+            return await session.run_sync(lambda db: ratelimits.hit(db, bucket, window_start))
+
+
+class RedisCounter:
+    def __init__(self, url: str) -> None:
+        import redis.asyncio as redis  # only deployments that configure Redis load it
+
+        self.client = redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+
+    async def hit(self, bucket: str, window_start: int) -> int:
+        key = f"ostiary:rl:{bucket}:{window_start}"
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, 120)
+            count, _ = await pipe.execute()
+        return int(count)
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+class RateLimiter:
+    def __init__(self, counter: Counter) -> None:
+        self.counter = counter
+
+    async def check(self, endpoint: str, address: str | None, limit: int) -> Decision:
+        """Count a request from ``address`` to ``endpoint``; refuse it past ``limit`` a minute.
+        A limit of 0 is off. If the counter store fails, the request is let through (a
+        limiter must not turn an outage of Redis into an outage of sign-in) and logged."""
+        if limit <= 0 or not address:
+            return ALLOWED
+        now = time.time()
+        window_start = int(now // 60)
+        try:
+            hits = await self.counter.hit(f"{endpoint}|{address}", window_start)
+        except Exception as error:
+            log.warning("rate limit unavailable (%s); request let through", type(error).__name__)
+            return ALLOWED
+        if hits <= limit:
+            return ALLOWED
+        return Decision(allowed=False, retry_after=max(1, int((window_start + 1) * 60 - now) + 1))

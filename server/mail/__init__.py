@@ -1,0 +1,1 @@
+"""Mail: message templates, SMTP delivery, and the outbox sender."""
