@@ -25,7 +25,7 @@ from .storage import AsyncEngine
 from .storage.engine import create_engine
 from .storage.errors import UNAVAILABLE_TYPES
 from .sweeper import run_periodically
-from .web import account, authorize, errors, health, logout, token, userinfo, wellknown
+from .web import account, authorize, errors, health, logout, password, token, userinfo, wellknown
 from .web.middleware import EdgeMiddleware
 
 log = logging.getLogger("ostiary")
@@ -84,7 +84,12 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None) -> Star
             Route("/login", authorize.login, methods=["POST"]),
             Route("/login/otp", authorize.second_factor, methods=["POST"]),
             Route("/login/otp", authorize.second_factor_page, methods=["GET"]),
+            Route("/login/password", authorize.forced_password_change, methods=["POST"]),
             Route("/consent", authorize.consent, methods=["POST"]),
+            Route("/password/forgot", password.forgot_page, methods=["GET"]),
+            Route("/password/forgot", password.forgot, methods=["POST"]),
+            Route("/password/reset", password.reset_page, methods=["GET"]),
+            Route("/password/reset", password.reset, methods=["POST"]),
             Route("/account", account.account, methods=["GET"]),
             Route("/account/password", account.change_password, methods=["POST"]),
             Route("/account/totp/start", account.start_totp, methods=["POST"]),

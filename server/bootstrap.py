@@ -11,14 +11,18 @@ import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from .keys import service as key_service
 from .keys.errors import KeyMaterialError
 from .keys.secret import resolve_secret
 from .runtime import key_wrappers
 from .settings import Settings
-from .storage import AsyncEngine, keys as key_store, migrate
+from .storage import AsyncEngine, IntegrityError, async_sessionmaker, keys as key_store, migrate, users
 from .storage.engine import create_engine, create_sessionmaker, describe_url, ping
+from .users.errors import UserError
+from .users.passwords import Passwords
+from .users.service import bootstrap_admin
 
 log = logging.getLogger("ostiary")
 
@@ -58,6 +62,31 @@ async def prepare(settings: Settings) -> None:
                         log.info("created signing key %s (%s)", kid, alg)
         except KeyMaterialError as exc:
             raise StartupError(str(exc)) from None
+        if settings.admin_email and settings.admin_password:
+            await ensure_admin(settings, settings.admin_email, settings.admin_password, sessionmaker)
+
+
+async def ensure_admin(settings: Settings, email: str, password: str, sessionmaker: async_sessionmaker[Any]) -> None:
+    """The first administrator, once (``OSTIARY_ADMIN_EMAIL``/``OSTIARY_ADMIN_PASSWORD``)."""
+    async with sessionmaker() as session:
+        exists = await session.run_sync(
+            lambda db: users.any_admin(db) or users.get_user_by_email(db, email) is not None
+        )
+    if exists:
+        return
+    passwords = Passwords(settings)
+    try:
+        passwords.check_policy(password, username=email, email=email, field="OSTIARY_ADMIN_PASSWORD")
+    except UserError as error:
+        raise StartupError(f"{error.field}: {error.message}") from None
+    password_hash = await passwords.hash_async(password)
+    try:
+        async with sessionmaker.begin() as session:
+            created = await session.run_sync(lambda db: bootstrap_admin(db, email=email, password_hash=password_hash))
+    except IntegrityError:  # another process created it at the same moment
+        return
+    if created is not None:
+        log.info("created the first administrator %s; they choose a new password at first sign-in", email)
 
 
 async def connect_checked(engine: AsyncEngine, settings: Settings) -> None:

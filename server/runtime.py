@@ -25,6 +25,7 @@ from .storage.engine import create_sessionmaker
 from .users.account import Account
 from .users.breached import BreachedPasswords
 from .users.passwords import Passwords
+from .users.reset import PasswordResets
 from .web.pages import Pages
 from .web.responses import json_bytes
 
@@ -50,6 +51,7 @@ class Runtime:
     login_guard: LoginGuard
     limiter: RateLimiter
     breached: BreachedPasswords
+    resets: PasswordResets
 
     def on_key_change(self, ring: KeyRing) -> None:
         """A new key ring: the metadata lists the algorithms that now have an active key."""
@@ -104,6 +106,7 @@ class Runtime:
             login_guard=login_guard,
             limiter=RateLimiter(counter),
             breached=breached,
+            resets=PasswordResets(settings, sessionmaker, wrappers, passwords, breached),
         )
 
 

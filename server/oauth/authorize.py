@@ -23,6 +23,7 @@ from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749.errors import AccessDeniedError, InvalidClientError
 from authlib.oidc.core.errors import (
     ConsentRequiredError,
+    InteractionRequiredError,
     LoginRequiredError,
 )
 
@@ -37,11 +38,12 @@ from ..storage.base import sha256 as digest, utcnow
 from ..storage.interactions import StoredInteraction
 from ..storage.sessions import StoredSession
 from ..storage.users import StoredUser
+from ..users.service import change_password
 from .acr import NOTHING, requested_acr
 from .bridge import OstiaryRequest, current_session, run_in_session
 from .outcome import ACCOUNT_CHANGED, CHANGED, EXPIRED, Outcome, describe_scope, error_page
 from .request_checks import check_extras, too_old
-from .stepup import Level, LevelPolicy, otp_page, same_credential, unmet
+from .stepup import Level, LevelPolicy, otp_page, password_change_page, same_credential, unmet
 
 T = TypeVar("T")
 
@@ -121,6 +123,17 @@ class Authorizer:
         request = self._request([])
         return await self._run(request, lambda: self._second_factor(handle, browser, session_token, code))
 
+    async def session_user(self, session_token: str | None) -> StoredUser | None:
+        return await self._run(self._request([]), lambda: self._signed_in(session_token)[1])
+
+    async def forced_password_change(
+        self, handle: str, browser: str, session_token: str | None, password_hash: str
+    ) -> Outcome:
+        """The new password of a user who must change theirs before going on (checked and
+        hashed by the caller)."""
+        request = self._request([])
+        return await self._run(request, lambda: self._forced_change(handle, browser, session_token, password_hash))
+
     async def decide(self, handle: str, browser: str, session_token: str | None, allow: bool) -> Outcome:
         request = self._request([])
         return await self._run(request, lambda: self._decide(handle, browser, session_token, allow))
@@ -143,19 +156,22 @@ class Authorizer:
         max_age = int(data["max_age"]) if data.get("max_age") else None
         fresh = session is not None and "login" not in prompts and not too_old(session, max_age)
         needs_consent = "consent" in prompts or user is None or self._consent_missing(user, grant)
-        step_up = False
+        step_up = must_change = False
         if fresh:
             assert session is not None and user is not None
             level = self.levels.for_request(current_session(), acr, grant.client, user)
             if level is Level.UNMET:
                 return self._error(request, unmet(grant.redirect_uri))
             step_up = level is Level.MFA and session.acr != ACR_MFA
+            must_change = user.must_change_password
         if "none" in prompts:
             if not fresh or step_up:
                 return self._error(request, LoginRequiredError(redirect_uri=grant.redirect_uri))
+            if must_change:
+                return self._error(request, InteractionRequiredError(redirect_uri=grant.redirect_uri))
             if needs_consent:
                 return self._error(request, ConsentRequiredError(redirect_uri=grant.redirect_uri))
-        if fresh and not step_up and not needs_consent:
+        if fresh and not step_up and not must_change and not needs_consent:
             assert session is not None and user is not None
             return self._complete(grant, user, session)
         handle = new_token()
@@ -171,6 +187,8 @@ class Authorizer:
         client_name = grant.client.stored.name
         if step_up:
             return otp_page(handle, client_name)
+        if must_change:
+            return password_change_page(handle, client_name)
         if fresh:
             return self._consent_page(handle, grant)
         hint = (data.get("login_hint") or "")[:150]
@@ -280,6 +298,8 @@ class Authorizer:
         return replace(self._continue(handle, stored, user, started.session), session_token=started.token)
 
     def _continue(self, handle: str, stored: StoredInteraction, user: StoredUser, session: StoredSession) -> Outcome:
+        if user.must_change_password:  # before anything else, once signed in
+            return password_change_page(handle, self._client_name(stored))
         if stored.client_id is None:  # an account sign-in
             if not interactions.complete_interaction(current_session(), digest(handle)):
                 return EXPIRED
@@ -298,6 +318,31 @@ class Authorizer:
         if not interactions.complete_interaction(current_session(), digest(handle)):
             return EXPIRED
         return self._complete(grant, user, session)
+
+    def _forced_change(self, handle: str, browser: str, session_token: str | None, password_hash: str) -> Outcome:
+        db = current_session()
+        stored = self._interaction(handle, browser)
+        if stored is None:
+            return EXPIRED
+        session, user = self._signed_in(session_token)
+        if session is None or user is None or stored.session_sid != session.sid:
+            return CHANGED
+        if not user.must_change_password:
+            return self._continue(handle, stored, user, session)
+        # Like any password change, this ends every session; the browser gets a new one at its level.
+        change_password(db, user, password_hash, actor=user.sub)
+        started = sessions.start(
+            db,
+            user_id=user.id,
+            amr=list(session.amr),
+            acr=session.acr,
+            ttl=self.settings.session_ttl,
+            replaces=None,
+            auth_time=session.auth_time,
+        )
+        interactions.record_login(db, digest(handle), started.session.sid)
+        changed = replace(user, password_hash=password_hash, must_change_password=False)
+        return replace(self._continue(handle, stored, changed, started.session), session_token=started.token)
 
     def _decide(self, handle: str, browser: str, session_token: str | None, allow: bool) -> Outcome:
         db = current_session()
@@ -334,6 +379,8 @@ class Authorizer:
             return self._error(request, unmet(grant.redirect_uri))
         if level is Level.MFA and session.acr != ACR_MFA:
             return error_page("A second factor is needed", "Go back to the application and sign in again.")
+        if user.must_change_password:
+            return error_page("A new password is needed", "Go back to the application and sign in again.")
         request.sign_in = SignIn(
             user=user,
             sid=session.sid,

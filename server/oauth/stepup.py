@@ -88,3 +88,9 @@ def otp_page(handle: str, client_name: str, *, lock: LockState | None = None, ba
     left = "" if lock.remaining is None else f" {lock.remaining} attempt{'s' if lock.remaining != 1 else ''} left."
     context["error"] = "That code is not right." + left
     return Outcome(page="otp.html", context=context)
+
+
+def password_change_page(handle: str, client_name: str, *, error: str | None = None) -> Outcome:
+    """The page a user flagged to change their password sees once signed in (a bootstrap admin)."""
+    context: dict[str, Any] = {"handle": handle, "client_name": client_name, "error": error}
+    return Outcome(page="password_change.html", context=context)

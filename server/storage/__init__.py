@@ -5,7 +5,8 @@ Repositories are plain functions over a synchronous ``Session``: they run inside
 loop), so Authlib's synchronous hooks and our async endpoints share one implementation.
 """
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
-__all__ = ["AsyncEngine", "AsyncSession", "Session", "async_sessionmaker"]
+__all__ = ["AsyncEngine", "AsyncSession", "IntegrityError", "Session", "async_sessionmaker"]

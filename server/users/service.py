@@ -65,6 +65,28 @@ def create_user(
     return user
 
 
+def bootstrap_admin(session: Session, *, email: str, password_hash: str) -> StoredUser | None:
+    """Create the first administrator (``OSTIARY_ADMIN_EMAIL``), flagged to choose a new
+    password at the first sign-in; None when an administrator or that address exists.
+    The username is the address. Several processes starting at once race on the unique
+    username and address: the caller treats a conflict as "exists"."""
+    if user_store.any_admin(session) or user_store.get_user_by_email(session, email) is not None:
+        return None
+    user = user_store.insert_user(
+        session,
+        sub=secrets.token_urlsafe(16),
+        username=email,
+        email=email,
+        name=None,
+        password_hash=password_hash,
+        email_verified=True,
+        is_admin=True,
+        must_change_password=True,
+    )
+    audit.record(session, "user.created", actor="bootstrap", subject=user.sub, details={"admin": True})
+    return user
+
+
 async def authenticate(passwords: Passwords, user: StoredUser | None, password: str) -> tuple[bool, str | None]:
     """Check ``password`` for ``user`` (None: unknown, at the same cost); returns (ok, new hash)."""
     usable = user if user is not None and user.disabled_at is None else None

@@ -16,9 +16,10 @@ from starlette.responses import Response
 
 from ..authn.lockout import LockState
 from ..oauth.outcome import Outcome
-from ..oauth.stepup import otp_page
+from ..oauth.stepup import otp_page, password_change_page
 from ..runtime import Runtime
-from ..users.service import authenticate
+from ..users.errors import UserError
+from ..users.service import authenticate, check_new_password
 from .forms import BodyTooLarge, FormError, read_form, read_params
 
 _BAD_REQUEST = (
@@ -129,6 +130,35 @@ async def second_factor(request: Request) -> Response:
     code = form.get("code", "")[:64]
     outcome = await runtime.authorizer.second_factor(
         form.get("interaction", ""), browser, pages.session_token(request), code
+    )
+    return respond(runtime, outcome, browser, False, redirect_status=303)
+
+
+async def forced_password_change(request: Request) -> Response:
+    """``POST /login/password``: the new password of a user who must choose one first."""
+    runtime: Runtime = request.app.state.runtime
+    pages = runtime.pages
+    form, browser = await posted_form(request, runtime)
+    if form is None or browser is None:
+        return pages.error(*_FORBIDDEN, status=403)
+    handle = form.get("interaction", "")
+    found = await runtime.authorizer.interaction(handle, browser)
+    user = await runtime.authorizer.session_user(pages.session_token(request))
+    if found is None or user is None:
+        return pages.error("This sign-in has expired", "Go back to the application and sign in again.")
+    new, again = form.get("new_password", "")[:2048], form.get("confirm_password", "")[:2048]
+    try:
+        if new != again:
+            raise UserError("new password", "and its confirmation differ")
+        await check_new_password(
+            runtime.passwords, runtime.breached, new, username=user.username, email=user.email, field="new password"
+        )
+    except UserError as error:
+        outcome = password_change_page(handle, found[1], error=f"The {error.field} {error.message}.")
+        return respond(runtime, outcome, browser, False, redirect_status=303)
+    password_hash = await runtime.passwords.hash_async(new)
+    outcome = await runtime.authorizer.forced_password_change(
+        handle, browser, pages.session_token(request), password_hash
     )
     return respond(runtime, outcome, browser, False, redirect_status=303)
 

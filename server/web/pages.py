@@ -34,6 +34,7 @@ class Pages:
         self.settings = settings
         self.csrf = csrf
         self.env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
+        self.env.globals["password_min_length"] = settings.password_min_length
         prefix = "__Host-" if settings.secure_cookies else ""
         self.session_cookie = prefix + "ostiary_session"
         self.browser_cookie = prefix + "ostiary_browser"

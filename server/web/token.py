@@ -16,6 +16,18 @@ _MAY_REPEAT = frozenset({"resource"})
 
 async def token(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
+    address = request.client.host if request.client else None
+    if runtime.settings.rate_limit_token:
+        limited = await runtime.limiter.check("token", address, runtime.settings.rate_limit_token)
+        if not limited.allowed:
+            # RFC 6749 has no code for this; RFC 6585's 429 with Retry-After says it, and the
+            # error is the one RFC 6749 uses for "try again later".
+            return oauth_error(
+                "temporarily_unavailable",
+                "Too many requests from this address.",
+                status=429,
+                headers={"Retry-After": str(limited.retry_after)},
+            )
     form = await _checked_form(request, runtime, _MAY_REPEAT)
     if isinstance(form, Response):
         return form
@@ -25,7 +37,7 @@ async def token(request: Request) -> Response:
         # RFC 6749 §2.3: a client MUST NOT use more than one authentication method.
         return oauth_error("invalid_request", "Use one client authentication method, not two.")
     oauth_request = OstiaryRequest("POST", runtime.token_uri, request.headers, form)
-    oauth_request.client_ip = request.client.host if request.client else None
+    oauth_request.client_ip = address
     response = await call_in_session(
         runtime.sessionmaker, oauth_request, lambda: runtime.oauth.create_token_response(oauth_request)
     )

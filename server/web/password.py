@@ -1,0 +1,72 @@
+"""``/password/forgot`` and ``/password/reset``: a new password by mail.
+
+The forgot form answers the same page at once for every address; the lookup and the mail
+happen after the response (a background task), so the answer's timing says nothing either.
+"""
+
+from __future__ import annotations
+
+from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..runtime import Runtime
+from ..users.errors import AccountError
+from .authorize import client_address, posted_form
+
+_EXPIRED = ("This form has expired", "The page was open too long. Open the link from your mail again.")
+
+
+async def forgot_page(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    browser, new_browser = runtime.pages.browser_token(request)
+    return runtime.pages.render("password_forgot.html", {}, browser=browser, new_browser=new_browser)
+
+
+async def forgot(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    pages = runtime.pages
+    form, browser = await posted_form(request, runtime)
+    if form is None or browser is None:
+        return pages.error(*_EXPIRED, status=403)
+    limited = await runtime.limiter.check("forgot", client_address(request), runtime.settings.rate_limit_login)
+    if not limited.allowed:
+        response = pages.error(
+            "Too many requests", "Too many requests from your network. Wait a minute and try again.", status=429
+        )
+        response.headers["Retry-After"] = str(limited.retry_after)
+        return response
+    email = form.get("email", "")
+    response = pages.render("password_forgot.html", {"sent": True}, browser=browser, new_browser=False)
+    response.background = BackgroundTask(runtime.resets.request, email)
+    return response
+
+
+async def reset_page(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    pages = runtime.pages
+    browser, new_browser = pages.browser_token(request)
+    token = request.query_params.get("token", "")
+    user = await runtime.resets.user_of(token)
+    if user is None or user.disabled_at is not None:
+        return pages.render("password_reset.html", {"expired": True}, browser=browser, new_browser=new_browser)
+    context = {"token": token, "username": user.username}
+    return pages.render("password_reset.html", context, browser=browser, new_browser=new_browser)
+
+
+async def reset(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    pages = runtime.pages
+    form, browser = await posted_form(request, runtime)
+    if form is None or browser is None:
+        return pages.error(*_EXPIRED, status=403)
+    token = form.get("token", "")
+    try:
+        await runtime.resets.reset(token, form.get("new_password", "")[:2048], form.get("confirm_password", "")[:2048])
+    except AccountError as error:
+        user = await runtime.resets.user_of(token)
+        context = {"token": token, "username": user.username if user else "", "error": str(error), "expired": not user}
+        return pages.render("password_reset.html", context, browser=browser, new_browser=False)
+    response = pages.render("password_reset.html", {"done": True}, browser=browser, new_browser=False)
+    pages.clear_session(response)
+    return response
