@@ -14,13 +14,12 @@ otherwise the user sees an error page. Nothing here ever redirects to an unregis
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from dataclasses import replace
+from datetime import timedelta
 from typing import Any, TypeVar
 
-from authlib.common.urls import add_params_to_uri
 from authlib.oauth2 import OAuth2Error
-from authlib.oauth2.rfc6749.errors import AccessDeniedError, InvalidClientError
+from authlib.oauth2.rfc6749.errors import AccessDeniedError
 from authlib.oidc.core.errors import (
     ConsentRequiredError,
     InteractionRequiredError,
@@ -41,34 +40,17 @@ from ..storage.users import StoredUser
 from ..users.service import change_password
 from .acr import NOTHING, requested_acr
 from .bridge import OstiaryRequest, current_session, run_in_session
-from .outcome import ACCOUNT_CHANGED, CHANGED, EXPIRED, Outcome, describe_scope, error_page
+from .flow import ACCOUNT_NAME, FlowPieces
+from .outcome import ACCOUNT_CHANGED, CHANGED, EXPIRED, Outcome
 from .request_checks import check_extras, too_old
 from .stepup import Level, LevelPolicy, otp_page, password_change_page, same_credential, unmet
 
 T = TypeVar("T")
 
-#: how the account pages are named where a client's name would be
-ACCOUNT_NAME = "your Ostiary account"
 
+class Authorizer(FlowPieces):
+    """The sign-in steps; each entry point is one transaction."""
 
-@dataclass(frozen=True)
-class SignIn:
-    """The authentication an authorization response is issued for."""
-
-    user: StoredUser
-    sid: str
-    auth_time: datetime
-    amr: tuple[str, ...]
-    acr: str
-    grant_id: str
-
-
-class _Malformed(OAuth2Error):  # type: ignore[misc]
-    error = "invalid_request"
-    description = "The request has characters that are not allowed."
-
-
-class Authorizer:
     def __init__(
         self,
         server: Any,
@@ -77,12 +59,9 @@ class Authorizer:
         second_factor: SecondFactor,
         login_guard: LoginGuard,
     ) -> None:
-        self.server = server
-        self.settings = settings
+        super().__init__(server, settings, LevelPolicy(settings, second_factor, server))
         self.sessionmaker = sessionmaker
-        self.levels = LevelPolicy(settings, second_factor, server)
         self.login_guard = login_guard
-        self.authorize_uri = settings.endpoint("/authorize")
 
     # -- entry points (async; each runs one transaction) ------------------------------
 
@@ -137,6 +116,9 @@ class Authorizer:
     async def decide(self, handle: str, browser: str, session_token: str | None, allow: bool) -> Outcome:
         request = self._request([])
         return await self._run(request, lambda: self._decide(handle, browser, session_token, allow))
+
+    async def _run(self, request: OstiaryRequest, call: Callable[[], T]) -> T:
+        return await run_in_session(self.sessionmaker, request, call)
 
     # -- the decisions (synchronous, inside the transaction) -----------------------------
 
@@ -365,112 +347,3 @@ class Authorizer:
         consents.remember(db, user.id, stored.client_id, frozenset(request.scope.split()))
         audit.record(db, "consent.granted", actor=user.sub, subject=stored.client_id, details={"scope": request.scope})
         return self._complete(grant, user, session)
-
-    # -- pieces ------------------------------------------------------------------------
-
-    def _complete(self, grant: Any, user: StoredUser, session: StoredSession) -> Outcome:
-        """Issue the code and send the browser back to the client, if the session's level is
-        what this request needs (the one gate every path to a code goes through)."""
-        request: OstiaryRequest = grant.request
-        level = self.levels.for_request(
-            current_session(), requested_acr(request.payload.data, grant.redirect_uri), grant.client, user
-        )
-        if level is Level.UNMET:
-            return self._error(request, unmet(grant.redirect_uri))
-        if level is Level.MFA and session.acr != ACR_MFA:
-            return error_page("A second factor is needed", "Go back to the application and sign in again.")
-        if user.must_change_password:
-            return error_page("A new password is needed", "Go back to the application and sign in again.")
-        request.sign_in = SignIn(
-            user=user,
-            sid=session.sid,
-            auth_time=session.auth_time,
-            amr=session.amr,
-            acr=session.acr,
-            grant_id=new_token()[:32],
-        )
-        response = self.server.create_authorization_response(request, grant_user=user, grant=grant)
-        return Outcome(redirect=self._with_iss(dict(response.headers)["Location"]))
-
-    def _error(self, request: OstiaryRequest, error: OAuth2Error) -> Outcome:
-        redirect_uri = error.redirect_uri or self._safe_redirect_uri(request)
-        if redirect_uri is None or isinstance(error, InvalidClientError | _Malformed):
-            return error_page("The application's request cannot be used", _describe(error))
-        error.redirect_uri = redirect_uri
-        error.redirect_fragment = False
-        error.state = request.payload.data.get("state")
-        _status, _body, headers = error()
-        return Outcome(redirect=self._with_iss(dict(headers)["Location"]))
-
-    def _safe_redirect_uri(self, request: OstiaryRequest) -> str | None:
-        """The request's redirect URI, only if it is exactly one registered for its client."""
-        datalist = request.payload.datalist
-        if any(len(datalist.get(name, [])) != 1 for name in ("client_id", "redirect_uri")):
-            return None
-        client = self.server.query_client(datalist["client_id"][0])
-        uri = datalist["redirect_uri"][0]
-        return uri if client is not None and client.check_redirect_uri(uri) else None
-
-    def _consent_missing(self, user: StoredUser, grant: Any) -> bool:
-        client = grant.client
-        if client.stored.first_party:
-            return False
-        granted = consents.granted_scopes(current_session(), user.id, client.get_client_id())
-        return not set(grant.request.scope.split()) <= granted
-
-    def _client_name(self, stored: StoredInteraction) -> str:
-        if stored.client_id is None:
-            return ACCOUNT_NAME
-        client = self.server.query_client(stored.client_id)
-        return client.stored.name if client else stored.client_id
-
-    def _consent_page(self, handle: str, grant: Any) -> Outcome:
-        return Outcome(
-            page="consent.html",
-            context={
-                "handle": handle,
-                "client_name": grant.client.stored.name,
-                "scopes": [describe_scope(scope) for scope in grant.request.scope.split()],
-            },
-        )
-
-    def _signed_in(self, session_token: str | None) -> tuple[StoredSession | None, StoredUser | None]:
-        db = current_session()
-        session = sessions.load(db, session_token)
-        if session is None:
-            return None, None
-        user = user_store.get_user(db, session.user_id)
-        if user is None or user.disabled_at is not None:
-            return None, None
-        return session, user
-
-    def _interaction(self, handle: str, browser: str) -> StoredInteraction | None:
-        if not handle or len(handle) > 128:
-            return None
-        stored = interactions.get_open_interaction(current_session(), digest(handle))
-        if stored is None or stored.browser_digest != digest(browser):
-            return None
-        return stored
-
-    def _request(self, pairs: list[tuple[str, str]]) -> OstiaryRequest:
-        return OstiaryRequest("GET", self.authorize_uri, {}, [], query=pairs)
-
-    def _with_iss(self, location: str) -> str:
-        return str(add_params_to_uri(location, [("iss", self.settings.issuer)]))
-
-    async def _run(self, request: OstiaryRequest, call: Callable[[], T]) -> T:
-        return await run_in_session(self.sessionmaker, request, call)
-
-    def _validated(self, request: OstiaryRequest, user: StoredUser | None) -> Any:
-        """Authlib's validation of the request. Authlib raises a bare ValueError when an
-        error description would hold characters RFC 6749 forbids (a quote in a redirect
-        URI, say): such a request is malformed, so it becomes an error page, never a 500."""
-        try:
-            return self.server.get_consent_grant(request, end_user=user)
-        except ValueError:
-            raise _Malformed from None
-
-
-def _describe(error: OAuth2Error) -> str:
-    description = error.get_error_description() or error.error
-    return f"{description} ({error.error})"
