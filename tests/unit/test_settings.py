@@ -102,6 +102,19 @@ def test_unrelated_variables_are_ignored() -> None:
         ("OSTIARY_LOCKOUT_THRESHOLD", "10", "lockout_threshold", 10),
         ("OSTIARY_LOCKOUT_WINDOW_SECONDS", "15m", "lockout_window_seconds", 900),
         ("OSTIARY_LOCKOUT_WINDOW_SECONDS", "3600", "lockout_window_seconds", 3600),
+        ("OSTIARY_RATE_LIMIT_LOGIN_PER_MINUTE", "0", "rate_limit_login", 0),
+        ("OSTIARY_RATE_LIMIT_TOKEN_PER_MINUTE", "6000", "rate_limit_token", 6000),
+        ("OSTIARY_REDIS_URL", "redis://127.0.0.1:6379/0", "redis_url", "redis://127.0.0.1:6379/0"),
+        ("OSTIARY_HIBP_URL", "off", "hibp_url", ""),
+        ("OSTIARY_HIBP_URL", "http://hibp.internal:8080/", "hibp_url", "http://hibp.internal:8080"),
+        ("OSTIARY_HIBP_TIMEOUT", "5", "hibp_timeout", 5),
+        ("OSTIARY_PASSWORD_RESET_TTL", "1h", "password_reset_ttl", 3600),
+        ("OSTIARY_SMTP_HOST", "mail.example.com", "smtp_host", "mail.example.com"),
+        ("OSTIARY_SMTP_PORT", "465", "smtp_port", 465),
+        ("OSTIARY_SMTP_SECURITY", "tls", "smtp_security", "tls"),
+        ("OSTIARY_SMTP_USER", "ostiary", "smtp_user", "ostiary"),
+        ("OSTIARY_MAIL_FROM", "Example <no-reply@example.com>", "mail_from", "Example <no-reply@example.com>"),
+        ("OSTIARY_MAIL_POLL_INTERVAL", "0", "mail_poll_interval", 0),
     ],
 )
 def test_a_valid_variable_sets_its_field(variable: str, raw: str, field: str, expected: object) -> None:
@@ -153,6 +166,16 @@ def test_a_valid_variable_sets_its_field(variable: str, raw: str, field: str, ex
         ("OSTIARY_LOCKOUT_THRESHOLD", "1001"),
         ("OSTIARY_LOCKOUT_WINDOW_SECONDS", "5"),
         ("OSTIARY_LOCKOUT_WINDOW_SECONDS", "2d"),
+        ("OSTIARY_RATE_LIMIT_LOGIN_PER_MINUTE", "-1"),
+        ("OSTIARY_REDIS_URL", "http://127.0.0.1:6379"),
+        ("OSTIARY_HIBP_URL", "ftp://mirror"),
+        ("OSTIARY_HIBP_TIMEOUT", "60"),
+        ("OSTIARY_PASSWORD_RESET_TTL", "1m"),
+        ("OSTIARY_SMTP_HOST", "mail server"),
+        ("OSTIARY_SMTP_SECURITY", "ssl"),
+        ("OSTIARY_MAIL_FROM", "not an address"),
+        ("OSTIARY_MAIL_FROM", "a@example.com\r\nBcc: x@example.com"),
+        ("OSTIARY_ADMIN_EMAIL", "admin"),
     ],
 )
 def test_an_invalid_variable_is_reported_by_its_name(variable: str, raw: str) -> None:
@@ -433,3 +456,13 @@ def test_a_secret_of_whitespace_is_refused() -> None:
     assert "OSTIARY_KEYS_SECRET" in problems({"OSTIARY_KEYS_SECRET": " " * 40})
     padded = Settings.from_env({"OSTIARY_KEYS_SECRET": "  " + "k" * 32 + "\n"})
     assert padded.keys_secret == "k" * 32
+
+
+def test_the_first_admin_needs_both_an_address_and_a_password() -> None:
+    assert list(problems({"OSTIARY_ADMIN_EMAIL": "admin@example.com"})) == ["OSTIARY_ADMIN_PASSWORD"]
+    assert list(problems({"OSTIARY_ADMIN_PASSWORD": "a long admin password"})) == ["OSTIARY_ADMIN_EMAIL"]
+    settings = Settings.from_env(
+        {"OSTIARY_ADMIN_EMAIL": "admin@example.com", "OSTIARY_ADMIN_PASSWORD": "a long admin password"}
+    )
+    assert settings.admin_email == "admin@example.com"
+    assert "a long admin password" not in repr(settings)
