@@ -148,12 +148,15 @@ class Run:
 def wrk(script: str, url: str, *, seconds: int, connections: int, threads: int, env: dict[str, str]) -> Run:
     with tempfile.NamedTemporaryFile("r", suffix=".jsonl") as out:
         run_env = {**os.environ, **env, "LUA_DIR": str(LUA), "WRK_JSON": out.name, "WRK_THREADS": str(threads)}
-        subprocess.run(
+        done = subprocess.run(
             [require_wrk(), f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "-s", str(LUA / script), url],
             env=run_env,
-            check=True,
+            check=False,
             capture_output=True,
+            text=True,
         )
+        if done.returncode != 0:
+            sys.exit(f"wrk {script} {url} failed:\n{done.stdout}{done.stderr}")
         line = json.loads(out.read().strip().splitlines()[-1])
     errors = sum(line[k] for k in ("err_connect", "err_read", "err_write", "err_status", "err_timeout"))
     return Run(line["rps"], line["p50_us"] / 1000, line["p99_us"] / 1000, errors, line["requests"])
@@ -169,6 +172,14 @@ class Result:
     @property
     def median_rps(self) -> float:
         return statistics.median(r.rps for r in self.runs)
+
+    @property
+    def median_p50_ms(self) -> float:
+        return statistics.median(r.p50_ms for r in self.runs)
+
+    @property
+    def median_p99_ms(self) -> float:
+        return statistics.median(r.p99_ms for r in self.runs)
 
     def row(self) -> str:
         rps = [r.rps for r in self.runs]

@@ -1,0 +1,161 @@
+"""The hot paths, Ostiary beside node-oidc-provider in the same run.
+
+    python bench/suite.py [--workers 1 2] [--seconds 10] [--runs 3] [--cases ...] [--no-anchor]
+
+For each worker count: Ostiary on a scratch PostgreSQL database with N worker processes,
+then node-oidc-provider (bench/anchor.py) with N processes in memory, driven by the same
+wrk scripts with 32 connections. Cases: client_credentials, refresh_token (single-use
+tokens), authorization_code (single-use codes with PKCE), jwks, discovery, introspection,
+userinfo. node-oidc-provider serves the first five: its in-memory refresh tokens live in
+one process, so refresh_token is compared with one process only; introspection of JWT
+access tokens and userinfo with a resource-bound token are not features it offers.
+Prints a Markdown table: medians and ranges, p50/p99, server CPU per request, peak RSS per
+worker, and the ratio Ostiary / node-oidc-provider.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import anchor
+from bench.common import Result, Server, measure, psql, serving
+from bench.ostiary_setup import free_port, prepare
+
+SCRIPTS = {
+    "client_credentials": ("client_credentials.lua", "/token"),
+    "refresh_token": ("refresh_token.lua", "/token"),
+    "authorization_code": ("authorization_code.lua", "/token"),
+    "jwks": ("get.lua", "/jwks"),
+    "discovery": ("get.lua", "/.well-known/openid-configuration"),
+    "introspection": ("introspect.lua", "/introspect"),
+    "userinfo": ("userinfo.lua", "/userinfo"),
+}
+ANCHORED = ("client_credentials", "refresh_token", "jwks", "discovery")
+#: single-use tokens and codes per measured run (per worker): above the fastest rate seen
+PER_SECOND = 2_500
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--cases", nargs="+", choices=list(SCRIPTS), default=list(SCRIPTS))
+    parser.add_argument("--no-anchor", action="store_true", help="Ostiary only")
+    args = parser.parse_args()
+    print(describe_machine(args))
+    print(HEADER)
+    for workers in args.workers:
+        ours = run_ostiary(args, workers)
+        theirs = {} if args.no_anchor else run_anchor(args, workers)
+        for case in args.cases:
+            print(row(case, workers, ours[case], theirs.get(case)), flush=True)
+
+
+def run_ostiary(args: argparse.Namespace, workers: int) -> dict[str, Result]:
+    results = {}
+    with tempfile.TemporaryDirectory() as work:
+        per_run = PER_SECOND * workers * args.seconds
+        setup, _port = prepare(Path(work), runs=args.runs, per_run=per_run, database="ostiary_bench_suite")
+        with serving(setup.env, workers) as server:
+            for case in args.cases:
+                script, path = SCRIPTS[case]
+                results[case] = measure(
+                    f"Ostiary {case}",
+                    server,
+                    script,
+                    path,
+                    runs=args.runs,
+                    seconds=args.seconds,
+                    connections=args.connections,
+                    threads=1,
+                    env=lambda run, case=case, server=server: setup.wrk_env(case, run, server),
+                )
+        psql("test", f'DROP DATABASE IF EXISTS "{setup.database}" WITH (FORCE)')
+    return results
+
+
+def run_anchor(args: argparse.Namespace, workers: int) -> dict[str, Result]:
+    results = {}
+    cases = [case for case in args.cases if case in ANCHORED and case != "refresh_token"]
+    with anchor.serving(free_port(), workers) as server:
+        for case in cases:
+            results[case] = _measure_anchor(args, server, case, lambda _run: {})
+    if "refresh_token" in args.cases and workers == 1:
+        with tempfile.TemporaryDirectory() as work:
+            per_run = PER_SECOND * args.seconds
+            whole = Path(work) / "all.txt"
+            with anchor.serving(free_port(), 1, refresh_tokens=per_run * (args.runs + 1), token_file=whole) as server:
+                tokens = whole.read_text().split()
+                files = [Path(work) / f"rt-{run}.txt" for run in range(args.runs + 1)]
+                for run, path in enumerate(files):
+                    path.write_text("\n".join(tokens[run * per_run : (run + 1) * per_run]) + "\n")
+                results["refresh_token"] = _measure_anchor(
+                    args, server, "refresh_token", lambda run: {"RT_FILE": str(files[run])}
+                )
+    return results
+
+
+def _measure_anchor(args: argparse.Namespace, server: Server, case: str, env: object) -> Result:
+    script, path = SCRIPTS[case]
+    anchor_path = "/token" if path == "/token" else path
+    return measure(
+        f"node-oidc-provider {case}",
+        server,
+        script,
+        anchor_path,
+        runs=args.runs,
+        seconds=args.seconds,
+        connections=args.connections,
+        threads=1,
+        env=env,  # type: ignore[arg-type]
+    )
+
+
+HEADER = (
+    "| case | workers | Ostiary req/s (range) | node-oidc-provider req/s (range) | ratio | "
+    "Ostiary p50 / p99 ms | node p50 / p99 ms | Ostiary CPU ms/req | Ostiary peak RSS MiB/worker |\n"
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+)
+
+
+def row(case: str, workers: int, ours: Result, theirs: Result | None) -> str:
+    def rate(result: Result) -> str:
+        rps = [r.rps for r in result.runs]
+        return f"{result.median_rps:,.0f} ({min(rps):,.0f}–{max(rps):,.0f})"
+
+    def latency(result: Result) -> str:
+        return f"{result.median_p50_ms:.1f} / {result.median_p99_ms:.1f}"
+
+    ratio = f"{ours.median_rps / theirs.median_rps:.2f}×" if theirs else "–"
+    rss = ", ".join(f"{m:.0f}" for m in ours.peak_rss_mib)
+    return (
+        f"| {case} | {workers} | {rate(ours)} | {rate(theirs) if theirs else '–'} | {ratio} | {latency(ours)} | "
+        f"{latency(theirs) if theirs else '–'} | {ours.cpu_per_request_ms:.2f} | {rss} |"
+    )
+
+
+def describe_machine(args: argparse.Namespace) -> str:
+    postgres = psql("test", "SHOW server_version")
+    wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True, check=False).stdout.splitlines()
+    lines = [
+        f"cores: {os.cpu_count()}; Python {platform.python_version()}; PostgreSQL {postgres}; "
+        f"{wrk[0] if wrk else 'wrk'}",
+        f"{anchor.version() if not args.no_anchor and anchor.install() else ''}",
+        f"wrk -t1 -c{args.connections}: a warm-up, then {args.runs} runs of {args.seconds} s per case",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
