@@ -178,12 +178,12 @@ class Authorizer(FlowPieces):
 
     def _begin_account(self, session_token: str | None, browser: str, return_to: str) -> Outcome | None:
         session, user = self._signed_in(session_token)
-        step_up = False
+        step_up = must_change = False
         if session is not None and user is not None:
-            step_up = (
-                self.levels.for_request(current_session(), NOTHING, None, user) is Level.MFA and session.acr != ACR_MFA
-            )
-            if not step_up:
+            level = self.levels.for_request(current_session(), NOTHING, None, user)
+            step_up = level is Level.MFA and session.acr != ACR_MFA
+            must_change = user.must_change_password
+            if not step_up and not must_change:
                 return None
         handle = new_token()
         interactions.insert_interaction(
@@ -192,12 +192,14 @@ class Authorizer(FlowPieces):
             browser_digest=digest(browser),
             client_id=None,
             params=[],
-            session_sid=session.sid if step_up and session is not None else None,
+            session_sid=session.sid if session is not None and (step_up or must_change) else None,
             return_to=return_to,
             expires_at=utcnow() + timedelta(seconds=self.settings.interaction_ttl),
         )
         if step_up:
             return otp_page(handle, ACCOUNT_NAME)
+        if must_change:
+            return password_change_page(handle, ACCOUNT_NAME)
         return Outcome(page="login.html", context={"handle": handle, "client_name": ACCOUNT_NAME, "username": ""})
 
     def _open(self, handle: str, browser: str) -> tuple[StoredInteraction, str] | None:

@@ -150,6 +150,9 @@ async def forced_password_change(request: Request) -> Response:
     try:
         if new != again:
             raise UserError("new password", "and its confirmation differ")
+        if (await runtime.passwords.verify_async(user.password_hash, new)).ok:
+            # The old one may sit in a deployment's configuration (OSTIARY_ADMIN_PASSWORD).
+            raise UserError("new password", "must differ from the current one")
         await check_new_password(
             runtime.passwords, runtime.breached, new, username=user.username, email=user.email, field="new password"
         )
