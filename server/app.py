@@ -41,6 +41,7 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None) -> Star
         own_engine = engine is None
         active_engine = create_engine(settings) if engine is None else engine
         tasks: list[asyncio.Task[None]] = []
+        runtime: Runtime | None = None
         try:
             runtime = await Runtime.start(settings, active_engine)
             app.state.runtime = runtime
@@ -64,6 +65,8 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None) -> Star
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if runtime is not None:
+                await runtime.limiter.close()
             if own_engine:
                 await active_engine.dispose()
 

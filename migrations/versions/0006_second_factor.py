@@ -62,7 +62,8 @@ def upgrade() -> None:
     op.create_table(
         "auth_failures",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
-        sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.Column("user_id", sa.Integer(), nullable=True),
+        sa.Column("name_digest", sa.LargeBinary(length=32), nullable=True),
         sa.Column("factor", sa.String(length=16), nullable=False),
         sa.Column("device_digest", sa.LargeBinary(length=32), nullable=True),
         sa.Column("occurred_at", UTCDateTime(timezone=True), nullable=False),
@@ -75,9 +76,13 @@ def upgrade() -> None:
     op.create_index(
         "ix_auth_failures_user_factor_time", "auth_failures", ["user_id", "factor", "occurred_at"], unique=False
     )
+    op.create_index(
+        "ix_auth_failures_name_factor_time", "auth_failures", ["name_digest", "factor", "occurred_at"], unique=False
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_auth_failures_name_factor_time", table_name="auth_failures")
     op.drop_index("ix_auth_failures_user_factor_time", table_name="auth_failures")
     op.drop_index(op.f("ix_auth_failures_occurred_at"), table_name="auth_failures")
     op.drop_table("auth_failures")

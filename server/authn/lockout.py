@@ -15,6 +15,7 @@ from datetime import timedelta
 
 from ..storage import Session, failures
 from ..storage.base import utcnow
+from ..storage.failures import Subject
 
 FACTOR_PASSWORD = "password"  # noqa: S105  (a counter's name)
 FACTOR_OTP = "otp"
@@ -50,12 +51,12 @@ class Lockout:
     def enabled(self) -> bool:
         return self.threshold > 0
 
-    def check(self, db: Session, user_id: int, factor: str, device: bytes | None = None) -> LockState:
+    def check(self, db: Session, user_id: Subject, factor: str, device: bytes | None = None) -> LockState:
         """The state of the counter, with the account locked for the rest of the transaction,
         so that concurrent attempts are counted one after the other."""
         if not self.enabled:
             return UNLIMITED
-        failures.lock_user(db, user_id)
+        failures.lock_subject(db, user_id)
         now = utcnow()
         times = failures.recent(db, user_id, factor, now - self.window, device, self.threshold)
         if len(times) < self.threshold:
@@ -64,7 +65,7 @@ class Lockout:
         wait = (times[0] + self.window - now).total_seconds()
         return LockState(locked=True, remaining=0, retry_after=max(1, math.ceil(wait)))
 
-    def attempt(self, db: Session, user_id: int, factor: str, device: bytes | None = None) -> Attempt:
+    def attempt(self, db: Session, user_id: Subject, factor: str, device: bytes | None = None) -> Attempt:
         """Count an attempt as a failure *before* the credential is checked (a success clears
         it with :meth:`succeed`), under the account's lock: however many attempts run at once,
         in however many processes, no more than the threshold are ever checked."""
@@ -76,13 +77,13 @@ class Lockout:
         failures.record(db, user_id, factor, device)
         return Attempt(allowed=True, if_failed=self.check(db, user_id, factor, device))
 
-    def fail(self, db: Session, user_id: int, factor: str, device: bytes | None = None) -> LockState:
+    def fail(self, db: Session, user_id: Subject, factor: str, device: bytes | None = None) -> LockState:
         """Count a failure; returns the state after it."""
         if not self.enabled:
             return UNLIMITED
         failures.record(db, user_id, factor, device)
         return self.check(db, user_id, factor, device)
 
-    def succeed(self, db: Session, user_id: int, factor: str, device: bytes | None = None) -> None:
+    def succeed(self, db: Session, user_id: Subject, factor: str, device: bytes | None = None) -> None:
         if self.enabled:
             failures.clear(db, user_id, factor, device)

@@ -1,22 +1,20 @@
 """The password step's protection: lockout per account (and per known device), counted
 before the password is checked, so a locked account answers the same whatever the guess.
 
-An unknown username gets a counter too (a fixed window, keyed by a digest of the name), so
-the pages behave alike for accounts that exist and those that do not: same messages, same
-countdown, same lock.
+An unknown username gets a counter too (keyed by a digest of the name, with the same
+sliding window), so the pages behave alike for accounts that exist and those that do not:
+same messages, same countdown, same lock.
 """
 
 from __future__ import annotations
 
-import math
-import time
 from dataclasses import dataclass
 
-from ..storage import AsyncSession, Session, async_sessionmaker, failures, ratelimits, users as user_store
+from ..storage import AsyncSession, Session, async_sessionmaker, failures, users as user_store
 from ..storage.base import sha256
 from ..storage.users import StoredUser
 from .devices import DeviceCookies
-from .lockout import FACTOR_PASSWORD, UNLIMITED, Attempt, Lockout, LockState
+from .lockout import FACTOR_PASSWORD, Attempt, Lockout
 
 
 @dataclass(frozen=True)
@@ -64,18 +62,6 @@ class LoginGuard:
         return LoginAttempt(user, self.lockout.attempt(db, user.id, FACTOR_PASSWORD, device), device)
 
     def _unknown(self, db: Session, username: str) -> Attempt:
-        if not self.lockout.enabled:
-            return Attempt(allowed=True, if_failed=UNLIMITED)
-        window = self.lockout.window.total_seconds()
-        now = time.time()
-        start = now // window * window
-        bucket = "unknown-user|" + sha256(user_store.username_key(username)).hex()[:40]
-        # Windows are keyed in whole minutes, like the per-address limits (cleanup reads them so).
-        hits = ratelimits.hit(db, bucket, int(start // 60))
-        threshold = self.lockout.threshold
-        retry_after = max(1, math.ceil(start + window - now))
-        if hits > threshold:
-            return Attempt(allowed=False, if_failed=LockState(locked=True, remaining=0, retry_after=retry_after))
-        if hits == threshold:
-            return Attempt(allowed=True, if_failed=LockState(locked=True, remaining=0, retry_after=retry_after))
-        return Attempt(allowed=True, if_failed=LockState(locked=False, remaining=threshold - hits))
+        """A name without an account is counted like one, under the name's digest."""
+        name = sha256("unknown-user|" + user_store.username_key(username))
+        return self.lockout.attempt(db, name, FACTOR_PASSWORD)

@@ -30,6 +30,8 @@ ALLOWED = Decision(allowed=True)
 class Counter(Protocol):
     async def hit(self, bucket: str, window_start: int) -> int: ...
 
+    async def close(self) -> None: ...
+
 
 class DatabaseCounter:
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
@@ -38,6 +40,9 @@ class DatabaseCounter:
     async def hit(self, bucket: str, window_start: int) -> int:
         async with self.sessionmaker.begin() as session:
             return await session.run_sync(lambda db: ratelimits.hit(db, bucket, window_start))
+
+    async def close(self) -> None:
+        """Nothing to close: the database engine belongs to the app."""
 
 
 class RedisCounter:
@@ -61,6 +66,9 @@ class RedisCounter:
 class RateLimiter:
     def __init__(self, counter: Counter) -> None:
         self.counter = counter
+
+    async def close(self) -> None:
+        await self.counter.close()
 
     async def check(self, endpoint: str, address: str | None, limit: int) -> Decision:
         """Count a request from ``address`` to ``endpoint``; refuse it past ``limit`` a minute.

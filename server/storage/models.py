@@ -283,13 +283,20 @@ class AuthFailure(Base):
     """One failed authentication attempt, counted over a sliding window for lockout.
 
     ``factor`` keeps separate counters (``password``, ``otp``); ``device_digest`` names a
-    browser known to the account, whose failures are counted apart from everyone else's."""
+    browser known to the account, whose failures are counted apart from everyone else's.
+    Failures for a username without an account are counted the same way, under a digest of
+    the name, so the sign-in page behaves alike for both."""
 
     __tablename__ = "auth_failures"
-    __table_args__ = (Index("ix_auth_failures_user_factor_time", "user_id", "factor", "occurred_at"),)
+    __table_args__ = (
+        Index("ix_auth_failures_user_factor_time", "user_id", "factor", "occurred_at"),
+        Index("ix_auth_failures_name_factor_time", "name_digest", "factor", "occurred_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    #: the account; None for a username that has no account (``name_digest`` says which)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    name_digest: Mapped[bytes | None] = mapped_column(LargeBinary(32))
     factor: Mapped[str] = mapped_column(String(16))
     device_digest: Mapped[bytes | None] = mapped_column(LargeBinary(32))
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
