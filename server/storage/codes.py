@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 
 from . import Session
 from .base import sha256, utcnow
@@ -69,42 +69,63 @@ _RETURNED = (
 )
 
 
-def insert_code(session: Session, code: str, stored: StoredCode, *, expires_at: datetime) -> None:
-    session.execute(
-        insert(AuthorizationCode).values(
-            code_digest=sha256(code),
-            client_id=stored.client_id,
-            user_id=stored.user_id,
-            grant_id=stored.grant_id,
-            redirect_uri=stored.redirect_uri,
-            scope=stored.scope,
-            nonce=stored.nonce,
-            code_challenge=stored.code_challenge,
-            code_challenge_method=stored.code_challenge_method,
-            session_sid=stored.session_sid,
-            auth_time=stored.auth_time,
-            acr=stored.acr,
-            amr=list(stored.amr),
-            created_at=utcnow(),
-            expires_at=expires_at,
-        )
+_INSERT_CODE = insert(AuthorizationCode).values(
+    code_digest=bindparam("b_digest"),
+    client_id=bindparam("b_client_id"),
+    user_id=bindparam("b_user_id"),
+    grant_id=bindparam("b_grant_id"),
+    redirect_uri=bindparam("b_redirect_uri"),
+    scope=bindparam("b_scope"),
+    nonce=bindparam("b_nonce"),
+    code_challenge=bindparam("b_code_challenge"),
+    code_challenge_method=bindparam("b_code_challenge_method"),
+    session_sid=bindparam("b_session_sid"),
+    auth_time=bindparam("b_auth_time"),
+    acr=bindparam("b_acr"),
+    amr=bindparam("b_amr", type_=AuthorizationCode.__table__.c.amr.type),
+    created_at=bindparam("b_now"),
+    expires_at=bindparam("b_expires_at"),
+)
+# One conditional UPDATE: of two exchanges of one code, exactly one gets the row back.
+_CONSUME = (
+    update(AuthorizationCode)
+    .where(
+        AuthorizationCode.code_digest == bindparam("b_digest"),
+        AuthorizationCode.client_id == bindparam("b_client_id"),
+        AuthorizationCode.consumed_at.is_(None),
+        AuthorizationCode.expires_at > bindparam("b_now"),
     )
+    .values(consumed_at=bindparam("b_now"))
+    .returning(*_RETURNED)
+    .execution_options(synchronize_session=False)
+)
+
+
+def insert_code(session: Session, code: str, stored: StoredCode, *, expires_at: datetime) -> None:
+    params = {
+        "b_digest": sha256(code),
+        "b_client_id": stored.client_id,
+        "b_user_id": stored.user_id,
+        "b_grant_id": stored.grant_id,
+        "b_redirect_uri": stored.redirect_uri,
+        "b_scope": stored.scope,
+        "b_nonce": stored.nonce,
+        "b_code_challenge": stored.code_challenge,
+        "b_code_challenge_method": stored.code_challenge_method,
+        "b_session_sid": stored.session_sid,
+        "b_auth_time": stored.auth_time,
+        "b_acr": stored.acr,
+        "b_amr": list(stored.amr),
+        "b_now": utcnow(),
+        "b_expires_at": expires_at,
+    }
+    session.execute(_INSERT_CODE, params)
 
 
 def consume(session: Session, code: str, client_id: str) -> StoredCode | None:
     """Mark the code used and return it, if it is unused, unexpired and ``client_id``'s."""
-    now = utcnow()
-    row = session.execute(
-        update(AuthorizationCode)
-        .where(
-            AuthorizationCode.code_digest == sha256(code),
-            AuthorizationCode.client_id == client_id,
-            AuthorizationCode.consumed_at.is_(None),
-            AuthorizationCode.expires_at > now,
-        )
-        .values(consumed_at=now)
-        .returning(*_RETURNED)
-    ).one_or_none()
+    params = {"b_digest": sha256(code), "b_client_id": client_id, "b_now": utcnow()}
+    row = session.execute(_CONSUME, params).one_or_none()
     if row is None:
         return None
     return StoredCode(**{**row._mapping, "amr": tuple(row.amr)})

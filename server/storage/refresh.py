@@ -92,6 +92,8 @@ _CONSUME = (
     )
     .values(consumed_at=bindparam("b_now"))
     .returning(*_FAMILY_COLUMNS)
+    # Core semantics: no ORM session objects to keep in step (its evaluator costs per call).
+    .execution_options(synchronize_session=False)
 )
 
 
@@ -122,6 +124,7 @@ _CONSUME_SQLITE = (
     .where(*_UNUSED, RefreshToken.grant_id.in_(_LIVE_FAMILIES))
     .values(consumed_at=bindparam("b_now"))
     .returning(RefreshToken.token_digest)
+    .execution_options(synchronize_session=False)
 )
 _FAMILY = (
     select(*_FAMILY_COLUMNS)
@@ -222,23 +225,38 @@ def use_grace(session: Session, token: str, client_id: str, *, max_uses: int) ->
     return _family_token(session.execute(_FAMILY, params).one(), grace=True)
 
 
+_INSERT_TOKEN = insert(RefreshToken).values(
+    token_digest=bindparam("b_digest"),
+    grant_id=bindparam("b_grant_id"),
+    client_id=bindparam("b_client_id"),
+    generation=bindparam("b_generation"),
+    created_at=bindparam("b_now"),
+    expires_at=bindparam("b_expires_at"),
+)
+_ADVANCE_HEAD = (
+    update(Grant)
+    .where(Grant.id == bindparam("b_grant_id"))
+    .values(head_generation=bindparam("b_generation"))
+    .execution_options(synchronize_session=False)
+)
+
+
 def insert_token(
     session: Session, token: str, *, grant_id: str, client_id: str, generation: int, expires_at: datetime
 ) -> None:
-    session.execute(
-        insert(RefreshToken).values(
-            token_digest=sha256(token),
-            grant_id=grant_id,
-            client_id=client_id,
-            generation=generation,
-            created_at=utcnow(),
-            expires_at=expires_at,
-        )
-    )
+    params = {
+        "b_digest": sha256(token),
+        "b_grant_id": grant_id,
+        "b_client_id": client_id,
+        "b_generation": generation,
+        "b_now": utcnow(),
+        "b_expires_at": expires_at,
+    }
+    session.execute(_INSERT_TOKEN, params)
 
 
 def advance_head(session: Session, grant_id: str, generation: int) -> None:
-    session.execute(update(Grant).where(Grant.id == grant_id).values(head_generation=generation))
+    session.execute(_ADVANCE_HEAD, {"b_grant_id": grant_id, "b_generation": generation})
 
 
 @dataclass(frozen=True, slots=True)
