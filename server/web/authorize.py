@@ -51,7 +51,7 @@ async def login(request: Request) -> Response:
     handle = form.get("interaction", "")
     found = await runtime.authorizer.interaction(handle, browser)
     if found is None:
-        return pages.error("This sign-in has expired", "Go back to the application and sign in again.")
+        return pages.error(*_EXPIRED)
     _stored, client_name = found
     username = form.get("username", "").strip()[:150]
     context = {"handle": handle, "client_name": client_name, "username": username}
@@ -114,7 +114,7 @@ async def second_factor_page(request: Request) -> Response:
     handle = request.query_params.get("interaction", "")
     found = await runtime.authorizer.interaction(handle, browser) if browser else None
     if browser is None or found is None:
-        return pages.error("This sign-in has expired", "Go back to the application and sign in again.")
+        return pages.error(*_EXPIRED)
     _stored, client_name = found
     outcome = otp_page(handle, client_name, backup=request.query_params.get("use") == "backup")
     return respond(runtime, outcome, browser, False, redirect_status=303)
@@ -145,7 +145,7 @@ async def forced_password_change(request: Request) -> Response:
     found = await runtime.authorizer.interaction(handle, browser)
     user = await runtime.authorizer.session_user(pages.session_token(request))
     if found is None or user is None:
-        return pages.error("This sign-in has expired", "Go back to the application and sign in again.")
+        return pages.error(*_EXPIRED)
     new, again = form.get("new_password", "")[:2048], form.get("confirm_password", "")[:2048]
     try:
         if new != again:
@@ -181,6 +181,7 @@ async def consent(request: Request) -> Response:
     return respond(runtime, outcome, browser, False, redirect_status=303)
 
 
+_EXPIRED = ("This sign-in has expired", "Go back to the application and sign in again.")
 _FORBIDDEN = (
     "This form has expired",
     "The page was open too long or came from somewhere else. Go back to the application and try again.",
