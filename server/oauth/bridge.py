@@ -81,6 +81,8 @@ class OstiaryRequest(OAuth2Request):  # type: ignore[misc]
         self.resources: tuple[str, ...] = ()
         #: the authenticated browser sign-in an authorization response is issued for
         self.sign_in: Any = None
+        #: the refresh token that a rotation already stored as its family's new head
+        self.successor_refresh_token: str | None = None
         #: the browser's session cookie (logout ends that session)
         self.browser_session_token: str | None = None
         #: the client's address, for audit events

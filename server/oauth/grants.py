@@ -16,6 +16,7 @@ from .bridge import OstiaryRequest, current_session
 from .clients import SECRET_METHODS, OAuthClient
 from .families import ReuseReport, revoke_for_reuse
 from .resources import validate_resources
+from .tokens import new_refresh_token
 
 
 class ClientCredentialsGrant(grants.ClientCredentialsGrant):  # type: ignore[misc]
@@ -92,16 +93,21 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
 class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
     """RFC 6749 §6 with rotation and reuse detection (RFC 9700 §4.14.2).
 
-    ``authenticate_refresh_token`` consumes the token in one atomic statement. A token that
-    was already consumed revokes its family, unless it is the family head's predecessor
-    presented again within ``OSTIARY_REFRESH_REUSE_GRACE_SECONDS`` by the same client (a
-    lost response): then a new token is minted in the same family.
+    ``authenticate_refresh_token`` rotates in one atomic statement: the presented token is
+    consumed and its successor (drawn here, issued by the token generator) becomes the
+    family head. A token that was already consumed revokes its family, unless it is the
+    family head's predecessor presented again within
+    ``OSTIARY_REFRESH_REUSE_GRACE_SECONDS`` by the same client (a lost response): then a
+    new token is minted in the same family. Anything that fails later in the request rolls
+    the rotation back with its transaction.
     """
 
     TOKEN_ENDPOINT_AUTH_METHODS = [*SECRET_METHODS, "none"]
     INCLUDE_NEW_REFRESH_TOKEN = True
     GRACE_SECONDS = 0
     GRACE_COUNT = 0
+    #: seconds a refresh token lives unused (within its family's lifetime); set from settings
+    IDLE_TTL = 0
 
     def validate_token_request(self) -> None:
         super().validate_token_request()
@@ -112,18 +118,22 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
             return None
         db = current_session()
         client_id = self.request.client.get_client_id()
-        token = refresh_store.consume(db, refresh_token, client_id)
-        if token is not None:
-            return token
-        diagnosis = refresh_store.diagnose(db, refresh_token, client_id, grace_seconds=self.GRACE_SECONDS)
-        if diagnosis.failure is Failure.GRACE:
-            token = refresh_store.use_grace(db, refresh_token, client_id, max_uses=self.GRACE_COUNT)
-            if token is not None:
-                return token
-        if diagnosis.failure in (Failure.GRACE, Failure.REUSE):
-            report = ReuseReport(diagnosis, self.request.client_ip, self.request.headers.get("user-agent"))
-            self.request.after_failure.append(lambda s: revoke_for_reuse(s, report))
-        return None
+        successor = new_refresh_token()
+        idle_expires_at = utcnow() + timedelta(seconds=self.IDLE_TTL)
+        token = refresh_store.rotate(db, refresh_token, client_id, successor, idle_expires_at)
+        if token is None:
+            diagnosis = refresh_store.diagnose(db, refresh_token, client_id, grace_seconds=self.GRACE_SECONDS)
+            if diagnosis.failure is Failure.GRACE:
+                token = refresh_store.use_grace(
+                    db, refresh_token, client_id, successor, idle_expires_at, max_uses=self.GRACE_COUNT
+                )
+            if token is None:
+                if diagnosis.failure in (Failure.GRACE, Failure.REUSE):
+                    report = ReuseReport(diagnosis, self.request.client_ip, self.request.headers.get("user-agent"))
+                    self.request.after_failure.append(lambda s: revoke_for_reuse(s, report))
+                return None
+        self.request.successor_refresh_token = successor
+        return token
 
     def authenticate_user(self, refresh_token: FamilyToken) -> StoredUser:
         return refresh_token.user

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from authlib.oauth2 import AuthorizationServer
@@ -46,6 +46,7 @@ class OstiaryAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
             {
                 "GRACE_SECONDS": settings.refresh_reuse_grace_seconds,
                 "GRACE_COUNT": settings.refresh_reuse_grace_count,
+                "IDLE_TTL": settings.refresh_token_idle_ttl,
             },
         )
         self.register_grant(refresh_grant, [OpenIDRefresh(settings.issuer, keys, settings.id_token_ttl)])
@@ -70,13 +71,14 @@ class OstiaryAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
     def save_token(self, token: dict[str, Any], request: OstiaryRequest) -> None:
         """Record what a user-bound token needs; JWT access tokens themselves are not stored.
 
-        A code exchange creates the grant (the family); a refresh adds the new refresh token
-        to its family and makes it the head. A family without ``offline_access`` is bound
-        to the browser session it came from, so signing out ends it.
+        A code exchange creates the grant (the family) and its first refresh token. A
+        refresh stored its successor already, when it consumed the presented token. A
+        family without ``offline_access`` is bound to the browser session it came from, so
+        signing out ends it.
         """
         db = current_session()
         now = utcnow()
-        code, family = request.authorization_code, request.refresh_token
+        code = request.authorization_code
         refresh_token = token.get("refresh_token")
         if code is not None:
             scope = token.get("scope", "")
@@ -95,23 +97,10 @@ class OstiaryAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
                 head_generation=1 if refresh_token else 0,
             )
             if refresh_token:
-                self._store_refresh(db, refresh_token, code.grant_id, code.client_id, 1, family_expires)
-        elif family is not None and refresh_token:
-            generation = family.generation + 1
-            self._store_refresh(
-                db, refresh_token, family.grant_id, family.client_id, generation, family.family_expires_at
-            )
-            if not family.grace:
-                refresh_store.advance_head(db, family.grant_id, generation)
-
-    def _store_refresh(
-        self, db: Any, token: str, grant_id: str, client_id: str, generation: int, family_expires: datetime | None
-    ) -> None:
-        idle = utcnow() + timedelta(seconds=self.settings.refresh_token_idle_ttl)
-        expires_at = min(idle, family_expires) if family_expires else idle
-        refresh_store.insert_token(
-            db, token, grant_id=grant_id, client_id=client_id, generation=generation, expires_at=expires_at
-        )
+                expires_at = min(now + timedelta(seconds=self.settings.refresh_token_idle_ttl), family_expires)
+                refresh_store.insert_first(
+                    db, refresh_token, grant_id=code.grant_id, client_id=code.client_id, expires_at=expires_at
+                )
 
     def create_oauth2_request(self, request: OstiaryRequest) -> OstiaryRequest:
         return request

@@ -22,7 +22,7 @@ class AccessTokenGenerator(JWTBearerTokenGenerator):  # type: ignore[misc]
             issuer,
             alg=alg,
             expires_generator=lambda _client, _grant: ttl,
-            refresh_token_generator=lambda **_: secrets.token_urlsafe(32),  # 256 bits, opaque
+            refresh_token_generator=_refresh_token,
         )
         self.keys = keys
 
@@ -57,6 +57,19 @@ class AccessTokenGenerator(JWTBearerTokenGenerator):  # type: ignore[misc]
     def get_amr(self, user: Any) -> list[str] | None:
         origin = _origin()
         return origin.get_amr() if origin is not None else None
+
+
+def new_refresh_token() -> str:
+    """256 random bits, opaque."""
+    return secrets.token_urlsafe(32)
+
+
+def _refresh_token(**_: Any) -> str:
+    # A refresh rotation stored its successor already, in the statement that consumed the
+    # presented token; every other grant gets a new one, stored by save_token.
+    request = current_request()
+    successor = request.successor_refresh_token if request is not None else None
+    return successor or new_refresh_token()
 
 
 def _origin() -> StoredCode | FamilyToken | None:

@@ -3,15 +3,21 @@
 The pool is small and never overflows: each worker holds a connection for a whole Authlib
 call, and pool churn (opening a PostgreSQL backend per burst) cost a quarter of the
 throughput in the spike (shared/reference/bridge-measured.md, pitfall 11).
+
+Connections are checked before use only when they sat idle for a while: SQLAlchemy's
+``pool_pre_ping`` costs three round trips per checkout on asyncpg (BEGIN, ping, ROLLBACK),
+as much as the rest of a refresh. A connection that was in use within the last
+a second is handed out as is, which is HikariCP's rule too.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import time
 from typing import Any
 
-from sqlalchemy import event, make_url, text
+from sqlalchemy import event, exc, make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from ..settings import Settings
@@ -21,7 +27,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
     return make_engine(settings.database_url, pool_size=settings.db_pool_size, timeout=settings.db_pool_timeout)
 
 
-def make_engine(url: str, *, pool_size: int = 5, timeout: int = 5) -> AsyncEngine:
+def make_engine(url: str, *, pool_size: int = 5, timeout: int = 5, ping_after_idle: float = 1.0) -> AsyncEngine:
     if url.startswith("sqlite"):
         _create_private_file(make_url(url).database)
         # hide_parameters: a logged database error never shows the values (hashes, emails).
@@ -29,15 +35,43 @@ def make_engine(url: str, *, pool_size: int = 5, timeout: int = 5) -> AsyncEngin
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=0,
         pool_timeout=timeout,
-        pool_pre_ping=True,
         hide_parameters=True,
         connect_args={"timeout": timeout, "command_timeout": 30},
     )
+    _ping_when_idle(engine, ping_after_idle)
+    return engine
+
+
+def _ping_when_idle(engine: AsyncEngine, after: float) -> None:
+    """Ping a connection at checkout if it sat unused for more than ``after`` seconds.
+
+    A dead one (the database restarted, a proxy dropped it) is discarded and the pool hands
+    out another: SQLAlchemy's pessimistic disconnect handling, minus the ping for
+    connections that just proved alive.
+    """
+    dialect = engine.sync_engine.dialect
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+        if record is not None:
+            record.info["ostiary_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get("ostiary_idle_since")
+        if idle_since is None or time.monotonic() - idle_since <= after:
+            return
+        try:
+            alive = dialect.do_ping(dbapi_connection)
+        except Exception as error:  # the driver's own error for a dead connection
+            raise exc.DisconnectionError(str(type(error).__name__)) from error
+        if not alive:
+            raise exc.DisconnectionError("ping failed")
 
 
 def _create_private_file(path: str | None) -> None:

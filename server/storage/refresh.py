@@ -1,10 +1,12 @@
-"""Refresh tokens in families: consume atomically, classify failures, rotate.
+"""Refresh tokens in families: rotate atomically, classify failures.
 
-The hot path is one statement: ``UPDATE refresh_tokens ... FROM grants, users ...
-WHERE <unused, unexpired, this client's, family and user active> RETURNING`` consumes the
-presented token and returns everything the new tokens need. Two concurrent refreshes of
-one token cannot both match ``consumed_at IS NULL``: on PostgreSQL the second waits for the
-first's row lock, then finds it consumed; on SQLite writers are serialised.
+The hot path on PostgreSQL is one statement (:func:`rotate`): a data-modifying CTE that
+consumes the presented token (``UPDATE refresh_tokens ... FROM grants, users WHERE <unused,
+unexpired, this client's, family and user active> RETURNING``), inserts its successor and
+advances the family head, and returns everything the new tokens need. Two concurrent
+refreshes of one token cannot both match ``consumed_at IS NULL``: on PostgreSQL the second
+waits for the first's row lock, then finds it consumed and inserts nothing; on SQLite
+writers are serialised and the same steps run as separate statements.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import Table, bindparam, func, insert, literal, select, update
 
 from . import Session
 from .base import sha256, utcnow
@@ -134,20 +137,45 @@ _FAMILY = (
 )
 
 
-def consume(session: Session, token: str, client_id: str) -> FamilyToken | None:
-    """Consume an unused, unexpired token of ``client_id`` in a live family; None otherwise.
+def _successor(params: dict[str, Any], family: FamilyToken, expires_at: datetime) -> dict[str, Any]:
+    return {
+        **params,
+        "b_grant_id": family.grant_id,
+        "b_client_id": family.client_id,
+        "b_generation": family.generation + 1,
+        "b_expires_at": expires_at,
+    }
 
-    PostgreSQL: one statement. SQLite's RETURNING cannot name the FROM tables, so there it
-    is a conditional UPDATE then a read, atomic all the same (SQLite serialises writers).
+
+def rotate(
+    session: Session, token: str, client_id: str, successor: str, idle_expires_at: datetime
+) -> FamilyToken | None:
+    """Consume an unused, unexpired token of ``client_id`` in a live family and make
+    ``successor`` the family's new head; None (and nothing written) otherwise.
+
+    The successor expires at ``idle_expires_at`` or with its family, whichever is first.
+    PostgreSQL: one statement, one round trip. SQLite (whose RETURNING cannot name the
+    FROM tables and whose CTEs cannot write): a conditional UPDATE, a read, the INSERT and
+    the head's UPDATE, atomic all the same in one serialised write transaction.
     """
-    params = {"b_digest": sha256(token), "b_client_id": client_id, "b_now": utcnow()}
-    if session.get_bind().dialect.name == "postgresql":
-        row = session.execute(_CONSUME, params).one_or_none()
-    elif session.execute(_CONSUME_SQLITE, params).first() is None:
-        row = None
-    else:
-        row = session.execute(_FAMILY, params).one()
-    return _family_token(row) if row is not None else None
+    params = {
+        "b_digest": sha256(token),
+        "b_client_id": client_id,
+        "b_now": utcnow(),
+        "b_new_digest": sha256(successor),
+        "b_idle_expires_at": idle_expires_at,
+    }
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        row = connection.execute(_ROTATE, params).one_or_none()
+        return _family_token(row) if row is not None else None
+    if connection.execute(_CONSUME_SQLITE, params).first() is None:
+        return None
+    family = _family_token(connection.execute(_FAMILY, params).one())
+    expires_at = min(idle_expires_at, family.family_expires_at) if family.family_expires_at else idle_expires_at
+    connection.execute(_INSERT_SUCCESSOR, _successor(params, family, expires_at))
+    connection.execute(_ADVANCE_HEAD, _successor(params, family, expires_at))
+    return family
 
 
 class Failure(enum.Enum):
@@ -199,13 +227,16 @@ def diagnose(session: Session, token: str, client_id: str, *, grace_seconds: int
     return Diagnosis(Failure.REUSE, row.id, row.client_id, row.user_id)
 
 
-def use_grace(session: Session, token: str, client_id: str, *, max_uses: int) -> FamilyToken | None:
-    """Count one more grace use of a consumed token (``max_uses`` 0: no limit) and return it.
+def use_grace(
+    session: Session, token: str, client_id: str, successor: str, idle_expires_at: datetime, *, max_uses: int
+) -> FamilyToken | None:
+    """Count one more grace use of a consumed token (``max_uses`` 0: no limit) and add
+    ``successor`` to its family without moving the head (the head's successor stays valid).
 
-    Atomic like :func:`consume`: concurrent grace uses cannot exceed ``max_uses``.
+    Atomic like :func:`rotate`: concurrent grace uses cannot exceed ``max_uses``.
     """
     limit = () if max_uses <= 0 else (RefreshToken.grace_uses < max_uses,)
-    params = {"b_digest": sha256(token), "b_now": utcnow()}
+    params = {"b_digest": sha256(token), "b_now": utcnow(), "b_new_digest": sha256(successor)}
     counted = session.execute(
         update(RefreshToken)
         .where(
@@ -217,16 +248,21 @@ def use_grace(session: Session, token: str, client_id: str, *, max_uses: int) ->
             RefreshToken.grant_id.in_(_LIVE_FAMILIES),
         )
         .values(grace_uses=RefreshToken.grace_uses + 1)
-        .returning(RefreshToken.token_digest),
+        .returning(RefreshToken.token_digest)
+        .execution_options(synchronize_session=False),
         params,
     ).first()
     if counted is None:
         return None
-    return _family_token(session.execute(_FAMILY, params).one(), grace=True)
+    family = _family_token(session.execute(_FAMILY, params).one(), grace=True)
+    expires_at = min(idle_expires_at, family.family_expires_at) if family.family_expires_at else idle_expires_at
+    session.connection().execute(_INSERT_SUCCESSOR, _successor(params, family, expires_at))
+    return family
 
 
-_INSERT_TOKEN = insert(RefreshToken).values(
-    token_digest=bindparam("b_digest"),
+_tokens, _grants = cast(Table, RefreshToken.__table__), cast(Table, Grant.__table__)
+_INSERT_SUCCESSOR = insert(_tokens).values(
+    token_digest=bindparam("b_new_digest"),
     grant_id=bindparam("b_grant_id"),
     client_id=bindparam("b_client_id"),
     generation=bindparam("b_generation"),
@@ -234,29 +270,47 @@ _INSERT_TOKEN = insert(RefreshToken).values(
     expires_at=bindparam("b_expires_at"),
 )
 _ADVANCE_HEAD = (
-    update(Grant)
-    .where(Grant.id == bindparam("b_grant_id"))
-    .values(head_generation=bindparam("b_generation"))
-    .execution_options(synchronize_session=False)
+    update(_grants).where(_grants.c.id == bindparam("b_grant_id")).values(head_generation=bindparam("b_generation"))
 )
 
 
-def insert_token(
-    session: Session, token: str, *, grant_id: str, client_id: str, generation: int, expires_at: datetime
-) -> None:
+def insert_first(session: Session, token: str, *, grant_id: str, client_id: str, expires_at: datetime) -> None:
+    """The first refresh token of a new family (generation 1, its head)."""
     params = {
-        "b_digest": sha256(token),
+        "b_new_digest": sha256(token),
         "b_grant_id": grant_id,
         "b_client_id": client_id,
-        "b_generation": generation,
+        "b_generation": 1,
         "b_now": utcnow(),
         "b_expires_at": expires_at,
     }
-    session.execute(_INSERT_TOKEN, params)
+    session.connection().execute(_INSERT_SUCCESSOR, params)
 
 
-def advance_head(session: Session, grant_id: str, generation: int) -> None:
-    session.execute(_ADVANCE_HEAD, {"b_grant_id": grant_id, "b_generation": generation})
+def _rotate_statement() -> Any:
+    """PostgreSQL's one-statement rotation: consume, insert the successor, advance the head."""
+    consumed = _CONSUME.cte("consumed")
+    successor = insert(_tokens).from_select(
+        ["token_digest", "grant_id", "client_id", "generation", "created_at", "expires_at"],
+        select(
+            bindparam("b_new_digest", type_=_tokens.c.token_digest.type),
+            consumed.c.grant_id,
+            consumed.c.client_id,
+            consumed.c.generation + literal(1),
+            bindparam("b_now", type_=_tokens.c.created_at.type),
+            # LEAST skips NULL: a family without an end leaves the idle expiry
+            func.least(bindparam("b_idle_expires_at", type_=_tokens.c.expires_at.type), consumed.c.family_expires_at),
+        ),
+    )
+    head = (
+        update(_grants)
+        .where(_grants.c.id == consumed.c.grant_id)
+        .values(head_generation=consumed.c.generation + literal(1))
+    )
+    return select(consumed).add_cte(successor.cte("successor"), head.cte("head"))
+
+
+_ROTATE = _rotate_statement()
 
 
 @dataclass(frozen=True, slots=True)
