@@ -32,6 +32,9 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "ostiary-profile")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument(
+        "--gil", action="store_true", help="sample only the thread holding the GIL: where the Python time goes"
+    )
     args = parser.parse_args()
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     with tempfile.TemporaryDirectory() as work:
@@ -45,7 +48,7 @@ def main() -> None:
             raw = args.out.with_suffix(".txt")
             spy = subprocess.Popen(
                 [py_spy, "record", "--pid", str(pid), "--duration", str(args.seconds), "--rate", "250",
-                 "--format", "raw", "--output", str(raw), "--nonblocking"],
+                 "--format", "raw", "--output", str(raw), "--nonblocking", *(["--gil"] if args.gil else [])],
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
             )  # fmt: skip
             run = wrk(script, server.base_url + path, seconds=args.seconds, connections=args.connections, threads=1,

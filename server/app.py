@@ -66,7 +66,7 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None) -> Star
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             if runtime is not None:
-                await runtime.limiter.close()
+                await runtime.close()
             if own_engine:
                 await active_engine.dispose()
 

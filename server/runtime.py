@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from .authn.devices import DeviceCookies
@@ -52,11 +54,18 @@ class Runtime:
     limiter: RateLimiter
     breached: BreachedPasswords
     resets: PasswordResets
+    #: threads for token grants that need no database (client_credentials): their RSA
+    #: signatures release the GIL, so a worker signs on one core while serving on another
+    token_threads: ThreadPoolExecutor
 
     def on_key_change(self, ring: KeyRing) -> None:
         """A new key ring: the metadata lists the algorithms that now have an active key."""
         self.metadata_json = json_bytes(server_metadata(self.settings, ring.algorithms))
         self.metadata_etag = strong_etag(self.metadata_json)
+
+    async def close(self) -> None:
+        await self.limiter.close()
+        self.token_threads.shutdown(wait=False, cancel_futures=True)
 
     @classmethod
     async def start(cls, settings: Settings, engine: AsyncEngine) -> Runtime:
@@ -107,6 +116,7 @@ class Runtime:
             limiter=RateLimiter(counter),
             breached=breached,
             resets=PasswordResets(settings, sessionmaker, wrappers, passwords, breached),
+            token_threads=ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="ostiary-token"),
         )
 
 

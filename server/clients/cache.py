@@ -10,7 +10,7 @@ fill the memory, and the cache is bounded anyway.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from ..storage.clients import StoredClient
 
@@ -23,17 +23,26 @@ class ClientCache:
         self._entries: dict[str, tuple[float, StoredClient]] = {}
 
     def get(self, client_id: str, load: Callable[[], StoredClient | None]) -> StoredClient | None:
-        if self.ttl <= 0:
-            return load()
-        now = time.monotonic()
+        """The cached snapshot, or ``load()`` (synchronous, inside a database session)."""
+        cached = self._fresh(client_id)
+        return cached if cached is not None else self._keep(client_id, load())
+
+    async def aget(self, client_id: str, load: Callable[[], Awaitable[StoredClient | None]]) -> StoredClient | None:
+        """The cached snapshot, or ``await load()``."""
+        cached = self._fresh(client_id)
+        return cached if cached is not None else self._keep(client_id, await load())
+
+    def _fresh(self, client_id: str) -> StoredClient | None:
         entry = self._entries.get(client_id)
-        if entry is not None and entry[0] > now:
-            return entry[1]
-        client = load()
+        return entry[1] if entry is not None and entry[0] > time.monotonic() else None
+
+    def _keep(self, client_id: str, client: StoredClient | None) -> StoredClient | None:
+        if self.ttl <= 0:
+            return client
         if client is None:
             self._entries.pop(client_id, None)
             return None
         if len(self._entries) >= _MAX_ENTRIES:
             self._entries.clear()
-        self._entries[client_id] = (now + self.ttl, client)
+        self._entries[client_id] = (time.monotonic() + self.ttl, client)
         return client

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from joserfc.jwk import KeySet
@@ -17,6 +17,7 @@ from joserfc.jwk import KeySet
 from ..storage.keys import StoredKey
 from .errors import KeyMaterialError
 from .material import import_private
+from .signer import CompactSigner
 from .wrapping import KeyWrappers
 
 PUBLISHED_STATES = ("next", "active", "retired")
@@ -33,10 +34,18 @@ class KeyRing:
     jwks_etag: str
     #: (kid, state, wrapping key) of every published key: what the ring was built from
     fingerprint: tuple[tuple[str, str, str], ...]
+    #: the active key per algorithm, with its header serialised once (access tokens)
+    signers: dict[str, CompactSigner] = field(default_factory=dict)
 
     def signing_keys(self, alg: str = "RS256") -> KeySet:
         try:
             return self.signing[alg]
+        except KeyError:
+            raise KeyMaterialError(f"there is no active {alg} signing key") from None
+
+    def signer(self, alg: str = "RS256") -> CompactSigner:
+        try:
+            return self.signers[alg]
         except KeyError:
             raise KeyMaterialError(f"there is no active {alg} signing key") from None
 
@@ -51,14 +60,16 @@ def fingerprint(stored: Iterable[StoredKey]) -> tuple[tuple[str, str, str], ...]
 
 def build_keyring(stored: Iterable[StoredKey], wrappers: KeyWrappers) -> KeyRing:
     rows = [row for row in stored if row.state in PUBLISHED_STATES]
-    signing = {row.alg: KeySet([import_private(row, wrappers)]) for row in rows if row.state == "active"}
+    active = {row.alg: import_private(row, wrappers) for row in rows if row.state == "active"}
+    signing = {alg: KeySet([key]) for alg, key in active.items()}
+    signers = {alg: CompactSigner(key, alg) for alg, key in active.items()}
     if "RS256" not in signing:
         raise KeyMaterialError("the database holds no active RS256 signing key")
     published = [public_jwk(row) for row in rows]
     body = json.dumps({"keys": published}, separators=(",", ":"), sort_keys=True).encode()
     etag = strong_etag(body)
     verification = KeySet.import_key_set({"keys": published})
-    return KeyRing(signing, verification, body, etag, fingerprint(rows))
+    return KeyRing(signing, verification, body, etag, fingerprint(rows), signers)
 
 
 def strong_etag(body: bytes) -> str:

@@ -14,8 +14,11 @@ greenlet in the caller's context, and a value left set would leak to the next re
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 from collections import defaultdict
 from collections.abc import Callable, Mapping
+from concurrent.futures import Executor
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -45,9 +48,10 @@ class FormPayload(OAuth2Payload):  # type: ignore[misc]
 
     def __init__(self, pairs: list[tuple[str, str]]) -> None:
         self._datalist: defaultdict[str, list[str]] = defaultdict(list)
+        self._data: dict[str, str] = {}
         for key, value in pairs:
             self._datalist[key].append(value)
-        self._data = {key: values[0] for key, values in self._datalist.items()}
+            self._data.setdefault(key, value)
 
     @property
     def data(self) -> dict[str, str]:
@@ -74,13 +78,17 @@ class OstiaryRequest(OAuth2Request):  # type: ignore[misc]
         query: list[tuple[str, str]] | None = None,
     ) -> None:
         super().__init__(method, uri, headers=headers)
-        self.payload = FormPayload(form if method == "POST" else (query or []))
-        self._form = FormPayload(form).data
-        self._args = FormPayload(query or []).data
+        body, params = FormPayload(form), FormPayload(query or [])
+        self.payload = body if method == "POST" else params
+        self._form = body.data
+        self._args = params.data
         #: RFC 8707 resource indicators accepted for this request (set by the grant).
         self.resources: tuple[str, ...] = ()
         #: the authenticated browser sign-in an authorization response is issued for
         self.sign_in: Any = None
+        #: clients looked up before a call that runs without a database session
+        #: (:func:`call_without_session`): client_id to snapshot, None for unknown
+        self.prefetched_clients: dict[str, Any] | None = None
         #: the refresh token that a rotation already stored as its family's new head
         self.successor_refresh_token: str | None = None
         #: the browser's session cookie (logout ends that session)
@@ -105,8 +113,34 @@ def current_session() -> Session:
     return _session.get()
 
 
+def has_session() -> bool:
+    return _session.get(None) is not None
+
+
 def current_request() -> OstiaryRequest | None:
     return _request.get(None)
+
+
+def call_without_session(request: OstiaryRequest, call: Callable[[], T]) -> T:
+    """Run an Authlib call that needs no database: ``current_session()`` is unavailable, and
+    the clients it may authenticate were put in ``request.prefetched_clients`` beforehand."""
+    request_token = _request.set(request)
+    try:
+        return call()
+    finally:
+        _request.reset(request_token)
+
+
+async def call_on_thread(executor: Executor, request: OstiaryRequest, call: Callable[[], T]) -> T:
+    """:func:`call_without_session` on one of ``executor``'s threads.
+
+    The RSA signature of a token releases the GIL, so while one request signs, the event
+    loop serves others: one worker process uses more than one core, as node-oidc-provider
+    does with libuv's thread pool.
+    """
+    context = contextvars.copy_context()
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(executor, context.run, call_without_session, request, call)
 
 
 async def call_in_session(

@@ -39,6 +39,14 @@ def basic_credentials(authorization: str | None) -> tuple[str, str] | None:
         return None
 
 
+def claimed_client_ids(authorization: str | None, form: list[tuple[str, str]]) -> list[str]:
+    """The client ids a token request names, in its Basic header or its form."""
+    credentials = basic_credentials(authorization)
+    named = [credentials[0]] if credentials is not None else []
+    named += [value for key, value in form if key == "client_id" and value]
+    return list(dict.fromkeys(named))
+
+
 def _form_decode(value: str) -> str:
     return unquote_to_bytes(value.replace("+", " ")).decode("utf-8")
 

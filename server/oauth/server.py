@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from authlib.oauth2 import AuthorizationServer
@@ -13,7 +15,8 @@ from ..keys.holder import KeyRingHolder
 from ..settings import Settings
 from ..storage import clients as client_store, grants as grant_store, refresh as refresh_store
 from ..storage.base import utcnow
-from .bridge import OAuthResponse, OstiaryRequest, current_session
+from ..storage.clients import StoredClient
+from .bridge import OAuthResponse, OstiaryRequest, current_request, current_session, has_session
 from .client_auth import authenticate_basic, authenticate_post
 from .clients import OAuthClient
 from .end_session import EndSession
@@ -63,10 +66,28 @@ class OstiaryAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         return client
 
     def query_client(self, client_id: str) -> OAuthClient | None:
-        stored = self.client_cache.get(client_id, lambda: client_store.get_client(current_session(), client_id))
+        request = current_request()
+        prefetched = request.prefetched_clients if request is not None else None
+        if prefetched is not None and (client_id in prefetched or not has_session()):
+            stored = prefetched.get(client_id)
+        else:
+            stored = self.client_cache.get(client_id, lambda: client_store.get_client(current_session(), client_id))
         if stored is None or stored.disabled_at is not None:
             return None
         return OAuthClient(stored)
+
+    async def prefetch_clients(self, sessionmaker: Callable[[], Any], client_ids: Iterable[str]) -> dict[str, Any]:
+        """Snapshots of ``client_ids`` (None for unknown ones), from the cache or the database,
+        for a call that runs without a session (:func:`call_without_session`)."""
+
+        async def load(client_id: str) -> StoredClient | None:
+            async with sessionmaker() as session:
+                return await session.run_sync(lambda db: client_store.get_client(db, client_id))  # type: ignore[no-any-return]
+
+        found: dict[str, Any] = {}
+        for client_id in client_ids:
+            found[client_id] = await self.client_cache.aget(client_id, partial(load, client_id))
+        return found
 
     def save_token(self, token: dict[str, Any], request: OstiaryRequest) -> None:
         """Record what a user-bound token needs; JWT access tokens themselves are not stored.
@@ -76,11 +97,10 @@ class OstiaryAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         family without ``offline_access`` is bound to the browser session it came from, so
         signing out ends it.
         """
-        db = current_session()
-        now = utcnow()
         code = request.authorization_code
         refresh_token = token.get("refresh_token")
         if code is not None:
+            db, now = current_session(), utcnow()
             scope = token.get("scope", "")
             family_expires = now + timedelta(seconds=self.settings.refresh_family_ttl)
             grant_store.insert_grant(

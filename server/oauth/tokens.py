@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import time
 from typing import Any
 
 from authlib.oauth2.rfc9068 import JWTBearerTokenGenerator
@@ -30,6 +31,29 @@ class AccessTokenGenerator(JWTBearerTokenGenerator):  # type: ignore[misc]
         # A set holding only the active key, so joserfc sets its kid and never picks
         # another key at random.
         return self.keys.current.signing_keys(self.alg)
+
+    def access_token_generator(self, client: Any, grant_type: str, user: Any, scope: str) -> str:
+        """RFC 9068 §2.2 claims, as Authlib's generator builds them, signed by the ring's
+        :class:`~server.keys.signer.CompactSigner` (header serialised once per key)."""
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "iss": self.issuer,
+            "exp": now + self._get_expires_in(client, grant_type),
+            "client_id": client.get_client_id(),
+            "iat": now,
+            "jti": self.get_jti(client, grant_type, user, scope),
+            "scope": scope,
+            "sub": str(user.get_user_id()) if user else client.get_client_id(),
+            "aud": self.get_audiences(client, user, scope),
+        }
+        if auth_time := self.get_auth_time(user):
+            claims["auth_time"] = auth_time
+        if acr := self.get_acr(user):
+            claims["acr"] = acr
+        if amr := self.get_amr(user):
+            claims["amr"] = amr
+        claims.update(self.get_extra_claims(client, grant_type, user, scope))
+        return self.keys.current.signer(self.alg).sign(claims, typ="at+jwt")
 
     def get_jti(self, client: Any, grant_type: str, user: Any, scope: str) -> str:
         # Authlib's generate_token draws one SystemRandom call per character.

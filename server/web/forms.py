@@ -7,6 +7,7 @@ reach PostgreSQL, which refuses it in text, as an error deep in a query.
 
 from __future__ import annotations
 
+import re
 from urllib.parse import parse_qsl
 
 from starlette.requests import Request
@@ -91,5 +92,8 @@ def repeated(pairs: list[tuple[str, str]], allowed: frozenset[str] = frozenset()
     return None
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+
+
 def _has_control(text: str) -> bool:
-    return any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text)
+    return _CONTROL.search(text) is not None
