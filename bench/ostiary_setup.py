@@ -45,6 +45,8 @@ class Setup:
             }
         if case == "introspection":
             return {**_credentials(self.rs), "TOKEN": self.client_token(server)}
+        if case == "introspection_user":  # a user's token: its grant is looked up too
+            return {**_credentials(self.rs), "TOKEN": self.user_token(server)}
         if case == "userinfo":
             return {"TOKEN": self.user_token(server)}
         return {}
@@ -83,9 +85,20 @@ def _credentials(client: dict[str, str]) -> dict[str, str]:
 
 
 def prepare(
-    work: Path, *, runs: int, per_run: int, background_rows: int = 0, database: str = "ostiary_bench"
+    work: Path,
+    *,
+    runs: int,
+    per_run: int,
+    background_rows: int = 0,
+    database: str = "ostiary_bench",
+    codes: bool = True,
 ) -> tuple[Setup, int]:
-    """A fresh database ``database`` and the server's settings; returns the setup and its port."""
+    """A fresh database ``database`` and the server's settings; returns the setup and its port.
+
+    ``per_run`` single-use refresh tokens (and, with ``codes``, authorization codes) for the
+    warm-up and each of ``runs``; ``background_rows`` used tokens of other families (and as
+    many revoked access tokens) already in the tables.
+    """
     url = fresh_database(database)
     port = free_port()
     env = server_env(url, port, work)
@@ -116,6 +129,7 @@ def prepare(
     seed.refresh_tokens(database, rp["client_id"], per_run * (runs + 1), setup.refresh_files)
     setup.code_files = [work / f"codes-{run}.txt" for run in range(runs + 1)]
     setup.spare_code = work / "codes-spare.txt"
-    seed.authorization_codes(database, rp["client_id"], per_run * (runs + 1), setup.code_files, "openid api:read")
+    if codes:
+        seed.authorization_codes(database, rp["client_id"], per_run * (runs + 1), setup.code_files, "openid api:read")
     seed.authorization_codes(database, rp["client_id"], 1, [setup.spare_code], "openid api:read")
     return setup, port

@@ -1,0 +1,78 @@
+"""Does a hot path cost more when the token tables are big? Refresh rotation and
+introspection with 10^4 vs 10^6 rows already in the tables (it must stay flat).
+
+    python bench/scaling.py [--workers 1] [--seconds 10] [--runs 3] [--rows 10000 1000000]
+
+The background rows are what a busy server accumulates: used refresh tokens of other
+families (one grant per 10 of them) and revoked access tokens on the deny list. Refresh
+tokens are pre-created so each is used once; the refresh requests mirror the
+node-oidc-provider anchor's (scope ``offline_access api:read``, a JWT access token for
+https://api.example.com). Introspection asks about a user's access token, so both the deny
+list and its grant are looked up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import HEADER, measure, psql, serving
+from bench.ostiary_setup import prepare
+
+CASES = {
+    "refresh_token": ("refresh_token.lua", "/token"),
+    "introspection_user": ("introspect.lua", "/introspect"),
+}
+#: single-use refresh tokens per run and worker: above the fastest rate seen
+PER_SECOND = 2_500
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--rows", type=int, nargs="+", default=[10_000, 1_000_000])
+    args = parser.parse_args()
+    print(
+        f"cores: {os.cpu_count()}, workers: {args.workers}, {args.connections} connections, "
+        f"{args.runs} x {args.seconds} s after a warm-up\n"
+    )
+    print(HEADER)
+    for rows in args.rows:
+        with tempfile.TemporaryDirectory() as work:
+            per_run = PER_SECOND * args.seconds * args.workers
+            setup, _port = prepare(
+                Path(work),
+                runs=args.runs,
+                per_run=per_run,
+                background_rows=rows,
+                database="ostiary_bench_scaling",
+                codes=False,
+            )
+            with serving(setup.env, args.workers) as server:
+                for case, (script, path) in CASES.items():
+                    result = measure(
+                        f"{case}, {rows:,} rows, {args.workers} worker(s)",
+                        server,
+                        script,
+                        path,
+                        runs=args.runs,
+                        seconds=args.seconds,
+                        connections=args.connections,
+                        threads=1,
+                        env=functools.partial(setup.wrk_env, case, server=server),
+                    )
+                    print(result.row(), flush=True)
+            psql("test", f'DROP DATABASE IF EXISTS "{setup.database}" WITH (FORCE)')
+
+
+if __name__ == "__main__":
+    main()
