@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from joserfc.jwk import KeySet
@@ -25,27 +25,18 @@ PUBLISHED_STATES = ("next", "active", "retired")
 
 @dataclass(frozen=True)
 class KeyRing:
-    #: the active signing key per algorithm, each alone in a KeySet: joserfc picks a key
-    #: at random from a set when the header has no kid, so a set must never hold two.
-    signing: dict[str, KeySet]
+    #: the active signing key per algorithm, with its JWS header serialised once
+    signing: dict[str, CompactSigner]
     #: every published public key, for verifying our own tokens (ID token hints, userinfo)
     verification: KeySet
     jwks_json: bytes
     jwks_etag: str
     #: (kid, state, wrapping key) of every published key: what the ring was built from
     fingerprint: tuple[tuple[str, str, str], ...]
-    #: the active key per algorithm, with its header serialised once (access tokens)
-    signers: dict[str, CompactSigner] = field(default_factory=dict)
-
-    def signing_keys(self, alg: str = "RS256") -> KeySet:
-        try:
-            return self.signing[alg]
-        except KeyError:
-            raise KeyMaterialError(f"there is no active {alg} signing key") from None
 
     def signer(self, alg: str = "RS256") -> CompactSigner:
         try:
-            return self.signers[alg]
+            return self.signing[alg]
         except KeyError:
             raise KeyMaterialError(f"there is no active {alg} signing key") from None
 
@@ -60,16 +51,14 @@ def fingerprint(stored: Iterable[StoredKey]) -> tuple[tuple[str, str, str], ...]
 
 def build_keyring(stored: Iterable[StoredKey], wrappers: KeyWrappers) -> KeyRing:
     rows = [row for row in stored if row.state in PUBLISHED_STATES]
-    active = {row.alg: import_private(row, wrappers) for row in rows if row.state == "active"}
-    signing = {alg: KeySet([key]) for alg, key in active.items()}
-    signers = {alg: CompactSigner(key, alg) for alg, key in active.items()}
+    signing = {row.alg: CompactSigner(import_private(row, wrappers), row.alg) for row in rows if row.state == "active"}
     if "RS256" not in signing:
         raise KeyMaterialError("the database holds no active RS256 signing key")
     published = [public_jwk(row) for row in rows]
     body = json.dumps({"keys": published}, separators=(",", ":"), sort_keys=True).encode()
     etag = strong_etag(body)
     verification = KeySet.import_key_set({"keys": published})
-    return KeyRing(signing, verification, body, etag, fingerprint(rows), signers)
+    return KeyRing(signing, verification, body, etag, fingerprint(rows))
 
 
 def strong_etag(body: bytes) -> str:

@@ -66,7 +66,7 @@ async def refresh_once(
         ring = build_keyring(stored, wrappers)
         holder.current = ring
         on_change(ring)
-        log.info("key ring updated: signing with %s", ", ".join(str(k.keys[0].kid) for k in ring.signing.values()))
+        log.info("key ring updated: signing with %s", ", ".join(signer.kid for signer in ring.signing.values()))
 
 
 async def watch(

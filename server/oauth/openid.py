@@ -7,8 +7,7 @@ from typing import Any
 
 from authlib.oidc.core import UserInfo
 from authlib.oidc.core.grants import OpenIDCode as AuthlibOpenIDCode
-from authlib.oidc.core.grants.util import is_openid_scope, validate_request_prompt
-from joserfc.jwk import KeySet
+from authlib.oidc.core.grants.util import create_half_hash, is_openid_scope, validate_request_prompt
 
 from ..keys.holder import KeyRingHolder
 from ..storage import codes as code_store
@@ -47,6 +46,21 @@ class OpenIDCode(AuthlibOpenIDCode):  # type: ignore[misc]
         self.keys = keys
         self.ttl = ttl
 
+    def encode_id_token(self, token: dict[str, Any], request: Any) -> str:
+        """Authlib's claims (OIDC Core §2, §3.1.3.6 ``at_hash``), signed by the ring's
+        :class:`~server.keys.signer.CompactSigner`."""
+        alg = self.get_client_algorithm(request.client)
+        claims: dict[str, Any] = self.get_compatible_claims(request)
+        if request.authorization_code:
+            claims.update(self.get_authorization_code_claims(request.authorization_code))
+        access_token = token.get("access_token")
+        if access_token:
+            at_hash = create_half_hash(access_token, alg)
+            if at_hash is not None:
+                claims["at_hash"] = at_hash.decode("utf-8")
+        claims.update(self.generate_user_info(request.user, token["scope"]))
+        return self.keys.current.signer(alg).sign(claims, typ="JWT")
+
     def __call__(self, grant: Any) -> None:
         # Authlib registers the nonce and prompt checks only when the *requested* scope has
         # openid; an omitted scope grants the registered ones (openid included), so key the
@@ -67,16 +81,9 @@ class OpenIDCode(AuthlibOpenIDCode):  # type: ignore[misc]
     def exists_nonce(self, nonce: str, request: Any) -> bool:
         return code_store.nonce_used(current_session(), request.payload.client_id, nonce)
 
-    def resolve_client_private_key(self, client: Any) -> KeySet:
-        return self.keys.current.signing_keys(self.get_client_algorithm(client))
-
     def get_client_algorithm(self, client: Any) -> str:
         alg: str = client.stored.id_token_alg or "RS256"
         return alg
-
-    def get_encode_header(self, client: Any) -> dict[str, str]:
-        # No kid here: joserfc takes it from the one key in the set.
-        return {"alg": self.get_client_algorithm(client), "typ": "JWT"}
 
     def get_client_claims(self, client: Any) -> dict[str, Any]:
         now = int(time.time())

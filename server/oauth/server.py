@@ -40,9 +40,8 @@ class OstiaryAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         self.register_token_generator("default", access_tokens)
         self.register_grant(ClientCredentialsGrant)
         code_grant = type("CodeGrant", (AuthorizationCodeGrant,), {"CODE_TTL": settings.auth_code_ttl})
-        self.register_grant(
-            code_grant, [OpenIDCode(settings.issuer, keys, settings.id_token_ttl), S256CodeChallenge(required=True)]
-        )
+        id_tokens = OpenIDCode(settings.issuer, keys, settings.id_token_ttl)
+        self.register_grant(code_grant, [id_tokens, S256CodeChallenge(required=True)])
         refresh_grant = type(
             "RefreshGrant",
             (RefreshTokenGrant,),

@@ -7,7 +7,6 @@ import time
 from typing import Any
 
 from authlib.oauth2.rfc9068 import JWTBearerTokenGenerator
-from joserfc.jwk import KeySet
 
 from ..keys.holder import KeyRingHolder
 from ..storage.codes import StoredCode
@@ -26,11 +25,6 @@ class AccessTokenGenerator(JWTBearerTokenGenerator):  # type: ignore[misc]
             refresh_token_generator=_refresh_token,
         )
         self.keys = keys
-
-    def get_jwks(self) -> KeySet:
-        # A set holding only the active key, so joserfc sets its kid and never picks
-        # another key at random.
-        return self.keys.current.signing_keys(self.alg)
 
     def access_token_generator(self, client: Any, grant_type: str, user: Any, scope: str) -> str:
         """RFC 9068 §2.2 claims, as Authlib's generator builds them, signed by the ring's

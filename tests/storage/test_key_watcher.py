@@ -34,7 +34,7 @@ async def test_the_schedule_stages_then_activates_and_every_ring_follows(
         sessionmaker = create_sessionmaker(engine)
         async with sessionmaker() as session:
             holder = KeyRingHolder(build_keyring(await session.run_sync(key_store.list_keys), wrappers))
-        first = holder.current.signing_keys("RS256").keys[0].kid
+        first = holder.current.signer("RS256").kid
         # The active key is older than the rotation period: a key is due to be staged.
         async with engine.begin() as connection:
             past = datetime.now(UTC) - timedelta(hours=2)
@@ -44,7 +44,7 @@ async def test_the_schedule_stages_then_activates_and_every_ring_follows(
             states = {k.kid: k.state for k in await session.run_sync(key_store.list_keys)}
         assert sorted(states.values()) == ["active", "next"]
         assert len(changes) == 1  # the staged key is published at once
-        assert holder.current.signing_keys("RS256").keys[0].kid == first  # but does not sign yet
+        assert holder.current.signer("RS256").kid == first  # but does not sign yet
         # After the staging delay (max-age 0 + 2 polls of 5 s here) it signs.
         async with engine.begin() as connection:
             await connection.execute(
@@ -52,7 +52,7 @@ async def test_the_schedule_stages_then_activates_and_every_ring_follows(
                 {"t": datetime.now(UTC) - timedelta(seconds=11)},
             )
         await refresh_once(sessionmaker, wrappers, settings, holder, changes.append)
-        new = holder.current.signing_keys("RS256").keys[0].kid
+        new = holder.current.signer("RS256").kid
         assert new != first and states[new] == "next"
         async with sessionmaker() as session:
             after = {k.kid: k.state for k in await session.run_sync(key_store.list_keys)}

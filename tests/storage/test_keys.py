@@ -42,7 +42,7 @@ async def test_first_start_creates_one_encrypted_rs256_key(database: TestDatabas
     assert b"PRIVATE KEY" not in row.private_key_enc
     assert set(row.public_jwk) == {"kty", "n", "e"}
     ring = build_keyring([row], KeyWrappers(KeyWrapper(SECRET)))
-    key = ring.signing_keys("RS256").keys[0]
+    key = ring.signer("RS256").key
     assert key.kid == row.kid == key.thumbprint()  # RFC 7638
     assert key.as_dict(private=False)["n"] == row.public_jwk["n"]
     assert len(__import__("base64").urlsafe_b64decode(row.public_jwk["n"] + "==")) * 8 >= 2048
