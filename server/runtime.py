@@ -55,8 +55,9 @@ class Runtime:
     breached: BreachedPasswords
     resets: PasswordResets
     #: threads for token grants that need no database (client_credentials): their RSA
-    #: signatures release the GIL, so a worker signs on one core while serving on another
-    token_threads: ThreadPoolExecutor
+    #: signatures release the GIL, so a worker signs on a core the workers leave free while
+    #: serving on its own; None: they run on the event loop (every core has a worker)
+    token_threads: ThreadPoolExecutor | None
 
     def on_key_change(self, ring: KeyRing) -> None:
         """A new key ring: the metadata lists the algorithms that now have an active key."""
@@ -65,7 +66,8 @@ class Runtime:
 
     async def close(self) -> None:
         await self.limiter.close()
-        self.token_threads.shutdown(wait=False, cancel_futures=True)
+        if self.token_threads is not None:
+            self.token_threads.shutdown(wait=False, cancel_futures=True)
 
     @classmethod
     async def start(cls, settings: Settings, engine: AsyncEngine) -> Runtime:
@@ -116,8 +118,21 @@ class Runtime:
             limiter=RateLimiter(counter),
             breached=breached,
             resets=PasswordResets(settings, sessionmaker, wrappers, passwords, breached),
-            token_threads=ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="ostiary-token"),
+            token_threads=_token_threads(settings),
         )
+
+
+def _token_threads(settings: Settings) -> ThreadPoolExecutor | None:
+    """``OSTIARY_SIGNING_THREADS``, or by default one thread per core the workers leave free.
+
+    Measured on 2 cores (docs/benchmarks.md): one worker signing on a thread served about a
+    third more client_credentials grants than signing on its loop; two workers did better
+    signing on their loops, the hop to a thread costing CPU that no idle core repaid.
+    """
+    count = settings.signing_threads
+    if count < 0:
+        count = max(len(os.sched_getaffinity(0)) - settings.workers, 0)
+    return ThreadPoolExecutor(max_workers=count, thread_name_prefix="ostiary-sign") if count else None
 
 
 def key_wrappers(settings: Settings, secret: str) -> KeyWrappers:

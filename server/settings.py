@@ -64,6 +64,9 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
+    #: threads per worker that sign client_credentials tokens; -1: one per core the worker
+    #: processes leave free (none when workers >= cores)
+    signing_threads: int = -1
     access_token_ttl: int = 3600
     id_token_ttl: int = 3600
     auth_code_ttl: int = 60
@@ -158,6 +161,7 @@ class Settings:
             "host": reader.get("OSTIARY_HOST", _host, cls.host),
             "port": reader.get("OSTIARY_PORT", _int_range(1, 65535), cls.port),
             "workers": reader.get("OSTIARY_WORKERS", _int_range(1, 64), cls.workers),
+            "signing_threads": reader.get("OSTIARY_SIGNING_THREADS", _int_or_auto(0, 64), cls.signing_threads),
             "access_token_ttl": reader.get("OSTIARY_ACCESS_TOKEN_TTL", _duration(5, 86400), cls.access_token_ttl),
             "id_token_ttl": reader.get("OSTIARY_ID_TOKEN_TTL", _duration(5, 86400), cls.id_token_ttl),
             "auth_code_ttl": reader.get("OSTIARY_AUTH_CODE_TTL", _duration(10, 600), cls.auth_code_ttl),
@@ -398,6 +402,21 @@ def _int_range(low: int, high: int) -> Callable[[str], int]:
         if not low <= value <= high:
             raise ValueError(f"must be from {low} to {high}, got {value}")
         return value
+
+    return parse
+
+
+def _int_or_auto(low: int, high: int) -> Callable[[str], int]:
+    """A whole number, or ``auto`` (-1)."""
+    bounded = _int_range(low, high)
+
+    def parse(raw: str) -> int:
+        if raw.strip().lower() == "auto":
+            return -1
+        try:
+            return bounded(raw)
+        except ValueError as exc:
+            raise ValueError(f"{exc} (or auto)") from None
 
     return parse
 

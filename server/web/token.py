@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..oauth.bridge import OstiaryRequest, call_in_session, call_on_thread
+from ..oauth.bridge import OstiaryRequest, call_in_session, call_on_thread, call_without_session
 from ..oauth.client_auth import claimed_client_ids
 from ..runtime import Runtime
 from .forms import BodyTooLarge, FormError, read_form, repeated
@@ -14,8 +14,8 @@ from .responses import from_oauth, oauth_error
 #: RFC 8707 §2 lets ``resource`` repeat; RFC 6749 §3.2 forbids repeating anything else.
 _MAY_REPEAT = frozenset({"resource"})
 #: grants that read and write nothing in the database once their client is known: they run
-#: on a thread without a session (no transaction, no pooled connection), the client
-#: prefetched, and their RSA signature (which releases the GIL) overlaps the event loop's work
+#: without a session (no transaction, no pooled connection), the client prefetched, and on
+#: a signing thread when the worker has one (their RSA signature releases the GIL)
 _SESSIONLESS = frozenset({"client_credentials"})
 
 
@@ -48,6 +48,8 @@ async def token(request: Request) -> Response:
     if grant_type in _SESSIONLESS:
         named = claimed_client_ids(request.headers.get("authorization"), form)
         oauth_request.prefetched_clients = await runtime.oauth.prefetch_clients(runtime.sessionmaker, named)
+        if runtime.token_threads is None:
+            return from_oauth(call_without_session(oauth_request, respond))
         return from_oauth(await call_on_thread(runtime.token_threads, oauth_request, respond))
     return from_oauth(await call_in_session(runtime.sessionmaker, oauth_request, respond))
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
+from pathlib import Path
 from urllib.parse import quote, urlencode
 
 import httpx
@@ -11,6 +13,7 @@ import jwt
 import pytest
 
 from tests.flows.conftest import Live
+from tests.helpers import TestDatabase, create_client, make_settings, serve_in_process
 
 pytestmark = pytest.mark.anyio
 
@@ -165,7 +168,8 @@ async def test_failed_client_authentication_is_401_invalid_client(
     live: Live, headers: dict[str, str] | str, form: dict[str, str] | str
 ) -> None:
     if headers == "wrong-secret":
-        headers = basic(live.client.client_id, "x" + live.client.client_secret[1:])
+        secret = live.client.client_secret
+        headers = basic(live.client.client_id, ("y" if secret[0] == "x" else "x") + secret[1:])  # 1 char off
     elif headers == "unknown-client":
         headers = basic("unknown", live.client.client_secret)
     if form == "post-wrong-secret":
@@ -297,3 +301,34 @@ async def test_transport_is_real_http(live: Live) -> None:
         response = await other.get(live.base_url + "/healthz")
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
+
+
+@pytest.mark.parametrize("threads", [0, 2])
+async def test_concurrent_grants_each_get_their_own_audience_and_scope(
+    database: TestDatabase, tmp_path: Path, threads: int
+) -> None:
+    # With signing threads, each grant runs on a thread with a copy of its request's context:
+    # many at once must not see each other's resource or scope. Without, on the event loop.
+    settings = make_settings(database, tmp_path, signing_threads=threads)
+    audiences = ["https://api.example.com", "https://billing.example.com"]
+    async with serve_in_process(settings) as base_url, httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+        client = await create_client(settings, audiences=audiences)
+        live = Live(settings, base_url, http, client)
+        asked = [(audiences[i % 2], ("api:read", "api:write")[(i // 2) % 2]) for i in range(40)]
+        responses = await asyncio.gather(
+            *(
+                http.post(
+                    "/token",
+                    data={"grant_type": "client_credentials", "scope": scope, "resource": resource},
+                    headers=basic(client.client_id, client.client_secret),
+                )
+                for resource, scope in asked
+            )
+        )
+        seen_jti = set()
+        for (resource, scope), response in zip(asked, responses, strict=True):
+            assert response.status_code == 200, response.text
+            claims = await verify(live, response.json()["access_token"], resource)
+            assert (claims["aud"], claims["scope"]) == (resource, scope)
+            seen_jti.add(claims["jti"])
+        assert len(seen_jti) == len(asked)
