@@ -199,6 +199,11 @@ HEADER = (
 )
 
 
+def warm_up_seconds(seconds: int) -> int:
+    """How long the warm-up before runs of ``seconds`` lasts (single-use tokens must cover it)."""
+    return max(2, seconds // 3)
+
+
 def measure(
     name: str,
     server: Server,
@@ -217,7 +222,7 @@ def measure(
     """
     env_for = env if callable(env) else (lambda _run: env)
     url = server.base_url + path
-    warm = wrk(script, url, seconds=max(2, seconds // 3), connections=connections, threads=threads, env=env_for(0))
+    warm = wrk(script, url, seconds=warm_up_seconds(seconds), connections=connections, threads=threads, env=env_for(0))
     if warm.errors:
         sys.exit(f"{name}: {warm.errors} errors during the warm-up")
     pids = server.worker_pids()

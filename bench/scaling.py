@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import HEADER, measure, psql, serving
+from bench.common import HEADER, measure, psql, serving, warm_up_seconds
 from bench.ostiary_setup import prepare
 
 CASES = {
@@ -48,7 +48,7 @@ def main() -> None:
     print(HEADER)
     for rows in args.rows:
         with tempfile.TemporaryDirectory() as work:
-            per_run = PER_SECOND * args.seconds * args.workers
+            per_run = PER_SECOND * args.workers * max(args.seconds, warm_up_seconds(args.seconds))
             setup, _port = prepare(
                 Path(work),
                 runs=args.runs,

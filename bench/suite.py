@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import anchor
-from bench.common import Result, Server, measure, psql, serving
+from bench.common import Result, Server, measure, psql, serving, warm_up_seconds
 from bench.ostiary_setup import free_port, prepare
 
 SCRIPTS = {
@@ -51,6 +51,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--cases", nargs="+", choices=list(SCRIPTS), default=list(SCRIPTS))
     parser.add_argument("--no-anchor", action="store_true", help="Ostiary only")
+    parser.add_argument("--database", default="ostiary_bench_suite", help="scratch database (created and dropped)")
     args = parser.parse_args()
     print(describe_machine(args))
     print(HEADER)
@@ -64,8 +65,8 @@ def main() -> None:
 def run_ostiary(args: argparse.Namespace, workers: int) -> dict[str, Result]:
     results = {}
     with tempfile.TemporaryDirectory() as work:
-        per_run = PER_SECOND * workers * args.seconds
-        setup, _port = prepare(Path(work), runs=args.runs, per_run=per_run, database="ostiary_bench_suite")
+        per_run = PER_SECOND * workers * max(args.seconds, warm_up_seconds(args.seconds))
+        setup, _port = prepare(Path(work), runs=args.runs, per_run=per_run, database=args.database)
         with serving(setup.env, workers) as server:
             for case in args.cases:
                 script, path = SCRIPTS[case]
@@ -92,7 +93,7 @@ def run_anchor(args: argparse.Namespace, workers: int) -> dict[str, Result]:
             results[case] = _measure_anchor(args, server, case, lambda _run: {})
     if "refresh_token" in args.cases and workers == 1:
         with tempfile.TemporaryDirectory() as work:
-            per_run = PER_SECOND * args.seconds
+            per_run = PER_SECOND * max(args.seconds, warm_up_seconds(args.seconds))
             whole = Path(work) / "all.txt"
             with anchor.serving(free_port(), 1, refresh_tokens=per_run * (args.runs + 1), token_file=whole) as server:
                 tokens = whole.read_text().split()

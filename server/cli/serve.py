@@ -69,7 +69,7 @@ def _bind(settings: Settings, *, reuse_port: bool) -> socket.socket:
 
 def _serve(settings: Settings, sock: socket.socket) -> int:
     config = uvicorn.Config(
-        create_app(settings),
+        create_app(settings, freeze_gc=True),
         loop="uvloop" if _has_uvloop() else "asyncio",
         http="httptools",
         lifespan="on",

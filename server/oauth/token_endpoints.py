@@ -20,7 +20,7 @@ from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 
 from ..keys.holder import KeyRingHolder
-from ..storage import Session, denylist, grants as grant_store, refresh as refresh_store
+from ..storage import Session, access_tokens, denylist, grants as grant_store, refresh as refresh_store
 from ..storage.refresh import TokenState
 from .bridge import current_session
 from .clients import SECRET_METHODS
@@ -48,10 +48,8 @@ class AccessTokenState:
 
 def access_token_active(db: Session, claims: dict[str, Any]) -> bool:
     """Not on the deny list, and its grant (when user-bound) not revoked."""
-    if denylist.is_revoked(db, str(claims.get("jti"))):
-        return False
     grant_id = claims.get("gid")
-    return grant_id is None or grant_store.is_active(db, str(grant_id))
+    return access_tokens.is_active(db, str(claims.get("jti")), None if grant_id is None else str(grant_id))
 
 
 def find_token(keys: KeyRingHolder, issuer: str, token: str) -> AccessTokenState | TokenState | None:

@@ -9,7 +9,7 @@ from joserfc.errors import JoseError
 
 from ..keys.ring import KeyRing
 from ..settings import SIGNING_ALGS
-from ..storage import Session, denylist, grants as grant_store, users as user_store
+from ..storage import Session, access_tokens
 from ..storage.users import StoredUser
 
 
@@ -34,11 +34,9 @@ def verify_access_token(ring: KeyRing, issuer: str, token: str) -> dict[str, Any
 def token_user(db: Session, claims: dict[str, Any]) -> StoredUser:
     """The active user behind a verified token that is not revoked and whose grant is active."""
     grant_id = claims.get("gid")
-    if not isinstance(grant_id, str) or not grant_store.is_active(db, grant_id):
-        raise InvalidToken("no active grant")
-    if denylist.is_revoked(db, str(claims.get("jti"))):
-        raise InvalidToken("revoked")
-    user = user_store.get_user_by_sub(db, str(claims["sub"]))
-    if user is None or user.disabled_at is not None:
-        raise InvalidToken("no active user")
+    if not isinstance(grant_id, str):
+        raise InvalidToken("not a user's token")
+    user = access_tokens.active_user(db, str(claims.get("jti")), grant_id, str(claims["sub"]))
+    if user is None:
+        raise InvalidToken("revoked, or its grant or user is not active")
     return user

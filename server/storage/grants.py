@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, update
 
 from . import Session
 from .base import utcnow
 from .models import Grant
-
-_IS_ACTIVE = select(Grant.id).where(Grant.id == bindparam("id"), Grant.revoked_at.is_(None))
-
 
 _INSERT_GRANT = insert(Grant).values(
     id=bindparam("b_id"),
@@ -56,10 +53,6 @@ def insert_grant(
         "b_head_generation": head_generation,
     }
     session.execute(_INSERT_GRANT, params)
-
-
-def is_active(session: Session, grant_id: str) -> bool:
-    return session.execute(_IS_ACTIVE, {"id": grant_id}).first() is not None
 
 
 def revoke(session: Session, grant_id: str, reason: str) -> bool:

@@ -29,7 +29,6 @@ _COLUMNS = (
 USER_COLUMNS = _COLUMNS
 _BY_ID = select(*_COLUMNS).where(User.id == bindparam("id"))
 _BY_USERNAME = select(*_COLUMNS).where(User.username_key == bindparam("key"))
-_BY_SUB = select(*_COLUMNS).where(User.sub == bindparam("sub"))
 _BY_EMAIL = select(*_COLUMNS).where(User.email_key == bindparam("key"))
 
 
@@ -117,11 +116,6 @@ def get_user(session: Session, user_id: int) -> StoredUser | None:
 
 def get_user_by_username(session: Session, username: str) -> StoredUser | None:
     row = session.execute(_BY_USERNAME, {"key": username_key(username)}).one_or_none()
-    return to_user(row) if row else None
-
-
-def get_user_by_sub(session: Session, sub: str) -> StoredUser | None:
-    row = session.execute(_BY_SUB, {"sub": sub}).one_or_none()
     return to_user(row) if row else None
 
 

@@ -71,7 +71,10 @@ async def _endpoint(request: Request, name: str, path: str) -> Response:
         return form
     oauth_request = OstiaryRequest("POST", runtime.settings.endpoint(path), request.headers, form)
     response = await call_in_session(
-        runtime.sessionmaker, oauth_request, lambda: runtime.oauth.create_endpoint_response(name, oauth_request)
+        runtime.sessionmaker,
+        oauth_request,
+        lambda: runtime.oauth.create_endpoint_response(name, oauth_request),
+        read_only=name == "introspection",
     )
     return from_oauth(response)
 

@@ -26,7 +26,9 @@ async def userinfo(request: Request) -> Response:
         return _challenge(403, "insufficient_scope")
     placeholder = OstiaryRequest("GET", runtime.settings.endpoint("/userinfo"), {}, [])
     try:
-        user = await run_in_session(runtime.sessionmaker, placeholder, lambda: token_user(current_session(), claims))
+        user = await run_in_session(
+            runtime.sessionmaker, placeholder, lambda: token_user(current_session(), claims), read_only=True
+        )
     except InvalidToken:
         return _challenge(401, "invalid_token")
     return json_response(dict(user_claims(user, str(claims["scope"]))), headers=NO_STORE)

@@ -1,4 +1,5 @@
-"""The PostgreSQL pool pings a connection only when it sat idle, and replaces a dead one."""
+"""The PostgreSQL pool pings a connection only when it sat idle, and replaces a dead one;
+read-only calls run without a transaction."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import asyncpg
 import pytest
 from sqlalchemy import exc, text
 
-from server.storage.engine import make_engine
+from server.oauth.bridge import OstiaryRequest, current_session, run_in_session
+from server.storage import Session
+from server.storage.engine import create_sessionmaker, make_engine
 from tests.helpers import TestDatabase
 
 pytestmark = pytest.mark.anyio
@@ -56,5 +59,28 @@ async def test_a_connection_used_just_now_is_not_pinged(postgres_database: TestD
             await _backend_pid(engine)
         assert raised.value.connection_invalidated
         assert await _backend_pid(engine) != killed  # and the pool recovers on the next use
+    finally:
+        await engine.dispose()
+
+
+def _two_clock_readings(db: Session) -> tuple[object, object]:
+    first = db.execute(text("SELECT now()")).scalar_one()
+    db.execute(text("SELECT pg_sleep(0.02)"))
+    return first, db.execute(text("SELECT now()")).scalar_one()
+
+
+@pytest.mark.parametrize("read_only", [True, False])
+async def test_a_read_only_call_runs_without_a_transaction_on_postgresql(
+    postgres_database: TestDatabase, read_only: bool
+) -> None:
+    # now() is the start of the transaction: two readings agree inside one transaction and
+    # differ when every statement is its own (no BEGIN/COMMIT round trips).
+    engine = make_engine(postgres_database.url)
+    try:
+        request = OstiaryRequest("GET", "http://127.0.0.1/userinfo", {}, [])
+        first, second = await run_in_session(
+            create_sessionmaker(engine), request, lambda: _two_clock_readings(current_session()), read_only=read_only
+        )
+        assert (first != second) is read_only
     finally:
         await engine.dispose()
