@@ -26,8 +26,9 @@ from .storage import AsyncEngine
 from .storage.engine import create_engine
 from .storage.errors import UNAVAILABLE_TYPES
 from .sweeper import run_periodically
-from .web import account, authorize, errors, health, logout, password, token, userinfo, wellknown
+from .web import account, authorize, errors, health, logout, password, token, userinfo
 from .web.middleware import EdgeMiddleware
+from .web.wellknown import PublishedDocuments
 
 log = logging.getLogger("ostiary")
 
@@ -89,9 +90,6 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None, freeze_
             Route("/token", token.token_wrong_method, methods=["GET", "PUT", "DELETE", "PATCH"]),
             Route("/revoke", token.revoke, methods=["POST"]),
             Route("/introspect", token.introspect, methods=["POST"]),
-            Route("/jwks", wellknown.jwks, methods=["GET"]),
-            Route("/.well-known/openid-configuration", wellknown.metadata, methods=["GET"]),
-            Route("/.well-known/oauth-authorization-server", wellknown.metadata, methods=["GET"]),
             Route("/healthz", health.healthz, methods=["GET"]),
             Route("/authorize", authorize.authorize, methods=["GET", "POST"]),
             Route("/login", authorize.login, methods=["POST"]),
@@ -114,7 +112,11 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None, freeze_
             Route("/logout", logout.logout, methods=["GET", "POST"]),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
-        middleware=[Middleware(EdgeMiddleware, max_body_bytes=settings.max_body_bytes, log_access=settings.access_log)],
+        middleware=[
+            Middleware(EdgeMiddleware, max_body_bytes=settings.max_body_bytes, log_access=settings.access_log),
+            # /jwks and discovery, answered before routing (web/wellknown.py)
+            Middleware(PublishedDocuments, max_age=settings.jwks_max_age),
+        ],
         exception_handlers=handlers,
         lifespan=lifespan,
     )

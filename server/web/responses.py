@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from starlette.requests import Request
 from starlette.responses import Response
 
 from ..oauth.bridge import OAuthResponse
@@ -31,18 +30,3 @@ def from_oauth(response: OAuthResponse) -> Response:
     media_type = headers.pop("Content-Type", None)
     body = json_bytes(response.body) if isinstance(response.body, dict) else response.body.encode("utf-8")
     return Response(body, status_code=response.status, headers=headers, media_type=media_type)
-
-
-def cached_bytes(request: Request, body: bytes, etag: str, max_age: int) -> Response:
-    """Pre-serialised public JSON with ``Cache-Control: max-age``, ETag and 304 support."""
-    headers = {"Cache-Control": f"public, max-age={max_age}", "ETag": etag}
-    if _etag_matches(request.headers.get("if-none-match"), etag):
-        return Response(status_code=304, headers=headers)
-    return Response(body, headers=headers, media_type="application/json")
-
-
-def _etag_matches(header: str | None, etag: str) -> bool:
-    if not header:
-        return False
-    candidates = {tag.strip().removeprefix("W/") for tag in header.split(",")}
-    return "*" in candidates or etag in candidates

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from server.keys.ring import strong_etag
 from tests.flows.conftest import Live
 
 pytestmark = pytest.mark.anyio
@@ -74,3 +75,25 @@ async def test_metadata_etag_revalidates_with_304(live: Live) -> None:
     first = await live.http.get("/.well-known/openid-configuration")
     again = await live.http.get("/.well-known/openid-configuration", headers={"If-None-Match": first.headers["etag"]})
     assert again.status_code == 304
+
+
+@pytest.mark.parametrize("path", ["/jwks", "/.well-known/openid-configuration"])
+async def test_head_has_the_headers_without_the_body_and_other_methods_are_405(live: Live, path: str) -> None:
+    get = await live.http.get(path)
+    head = await live.http.head(path)
+    assert head.status_code == 200
+    assert head.content == b""
+    for name in ("etag", "cache-control", "content-type", "content-length", "x-content-type-options"):
+        assert head.headers[name] == get.headers[name], name
+    for method in ("POST", "PUT", "DELETE"):
+        refused = await live.http.request(method, path)
+        assert refused.status_code == 405, method
+        assert refused.headers["allow"] == "GET, HEAD"
+        assert refused.json()["error"] == "invalid_request"
+
+
+async def test_the_etag_and_length_are_those_of_the_body_served(live: Live) -> None:
+    for path in ("/jwks", "/.well-known/openid-configuration"):
+        served = await live.http.get(path)
+        assert served.headers["etag"] == strong_etag(served.content)
+        assert served.headers["content-length"] == str(len(served.content))
