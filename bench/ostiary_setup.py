@@ -6,11 +6,12 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from bench import seed
-from bench.common import Server, fresh_database, ostiary, server_env
+from bench.common import Result, Server, fresh_database, measure, ostiary, server_env
 
 
 def free_port() -> int:
@@ -50,6 +51,20 @@ class Setup:
         if case == "userinfo":
             return {"TOKEN": self.user_token(server)}
         return {}
+
+    def measure(self, name: str, server: Server, case: str, script: str, path: str, args: Any) -> Result:
+        """``case`` measured with wrk (one thread) as ``args`` says: runs, seconds, connections."""
+        return measure(
+            name,
+            server,
+            script,
+            path,
+            runs=args.runs,
+            seconds=args.seconds,
+            connections=args.connections,
+            threads=1,
+            env=lambda run: self.wrk_env(case, run, server),
+        )
 
     def client_token(self, server: Server) -> str:
         response = httpx.post(

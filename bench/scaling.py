@@ -14,7 +14,6 @@ list and its grant are looked up.
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 import sys
 import tempfile
@@ -22,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import HEADER, measure, psql, serving, warm_up_seconds
+from bench.common import HEADER, psql, serving, warm_up_seconds
 from bench.ostiary_setup import prepare
 
 CASES = {
@@ -59,17 +58,8 @@ def main() -> None:
             )
             with serving(setup.env, args.workers) as server:
                 for case, (script, path) in CASES.items():
-                    result = measure(
-                        f"{case}, {rows:,} rows, {args.workers} worker(s)",
-                        server,
-                        script,
-                        path,
-                        runs=args.runs,
-                        seconds=args.seconds,
-                        connections=args.connections,
-                        threads=1,
-                        env=functools.partial(setup.wrk_env, case, server=server),
-                    )
+                    name = f"{case}, {rows:,} rows, {args.workers} worker(s)"
+                    result = setup.measure(name, server, case, script, path, args)
                     print(result.row(), flush=True)
             psql("test", f'DROP DATABASE IF EXISTS "{setup.database}" WITH (FORCE)')
 

@@ -73,17 +73,7 @@ def run_ostiary(args: argparse.Namespace, workers: int) -> dict[str, Result]:
         with serving(setup.env, workers) as server:
             for case in args.cases:
                 script, path = SCRIPTS[case]
-                results[case] = measure(
-                    f"Ostiary {case}",
-                    server,
-                    script,
-                    path,
-                    runs=args.runs,
-                    seconds=args.seconds,
-                    connections=args.connections,
-                    threads=1,
-                    env=lambda run, case=case, server=server: setup.wrk_env(case, run, server),
-                )
+                results[case] = setup.measure(f"Ostiary {case}", server, case, script, path, args)
         psql("test", f'DROP DATABASE IF EXISTS "{setup.database}" WITH (FORCE)')
     return results
 

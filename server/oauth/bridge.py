@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 from authlib.oauth2.rfc6749 import OAuth2Payload, OAuth2Request
 
 from ..storage import Session
+from ..storage.clients import StoredClient
 from ..storage.errors import is_retryable
 
 T = TypeVar("T")
@@ -88,7 +89,7 @@ class OstiaryRequest(OAuth2Request):  # type: ignore[misc]
         self.sign_in: Any = None
         #: clients looked up before a call that runs without a database session
         #: (:func:`call_without_session`): client_id to snapshot, None for unknown
-        self.prefetched_clients: dict[str, Any] | None = None
+        self.prefetched_clients: dict[str, StoredClient | None] | None = None
         #: the refresh token that a rotation already stored as its family's new head
         self.successor_refresh_token: str | None = None
         #: the browser's session cookie (logout ends that session)

@@ -75,7 +75,9 @@ class OstiaryAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
             return None
         return OAuthClient(stored)
 
-    async def prefetch_clients(self, sessionmaker: Callable[[], Any], client_ids: Iterable[str]) -> dict[str, Any]:
+    async def prefetch_clients(
+        self, sessionmaker: Callable[[], Any], client_ids: Iterable[str]
+    ) -> dict[str, StoredClient | None]:
         """Snapshots of ``client_ids`` (None for unknown ones), from the cache or the database,
         for a call that runs without a session (:func:`call_without_session`)."""
 
@@ -83,7 +85,7 @@ class OstiaryAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
             async with sessionmaker() as session:
                 return await session.run_sync(lambda db: client_store.get_client(db, client_id))  # type: ignore[no-any-return]
 
-        found: dict[str, Any] = {}
+        found: dict[str, StoredClient | None] = {}
         for client_id in client_ids:
             found[client_id] = await self.client_cache.aget(client_id, partial(load, client_id))
         return found

@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, select, update
 
 from . import Session
-from .base import sha256, utcnow
+from .base import insert_row, sha256, utcnow
 from .models import AuthorizationCode
 
 
@@ -69,23 +69,7 @@ _RETURNED = (
 )
 
 
-_INSERT_CODE = insert(AuthorizationCode).values(
-    code_digest=bindparam("b_digest"),
-    client_id=bindparam("b_client_id"),
-    user_id=bindparam("b_user_id"),
-    grant_id=bindparam("b_grant_id"),
-    redirect_uri=bindparam("b_redirect_uri"),
-    scope=bindparam("b_scope"),
-    nonce=bindparam("b_nonce"),
-    code_challenge=bindparam("b_code_challenge"),
-    code_challenge_method=bindparam("b_code_challenge_method"),
-    session_sid=bindparam("b_session_sid"),
-    auth_time=bindparam("b_auth_time"),
-    acr=bindparam("b_acr"),
-    amr=bindparam("b_amr", type_=AuthorizationCode.__table__.c.amr.type),
-    created_at=bindparam("b_now"),
-    expires_at=bindparam("b_expires_at"),
-)
+_INSERT_CODE = insert_row(AuthorizationCode)
 # One conditional UPDATE: of two exchanges of one code, exactly one gets the row back.
 _CONSUME = (
     update(AuthorizationCode)
@@ -102,24 +86,24 @@ _CONSUME = (
 
 
 def insert_code(session: Session, code: str, stored: StoredCode, *, expires_at: datetime) -> None:
-    params = {
-        "b_digest": sha256(code),
-        "b_client_id": stored.client_id,
-        "b_user_id": stored.user_id,
-        "b_grant_id": stored.grant_id,
-        "b_redirect_uri": stored.redirect_uri,
-        "b_scope": stored.scope,
-        "b_nonce": stored.nonce,
-        "b_code_challenge": stored.code_challenge,
-        "b_code_challenge_method": stored.code_challenge_method,
-        "b_session_sid": stored.session_sid,
-        "b_auth_time": stored.auth_time,
-        "b_acr": stored.acr,
-        "b_amr": list(stored.amr),
-        "b_now": utcnow(),
-        "b_expires_at": expires_at,
+    row = {
+        "code_digest": sha256(code),
+        "client_id": stored.client_id,
+        "user_id": stored.user_id,
+        "grant_id": stored.grant_id,
+        "redirect_uri": stored.redirect_uri,
+        "scope": stored.scope,
+        "nonce": stored.nonce,
+        "code_challenge": stored.code_challenge,
+        "code_challenge_method": stored.code_challenge_method,
+        "session_sid": stored.session_sid,
+        "auth_time": stored.auth_time,
+        "acr": stored.acr,
+        "amr": list(stored.amr),
+        "created_at": utcnow(),
+        "expires_at": expires_at,
     }
-    session.execute(_INSERT_CODE, params)
+    session.connection().execute(_INSERT_CODE, row)
 
 
 def consume(session: Session, code: str, client_id: str) -> StoredCode | None:

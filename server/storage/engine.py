@@ -6,8 +6,8 @@ throughput in the spike (shared/reference/bridge-measured.md, pitfall 11).
 
 Connections are checked before use only when they sat idle for a while: SQLAlchemy's
 ``pool_pre_ping`` costs three round trips per checkout on asyncpg (BEGIN, ping, ROLLBACK),
-as much as the rest of a refresh. A connection that was in use within the last
-a second is handed out as is, which is HikariCP's rule too.
+as much as the rest of a refresh. A connection that was in use within the last second
+is handed out as is, which is HikariCP's rule too.
 """
 
 from __future__ import annotations

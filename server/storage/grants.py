@@ -4,25 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import bindparam, insert, update
+from sqlalchemy import update
 
 from . import Session
-from .base import utcnow
+from .base import insert_row, utcnow
 from .models import Grant
 
-_INSERT_GRANT = insert(Grant).values(
-    id=bindparam("b_id"),
-    client_id=bindparam("b_client_id"),
-    user_id=bindparam("b_user_id"),
-    scope=bindparam("b_scope"),
-    session_sid=bindparam("b_session_sid"),
-    created_at=bindparam("b_now"),
-    expires_at=bindparam("b_expires_at"),
-    auth_time=bindparam("b_auth_time"),
-    acr=bindparam("b_acr"),
-    amr=bindparam("b_amr", type_=Grant.__table__.c.amr.type),
-    head_generation=bindparam("b_head_generation"),
-)
+_INSERT_GRANT = insert_row(Grant)
 
 
 def insert_grant(
@@ -39,20 +27,20 @@ def insert_grant(
     amr: list[str] | None = None,
     head_generation: int = 0,
 ) -> None:
-    params = {
-        "b_id": grant_id,
-        "b_client_id": client_id,
-        "b_user_id": user_id,
-        "b_scope": scope,
-        "b_session_sid": session_sid,
-        "b_now": utcnow(),
-        "b_expires_at": expires_at,
-        "b_auth_time": auth_time,
-        "b_acr": acr,
-        "b_amr": amr or [],
-        "b_head_generation": head_generation,
+    row = {
+        "id": grant_id,
+        "client_id": client_id,
+        "user_id": user_id,
+        "scope": scope,
+        "session_sid": session_sid,
+        "created_at": utcnow(),
+        "expires_at": expires_at,
+        "auth_time": auth_time,
+        "acr": acr,
+        "amr": amr or [],
+        "head_generation": head_generation,
     }
-    session.execute(_INSERT_GRANT, params)
+    session.connection().execute(_INSERT_GRANT, row)
 
 
 def revoke(session: Session, grant_id: str, reason: str) -> bool:

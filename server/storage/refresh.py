@@ -19,7 +19,7 @@ from typing import Any, cast
 from sqlalchemy import Table, bindparam, func, insert, literal, select, update
 
 from . import Session
-from .base import sha256, utcnow
+from .base import insert_row, sha256, utcnow
 from .models import Grant, RefreshToken, User
 from .users import USER_COLUMNS, StoredUser, to_user
 
@@ -38,8 +38,6 @@ class FamilyToken:
     amr: tuple[str, ...]
     family_expires_at: datetime | None
     user: StoredUser
-    #: True when this use was accepted inside the grace window (no rotation of the head)
-    grace: bool = False
 
     # Authlib's token contract
     def check_client(self, client: object) -> bool:
@@ -95,12 +93,10 @@ _CONSUME = (
     )
     .values(consumed_at=bindparam("b_now"))
     .returning(*_FAMILY_COLUMNS)
-    # Core semantics: no ORM session objects to keep in step (its evaluator costs per call).
-    .execution_options(synchronize_session=False)
 )
 
 
-def _family_token(row: object, *, grace: bool = False) -> FamilyToken:
+def _family_token(row: object) -> FamilyToken:
     r = row._mapping  # type: ignore[attr-defined]
     return FamilyToken(
         grant_id=r["grant_id"],
@@ -113,7 +109,6 @@ def _family_token(row: object, *, grace: bool = False) -> FamilyToken:
         amr=tuple(r["amr"] or ()),
         family_expires_at=r["family_expires_at"],
         user=to_user(row),
-        grace=grace,
     )
 
 
@@ -127,7 +122,6 @@ _CONSUME_SQLITE = (
     .where(*_UNUSED, RefreshToken.grant_id.in_(_LIVE_FAMILIES))
     .values(consumed_at=bindparam("b_now"))
     .returning(RefreshToken.token_digest)
-    .execution_options(synchronize_session=False)
 )
 _FAMILY = (
     select(*_FAMILY_COLUMNS)
@@ -137,14 +131,11 @@ _FAMILY = (
 )
 
 
-def _successor(params: dict[str, Any], family: FamilyToken, expires_at: datetime) -> dict[str, Any]:
-    return {
-        **params,
-        "b_grant_id": family.grant_id,
-        "b_client_id": family.client_id,
-        "b_generation": family.generation + 1,
-        "b_expires_at": expires_at,
-    }
+def _insert_successor(session: Session, successor: str, family: FamilyToken, idle_expires_at: datetime) -> None:
+    """``successor`` as the next generation of ``family``, expiring when idle or with the family."""
+    family_end = family.family_expires_at
+    expires_at = min(idle_expires_at, family_end) if family_end else idle_expires_at
+    _insert_token(session, successor, family.grant_id, family.client_id, family.generation + 1, expires_at)
 
 
 def rotate(
@@ -172,9 +163,8 @@ def rotate(
     if connection.execute(_CONSUME_SQLITE, params).first() is None:
         return None
     family = _family_token(connection.execute(_FAMILY, params).one())
-    expires_at = min(idle_expires_at, family.family_expires_at) if family.family_expires_at else idle_expires_at
-    connection.execute(_INSERT_SUCCESSOR, _successor(params, family, expires_at))
-    connection.execute(_ADVANCE_HEAD, _successor(params, family, expires_at))
+    _insert_successor(session, successor, family, idle_expires_at)
+    connection.execute(_ADVANCE_HEAD, {"b_grant_id": family.grant_id, "b_generation": family.generation + 1})
     return family
 
 
@@ -236,7 +226,7 @@ def use_grace(
     Atomic like :func:`rotate`: concurrent grace uses cannot exceed ``max_uses``.
     """
     limit = () if max_uses <= 0 else (RefreshToken.grace_uses < max_uses,)
-    params = {"b_digest": sha256(token), "b_now": utcnow(), "b_new_digest": sha256(successor)}
+    params = {"b_digest": sha256(token), "b_now": utcnow()}
     counted = session.execute(
         update(RefreshToken)
         .where(
@@ -254,37 +244,35 @@ def use_grace(
     ).first()
     if counted is None:
         return None
-    family = _family_token(session.execute(_FAMILY, params).one(), grace=True)
-    expires_at = min(idle_expires_at, family.family_expires_at) if family.family_expires_at else idle_expires_at
-    session.connection().execute(_INSERT_SUCCESSOR, _successor(params, family, expires_at))
+    family = _family_token(session.execute(_FAMILY, params).one())
+    _insert_successor(session, successor, family, idle_expires_at)
     return family
 
 
 _tokens, _grants = cast(Table, RefreshToken.__table__), cast(Table, Grant.__table__)
-_INSERT_SUCCESSOR = insert(_tokens).values(
-    token_digest=bindparam("b_new_digest"),
-    grant_id=bindparam("b_grant_id"),
-    client_id=bindparam("b_client_id"),
-    generation=bindparam("b_generation"),
-    created_at=bindparam("b_now"),
-    expires_at=bindparam("b_expires_at"),
-)
+_INSERT_TOKEN = insert_row(RefreshToken)
 _ADVANCE_HEAD = (
     update(_grants).where(_grants.c.id == bindparam("b_grant_id")).values(head_generation=bindparam("b_generation"))
 )
 
 
+def _insert_token(
+    session: Session, token: str, grant_id: str, client_id: str, generation: int, expires_at: datetime
+) -> None:
+    row = {
+        "token_digest": sha256(token),
+        "grant_id": grant_id,
+        "client_id": client_id,
+        "generation": generation,
+        "created_at": utcnow(),
+        "expires_at": expires_at,
+    }
+    session.connection().execute(_INSERT_TOKEN, row)
+
+
 def insert_first(session: Session, token: str, *, grant_id: str, client_id: str, expires_at: datetime) -> None:
     """The first refresh token of a new family (generation 1, its head)."""
-    params = {
-        "b_new_digest": sha256(token),
-        "b_grant_id": grant_id,
-        "b_client_id": client_id,
-        "b_generation": 1,
-        "b_now": utcnow(),
-        "b_expires_at": expires_at,
-    }
-    session.connection().execute(_INSERT_SUCCESSOR, params)
+    _insert_token(session, token, grant_id, client_id, 1, expires_at)
 
 
 def _rotate_statement() -> Any:

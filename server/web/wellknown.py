@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..runtime import Runtime
@@ -63,7 +64,7 @@ class PublishedDocuments:
             return
         runtime: Runtime = scope["app"].state.runtime
         prepared = self._prepare(scope["path"], *document(runtime))
-        if _etag_matches(_header(scope, b"if-none-match"), prepared.etag):
+        if _etag_matches(Headers(scope=scope).get("if-none-match"), prepared.etag):
             await _send(send, 304, prepared.not_modified, b"")
         else:
             await _send(send, 200, prepared.ok, b"" if scope["method"] == "HEAD" else prepared.body)
@@ -81,13 +82,6 @@ class PublishedDocuments:
 async def _send(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
 
 
 def _etag_matches(header: str | None, etag: str) -> bool:
