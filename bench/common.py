@@ -7,6 +7,7 @@ docs/benchmarks.md.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -237,3 +238,21 @@ def measure(
     if any(r.errors for r in measured):
         sys.exit(f"{name}: {sum(r.errors for r in measured)} errors (non-2xx or socket errors)\n{result.row()}")
     return result
+
+
+def measure_as(
+    args: argparse.Namespace, name: str, server: Server, script: str, path: str, env: Callable[[int], dict[str, str]]
+) -> Result:
+    """:func:`measure` with one wrk thread and the runs, seconds and connections of ``args``
+    (the scripts' command-line options)."""
+    return measure(
+        name,
+        server,
+        script,
+        path,
+        runs=args.runs,
+        seconds=args.seconds,
+        connections=args.connections,
+        threads=1,
+        env=env,
+    )

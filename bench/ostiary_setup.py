@@ -3,15 +3,15 @@ and enough single-use refresh tokens and authorization codes for every run of a 
 
 from __future__ import annotations
 
+import argparse
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import httpx
 
 from bench import seed
-from bench.common import Result, Server, fresh_database, measure, ostiary, server_env
+from bench.common import Result, Server, fresh_database, measure_as, ostiary, server_env
 
 
 def free_port() -> int:
@@ -52,19 +52,9 @@ class Setup:
             return {"TOKEN": self.user_token(server)}
         return {}
 
-    def measure(self, name: str, server: Server, case: str, script: str, path: str, args: Any) -> Result:
-        """``case`` measured with wrk (one thread) as ``args`` says: runs, seconds, connections."""
-        return measure(
-            name,
-            server,
-            script,
-            path,
-            runs=args.runs,
-            seconds=args.seconds,
-            connections=args.connections,
-            threads=1,
-            env=lambda run: self.wrk_env(case, run, server),
-        )
+    def measure(self, name: str, server: Server, case: str, script: str, path: str, args: argparse.Namespace) -> Result:
+        """``case`` measured as ``args`` says (runs, seconds, connections), its env per run."""
+        return measure_as(args, name, server, script, path, lambda run: self.wrk_env(case, run, server))
 
     def client_token(self, server: Server) -> str:
         response = httpx.post(

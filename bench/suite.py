@@ -21,12 +21,13 @@ import platform
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import anchor
-from bench.common import Result, Server, measure, psql, serving, warm_up_seconds
+from bench.common import Result, Server, measure_as, psql, serving, warm_up_seconds
 from bench.ostiary_setup import free_port, prepare
 
 SCRIPTS = {
@@ -99,20 +100,11 @@ def run_anchor(args: argparse.Namespace, workers: int) -> dict[str, Result]:
     return results
 
 
-def _measure_anchor(args: argparse.Namespace, server: Server, case: str, env: object) -> Result:
+def _measure_anchor(
+    args: argparse.Namespace, server: Server, case: str, env: Callable[[int], dict[str, str]]
+) -> Result:
     script, path = SCRIPTS[case]
-    anchor_path = "/token" if path == "/token" else path
-    return measure(
-        f"node-oidc-provider {case}",
-        server,
-        script,
-        anchor_path,
-        runs=args.runs,
-        seconds=args.seconds,
-        connections=args.connections,
-        threads=1,
-        env=env,  # type: ignore[arg-type]
-    )
+    return measure_as(args, f"node-oidc-provider {case}", server, script, path, env)
 
 
 HEADER = (
