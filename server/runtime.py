@@ -58,6 +58,9 @@ class Runtime:
     #: signatures release the GIL, so a worker signs on a core the workers leave free while
     #: serving on its own; None: they run on the event loop (every core has a worker)
     token_threads: ThreadPoolExecutor | None
+    #: PostgreSQL: the engine in autocommit, on which a refresh rotates ahead of its grant
+    #: in one statement without BEGIN and COMMIT (``oauth.rotate_ahead``); None on SQLite
+    rotation_engine: AsyncEngine | None = None
 
     def on_key_change(self, ring: KeyRing) -> None:
         """A new key ring: the metadata lists the algorithms that now have an active key."""
@@ -119,20 +122,29 @@ class Runtime:
             breached=breached,
             resets=PasswordResets(settings, sessionmaker, wrappers, passwords, breached),
             token_threads=_token_threads(settings),
+            rotation_engine=(
+                engine.execution_options(isolation_level="AUTOCOMMIT") if engine.dialect.name == "postgresql" else None
+            ),
         )
 
 
 def _token_threads(settings: Settings) -> ThreadPoolExecutor | None:
-    """``OSTIARY_SIGNING_THREADS``, or by default one thread per core the workers leave free.
+    count = signing_thread_count(settings.signing_threads, settings.workers, len(os.sched_getaffinity(0)))
+    return ThreadPoolExecutor(max_workers=count, thread_name_prefix="ostiary-sign") if count else None
+
+
+def signing_thread_count(requested: int, workers: int, cores: int) -> int:
+    """``OSTIARY_SIGNING_THREADS`` (``requested``), or for ``auto`` (-1), when there are fewer
+    workers than cores, enough threads per worker for their signatures to fill every core.
 
     Measured on 2 cores (docs/benchmarks.md): one worker signing on a thread served about a
-    third more client_credentials grants than signing on its loop; two workers did better
-    signing on their loops, the hop to a thread costing CPU that no idle core repaid.
+    third more client_credentials grants than signing on its loop, and on two threads more
+    again when signatures were slow; two workers did better signing on their loops, the hop
+    to a thread costing CPU that no idle core repaid.
     """
-    count = settings.signing_threads
-    if count < 0:
-        count = max(len(os.sched_getaffinity(0)) - settings.workers, 0)
-    return ThreadPoolExecutor(max_workers=count, thread_name_prefix="ostiary-sign") if count else None
+    if requested >= 0:
+        return requested
+    return -(-cores // workers) if workers < cores else 0
 
 
 def key_wrappers(settings: Settings, secret: str) -> KeyWrappers:

@@ -92,6 +92,8 @@ class OstiaryRequest(OAuth2Request):  # type: ignore[misc]
         self.prefetched_clients: dict[str, StoredClient | None] | None = None
         #: the refresh token that a rotation already stored as its family's new head
         self.successor_refresh_token: str | None = None
+        #: the rotation committed before the grant ran (``grants.Rotation``), if any
+        self.rotated: Any = None
         #: the browser's session cookie (logout ends that session)
         self.browser_session_token: str | None = None
         #: the client's address, for audit events

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from authlib.oauth2.rfc6749 import grants
+from authlib.oauth2.rfc6749 import OAuth2Error, grants
+from authlib.oauth2.rfc6749.util import scope_to_list
 
 from ..storage import codes as code_store, grants as grant_store, refresh as refresh_store, users as user_store
 from ..storage.base import utcnow
@@ -90,6 +92,26 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
         return user
 
 
+@dataclass(frozen=True, slots=True)
+class RotationPlan:
+    """A refresh whose every check but the family's own passed: what the rotation needs."""
+
+    token: str
+    client_id: str
+    successor: str
+    idle_expires_at: datetime
+    scopes: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Rotation:
+    """A rotation already committed for this request (:func:`~server.storage.refresh.rotate_ahead`)."""
+
+    token: str
+    successor: str
+    family: FamilyToken
+
+
 class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
     """RFC 6749 §6 with rotation and reuse detection (RFC 9700 §4.14.2).
 
@@ -100,6 +122,12 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
     ``OSTIARY_REFRESH_REUSE_GRACE_SECONDS`` by the same client (a lost response): then a
     new token is minted in the same family. Anything that fails later in the request rolls
     the rotation back with its transaction.
+
+    On PostgreSQL the endpoint rotates ahead instead, without a transaction: it makes the
+    checks that need no database first (:meth:`plan_rotation`), then runs the statement
+    with the scope check inside, then this grant on the committed :class:`Rotation`. A
+    refresh that cannot rotate ahead (a scope not granted, a consumed token) goes the way
+    above.
     """
 
     TOKEN_ENDPOINT_AUTH_METHODS = [*SECRET_METHODS, "none"]
@@ -113,7 +141,32 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
         super().validate_token_request()
         self.request.resources = validate_resources(self.request.payload.datalist.get("resource", []), self.client)
 
+    def plan_rotation(self) -> RotationPlan | None:
+        """The rotation this request asks for, once the checks that come before the presented
+        token's family in :meth:`validate_token_request` pass: the client authenticated and
+        allowed this grant, a token present, the resources allowed. The scope is checked by
+        the rotation itself. None when one of them fails (the grant then says which)."""
+        try:
+            client = self.authenticate_token_endpoint_client()
+            validate_resources(self.request.payload.datalist.get("resource", []), client)
+        except OAuth2Error:
+            return None
+        token = self.request.form.get("refresh_token")
+        if not client.check_grant_type(self.GRANT_TYPE) or not token or len(token) > 256:
+            return None
+        return RotationPlan(
+            token=token,
+            client_id=client.get_client_id(),
+            successor=new_refresh_token(),
+            idle_expires_at=utcnow() + timedelta(seconds=self.IDLE_TTL),
+            scopes=tuple(scope_to_list(self.request.payload.scope) or ()),
+        )
+
     def authenticate_refresh_token(self, refresh_token: str) -> FamilyToken | None:
+        rotated: Rotation | None = self.request.rotated
+        if rotated is not None and rotated.token == refresh_token:
+            self.request.successor_refresh_token = rotated.successor
+            return rotated.family
         if len(refresh_token) > 256:
             return None
         db = current_session()

@@ -13,14 +13,21 @@ from authlib.oauth2.rfc6749.errors import InvalidClientError
 from ..clients.cache import ClientCache
 from ..keys.holder import KeyRingHolder
 from ..settings import Settings
-from ..storage import clients as client_store, grants as grant_store, refresh as refresh_store
+from ..storage import AsyncEngine, clients as client_store, grants as grant_store, refresh as refresh_store
 from ..storage.base import utcnow
 from ..storage.clients import StoredClient
-from .bridge import OAuthResponse, OstiaryRequest, current_request, current_session, has_session
+from .bridge import (
+    OAuthResponse,
+    OstiaryRequest,
+    call_without_session,
+    current_request,
+    current_session,
+    has_session,
+)
 from .client_auth import authenticate_basic, authenticate_post
 from .clients import OAuthClient
 from .end_session import EndSession
-from .grants import AuthorizationCodeGrant, ClientCredentialsGrant, RefreshTokenGrant
+from .grants import AuthorizationCodeGrant, ClientCredentialsGrant, RefreshTokenGrant, Rotation
 from .openid import OpenIDCode, OpenIDRefresh
 from .pkce import S256CodeChallenge
 from .token_endpoints import Introspection, Revocation
@@ -89,6 +96,25 @@ class OstiaryAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         for client_id in client_ids:
             found[client_id] = await self.client_cache.aget(client_id, partial(load, client_id))
         return found
+
+    async def rotate_ahead(self, engine: AsyncEngine, request: OstiaryRequest) -> bool:
+        """Rotate the refresh token ``request`` presents before its grant runs: one statement
+        on ``engine`` (PostgreSQL, autocommit), made only once every check that needs no
+        database passed. True when it rotated (``request.rotated``): the grant then runs
+        without a session. False when nothing was written, for the grant to run the
+        ordinary way. Clients must be in ``request.prefetched_clients``."""
+        grant: RefreshTokenGrant = self.get_token_grant(request)
+        plan = call_without_session(request, grant.plan_rotation)
+        if plan is None:
+            return False
+        async with engine.connect() as connection:
+            family = await refresh_store.rotate_ahead(
+                connection, plan.token, plan.client_id, plan.successor, plan.idle_expires_at, plan.scopes
+            )
+        if family is None:
+            return False
+        request.rotated = Rotation(plan.token, plan.successor, family)
+        return True
 
     def save_token(self, token: dict[str, Any], request: OstiaryRequest) -> None:
         """Record what a user-bound token needs; JWT access tokens themselves are not stored.

@@ -1,9 +1,10 @@
 """Refresh tokens in families: rotate atomically, classify failures.
 
-The hot path on PostgreSQL is one statement (:func:`rotate`): a data-modifying CTE that
-consumes the presented token (``UPDATE refresh_tokens ... FROM grants, users WHERE <unused,
-unexpired, this client's, family and user active> RETURNING``), inserts its successor and
-advances the family head, and returns everything the new tokens need. Two concurrent
+The hot path on PostgreSQL is one statement (:func:`rotate`, or :func:`rotate_ahead`
+outside a transaction): a data-modifying CTE that consumes the presented token (``UPDATE
+refresh_tokens ... FROM grants, users WHERE <unused, unexpired, this client's, family and
+user active> RETURNING``), inserts its successor and advances the family head, and returns
+everything the new tokens need. Two concurrent
 refreshes of one token cannot both match ``consumed_at IS NULL``: on PostgreSQL the second
 waits for the first's row lock, then finds it consumed and inserts nothing; on SQLite
 writers are serialised and the same steps run as separate statements.
@@ -12,11 +13,14 @@ writers are serialised and the same steps run as separate statements.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, insert, literal, select, update
+from sqlalchemy import Table, Text, bindparam, func, insert, literal, select, type_coerce, update
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from . import Session
 from .base import insert_row, sha256, utcnow
@@ -94,6 +98,10 @@ _CONSUME = (
     .values(consumed_at=bindparam("b_now"))
     .returning(*_FAMILY_COLUMNS)
 )
+#: PostgreSQL: every requested scope (b_scopes, empty for none) was granted to the family
+_SCOPES_GRANTED = type_coerce(func.string_to_array(Grant.scope, literal(" ")), ARRAY(Text)).contains(
+    bindparam("b_scopes", type_=ARRAY(Text))
+)
 
 
 def _family_token(row: object) -> FamilyToken:
@@ -149,13 +157,7 @@ def rotate(
     FROM tables and whose CTEs cannot write): a conditional UPDATE, a read, the INSERT and
     the head's UPDATE, atomic all the same in one serialised write transaction.
     """
-    params = {
-        "b_digest": sha256(token),
-        "b_client_id": client_id,
-        "b_now": utcnow(),
-        "b_new_digest": sha256(successor),
-        "b_idle_expires_at": idle_expires_at,
-    }
+    params = _rotation_params(token, client_id, successor, idle_expires_at, ())
     connection = session.connection()
     if connection.dialect.name == "postgresql":
         row = connection.execute(_ROTATE, params).one_or_none()
@@ -166,6 +168,40 @@ def rotate(
     _insert_successor(session, successor, family, idle_expires_at)
     connection.execute(_ADVANCE_HEAD, {"b_grant_id": family.grant_id, "b_generation": family.generation + 1})
     return family
+
+
+async def rotate_ahead(
+    connection: AsyncConnection,
+    token: str,
+    client_id: str,
+    successor: str,
+    idle_expires_at: datetime,
+    scopes: Sequence[str],
+) -> FamilyToken | None:
+    """:func:`rotate` on PostgreSQL, as one statement on its own (``connection`` in
+    autocommit), refusing also a family that was not granted every one of ``scopes``.
+
+    For a refresh whose other checks all passed beforehand: once this returns a token, the
+    rotation is committed, and nothing left in the request may refuse it. None means
+    nothing was written; the caller then runs the refresh the ordinary way, which finds out
+    why (reuse, expiry, a scope not granted) and answers accordingly.
+    """
+    params = _rotation_params(token, client_id, successor, idle_expires_at, scopes)
+    row = (await connection.execute(_ROTATE, params)).one_or_none()
+    return _family_token(row) if row is not None else None
+
+
+def _rotation_params(
+    token: str, client_id: str, successor: str, idle_expires_at: datetime, scopes: Sequence[str]
+) -> dict[str, Any]:
+    return {
+        "b_digest": sha256(token),
+        "b_client_id": client_id,
+        "b_now": utcnow(),
+        "b_new_digest": sha256(successor),
+        "b_idle_expires_at": idle_expires_at,
+        "b_scopes": list(scopes),
+    }
 
 
 class Failure(enum.Enum):
@@ -277,7 +313,7 @@ def insert_first(session: Session, token: str, *, grant_id: str, client_id: str,
 
 def _rotate_statement() -> Any:
     """PostgreSQL's one-statement rotation: consume, insert the successor, advance the head."""
-    consumed = _CONSUME.cte("consumed")
+    consumed = _CONSUME.where(_SCOPES_GRANTED).cte("consumed")
     successor = insert(_tokens).from_select(
         ["token_digest", "grant_id", "client_id", "generation", "created_at", "expires_at"],
         select(

@@ -15,7 +15,8 @@ from .responses import from_oauth, oauth_error
 _MAY_REPEAT = frozenset({"resource"})
 #: grants that read and write nothing in the database once their client is known: they run
 #: without a session (no transaction, no pooled connection), the client prefetched, and on
-#: a signing thread when the worker has one (their RSA signature releases the GIL)
+#: a signing thread when the worker has one (their RSA signature releases the GIL). A
+#: refresh on PostgreSQL joins them once its rotation is committed (``rotate_ahead``).
 _SESSIONLESS = frozenset({"client_credentials"})
 
 
@@ -45,12 +46,14 @@ async def token(request: Request) -> Response:
     oauth_request = OstiaryRequest("POST", runtime.token_uri, request.headers, form)
     oauth_request.client_ip = address
     respond = lambda: runtime.oauth.create_token_response(oauth_request)  # noqa: E731
-    if grant_type in _SESSIONLESS:
+    rotation_engine = runtime.rotation_engine if grant_type == "refresh_token" else None
+    if grant_type in _SESSIONLESS or rotation_engine is not None:
         named = claimed_client_ids(request.headers.get("authorization"), form)
         oauth_request.prefetched_clients = await runtime.oauth.prefetch_clients(runtime.sessionmaker, named)
-        if runtime.token_threads is None:
-            return from_oauth(call_without_session(oauth_request, respond))
-        return from_oauth(await call_on_thread(runtime.token_threads, oauth_request, respond))
+        if rotation_engine is None or await runtime.oauth.rotate_ahead(rotation_engine, oauth_request):
+            if runtime.token_threads is None:
+                return from_oauth(call_without_session(oauth_request, respond))
+            return from_oauth(await call_on_thread(runtime.token_threads, oauth_request, respond))
     return from_oauth(await call_in_session(runtime.sessionmaker, oauth_request, respond))
 
 

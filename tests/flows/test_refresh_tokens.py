@@ -294,3 +294,61 @@ async def test_grace_does_not_apply_to_another_client(graceful: Offline) -> None
     replay = await graceful.refresh(first["refresh_token"], auth=(other.client_id, other.client_secret))
     assert replay.json()["error"] == "invalid_grant"
     assert await graceful.sql("SELECT id FROM grants WHERE revoked_at IS NOT NULL") == []
+
+
+async def test_a_refused_refresh_leaves_the_token_unused(offline: Offline) -> None:
+    """Every check comes before the token is consumed (on PostgreSQL the rotation commits
+    ahead of the grant): a refusal for any reason but the token itself costs nothing."""
+    tokens = await offline.tokens(scope="openid offline_access")
+    token = tokens["refresh_token"]
+    wrong_secret = await offline.refresh(token, auth=(offline.rp.client_id, "not-the-secret"))
+    assert wrong_secret.status_code == 401 and wrong_secret.json()["error"] == "invalid_client"
+    widened = await offline.refresh(token, scope="openid profile")
+    assert widened.status_code == 400 and widened.json()["error"] == "invalid_scope"
+    foreign = await offline.refresh(token, resource="https://api.example.com")
+    assert foreign.status_code == 400 and foreign.json()["error"] == "invalid_target"
+    assert await offline.sql("SELECT generation FROM refresh_tokens WHERE consumed_at IS NOT NULL") == []
+    refreshed = await offline.refresh(token, scope="offline_access openid")
+    assert refreshed.status_code == 200, refreshed.text
+    assert refreshed.json()["scope"] == "offline_access openid"
+    assert await offline.sql("SELECT id FROM grants WHERE revoked_at IS NOT NULL") == []
+
+
+async def test_a_client_without_the_refresh_grant_cannot_consume_a_token(offline: Offline) -> None:
+    tokens = await offline.tokens()
+    codes_only = await create_client(
+        offline.signin.live.settings,
+        grant_types=["authorization_code"],
+        scopes=["openid", "offline_access"],
+        redirect_uris=[REDIRECT_URI],
+    )
+    refused = await offline.refresh(tokens["refresh_token"], auth=(codes_only.client_id, codes_only.client_secret))
+    assert refused.status_code == 400 and refused.json()["error"] == "unauthorized_client"
+    assert (await offline.refresh(tokens["refresh_token"])).status_code == 200
+
+
+@pytest.fixture(params=[0, 2], ids=["on-the-loop", "two-signing-threads"])
+async def threaded(request: pytest.FixtureRequest, database: TestDatabase, tmp_path: Path) -> AsyncIterator[Offline]:
+    settings = make_settings(database, tmp_path, signing_threads=request.param)
+    async with serve_in_process(settings) as base_url, httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+        await create_user(settings, "alice")
+        live = Live(settings, base_url, http, await create_client(settings))
+        yield await make_offline(SignIn(live, Client("", ""), "alice", Browser(http)))
+
+
+async def test_concurrent_refreshes_of_many_families_each_get_their_own(threaded: Offline) -> None:
+    # On PostgreSQL each rotation commits on the event loop and its grant then runs on a
+    # signing thread (or on the loop): the grant must answer with its own family's tokens.
+    families = [await threaded.tokens(scope=scope) for scope in ("openid offline_access", "offline_access") * 3]
+    responses = await asyncio.gather(*(threaded.refresh(tokens["refresh_token"]) for tokens in families))
+    for tokens, response in zip(families, responses, strict=True):
+        assert response.status_code == 200, response.text
+        body = response.json()
+        before = jwt.decode(tokens["access_token"], options={"verify_signature": False})
+        after = jwt.decode(body["access_token"], options={"verify_signature": False})
+        assert after["gid"] == before["gid"] and body["scope"] == tokens["scope"]
+        assert ("id_token" in body) == ("openid" in tokens["scope"].split())
+        assert (await threaded.refresh(body["refresh_token"])).status_code == 200
+    assert (
+        len({jwt.decode(r.json()["access_token"], options={"verify_signature": False})["gid"] for r in responses}) == 6
+    )
