@@ -58,8 +58,8 @@ class Runtime:
     #: signatures release the GIL, so a worker signs on a core the workers leave free while
     #: serving on its own; None: they run on the event loop (every core has a worker)
     token_threads: ThreadPoolExecutor | None
-    #: PostgreSQL: the engine in autocommit, on which a refresh rotates ahead of its grant
-    #: in one statement without BEGIN and COMMIT (``oauth.rotate_ahead``); None on SQLite
+    #: PostgreSQL: the engine on which a refresh rotates ahead of its grant, in one
+    #: statement without BEGIN and COMMIT (``oauth.rotate_ahead``); None on SQLite
     rotation_engine: AsyncEngine | None = None
 
     def on_key_change(self, ring: KeyRing) -> None:
@@ -122,9 +122,7 @@ class Runtime:
             breached=breached,
             resets=PasswordResets(settings, sessionmaker, wrappers, passwords, breached),
             token_threads=_token_threads(settings),
-            rotation_engine=(
-                engine.execution_options(isolation_level="AUTOCOMMIT") if engine.dialect.name == "postgresql" else None
-            ),
+            rotation_engine=engine if engine.dialect.name == "postgresql" else None,
         )
 
 

@@ -99,7 +99,7 @@ class OstiaryAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
 
     async def rotate_ahead(self, engine: AsyncEngine, request: OstiaryRequest) -> bool:
         """Rotate the refresh token ``request`` presents before its grant runs: one statement
-        on ``engine`` (PostgreSQL, autocommit), made only once every check that needs no
+        on ``engine`` (PostgreSQL, committed on its own), made only once every check that needs no
         database passed. True when it rotated (``request.rotated``): the grant then runs
         without a session. False when nothing was written, for the grant to run the
         ordinary way. Clients must be in ``request.prefetched_clients``."""
@@ -107,10 +107,9 @@ class OstiaryAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         plan = call_without_session(request, grant.plan_rotation)
         if plan is None:
             return False
-        async with engine.connect() as connection:
-            family = await refresh_store.rotate_ahead(
-                connection, plan.token, plan.client_id, plan.successor, plan.idle_expires_at, plan.scopes
-            )
+        family = await refresh_store.rotate_ahead(
+            engine, plan.token, plan.client_id, plan.successor, plan.idle_expires_at, plan.scopes
+        )
         if family is None:
             return False
         request.rotated = Rotation(plan.token, plan.successor, family)

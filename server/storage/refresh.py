@@ -13,19 +13,19 @@ writers are serialised and the same steps run as separate statements.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, Text, bindparam, func, insert, literal, select, type_coerce, update
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from . import Session
+from . import AsyncEngine, Session
 from .base import insert_row, sha256, utcnow
+from .driver import DriverStatement
 from .models import Grant, RefreshToken, User
-from .users import USER_COLUMNS, StoredUser, to_user
+from .users import USER_COLUMNS, StoredUser, user_from
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +105,11 @@ _SCOPES_GRANTED = type_coerce(func.string_to_array(Grant.scope, literal(" ")), A
 
 
 def _family_token(row: object) -> FamilyToken:
-    r = row._mapping  # type: ignore[attr-defined]
+    return _family_from(row._mapping)  # type: ignore[attr-defined]
+
+
+def _family_from(r: Mapping[str, Any]) -> FamilyToken:
+    """A family token from a row (or asyncpg record) holding ``_FAMILY_COLUMNS``."""
     return FamilyToken(
         grant_id=r["grant_id"],
         client_id=r["client_id"],
@@ -116,7 +120,7 @@ def _family_token(row: object) -> FamilyToken:
         acr=r["acr"],
         amr=tuple(r["amr"] or ()),
         family_expires_at=r["family_expires_at"],
-        user=to_user(row),
+        user=user_from(r),
     )
 
 
@@ -171,15 +175,15 @@ def rotate(
 
 
 async def rotate_ahead(
-    connection: AsyncConnection,
+    engine: AsyncEngine,
     token: str,
     client_id: str,
     successor: str,
     idle_expires_at: datetime,
     scopes: Sequence[str],
 ) -> FamilyToken | None:
-    """:func:`rotate` on PostgreSQL, as one statement on its own (``connection`` in
-    autocommit), refusing also a family that was not granted every one of ``scopes``.
+    """:func:`rotate` on PostgreSQL, as one statement on its own (committed as it
+    returns), refusing also a family that was not granted every one of ``scopes``.
 
     For a refresh whose other checks all passed beforehand: once this returns a token, the
     rotation is committed, and nothing left in the request may refuse it. None means
@@ -187,8 +191,8 @@ async def rotate_ahead(
     why (reuse, expiry, a scope not granted) and answers accordingly.
     """
     params = _rotation_params(token, client_id, successor, idle_expires_at, scopes)
-    row = (await connection.execute(_ROTATE, params)).one_or_none()
-    return _family_token(row) if row is not None else None
+    record = await _ROTATE_AHEAD.fetchrow(engine, params)
+    return _family_from(record) if record is not None else None
 
 
 def _rotation_params(
@@ -335,6 +339,7 @@ def _rotate_statement() -> Any:
 
 
 _ROTATE = _rotate_statement()
+_ROTATE_AHEAD = DriverStatement(_ROTATE)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
 
@@ -54,7 +56,11 @@ class StoredUser:
 
 def to_user(row: object) -> StoredUser:
     """A user from a row holding :data:`USER_COLUMNS`."""
-    r = row._mapping  # type: ignore[attr-defined]
+    return user_from(row._mapping)  # type: ignore[attr-defined]
+
+
+def user_from(r: Mapping[str, Any]) -> StoredUser:
+    """A user from a mapping (a row's, or an asyncpg record) of :data:`USER_COLUMNS`."""
     return StoredUser(
         id=r["user_id"],
         sub=r["sub"],

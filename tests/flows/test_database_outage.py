@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from sqlalchemy import insert
 
+from server.storage.engine import make_engine
+from server.storage.models import Grant, RefreshToken, User
 from tests.helpers import TestDatabase, create_client, make_settings, serve_in_process
 
 pytestmark = pytest.mark.anyio
@@ -96,3 +101,77 @@ async def test_token_and_health_answer_503_while_down_and_recover(
         assert (await http.post("/token", data=form)).status_code == 200
         assert (await http.get("/healthz")).status_code == 200
     await proxy.cut()
+
+
+async def test_a_refresh_answers_503_while_down_and_writes_nothing(
+    postgres_database: TestDatabase, tmp_path: Path
+) -> None:
+    # On PostgreSQL a refresh is one statement on a pooled connection (rotated ahead of its
+    # grant): a connection cut under it is discarded, and the client hears 503, not 500.
+    real = urlsplit(postgres_database.url)
+    proxy = TcpProxy(real.hostname or "127.0.0.1", real.port or 5432)
+    await proxy.start()
+    proxied = TestDatabase(
+        "postgresql", postgres_database.url.replace(real.netloc, f"{real.username}@127.0.0.1:{proxy.port}")
+    )
+    settings = make_settings(proxied, tmp_path, db_pool_timeout=2)
+    async with serve_in_process(settings) as base_url, httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+        client = await create_client(
+            settings,
+            grant_types=["authorization_code", "refresh_token"],
+            scopes=["offline_access"],
+            redirect_uris=["https://app.example.com/cb"],
+        )
+        tokens = [f"refresh-token-{i}" for i in range(3)]
+        await _seed_families(postgres_database.url, client.client_id, tokens)
+
+        def form(token: str) -> dict[str, str]:
+            return {
+                "grant_type": "refresh_token",
+                "refresh_token": token,
+                "client_id": client.client_id,
+                "client_secret": client.client_secret,
+            }
+
+        assert (await http.post("/token", data=form(tokens[0]))).status_code == 200  # the pool holds a connection
+        await proxy.cut()
+        for _ in range(3):
+            down = await http.post("/token", data=form(tokens[1]))
+            assert down.status_code == 503, down.text
+            assert down.json()["error"] == "temporarily_unavailable"
+
+        await proxy.start()
+        for _ in range(50):
+            if (await http.post("/token", data=form(tokens[1]))).status_code == 200:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            pytest.fail("no refresh succeeded after the database came back")
+        assert (await http.post("/token", data=form(tokens[2]))).status_code == 200
+    await proxy.cut()
+
+
+async def _seed_families(url: str, client_id: str, tokens: list[str]) -> None:
+    """A user and one refresh-token family per token, written directly."""
+    now = datetime.now(UTC)
+    engine = make_engine(url)
+    try:
+        async with engine.begin() as db:
+            await db.execute(
+                insert(User).values(id=1, sub="s", username="u", username_key="u", created_at=now, updated_at=now)
+            )
+            for i, token in enumerate(tokens):
+                grant = {"id": f"g{i}", "client_id": client_id, "user_id": 1, "scope": "offline_access"}
+                await db.execute(insert(Grant).values(**grant, created_at=now, expires_at=now + timedelta(days=1)))
+                await db.execute(
+                    insert(RefreshToken).values(
+                        token_digest=hashlib.sha256(token.encode()).digest(),
+                        grant_id=f"g{i}",
+                        client_id=client_id,
+                        generation=1,
+                        created_at=now,
+                        expires_at=now + timedelta(days=1),
+                    )
+                )
+    finally:
+        await engine.dispose()

@@ -23,6 +23,7 @@ pytestmark = pytest.mark.anyio
 
 NOW = datetime.now(UTC)
 IDLE_END = NOW + timedelta(days=1)
+FAMILY_END = NOW + timedelta(days=30)
 
 
 def _digest(token: str) -> bytes:
@@ -45,7 +46,8 @@ async def engine(postgres_database: TestDatabase) -> AsyncIterator[AsyncEngine]:
                     "user_id": 1,
                     "scope": scope,
                     "created_at": NOW,
-                    "expires_at": NOW + timedelta(days=30),
+                    "expires_at": FAMILY_END,
+                    "amr": ["pwd"],
                     "head_generation": 1,
                 }
                 for gid, scope in (("family", "openid offline_access api:read"), ("scopeless", ""))
@@ -72,8 +74,7 @@ async def engine(postgres_database: TestDatabase) -> AsyncIterator[AsyncEngine]:
 
 
 async def _rotate(engine: AsyncEngine, token: str, scopes: tuple[str, ...], client_id: str = "app") -> object:
-    async with engine.execution_options(isolation_level="AUTOCOMMIT").connect() as connection:
-        return await refresh_store.rotate_ahead(connection, token, client_id, "successor", IDLE_END, scopes)
+    return await refresh_store.rotate_ahead(engine, token, client_id, "successor", IDLE_END, scopes)
 
 
 async def _state(engine: AsyncEngine) -> dict[str, object]:
@@ -88,8 +89,18 @@ async def test_a_granted_scope_rotates_and_commits(engine: AsyncEngine, scopes: 
     family = await _rotate(engine, "presented", scopes)
     assert isinstance(family, refresh_store.FamilyToken)
     assert (family.grant_id, family.generation, family.scope) == ("family", 1, "openid offline_access api:read")
+    assert (family.user.id, family.user.sub, family.amr, family.family_expires_at) == (1, "s", ("pwd",), FAMILY_END)
     # Read on another connection: the rotation is committed, not waiting for a COMMIT.
     assert await _state(engine) == {"consumed": {_digest("presented")}, "count": 3, "head": 2}
+    async with engine.connect() as db:
+        successor = (
+            await db.execute(
+                select(RefreshToken.generation, RefreshToken.expires_at, RefreshToken.consumed_at).where(
+                    RefreshToken.token_digest == _digest("successor")
+                )
+            )
+        ).one()
+    assert tuple(successor) == (2, IDLE_END, None)
     assert await _rotate(engine, "presented", scopes) is None  # consumed: the second one finds nothing
 
 
