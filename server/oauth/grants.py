@@ -86,7 +86,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
         return None
 
     def authenticate_user(self, authorization_code: StoredCode) -> StoredUser | None:
-        user = user_store.get_user(current_session(), authorization_code.user_id)
+        user = authorization_code.user or user_store.get_user(current_session(), authorization_code.user_id)
         if user is None or user.disabled_at is not None:
             return None
         return user

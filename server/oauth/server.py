@@ -129,6 +129,10 @@ class OstiaryAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
             db, now = current_session(), utcnow()
             scope = token.get("scope", "")
             family_expires = now + timedelta(seconds=self.settings.refresh_family_ttl)
+            first_refresh_token = None
+            if refresh_token:
+                expires_at = min(now + timedelta(seconds=self.settings.refresh_token_idle_ttl), family_expires)
+                first_refresh_token = (refresh_token, expires_at)
             grant_store.insert_grant(
                 db,
                 grant_id=code.grant_id,
@@ -140,13 +144,8 @@ class OstiaryAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
                 auth_time=code.auth_time,
                 acr=code.acr,
                 amr=list(code.amr),
-                head_generation=1 if refresh_token else 0,
+                first_refresh_token=first_refresh_token,
             )
-            if refresh_token:
-                expires_at = min(now + timedelta(seconds=self.settings.refresh_token_idle_ttl), family_expires)
-                refresh_store.insert_first(
-                    db, refresh_token, grant_id=code.grant_id, client_id=code.client_id, expires_at=expires_at
-                )
 
     def create_oauth2_request(self, request: OstiaryRequest) -> OstiaryRequest:
         return request

@@ -14,7 +14,8 @@ from sqlalchemy import bindparam, select, update
 
 from . import Session
 from .base import insert_row, sha256, utcnow
-from .models import AuthorizationCode
+from .models import AuthorizationCode, User
+from .users import USER_COLUMNS, StoredUser, user_from
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,8 @@ class StoredCode:
     auth_time: datetime
     acr: str | None
     amr: tuple[str, ...]
+    #: the code's user, when the statement that consumed the code read it too
+    user: StoredUser | None = None
 
     def get_redirect_uri(self) -> str:
         return self.redirect_uri
@@ -71,17 +74,20 @@ _RETURNED = (
 
 _INSERT_CODE = insert_row(AuthorizationCode)
 # One conditional UPDATE: of two exchanges of one code, exactly one gets the row back.
-_CONSUME = (
+_UNUSED = (
+    AuthorizationCode.code_digest == bindparam("b_digest"),
+    AuthorizationCode.client_id == bindparam("b_client_id"),
+    AuthorizationCode.consumed_at.is_(None),
+    AuthorizationCode.expires_at > bindparam("b_now"),
+)
+_CONSUME = update(AuthorizationCode).where(*_UNUSED).values(consumed_at=bindparam("b_now")).returning(*_RETURNED)
+# PostgreSQL: the same, returning the code's user as well (SQLite's RETURNING cannot name
+# the FROM tables). A disabled user's code is consumed all the same; the grant refuses it.
+_CONSUME_WITH_USER = (
     update(AuthorizationCode)
-    .where(
-        AuthorizationCode.code_digest == bindparam("b_digest"),
-        AuthorizationCode.client_id == bindparam("b_client_id"),
-        AuthorizationCode.consumed_at.is_(None),
-        AuthorizationCode.expires_at > bindparam("b_now"),
-    )
+    .where(*_UNUSED, User.id == AuthorizationCode.user_id)
     .values(consumed_at=bindparam("b_now"))
-    .returning(*_RETURNED)
-    .execution_options(synchronize_session=False)
+    .returning(*(column for column in _RETURNED if column.key != "user_id"), *USER_COLUMNS)  # user_id: users.id
 )
 
 
@@ -107,12 +113,20 @@ def insert_code(session: Session, code: str, stored: StoredCode, *, expires_at: 
 
 
 def consume(session: Session, code: str, client_id: str) -> StoredCode | None:
-    """Mark the code used and return it, if it is unused, unexpired and ``client_id``'s."""
+    """Mark the code used and return it, if it is unused, unexpired and ``client_id``'s;
+    on PostgreSQL with its ``user`` read by the same statement."""
     params = {"b_digest": sha256(code), "b_client_id": client_id, "b_now": utcnow()}
-    row = session.execute(_CONSUME, params).one_or_none()
+    connection = session.connection()
+    with_user = connection.dialect.name == "postgresql"
+    row = connection.execute(_CONSUME_WITH_USER if with_user else _CONSUME, params).one_or_none()
     if row is None:
         return None
-    return StoredCode(**{**row._mapping, "amr": tuple(row.amr)})
+    r = row._mapping
+    return StoredCode(
+        **{column.key: r[column.key] for column in _RETURNED if column.key != "amr"},
+        amr=tuple(r["amr"]),
+        user=user_from(r) if with_user else None,
+    )
 
 
 def replayed_grant(session: Session, code: str, client_id: str) -> str | None:

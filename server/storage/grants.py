@@ -3,14 +3,40 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import update
+from sqlalchemy import Table, bindparam, insert, literal, select, update
 
 from . import Session
-from .base import insert_row, utcnow
-from .models import Grant
+from .base import insert_row, sha256, utcnow
+from .models import Grant, RefreshToken
 
 _INSERT_GRANT = insert_row(Grant)
+_INSERT_TOKEN = insert_row(RefreshToken)
+
+
+def _family_statement() -> Any:
+    """PostgreSQL: the grant and its first refresh token (generation 1) in one statement."""
+    grants, tokens = cast(Table, Grant.__table__), cast(Table, RefreshToken.__table__)
+    new_grant = (
+        insert(grants)
+        .values({column.name: bindparam(column.name, type_=column.type) for column in grants.columns})
+        .returning(grants.c.id, grants.c.client_id, grants.c.created_at)
+        .cte("new_grant")
+    )
+    first_token = select(
+        bindparam("token_digest", type_=tokens.c.token_digest.type),
+        new_grant.c.id,
+        new_grant.c.client_id,
+        literal(1),
+        new_grant.c.created_at,
+        bindparam("token_expires_at", type_=tokens.c.expires_at.type),
+    )
+    columns = ["token_digest", "grant_id", "client_id", "generation", "created_at", "expires_at"]
+    return insert(tokens).from_select(columns, first_token).add_cte(new_grant, nest_here=True)
+
+
+_INSERT_FAMILY = _family_statement()
 
 
 def insert_grant(
@@ -25,9 +51,11 @@ def insert_grant(
     auth_time: datetime | None = None,
     acr: str | None = None,
     amr: list[str] | None = None,
-    head_generation: int = 0,
+    first_refresh_token: tuple[str, datetime] | None = None,
 ) -> None:
-    row = {
+    """A new grant; with ``first_refresh_token`` (the token, its expiry), that token as its
+    family's first generation and head: one statement on PostgreSQL, two on SQLite."""
+    row: dict[str, Any] = {
         "id": grant_id,
         "client_id": client_id,
         "user_id": user_id,
@@ -38,9 +66,28 @@ def insert_grant(
         "auth_time": auth_time,
         "acr": acr,
         "amr": amr or [],
-        "head_generation": head_generation,
+        "head_generation": 1 if first_refresh_token else 0,
+        "revoked_at": None,
+        "revoked_reason": None,
     }
-    session.connection().execute(_INSERT_GRANT, row)
+    connection = session.connection()
+    if first_refresh_token is None:
+        connection.execute(_INSERT_GRANT, row)
+        return
+    token, token_expires_at = first_refresh_token
+    if connection.dialect.name == "postgresql":
+        connection.execute(_INSERT_FAMILY, {**row, "token_digest": sha256(token), "token_expires_at": token_expires_at})
+        return
+    connection.execute(_INSERT_GRANT, row)
+    first = {
+        "token_digest": sha256(token),
+        "grant_id": grant_id,
+        "client_id": client_id,
+        "generation": 1,
+        "created_at": row["created_at"],
+        "expires_at": token_expires_at,
+    }
+    connection.execute(_INSERT_TOKEN, first)
 
 
 def revoke(session: Session, grant_id: str, reason: str) -> bool:

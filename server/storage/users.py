@@ -59,7 +59,7 @@ def to_user(row: object) -> StoredUser:
     return user_from(row._mapping)  # type: ignore[attr-defined]
 
 
-def user_from(r: Mapping[str, Any]) -> StoredUser:
+def user_from(r: Mapping[Any, Any]) -> StoredUser:
     """A user from a mapping (a row's, or an asyncpg record) of :data:`USER_COLUMNS`."""
     return StoredUser(
         id=r["user_id"],

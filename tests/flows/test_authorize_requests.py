@@ -20,6 +20,8 @@ import jwt
 import pytest
 
 from tests.flows.conftest import Live, SignIn
+from tests.flows.test_refresh_tokens import run_sql
+from tests.flows.test_sessions_and_logout import disable_user
 from tests.helpers import Client, TestDatabase, create_client, create_user, make_settings, serve_in_process
 from tests.oidc import REDIRECT_URI, Browser, Flow, forms_of, pkce, query_of
 
@@ -434,6 +436,17 @@ async def test_a_code_redeemed_twice_fails_and_revokes_the_first_tokens(signin: 
     refused = await userinfo(signin, access_token)
     assert refused.status_code == 401
     assert 'error="invalid_token"' in refused.headers["www-authenticate"]
+
+
+async def test_the_code_of_a_user_disabled_since_is_refused_and_issues_nothing(signin: SignIn) -> None:
+    # On PostgreSQL the statement that consumes the code reads its user too; a disabled
+    # user's code is refused, and the transaction leaves no grant and no refresh token.
+    flow = Flow.start(signin.rp.client_id)
+    code = await signin.code(flow)
+    await disable_user(signin.live.settings, signin.username)
+    assert_token_error(await exchange(signin, flow.token_form(code)), "invalid_grant")
+    assert await run_sql(signin.live.settings, "SELECT id FROM grants") == []
+    assert await run_sql(signin.live.settings, "SELECT generation FROM refresh_tokens") == []
 
 
 async def test_a_code_is_bound_to_the_client_it_was_issued_to(signin: SignIn) -> None:
