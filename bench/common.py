@@ -205,6 +205,17 @@ def warm_up_seconds(seconds: int) -> int:
     return max(2, seconds // 3)
 
 
+@dataclass
+class Probe:
+    """One server's side of a measurement: what to drive, and the wrk env of each run."""
+
+    name: str
+    server: Server
+    script: str
+    path: str
+    env: Callable[[int], dict[str, str]]
+
+
 def measure(
     name: str,
     server: Server,
@@ -222,22 +233,50 @@ def measure(
     ``env`` may be a function of the run number, e.g. to hand each run its own single-use tokens.
     """
     env_for = env if callable(env) else (lambda _run: env)
-    url = server.base_url + path
-    warm = wrk(script, url, seconds=warm_up_seconds(seconds), connections=connections, threads=threads, env=env_for(0))
-    if warm.errors:
-        sys.exit(f"{name}: {warm.errors} errors during the warm-up")
-    pids = server.worker_pids()
-    before = cpu_seconds(pids)
-    measured = [
-        wrk(script, url, seconds=seconds, connections=connections, threads=threads, env=env_for(run))
-        for run in range(1, runs + 1)
-    ]
-    cpu = cpu_seconds(pids) - before
-    total = sum(r.requests for r in measured)
-    result = Result(name, measured, cpu * 1000 / max(total, 1), [peak_rss_mib(p) for p in pids])
-    if any(r.errors for r in measured):
-        sys.exit(f"{name}: {sum(r.errors for r in measured)} errors (non-2xx or socket errors)\n{result.row()}")
-    return result
+    probe = Probe(name, server, script, path, env_for)
+    return measure_side_by_side([probe], runs=runs, seconds=seconds, connections=connections, threads=threads)[0]
+
+
+def measure_side_by_side(
+    probes: list[Probe], *, runs: int, seconds: int, connections: int, threads: int
+) -> list[Result]:
+    """Each probe's warm-up, then run 1 of every probe, run 2 of every probe, and so on.
+
+    Taking turns run by run, rather than all of one server's runs before the other's, makes
+    a machine whose speed drifts over minutes (a shared host's does) weigh on both alike.
+    Each server's CPU is counted over its own runs only. Any non-2xx fails the benchmark.
+    """
+    for probe in probes:
+        warm = wrk(
+            probe.script,
+            probe.server.base_url + probe.path,
+            seconds=warm_up_seconds(seconds),
+            connections=connections,
+            threads=threads,
+            env=probe.env(0),
+        )
+        if warm.errors:
+            sys.exit(f"{probe.name}: {warm.errors} errors during the warm-up")
+    pids = [probe.server.worker_pids() for probe in probes]
+    cpu = [0.0] * len(probes)
+    measured: list[list[Run]] = [[] for _ in probes]
+    for run in range(1, runs + 1):
+        for i, probe in enumerate(probes):
+            before = cpu_seconds(pids[i])
+            url = probe.server.base_url + probe.path
+            measured[i].append(
+                wrk(probe.script, url, seconds=seconds, connections=connections, threads=threads, env=probe.env(run))
+            )
+            cpu[i] += cpu_seconds(pids[i]) - before
+    results = []
+    for i, probe in enumerate(probes):
+        total = sum(r.requests for r in measured[i])
+        result = Result(probe.name, measured[i], cpu[i] * 1000 / max(total, 1), [peak_rss_mib(p) for p in pids[i]])
+        if any(r.errors for r in measured[i]):
+            errors = sum(r.errors for r in measured[i])
+            sys.exit(f"{probe.name}: {errors} errors (non-2xx or socket errors)\n{result.row()}")
+        results.append(result)
+    return results
 
 
 def measure_as(

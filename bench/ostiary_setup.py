@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 
 from bench import seed
-from bench.common import Result, Server, fresh_database, measure_as, ostiary, server_env
+from bench.common import Probe, Result, Server, fresh_database, measure_as, ostiary, server_env
 
 
 def free_port() -> int:
@@ -51,6 +51,10 @@ class Setup:
         if case == "userinfo":
             return {"TOKEN": self.user_token(server)}
         return {}
+
+    def probe(self, name: str, server: Server, case: str, script: str, path: str) -> Probe:
+        """Ostiary's side of ``case`` for :func:`~bench.common.measure_side_by_side`."""
+        return Probe(name, server, script, path, lambda run: self.wrk_env(case, run, server))
 
     def measure(self, name: str, server: Server, case: str, script: str, path: str, args: argparse.Namespace) -> Result:
         """``case`` measured as ``args`` says (runs, seconds, connections), its env per run."""

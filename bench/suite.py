@@ -3,11 +3,12 @@
     python bench/suite.py [--workers 1 2] [--seconds 10] [--runs 3] [--cases ...] [--no-anchor]
 
 For each worker count: Ostiary on a scratch PostgreSQL database with N worker processes,
-then node-oidc-provider (bench/anchor.py) with N processes in memory, driven by the same
-wrk scripts with 32 connections. Cases: client_credentials, refresh_token (single-use
-tokens), authorization_code (single-use codes with PKCE), jwks, discovery, introspection,
-userinfo. node-oidc-provider serves the first five: its in-memory refresh tokens live in
-one process, so refresh_token is compared with one process only; introspection of JWT
+and node-oidc-provider (bench/anchor.py) with N processes in memory, serving at once and
+driven by the same wrk scripts with 32 connections, taking turns run by run. Cases:
+client_credentials, refresh_token (single-use tokens), authorization_code (single-use
+codes with PKCE), jwks, discovery, introspection, userinfo. node-oidc-provider serves four
+of them: its in-memory refresh tokens live in one process, so refresh_token is compared
+with one process only; its authorization codes cannot be pre-created; introspection of JWT
 access tokens and userinfo with a resource-bound token are not features it offers.
 Prints a Markdown table: medians and ranges, p50/p99, server CPU per request, peak RSS per
 worker, and the ratio Ostiary / node-oidc-provider.
@@ -16,18 +17,18 @@ worker, and the ratio Ostiary / node-oidc-provider.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import anchor
-from bench.common import Result, Server, measure_as, psql, serving, warm_up_seconds
+from bench.common import Probe, Result, measure_side_by_side, psql, serving, warm_up_seconds
 from bench.ostiary_setup import free_port, prepare
 
 SCRIPTS = {
@@ -58,53 +59,57 @@ def main() -> None:
     parser.add_argument("--database", default="ostiary_bench_suite", help="scratch database (created and dropped)")
     args = parser.parse_args()
     print(describe_machine(args))
-    print(HEADER)
+    print(HEADER, flush=True)
     for workers in args.workers:
-        ours = run_ostiary(args, workers)
-        theirs = {} if args.no_anchor else run_anchor(args, workers)
-        for case in args.cases:
-            print(row(case, workers, ours[case], theirs.get(case)), flush=True)
+        run_side_by_side(args, workers)
 
 
-def run_ostiary(args: argparse.Namespace, workers: int) -> dict[str, Result]:
-    results = {}
-    with tempfile.TemporaryDirectory() as work:
+def run_side_by_side(args: argparse.Namespace, workers: int) -> None:
+    """Ostiary and node-oidc-provider serving at once, each case measured on both, taking
+    turns run by run (bench.common.measure_side_by_side); prints a row per case."""
+    with tempfile.TemporaryDirectory() as work, contextlib.ExitStack() as stack:
         per_run = PER_SECOND * workers * max(args.seconds, warm_up_seconds(args.seconds))
         setup, _port = prepare(Path(work), runs=args.runs, per_run=per_run, database=args.database)
-        with serving(setup.env, workers) as server:
-            for case in args.cases:
-                script, path = SCRIPTS[case]
-                results[case] = setup.measure(f"Ostiary {case}", server, case, script, path, args)
-        psql("test", f'DROP DATABASE IF EXISTS "{setup.database}" WITH (FORCE)')
-    return results
+        stack.callback(psql, "test", f'DROP DATABASE IF EXISTS "{setup.database}" WITH (FORCE)')
+        ours = stack.enter_context(serving(setup.env, workers))
+        theirs = {} if args.no_anchor else _anchor_probes(args, workers, Path(work), stack)
+        for case in args.cases:
+            script, path = SCRIPTS[case]
+            probes = [setup.probe(f"Ostiary {case}", ours, case, script, path)]
+            if case in theirs:
+                probes.append(theirs[case])
+            results = measure_side_by_side(
+                probes, runs=args.runs, seconds=args.seconds, connections=args.connections, threads=1
+            )
+            print(row(case, workers, results[0], results[1] if len(results) > 1 else None), flush=True)
 
 
-def run_anchor(args: argparse.Namespace, workers: int) -> dict[str, Result]:
-    results = {}
+def _anchor_probes(
+    args: argparse.Namespace, workers: int, work: Path, stack: contextlib.ExitStack[None]
+) -> dict[str, Probe]:
+    """node-oidc-provider's side of every case it serves, its servers started on ``stack``."""
+    probes = {}
     cases = [case for case in args.cases if case in ANCHORED and case != "refresh_token"]
-    with anchor.serving(free_port(), workers) as server:
+    if cases:
+        server = stack.enter_context(anchor.serving(free_port(), workers))
         for case in cases:
-            results[case] = _measure_anchor(args, server, case, lambda _run: {})
+            script, path = SCRIPTS[case]
+            probes[case] = Probe(f"node-oidc-provider {case}", server, script, path, lambda _run: {})
     if "refresh_token" in args.cases and workers == 1:
-        with tempfile.TemporaryDirectory() as work:
-            per_run = ANCHOR_REFRESH_PER_SECOND * max(args.seconds, warm_up_seconds(args.seconds))
-            whole = Path(work) / "all.txt"
-            with anchor.serving(free_port(), 1, refresh_tokens=per_run * (args.runs + 1), token_file=whole) as server:
-                tokens = whole.read_text().split()
-                files = [Path(work) / f"rt-{run}.txt" for run in range(args.runs + 1)]
-                for run, path in enumerate(files):
-                    path.write_text("\n".join(tokens[run * per_run : (run + 1) * per_run]) + "\n")
-                results["refresh_token"] = _measure_anchor(
-                    args, server, "refresh_token", lambda run: {"RT_FILE": str(files[run])}
-                )
-    return results
-
-
-def _measure_anchor(
-    args: argparse.Namespace, server: Server, case: str, env: Callable[[int], dict[str, str]]
-) -> Result:
-    script, path = SCRIPTS[case]
-    return measure_as(args, f"node-oidc-provider {case}", server, script, path, env)
+        per_run = ANCHOR_REFRESH_PER_SECOND * max(args.seconds, warm_up_seconds(args.seconds))
+        whole = work / "anchor-refresh.txt"
+        server = stack.enter_context(
+            anchor.serving(free_port(), 1, refresh_tokens=per_run * (args.runs + 1), token_file=whole)
+        )
+        tokens = whole.read_text().split()
+        files = [work / f"anchor-rt-{run}.txt" for run in range(args.runs + 1)]
+        for run, path in enumerate(files):
+            path.write_text("\n".join(tokens[run * per_run : (run + 1) * per_run]) + "\n")
+        script, url_path = SCRIPTS["refresh_token"]
+        probes["refresh_token"] = Probe(
+            "node-oidc-provider refresh_token", server, script, url_path, lambda run: {"RT_FILE": str(files[run])}
+        )
+    return probes
 
 
 HEADER = (
