@@ -19,7 +19,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -144,13 +144,31 @@ class Run:
     p99_ms: float
     errors: int
     requests: int
+    #: the errors by wrk's kind (connect, read, write, status: a non-2xx answer, timeout)
+    error_kinds: dict[str, int] = field(default_factory=dict)
+
+
+_ERROR_KINDS = ("connect", "read", "write", "status", "timeout")
+#: wrk gives up on a response after this long and counts an error; its default of 2 s
+#: failed runs on a shared host that stalls now and then for seconds, and a response it
+#: gives up on is left out of the latency figures, where a slow one belongs
+TIMEOUT_SECONDS = 10
 
 
 def wrk(script: str, url: str, *, seconds: int, connections: int, threads: int, env: dict[str, str]) -> Run:
     with tempfile.NamedTemporaryFile("r", suffix=".jsonl") as out:
         run_env = {**os.environ, **env, "LUA_DIR": str(LUA), "WRK_JSON": out.name, "WRK_THREADS": str(threads)}
         done = subprocess.run(
-            [require_wrk(), f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "-s", str(LUA / script), url],
+            [
+                require_wrk(),
+                f"-t{threads}",
+                f"-c{connections}",
+                f"-d{seconds}s",
+                f"--timeout={TIMEOUT_SECONDS}s",
+                "-s",
+                str(LUA / script),
+                url,
+            ],
             env=run_env,
             check=False,
             capture_output=True,
@@ -159,8 +177,10 @@ def wrk(script: str, url: str, *, seconds: int, connections: int, threads: int, 
         if done.returncode != 0:
             sys.exit(f"wrk {script} {url} failed:\n{done.stdout}{done.stderr}")
         line = json.loads(out.read().strip().splitlines()[-1])
-    errors = sum(line[k] for k in ("err_connect", "err_read", "err_write", "err_status", "err_timeout"))
-    return Run(line["rps"], line["p50_us"] / 1000, line["p99_us"] / 1000, errors, line["requests"])
+    kinds = {
+        kind: line[f"err_{kind}"] for kind in ("connect", "read", "write", "status", "timeout") if line[f"err_{kind}"]
+    }
+    return Run(line["rps"], line["p50_us"] / 1000, line["p99_us"] / 1000, sum(kinds.values()), line["requests"], kinds)
 
 
 @dataclass
@@ -256,7 +276,7 @@ def measure_side_by_side(
             env=probe.env(0),
         )
         if warm.errors:
-            sys.exit(f"{probe.name}: {warm.errors} errors during the warm-up")
+            sys.exit(f"{probe.name}: errors during the warm-up: {warm.error_kinds}")
     pids = [probe.server.worker_pids() for probe in probes]
     cpu = [0.0] * len(probes)
     measured: list[list[Run]] = [[] for _ in probes]
@@ -273,8 +293,11 @@ def measure_side_by_side(
         total = sum(r.requests for r in measured[i])
         result = Result(probe.name, measured[i], cpu[i] * 1000 / max(total, 1), [peak_rss_mib(p) for p in pids[i]])
         if any(r.errors for r in measured[i]):
-            errors = sum(r.errors for r in measured[i])
-            sys.exit(f"{probe.name}: {errors} errors (non-2xx or socket errors)\n{result.row()}")
+            kinds: dict[str, int] = {}
+            for r in measured[i]:
+                for kind, count in r.error_kinds.items():
+                    kinds[kind] = kinds.get(kind, 0) + count
+            sys.exit(f"{probe.name}: errors {kinds} (status: non-2xx answers)\n{result.row()}")
         results.append(result)
     return results
 

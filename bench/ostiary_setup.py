@@ -101,16 +101,18 @@ def prepare(
     background_rows: int = 0,
     database: str = "ostiary_bench",
     codes: bool = True,
+    settings: dict[str, str] | None = None,
 ) -> tuple[Setup, int]:
     """A fresh database ``database`` and the server's settings; returns the setup and its port.
 
     ``per_run`` single-use refresh tokens (and, with ``codes``, authorization codes) for the
     warm-up and each of ``runs``; ``background_rows`` used tokens of other families (and as
-    many revoked access tokens) already in the tables.
+    many revoked access tokens) already in the tables; ``settings``: ``OSTIARY_*``
+    variables for the server (the scripts' environment's own are not passed on).
     """
     url = fresh_database(database)
     port = free_port()
-    env = server_env(url, port, work)
+    env = server_env(url, port, work, **(settings or {}))
     ostiary(["db", "upgrade"], env)
     audience = ["--audience", seed.RESOURCE]
     cc = seed.create_client(env, "--name", "bench-cc", "--scope", "api:read api:write", *audience)

@@ -57,7 +57,15 @@ def main() -> None:
     parser.add_argument("--cases", nargs="+", choices=list(SCRIPTS), default=list(SCRIPTS))
     parser.add_argument("--no-anchor", action="store_true", help="Ostiary only")
     parser.add_argument("--database", default="ostiary_bench_suite", help="scratch database (created and dropped)")
+    parser.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="OSTIARY_NAME=VALUE",
+        help="a setting for Ostiary's server, e.g. OSTIARY_SIGNING_THREADS=1 (repeatable)",
+    )
     args = parser.parse_args()
+    args.settings = dict(setting.split("=", 1) for setting in args.setting)
     print(describe_machine(args))
     print(HEADER, flush=True)
     for workers in args.workers:
@@ -69,7 +77,9 @@ def run_side_by_side(args: argparse.Namespace, workers: int) -> None:
     turns run by run (bench.common.measure_side_by_side); prints a row per case."""
     with tempfile.TemporaryDirectory() as work, contextlib.ExitStack() as stack:
         per_run = PER_SECOND * workers * max(args.seconds, warm_up_seconds(args.seconds))
-        setup, _port = prepare(Path(work), runs=args.runs, per_run=per_run, database=args.database)
+        setup, _port = prepare(
+            Path(work), runs=args.runs, per_run=per_run, database=args.database, settings=args.settings
+        )
         stack.callback(psql, "test", f'DROP DATABASE IF EXISTS "{setup.database}" WITH (FORCE)')
         ours = stack.enter_context(serving(setup.env, workers))
         theirs = {} if args.no_anchor else _anchor_probes(args, workers, Path(work), stack)

@@ -7,12 +7,11 @@ from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, insert, literal, select, update
 
-from . import Session
+from . import Session, refresh
 from .base import insert_row, sha256, utcnow
 from .models import Grant, RefreshToken
 
 _INSERT_GRANT = insert_row(Grant)
-_INSERT_TOKEN = insert_row(RefreshToken)
 
 
 def _family_statement() -> Any:
@@ -79,15 +78,7 @@ def insert_grant(
         connection.execute(_INSERT_FAMILY, {**row, "token_digest": sha256(token), "token_expires_at": token_expires_at})
         return
     connection.execute(_INSERT_GRANT, row)
-    first = {
-        "token_digest": sha256(token),
-        "grant_id": grant_id,
-        "client_id": client_id,
-        "generation": 1,
-        "created_at": row["created_at"],
-        "expires_at": token_expires_at,
-    }
-    connection.execute(_INSERT_TOKEN, first)
+    refresh.insert_first(session, token, grant_id=grant_id, client_id=client_id, expires_at=token_expires_at)
 
 
 def revoke(session: Session, grant_id: str, reason: str) -> bool:
