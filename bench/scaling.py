@@ -14,6 +14,7 @@ list and its grant are looked up.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
@@ -21,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import HEADER, psql, serving, warm_up_seconds
+from bench.common import HEADER, measure_side_by_side, psql, serving, warm_up_seconds
 from bench.ostiary_setup import prepare
 
 CASES = {
@@ -44,24 +45,35 @@ def main() -> None:
         f"cores: {os.cpu_count()}, workers: {args.workers}, {args.connections} connections, "
         f"{args.runs} x {args.seconds} s after a warm-up\n"
     )
-    print(HEADER)
-    for rows in args.rows:
-        with tempfile.TemporaryDirectory() as work:
+    print(HEADER, flush=True)
+    with tempfile.TemporaryDirectory() as work, contextlib.ExitStack() as stack:
+        servers = []
+        for rows in args.rows:
             per_run = PER_SECOND * args.workers * max(args.seconds, warm_up_seconds(args.seconds))
+            folder = Path(work) / str(rows)
+            folder.mkdir()
             setup, _port = prepare(
-                Path(work),
+                folder,
                 runs=args.runs,
                 per_run=per_run,
                 background_rows=rows,
-                database="ostiary_bench_scaling",
+                database=f"ostiary_bench_scaling_{rows}",
                 codes=False,
             )
-            with serving(setup.env, args.workers) as server:
-                for case, (script, path) in CASES.items():
-                    name = f"{case}, {rows:,} rows, {args.workers} worker(s)"
-                    result = setup.measure(name, server, case, script, path, args)
-                    print(result.row(), flush=True)
-            psql("test", f'DROP DATABASE IF EXISTS "{setup.database}" WITH (FORCE)')
+            stack.callback(psql, "test", f'DROP DATABASE IF EXISTS "{setup.database}" WITH (FORCE)')
+            servers.append((rows, setup, stack.enter_context(serving(setup.env, args.workers))))
+        # Every table size served at once, taking turns run by run: a machine whose speed
+        # drifts weighs on each size alike.
+        for case, (script, path) in CASES.items():
+            probes = [
+                setup.probe(f"{case}, {rows:,} rows, {args.workers} worker(s)", server, case, script, path)
+                for rows, setup, server in servers
+            ]
+            results = measure_side_by_side(
+                probes, runs=args.runs, seconds=args.seconds, connections=args.connections, threads=1
+            )
+            for result in results:
+                print(result.row(), flush=True)
 
 
 if __name__ == "__main__":
