@@ -62,15 +62,19 @@ class TcpProxy:
         self.pipes.discard(writer)
 
 
+async def behind_a_proxy(database: TestDatabase) -> tuple[TcpProxy, TestDatabase]:
+    """A started proxy to ``database``, and the database as reached through it."""
+    real = urlsplit(database.url)
+    proxy = TcpProxy(real.hostname or "127.0.0.1", real.port or 5432)
+    await proxy.start()
+    through = database.url.replace(real.netloc, f"{real.username}@127.0.0.1:{proxy.port}")
+    return proxy, TestDatabase("postgresql", through)
+
+
 async def test_token_and_health_answer_503_while_down_and_recover(
     postgres_database: TestDatabase, tmp_path: Path
 ) -> None:
-    real = urlsplit(postgres_database.url)
-    proxy = TcpProxy(real.hostname or "127.0.0.1", real.port or 5432)
-    await proxy.start()
-    proxied = TestDatabase(
-        "postgresql", postgres_database.url.replace(real.netloc, f"{real.username}@127.0.0.1:{proxy.port}")
-    )
+    proxy, proxied = await behind_a_proxy(postgres_database)
     # No client cache: every token request reaches the database.
     settings = make_settings(proxied, tmp_path, client_cache_ttl=0, db_pool_timeout=2)
     async with serve_in_process(settings) as base_url, httpx.AsyncClient(base_url=base_url, timeout=30) as http:
@@ -103,17 +107,12 @@ async def test_token_and_health_answer_503_while_down_and_recover(
     await proxy.cut()
 
 
-async def test_a_refresh_answers_503_while_down_and_writes_nothing(
+async def test_a_refresh_answers_503_while_down_and_its_token_works_afterwards(
     postgres_database: TestDatabase, tmp_path: Path
 ) -> None:
     # On PostgreSQL a refresh is one statement on a pooled connection (rotated ahead of its
     # grant): a connection cut under it is discarded, and the client hears 503, not 500.
-    real = urlsplit(postgres_database.url)
-    proxy = TcpProxy(real.hostname or "127.0.0.1", real.port or 5432)
-    await proxy.start()
-    proxied = TestDatabase(
-        "postgresql", postgres_database.url.replace(real.netloc, f"{real.username}@127.0.0.1:{proxy.port}")
-    )
+    proxy, proxied = await behind_a_proxy(postgres_database)
     settings = make_settings(proxied, tmp_path, db_pool_timeout=2)
     async with serve_in_process(settings) as base_url, httpx.AsyncClient(base_url=base_url, timeout=30) as http:
         client = await create_client(
