@@ -236,27 +236,6 @@ class Probe:
     env: Callable[[int], dict[str, str]]
 
 
-def measure(
-    name: str,
-    server: Server,
-    script: str,
-    path: str,
-    *,
-    runs: int,
-    seconds: int,
-    connections: int,
-    threads: int,
-    env: dict[str, str] | Callable[[int], dict[str, str]],
-) -> Result:
-    """A warm-up (run 0), then ``runs`` measured runs; any non-2xx fails the benchmark.
-
-    ``env`` may be a function of the run number, e.g. to hand each run its own single-use tokens.
-    """
-    env_for = env if callable(env) else (lambda _run: env)
-    probe = Probe(name, server, script, path, env_for)
-    return measure_side_by_side([probe], runs=runs, seconds=seconds, connections=connections, threads=threads)[0]
-
-
 def measure_side_by_side(
     probes: list[Probe], *, runs: int, seconds: int, connections: int, threads: int
 ) -> list[Result]:
@@ -302,19 +281,7 @@ def measure_side_by_side(
     return results
 
 
-def measure_as(
-    args: argparse.Namespace, name: str, server: Server, script: str, path: str, env: Callable[[int], dict[str, str]]
-) -> Result:
-    """:func:`measure` with one wrk thread and the runs, seconds and connections of ``args``
-    (the scripts' command-line options)."""
-    return measure(
-        name,
-        server,
-        script,
-        path,
-        runs=args.runs,
-        seconds=args.seconds,
-        connections=args.connections,
-        threads=1,
-        env=env,
-    )
+def measure_as(args: argparse.Namespace, probes: list[Probe]) -> list[Result]:
+    """:func:`measure_side_by_side` with one wrk thread and the runs, seconds and
+    connections of ``args`` (the scripts' command-line options)."""
+    return measure_side_by_side(probes, runs=args.runs, seconds=args.seconds, connections=args.connections, threads=1)

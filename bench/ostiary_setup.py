@@ -3,7 +3,6 @@ and enough single-use refresh tokens and authorization codes for every run of a 
 
 from __future__ import annotations
 
-import argparse
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import httpx
 
 from bench import seed
-from bench.common import Probe, Result, Server, fresh_database, measure_as, ostiary, server_env
+from bench.common import Probe, Server, fresh_database, ostiary, server_env
 
 
 def free_port() -> int:
@@ -55,10 +54,6 @@ class Setup:
     def probe(self, name: str, server: Server, case: str, script: str, path: str) -> Probe:
         """Ostiary's side of ``case`` for :func:`~bench.common.measure_side_by_side`."""
         return Probe(name, server, script, path, lambda run: self.wrk_env(case, run, server))
-
-    def measure(self, name: str, server: Server, case: str, script: str, path: str, args: argparse.Namespace) -> Result:
-        """``case`` measured as ``args`` says (runs, seconds, connections), its env per run."""
-        return measure_as(args, name, server, script, path, lambda run: self.wrk_env(case, run, server))
 
     def client_token(self, server: Server) -> str:
         response = httpx.post(

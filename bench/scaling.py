@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import HEADER, measure_side_by_side, psql, serving, warm_up_seconds
+from bench.common import HEADER, measure_as, psql, serving, warm_up_seconds
 from bench.ostiary_setup import prepare
 
 CASES = {
@@ -69,9 +69,7 @@ def main() -> None:
                 setup.probe(f"{case}, {rows:,} rows, {args.workers} worker(s)", server, case, script, path)
                 for rows, setup, server in servers
             ]
-            results = measure_side_by_side(
-                probes, runs=args.runs, seconds=args.seconds, connections=args.connections, threads=1
-            )
+            results = measure_as(args, probes)
             for result in results:
                 print(result.row(), flush=True)
 

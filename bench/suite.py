@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import anchor
-from bench.common import Probe, Result, measure_side_by_side, psql, serving, warm_up_seconds
+from bench.common import Probe, Result, measure_as, psql, serving, warm_up_seconds
 from bench.ostiary_setup import free_port, prepare
 
 SCRIPTS = {
@@ -88,9 +88,7 @@ def run_side_by_side(args: argparse.Namespace, workers: int) -> None:
             probes = [setup.probe(f"Ostiary {case}", ours, case, script, path)]
             if case in theirs:
                 probes.append(theirs[case])
-            results = measure_side_by_side(
-                probes, runs=args.runs, seconds=args.seconds, connections=args.connections, threads=1
-            )
+            results = measure_as(args, probes)
             print(row(case, workers, results[0], results[1] if len(results) > 1 else None), flush=True)
 
 

@@ -58,9 +58,12 @@ class Runtime:
     #: signatures release the GIL, so a worker signs on a core the workers leave free while
     #: serving on its own; None: they run on the event loop (every core has a worker)
     token_threads: ThreadPoolExecutor | None
-    #: PostgreSQL: the engine on which a refresh rotates ahead of its grant, in one
-    #: statement without BEGIN and COMMIT (``oauth.rotate_ahead``); None on SQLite
-    rotation_engine: AsyncEngine | None = None
+
+    @property
+    def rotates_ahead(self) -> bool:
+        """A refresh rotates ahead of its grant, in one statement without BEGIN and COMMIT
+        (``oauth.rotate_ahead``): on PostgreSQL; SQLite rotates inside the grant's transaction."""
+        return self.engine.dialect.name == "postgresql"
 
     def on_key_change(self, ring: KeyRing) -> None:
         """A new key ring: the metadata lists the algorithms that now have an active key."""
@@ -122,7 +125,6 @@ class Runtime:
             breached=breached,
             resets=PasswordResets(settings, sessionmaker, wrappers, passwords, breached),
             token_threads=_token_threads(settings),
-            rotation_engine=engine if engine.dialect.name == "postgresql" else None,
         )
 
 

@@ -21,13 +21,16 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from authlib.oauth2.rfc6749 import OAuth2Payload, OAuth2Request
 
 from ..storage import Session
 from ..storage.clients import StoredClient
 from ..storage.errors import is_retryable
+
+if TYPE_CHECKING:
+    from .grants import Rotation
 
 T = TypeVar("T")
 
@@ -92,8 +95,8 @@ class OstiaryRequest(OAuth2Request):  # type: ignore[misc]
         self.prefetched_clients: dict[str, StoredClient | None] | None = None
         #: the refresh token that a rotation already stored as its family's new head
         self.successor_refresh_token: str | None = None
-        #: the rotation committed before the grant ran (``grants.Rotation``), if any
-        self.rotated: Any = None
+        #: the rotation committed before the grant ran, if any
+        self.rotated: Rotation | None = None
         #: the browser's session cookie (logout ends that session)
         self.browser_session_token: str | None = None
         #: the client's address, for audit events

@@ -31,8 +31,7 @@ def _family_statement() -> Any:
         new_grant.c.created_at,
         bindparam("token_expires_at", type_=tokens.c.expires_at.type),
     )
-    columns = ["token_digest", "grant_id", "client_id", "generation", "created_at", "expires_at"]
-    return insert(tokens).from_select(columns, first_token).add_cte(new_grant, nest_here=True)
+    return insert(tokens).from_select(refresh.TOKEN_COLUMNS, first_token).add_cte(new_grant, nest_here=True)
 
 
 _INSERT_FAMILY = _family_statement()

@@ -4,10 +4,10 @@ The hot path on PostgreSQL is one statement (:func:`rotate`, or :func:`rotate_ah
 outside a transaction): a data-modifying CTE that consumes the presented token (``UPDATE
 refresh_tokens ... FROM grants, users WHERE <unused, unexpired, this client's, family and
 user active> RETURNING``), inserts its successor and advances the family head, and returns
-everything the new tokens need. Two concurrent
-refreshes of one token cannot both match ``consumed_at IS NULL``: on PostgreSQL the second
-waits for the first's row lock, then finds it consumed and inserts nothing; on SQLite
-writers are serialised and the same steps run as separate statements.
+everything the new tokens need. Two concurrent refreshes of one token cannot both match
+``consumed_at IS NULL``: on PostgreSQL the second waits for the first's row lock, then
+finds it consumed and inserts nothing; on SQLite writers are serialised and the same steps
+run as separate statements.
 """
 
 from __future__ import annotations
@@ -291,6 +291,8 @@ def use_grace(
 
 _tokens, _grants = cast(Table, RefreshToken.__table__), cast(Table, Grant.__table__)
 _INSERT_TOKEN = insert_row(RefreshToken)
+#: the columns a new refresh token is inserted with (``INSERT ... SELECT`` statements)
+TOKEN_COLUMNS = ["token_digest", "grant_id", "client_id", "generation", "created_at", "expires_at"]
 _ADVANCE_HEAD = (
     update(_grants).where(_grants.c.id == bindparam("b_grant_id")).values(head_generation=bindparam("b_generation"))
 )
@@ -319,7 +321,7 @@ def _rotate_statement() -> Any:
     """PostgreSQL's one-statement rotation: consume, insert the successor, advance the head."""
     consumed = _CONSUME.where(_SCOPES_GRANTED).cte("consumed")
     successor = insert(_tokens).from_select(
-        ["token_digest", "grant_id", "client_id", "generation", "created_at", "expires_at"],
+        TOKEN_COLUMNS,
         select(
             bindparam("b_new_digest", type_=_tokens.c.token_digest.type),
             consumed.c.grant_id,

@@ -46,11 +46,11 @@ async def token(request: Request) -> Response:
     oauth_request = OstiaryRequest("POST", runtime.token_uri, request.headers, form)
     oauth_request.client_ip = address
     respond = lambda: runtime.oauth.create_token_response(oauth_request)  # noqa: E731
-    rotation_engine = runtime.rotation_engine if grant_type == "refresh_token" else None
-    if grant_type in _SESSIONLESS or rotation_engine is not None:
+    rotates_ahead = grant_type == "refresh_token" and runtime.rotates_ahead
+    if grant_type in _SESSIONLESS or rotates_ahead:
         named = claimed_client_ids(request.headers.get("authorization"), form)
         oauth_request.prefetched_clients = await runtime.oauth.prefetch_clients(runtime.sessionmaker, named)
-        if rotation_engine is None or await runtime.oauth.rotate_ahead(rotation_engine, oauth_request):
+        if not rotates_ahead or await runtime.oauth.rotate_ahead(runtime.engine, oauth_request):
             if runtime.token_threads is None:
                 return from_oauth(call_without_session(oauth_request, respond))
             return from_oauth(await call_on_thread(runtime.token_threads, oauth_request, respond))
