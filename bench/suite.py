@@ -122,7 +122,7 @@ def _anchor_probes(
 
 HEADER = (
     "| case | workers | Ostiary req/s (range) | node-oidc-provider req/s (range) | ratio | "
-    "Ostiary p50 / p99 ms | node p50 / p99 ms | Ostiary CPU ms/req | Ostiary peak RSS MiB/worker |\n"
+    "Ostiary p50 / p99 ms | node p50 / p99 ms | Ostiary / node CPU ms/req | Ostiary peak RSS MiB/worker |\n"
     "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 )
 
@@ -135,11 +135,14 @@ def row(case: str, workers: int, ours: Result, theirs: Result | None) -> str:
     def latency(result: Result) -> str:
         return f"{result.median_p50_ms:.1f} / {result.median_p99_ms:.1f}"
 
+    def cpu(result: Result | None) -> str:
+        return f"{result.cpu_per_request_ms:.2f}" if result else "–"
+
     ratio = f"{ours.median_rps / theirs.median_rps:.2f}×" if theirs else "–"
     rss = ", ".join(f"{m:.0f}" for m in ours.peak_rss_mib)
     return (
         f"| {case} | {workers} | {rate(ours)} | {rate(theirs) if theirs else '–'} | {ratio} | {latency(ours)} | "
-        f"{latency(theirs) if theirs else '–'} | {ours.cpu_per_request_ms:.2f} | {rss} |"
+        f"{latency(theirs) if theirs else '–'} | {ours.cpu_per_request_ms:.2f} / {cpu(theirs)} | {rss} |"
     )
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from .authn.devices import DeviceCookies
@@ -21,6 +20,7 @@ from .mfa.service import SecondFactor
 from .oauth.authorize import Authorizer
 from .oauth.metadata import server_metadata
 from .oauth.server import OstiaryAuthorizationServer
+from .oauth.threads import Threads
 from .settings import Settings
 from .storage import AsyncEngine, AsyncSession, async_sessionmaker, keys as key_store, mfa as mfa_store
 from .storage.engine import create_sessionmaker
@@ -57,7 +57,7 @@ class Runtime:
     #: threads for token grants that need no database (client_credentials): their RSA
     #: signatures release the GIL, so a worker signs on a core the workers leave free while
     #: serving on its own; None: they run on the event loop (every core has a worker)
-    token_threads: ThreadPoolExecutor | None
+    token_threads: Threads | None
 
     @property
     def rotates_ahead(self) -> bool:
@@ -73,7 +73,7 @@ class Runtime:
     async def close(self) -> None:
         await self.limiter.close()
         if self.token_threads is not None:
-            self.token_threads.shutdown(wait=False, cancel_futures=True)
+            self.token_threads.close()
 
     @classmethod
     async def start(cls, settings: Settings, engine: AsyncEngine) -> Runtime:
@@ -128,9 +128,9 @@ class Runtime:
         )
 
 
-def _token_threads(settings: Settings) -> ThreadPoolExecutor | None:
+def _token_threads(settings: Settings) -> Threads | None:
     count = signing_thread_count(settings.signing_threads, settings.workers, len(os.sched_getaffinity(0)))
-    return ThreadPoolExecutor(max_workers=count, thread_name_prefix="ostiary-sign") if count else None
+    return Threads(count, "ostiary-sign") if count else None
 
 
 def signing_thread_count(requested: int, workers: int, cores: int) -> int:

@@ -14,13 +14,12 @@ greenlet in the caller's context, and a value left set would leak to the next re
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 from collections import defaultdict
 from collections.abc import Callable, Mapping
-from concurrent.futures import Executor
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from authlib.oauth2.rfc6749 import OAuth2Payload, OAuth2Request
@@ -28,6 +27,7 @@ from authlib.oauth2.rfc6749 import OAuth2Payload, OAuth2Request
 from ..storage import Session
 from ..storage.clients import StoredClient
 from ..storage.errors import is_retryable
+from .threads import Threads
 
 if TYPE_CHECKING:
     from .grants import Rotation
@@ -137,16 +137,14 @@ def call_without_session(request: OstiaryRequest, call: Callable[[], T]) -> T:
         _request.reset(request_token)
 
 
-async def call_on_thread(executor: Executor, request: OstiaryRequest, call: Callable[[], T]) -> T:
-    """:func:`call_without_session` on one of ``executor``'s threads.
+async def call_on_thread(threads: Threads, request: OstiaryRequest, call: Callable[[], T]) -> T:
+    """:func:`call_without_session` on one of ``threads``.
 
     The RSA signature of a token releases the GIL, so while one request signs, the event
     loop serves others: one worker process uses more than one core, as node-oidc-provider
     does with libuv's thread pool.
     """
-    context = contextvars.copy_context()
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(executor, context.run, call_without_session, request, call)
+    return await threads.run(partial(contextvars.copy_context().run, call_without_session, request, call))
 
 
 async def call_in_session(
