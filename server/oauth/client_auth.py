@@ -11,10 +11,13 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
 
 from .clients import OAuthClient
+
+if TYPE_CHECKING:
+    from .bridge import OstiaryRequest
 
 QueryClient = Callable[[str], OAuthClient | None]
 
@@ -39,20 +42,20 @@ def basic_credentials(authorization: str | None) -> tuple[str, str] | None:
         return None
 
 
-def claimed_client_ids(authorization: str | None, form: list[tuple[str, str]]) -> list[str]:
+def claimed_client_ids(request: OstiaryRequest) -> list[str]:
     """The client ids a token request names, in its Basic header or its form."""
-    credentials = basic_credentials(authorization)
+    credentials = request.basic_credentials
     named = [credentials[0]] if credentials is not None else []
-    named += [value for key, value in form if key == "client_id" and value]
-    return list(dict.fromkeys(named))
+    named += request.payload.datalist.get("client_id", [])
+    return [client_id for client_id in dict.fromkeys(named) if client_id]
 
 
 def _form_decode(value: str) -> str:
     return unquote_to_bytes(value.replace("+", " ")).decode("utf-8")
 
 
-def authenticate_basic(query_client: QueryClient, request: Any) -> OAuthClient | None:
-    credentials = basic_credentials(request.headers.get("Authorization"))
+def authenticate_basic(query_client: QueryClient, request: OstiaryRequest) -> OAuthClient | None:
+    credentials = request.basic_credentials
     if credentials is None:
         return None
     return _check(query_client, *credentials)

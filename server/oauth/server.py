@@ -64,11 +64,19 @@ class OstiaryAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         self.register_endpoint(Introspection(self, keys, settings.issuer))
 
     def authenticate_client(self, request: OstiaryRequest, methods: list[str], endpoint: str = "token") -> OAuthClient:
+        """Authlib's client authentication, with one answer for an unknown client, a wrong
+        secret and missing credentials. A request is authenticated once per endpoint and
+        set of methods: a refresh that rotates ahead asks twice (``rotate_ahead``, then the
+        grant)."""
+        key = (endpoint, tuple(methods))
+        if request.authenticated is not None and request.authenticated[0] == key:
+            _, known, request.auth_method = request.authenticated
+            return known
         try:
             client: OAuthClient = super().authenticate_client(request, methods, endpoint)
         except InvalidClientError:
-            # One answer for unknown client, wrong secret and missing credentials.
             raise InvalidClientError(status_code=401, description="Client authentication failed.") from None
+        request.authenticated = (key, client, request.auth_method)
         return client
 
     def query_client(self, client_id: str) -> OAuthClient | None:

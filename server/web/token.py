@@ -48,7 +48,7 @@ async def token(request: Request) -> Response:
     respond = lambda: runtime.oauth.create_token_response(oauth_request)  # noqa: E731
     rotates_ahead = grant_type == "refresh_token" and runtime.rotates_ahead
     if grant_type in _SESSIONLESS or rotates_ahead:
-        named = claimed_client_ids(request.headers.get("authorization"), form)
+        named = claimed_client_ids(oauth_request)
         oauth_request.prefetched_clients = await runtime.oauth.prefetch_clients(runtime.sessionmaker, named)
         if not rotates_ahead or await runtime.oauth.rotate_ahead(runtime.engine, oauth_request):
             if runtime.token_threads is None:
