@@ -5,7 +5,7 @@
 work-item objects, and a second future chained to the first. On the 2-core machines of
 docs/benchmarks.md that hop was most of what a client_credentials grant on a thread cost
 above one on the loop. Here a call is one tuple on a ``queue.SimpleQueue`` (C, no Python
-lock) and one ``call_soon_threadsafe`` back: 10 % more grants per second for one worker.
+lock) and one ``call_soon_threadsafe`` back: 12 % more grants per second for one worker.
 """
 
 from __future__ import annotations
