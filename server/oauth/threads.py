@@ -33,10 +33,6 @@ class Threads:
         for thread in self._threads:
             thread.start()
 
-    @property
-    def count(self) -> int:
-        return len(self._threads)
-
     async def run(self, call: Callable[[], T]) -> T:
         """The result of ``call()`` on one of the threads (its exception, raised here).
 

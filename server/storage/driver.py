@@ -19,8 +19,7 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 import asyncpg  # type: ignore[import-untyped]
-from sqlalchemy import exc as sa_exc
-from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
+from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_dbapi, dialect as asyncpg_dialect
 from sqlalchemy.pool import Pool
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -63,9 +62,7 @@ class DriverStatement:
         # here. The pool's checkout and checkin events (the ping after idling) still run.
         try:
             pooled = pool.connect()
-        except sa_exc.TimeoutError:
-            raise
-        except Exception as error:
+        except (*_CONNECTION_ERRORS, AsyncAdapt_asyncpg_dbapi.Error) as error:  # not wrapped by the pool
             raise ConnectionError("no database connection") from error
         try:
             driver = pooled.driver_connection
