@@ -28,11 +28,11 @@ from ..storage import Session
 from ..storage.clients import StoredClient
 from ..storage.errors import is_retryable
 from .client_auth import basic_credentials
-from .threads import Threads
 
 if TYPE_CHECKING:
     from .clients import OAuthClient
     from .grants import Rotation
+    from .threads import Threads
 
 T = TypeVar("T")
 

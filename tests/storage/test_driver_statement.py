@@ -47,6 +47,7 @@ async def test_a_database_postgresql_refuses_is_a_connection_error(postgres_data
     try:
         with pytest.raises(ConnectionError):
             await _ECHO.fetchrow(engine, {"value": "x"})
+        assert engine.sync_engine.pool.checkedout() == 0
     finally:
         await engine.dispose()
 
@@ -57,6 +58,7 @@ async def test_a_refused_socket_is_a_connection_error(postgres_database: TestDat
     try:
         with pytest.raises(ConnectionError):
             await _ECHO.fetchrow(engine, {"value": "x"})
+        assert engine.sync_engine.pool.checkedout() == 0
     finally:
         await engine.dispose()
 

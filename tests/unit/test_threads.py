@@ -109,3 +109,35 @@ async def test_close_stops_every_thread() -> None:
 def test_at_least_one_thread() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         Threads(0, "none")
+
+
+async def test_a_call_whose_caller_was_cancelled_while_queued_is_skipped() -> None:
+    threads = Threads(1, "test-threads")
+    started, release = threading.Event(), threading.Event()
+    ran: list[str] = []
+
+    def busy() -> None:
+        started.set()
+        release.wait(10)
+
+    try:
+        blocking = asyncio.ensure_future(threads.run(busy))
+        await asyncio.to_thread(started.wait, 10)
+        queued = asyncio.ensure_future(threads.run(lambda: ran.append("queued")))
+        await asyncio.sleep(0)  # let it reach the queue
+        queued.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await queued
+        release.set()
+        await blocking
+        assert await threads.run(lambda: "after") == "after"  # one thread: runs after the skipped call
+        assert ran == []
+    finally:
+        threads.close()
+
+
+async def test_a_call_after_close_is_refused() -> None:
+    threads = Threads(1, "test-threads")
+    threads.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        await threads.run(lambda: None)
