@@ -41,20 +41,15 @@ async def test_a_row_comes_back_and_the_connection_goes_back_to_the_pool(postgre
         await engine.dispose()
 
 
-async def test_a_database_postgresql_refuses_is_a_connection_error(postgres_database: TestDatabase) -> None:
-    missing = make_url(postgres_database.url).set(database="ostiary_no_such_database")
-    engine = make_engine(missing.render_as_string(hide_password=False), timeout=2)
-    try:
-        with pytest.raises(ConnectionError):
-            await _ECHO.fetchrow(engine, {"value": "x"})
-        assert engine.sync_engine.pool.checkedout() == 0
-    finally:
-        await engine.dispose()
+def _unreachable(url: str, case: str) -> str:
+    if case == "database PostgreSQL refuses":
+        return make_url(url).set(database="ostiary_no_such_database").render_as_string(hide_password=False)
+    return make_url(url).set(host="127.0.0.1", port=_free_port()).render_as_string(hide_password=False)
 
 
-async def test_a_refused_socket_is_a_connection_error(postgres_database: TestDatabase) -> None:
-    closed = make_url(postgres_database.url).set(host="127.0.0.1", port=_free_port())
-    engine = make_engine(closed.render_as_string(hide_password=False), timeout=2)
+@pytest.mark.parametrize("case", ["database PostgreSQL refuses", "refused socket"])
+async def test_an_unreachable_database_is_a_connection_error(postgres_database: TestDatabase, case: str) -> None:
+    engine = make_engine(_unreachable(postgres_database.url, case), timeout=2)
     try:
         with pytest.raises(ConnectionError):
             await _ECHO.fetchrow(engine, {"value": "x"})
