@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -177,9 +178,7 @@ def wrk(script: str, url: str, *, seconds: int, connections: int, threads: int, 
         if done.returncode != 0:
             sys.exit(f"wrk {script} {url} failed:\n{done.stdout}{done.stderr}")
         line = json.loads(out.read().strip().splitlines()[-1])
-    kinds = {
-        kind: line[f"err_{kind}"] for kind in ("connect", "read", "write", "status", "timeout") if line[f"err_{kind}"]
-    }
+    kinds = {kind: line[f"err_{kind}"] for kind in _ERROR_KINDS if line[f"err_{kind}"]}
     return Run(line["rps"], line["p50_us"] / 1000, line["p99_us"] / 1000, sum(kinds.values()), line["requests"], kinds)
 
 
@@ -272,11 +271,10 @@ def measure_side_by_side(
         total = sum(r.requests for r in measured[i])
         result = Result(probe.name, measured[i], cpu[i] * 1000 / max(total, 1), [peak_rss_mib(p) for p in pids[i]])
         if any(r.errors for r in measured[i]):
-            kinds: dict[str, int] = {}
+            kinds: Counter[str] = Counter()
             for r in measured[i]:
-                for kind, count in r.error_kinds.items():
-                    kinds[kind] = kinds.get(kind, 0) + count
-            sys.exit(f"{probe.name}: errors {kinds} (status: non-2xx answers)\n{result.row()}")
+                kinds.update(r.error_kinds)
+            sys.exit(f"{probe.name}: errors {dict(kinds)} (status: non-2xx answers)\n{result.row()}")
         results.append(result)
     return results
 

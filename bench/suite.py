@@ -142,7 +142,7 @@ def row(case: str, workers: int, ours: Result, theirs: Result | None) -> str:
     rss = ", ".join(f"{m:.0f}" for m in ours.peak_rss_mib)
     return (
         f"| {case} | {workers} | {rate(ours)} | {rate(theirs) if theirs else '–'} | {ratio} | {latency(ours)} | "
-        f"{latency(theirs) if theirs else '–'} | {ours.cpu_per_request_ms:.2f} / {cpu(theirs)} | {rss} |"
+        f"{latency(theirs) if theirs else '–'} | {cpu(ours)} / {cpu(theirs)} | {rss} |"
     )
 
 

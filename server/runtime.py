@@ -54,7 +54,8 @@ class Runtime:
     limiter: RateLimiter
     breached: BreachedPasswords
     resets: PasswordResets
-    #: threads for token grants that need no database (client_credentials): their RSA
+    #: threads for token grants that need no database (client_credentials, and a refresh
+    #: once its rotation is committed ahead of the grant on PostgreSQL): their RSA
     #: signatures release the GIL, so a worker signs on a core the workers leave free while
     #: serving on its own; None: they run on the event loop (every core has a worker)
     token_threads: Threads | None

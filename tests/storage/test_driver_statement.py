@@ -7,8 +7,6 @@ the statement stays what it is (a bug is a 500, not an outage) and costs its con
 
 from __future__ import annotations
 
-import socket
-
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 from sqlalchemy import bindparam, func, literal, select
@@ -16,18 +14,12 @@ from sqlalchemy.engine import make_url
 
 from server.storage.driver import DriverStatement
 from server.storage.engine import make_engine
-from tests.helpers import TestDatabase
+from tests.helpers import TestDatabase, free_port
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres_only]
 
 _BACKEND = DriverStatement(select(func.pg_backend_pid().label("pid")))
 _ECHO = DriverStatement(select(bindparam("value", type_=None).label("value"), literal(7).label("seven")))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def test_a_row_comes_back_and_the_connection_goes_back_to_the_pool(postgres_database: TestDatabase) -> None:
@@ -44,7 +36,7 @@ async def test_a_row_comes_back_and_the_connection_goes_back_to_the_pool(postgre
 def _unreachable(url: str, case: str) -> str:
     if case == "database PostgreSQL refuses":
         return make_url(url).set(database="ostiary_no_such_database").render_as_string(hide_password=False)
-    return make_url(url).set(host="127.0.0.1", port=_free_port()).render_as_string(hide_password=False)
+    return make_url(url).set(host="127.0.0.1", port=free_port()).render_as_string(hide_password=False)
 
 
 @pytest.mark.parametrize("case", ["database PostgreSQL refuses", "refused socket"])
