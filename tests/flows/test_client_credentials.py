@@ -332,3 +332,30 @@ async def test_concurrent_grants_each_get_their_own_audience_and_scope(
             assert (claims["aud"], claims["scope"]) == (resource, scope)
             seen_jti.add(claims["jti"])
         assert len(seen_jti) == len(asked)
+
+
+@pytest.mark.parametrize("threads", [0, 2])
+async def test_refusals_are_the_same_on_a_signing_thread(database: TestDatabase, tmp_path: Path, threads: int) -> None:
+    # The grant and its HTTP response are built on a signing thread when there is one, on
+    # the event loop otherwise: an error must come back the same either way.
+    settings = make_settings(database, tmp_path, signing_threads=threads)
+    async with serve_in_process(settings) as base_url, httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+        client = await create_client(settings)
+        wrong_secret = await http.post(
+            "/token", data={"grant_type": "client_credentials"}, headers=basic(client.client_id, "not-the-secret")
+        )
+        assert wrong_secret.status_code == 401 and wrong_secret.json()["error"] == "invalid_client"
+        assert wrong_secret.headers["www-authenticate"].startswith("Basic ")
+        assert wrong_secret.headers["cache-control"] == "no-store"
+        not_granted = await http.post(
+            "/token",
+            data={"grant_type": "client_credentials", "scope": "admin"},
+            headers=basic(client.client_id, client.client_secret),
+        )
+        assert not_granted.status_code == 400 and not_granted.json()["error"] == "invalid_scope"
+        assert not_granted.headers["cache-control"] == "no-store"
+        granted = await http.post(
+            "/token", data={"grant_type": "client_credentials"}, headers=basic(client.client_id, client.client_secret)
+        )
+        assert granted.status_code == 200 and granted.headers["cache-control"] == "no-store"
+        assert granted.headers["content-type"] == "application/json"

@@ -352,3 +352,17 @@ async def test_concurrent_refreshes_of_many_families_each_get_their_own(threaded
     assert (
         len({jwt.decode(r.json()["access_token"], options={"verify_signature": False})["gid"] for r in responses}) == 6
     )
+
+
+async def test_refusals_are_the_same_on_a_signing_thread(threaded: Offline) -> None:
+    # A refresh refused before its rotation (a scope never granted, another client's secret)
+    # leaves the token unused, and one that rotates answers from the thread or the loop.
+    tokens = await threaded.tokens(scope="offline_access")
+    too_wide = await threaded.refresh(tokens["refresh_token"], scope="offline_access admin")
+    assert too_wide.status_code == 400 and too_wide.json()["error"] == "invalid_scope"
+    wrong_secret = await threaded.refresh(tokens["refresh_token"], auth=(threaded.auth[0], "not-the-secret"))
+    assert wrong_secret.status_code == 401 and wrong_secret.json()["error"] == "invalid_client"
+    rotated = await threaded.refresh(tokens["refresh_token"])
+    assert rotated.status_code == 200, rotated.text
+    assert rotated.headers["cache-control"] == "no-store" and rotated.headers["content-type"] == "application/json"
+    assert rotated.json()["refresh_token"] != tokens["refresh_token"]

@@ -1,5 +1,8 @@
 """The token endpoint's random values (refresh tokens, ``jti``): OpenSSL's CSPRNG, shaped
-as ``secrets.token_urlsafe`` shapes them."""
+as ``secrets.token_urlsafe`` shapes them.
+
+Why not ``secrets`` (it lets go of the GIL) is a matter of speed, measured by ``bench/``,
+not tested here; these tests hold the values to what ``secrets`` would give."""
 
 from __future__ import annotations
 
@@ -34,20 +37,26 @@ def test_no_repeats() -> None:
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+@pytest.mark.filterwarnings("ignore:.*fork.*:DeprecationWarning")  # 3.12+: other threads alive
 def test_a_forked_child_draws_other_values_than_its_parent() -> None:
     """A DRBG state copied by fork and not reseeded would hand the child the parent's next
     values; OpenSSL reseeds in the child."""
     random_token(16)  # the parent's generator is initialised before the fork
     read, write = os.pipe()
     pid = os.fork()
-    if pid == 0:  # the child: its next draws, then exit without running pytest's teardown
-        os.close(read)
-        os.write(write, " ".join(random_token(16) for _ in range(8)).encode())
-        os._exit(0)
+    if pid == 0:  # the child: its next draws, then out, whatever happens (never back into pytest)
+        code = 1
+        try:
+            os.close(read)
+            os.write(write, " ".join(random_token(16) for _ in range(8)).encode())
+            code = 0
+        finally:
+            os._exit(code)
     os.close(write)
     parent = {random_token(16) for _ in range(8)}
     with os.fdopen(read) as pipe:
         child = set(pipe.read().split())
-    os.waitpid(pid, 0)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
     assert len(child) == 8
     assert not parent & child
