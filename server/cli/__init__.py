@@ -35,8 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_args(keys.separate_kid(list(sys.argv[1:] if argv is None else argv)))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     overrides = {name: getattr(args, name, None) for name in ("host", "port", "workers")}
     try:
         settings = Settings.from_env(os.environ, **overrides)
