@@ -42,6 +42,9 @@ def add_parser(commands: Any) -> None:
     rewrap.set_defaults(run=run_rewrap)
 
 
+_HELP = ("-h", "--help")
+
+
 def separate_kid(argv: list[str]) -> list[str]:
     """``keys revoke KID`` with ``--`` put before a KID that begins with ``-``.
 
@@ -49,12 +52,9 @@ def separate_kid(argv: list[str]) -> list[str]:
     would take for an option ("the following arguments are required: kid"), in the middle
     of revoking a compromised key.
     """
-    if len(argv) == 3 and argv[:2] == ["keys", "revoke"] and argv[2].startswith("-") and argv[2] not in HELP:
+    if len(argv) == 3 and argv[:2] == ["keys", "revoke"] and argv[2].startswith("-") and argv[2] not in _HELP:
         return [*argv[:2], "--", argv[2]]
     return argv
-
-
-HELP = ("-h", "--help")
 
 
 def _with_keys(settings: Settings, work: Callable[[Session, Any], T]) -> T:
