@@ -49,12 +49,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=300)
     parser.add_argument("--connections", type=int, default=8, help="per path")
     parser.add_argument("--sample-every", type=float, default=5.0)
+    parser.add_argument("--warm-up", type=int, default=WARM_UP, help="seconds of the same mix first")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as work:
         setup, _port = prepare(
             Path(work),
             runs=1,
-            per_run=REFRESH_PER_SECOND * max(args.seconds, WARM_UP) * args.workers,
+            per_run=REFRESH_PER_SECOND * max(args.seconds, args.warm_up) * args.workers,
             database="ostiary_bench_soak",
             codes=False,
         )
@@ -77,7 +78,7 @@ def main() -> None:
                     }
                     return {case: future.result() for case, future in futures.items()}
 
-            warm = run_all(0, WARM_UP)
+            warm = run_all(0, args.warm_up)
             if any(r.errors for r in warm.values()):
                 sys.exit(f"errors during the warm-up: { {c: r.errors for c, r in warm.items()} }")
             samples: list[tuple[float, list[float]]] = []
@@ -106,7 +107,7 @@ def report(
     args: argparse.Namespace, results: dict[str, Run], samples: list[tuple[float, list[float]]], peaks: list[float]
 ) -> None:
     print(f"cores: {os.cpu_count()}, workers: {args.workers}, {args.connections} connections per path, "
-          f"{args.seconds} s after a {WARM_UP} s warm-up\n")  # fmt: skip
+          f"{args.seconds} s after a {args.warm_up} s warm-up\n")  # fmt: skip
     print("| path | req/s | p50 ms | p99 ms | errors |\n|---|---:|---:|---:|---:|")
     for case, run in results.items():
         print(f"| {case} | {run.rps:,.0f} | {run.p50_ms:.1f} | {run.p99_ms:.1f} | {run.errors} |")

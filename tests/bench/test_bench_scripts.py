@@ -1,14 +1,16 @@
-"""The benchmark scripts still run end to end: a one-second pass of bench/suite.py.
+"""The benchmark scripts still run end to end, each for a second or two.
 
 Figures are not checked here (performance is measured by bench/, never asserted by tests);
 this keeps the scripts from rotting: set-up of the scratch database, the server with its
-worker, the wrk scripts, and every request of each measured case answered with a 2xx
-(the suite exits non-zero on any error). Needs PostgreSQL and Debian's ``wrk``.
+worker, the wrk scripts, node-oidc-provider beside Ostiary, and every request of each
+measured case answered with a 2xx (the scripts exit non-zero on any error). Needs
+PostgreSQL and Debian's ``wrk``; the side-by-side test needs Node.js and npm too.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -21,27 +23,75 @@ ROOT = Path(__file__).resolve().parents[2]
 PG_URL = os.environ.get("OSTIARY_TEST_POSTGRES_URL")
 
 
-def test_the_suite_runs_every_ostiary_case_without_errors() -> None:
+def run_bench(script: str, *args: str) -> str:
+    """``bench/<script> args``, which must succeed; its standard output."""
     if PG_URL is None:
         pytest.skip("OSTIARY_TEST_POSTGRES_URL is not set")
     if shutil.which("wrk") is None:
         if os.environ.get("OSTIARY_REQUIRE_WRK"):
             pytest.fail("wrk is required (OSTIARY_REQUIRE_WRK) but not installed")
         pytest.skip("wrk is not installed (Debian package wrk)")
-    cases = ["client_credentials", "refresh_token", "authorization_code", "jwks", "introspection", "userinfo"]
-    database = f"ostiary_bench_smoke_{uuid.uuid4().hex[:8]}"
     env = {
         **os.environ,
         "OSTIARY_BENCH_POSTGRES_URL": PG_URL.replace("postgresql+asyncpg://", "postgresql://", 1),
     }
     done = subprocess.run(
-        [sys.executable, "bench/suite.py", "--workers", "1", "--seconds", "1", "--runs", "1", "--no-anchor",
-         "--database", database, "--cases", *cases],
+        [sys.executable, f"bench/{script}", *args],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
-    rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and "req/s" not in line]
-    assert [row.split("|")[1].strip() for row in rows] == cases, done.stdout
-    for row in rows:
-        requests_per_second = row.split("|")[3].split()[0].replace(",", "")
-        assert float(requests_per_second) > 0, row
+    return done.stdout
+
+
+def table_rows(output: str) -> list[list[str]]:
+    """The cells of each Markdown table row (no header, no rule) in ``output``."""
+    rows = [line for line in output.splitlines() if line.startswith("| ") and not line.startswith("|---")]
+    cells = [[cell.strip() for cell in line.strip("|").split("|")] for line in rows]
+    return [row for row in cells if row[0] not in ("case", "path", "elapsed")]
+
+
+def positive(figure: str) -> bool:
+    return float(figure.split()[0].replace(",", "")) > 0
+
+
+def test_the_suite_runs_every_ostiary_case_without_errors() -> None:
+    cases = ["client_credentials", "refresh_token", "authorization_code", "jwks", "introspection", "userinfo"]
+    output = run_bench(
+        "suite.py", "--workers", "1", "--seconds", "1", "--runs", "1", "--no-anchor",
+        "--database", f"ostiary_bench_smoke_{uuid.uuid4().hex[:8]}", "--cases", *cases,
+    )  # fmt: skip
+    rows = table_rows(output)
+    assert [row[0] for row in rows] == cases, output
+    assert all(positive(row[2]) for row in rows), output
+
+
+def test_the_suite_measures_node_oidc_provider_beside_ostiary() -> None:
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip("Node.js and npm are not installed")
+    output = run_bench(
+        "suite.py", "--workers", "1", "--seconds", "1", "--runs", "1",
+        "--database", f"ostiary_bench_smoke_{uuid.uuid4().hex[:8]}", "--cases", "client_credentials", "refresh_token",
+    )  # fmt: skip
+    rows = table_rows(output)
+    assert [row[0] for row in rows] == ["client_credentials", "refresh_token"], output
+    for row in rows:  # Ostiary's rate, node-oidc-provider's rate, and their ratio
+        assert positive(row[2]) and positive(row[3]), output
+        assert re.fullmatch(r"\d+\.\d\d×", row[4]), output
+
+
+def test_the_table_size_script_runs_both_sizes() -> None:
+    output = run_bench("scaling.py", "--seconds", "1", "--runs", "1", "--rows", "100", "1000")
+    rows = table_rows(output)
+    assert len(rows) == 4, output
+    sizes = {match.group(1) for row in rows if (match := re.search(r"([\d,]+) rows", row[0]))}
+    assert sizes == {"100", "1,000"}, output
+    assert all(positive(row[1]) for row in rows), output
+
+
+def test_the_soak_samples_memory_under_every_path() -> None:
+    output = run_bench("soak.py", "--seconds", "2", "--warm-up", "1", "--sample-every", "1")
+    paths = [row[0] for row in table_rows(output) if not row[0].endswith(" s")]
+    assert paths == ["client_credentials", "refresh_token", "introspection", "userinfo"], output
+    samples = [row for row in table_rows(output) if row[0].endswith(" s")]
+    assert samples and all(positive(row[1]) for row in samples), output
+    assert "peak RSS MiB per worker" in output
