@@ -120,10 +120,26 @@ class Settings:
     rsa_key_bits: int = 2048
     log_level: str = "INFO"
     access_log: bool = True
+    #: peers whose Forwarded / X-Forwarded-* headers are believed; empty: none (the peer is the client)
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    #: seconds a request body may take to arrive in full before the answer is 408
+    body_timeout: int = 30
+    #: how recent a password or second-factor check must be for account changes that affect sign-in
+    reauth_seconds: int = 300
+    #: "smtp" or "log" (development: mail, reset links included, goes to the log); None: smtp when
+    #: OSTIARY_SMTP_HOST is set, else log, which an https issuer refuses unless chosen explicitly
+    mail_backend: str | None = None
+    #: pending (unfinished) authorization requests one client address may hold at once
+    pending_interactions_per_address: int = 100
 
     @property
     def is_postgres(self) -> bool:
         return self.database_url.startswith("postgresql+asyncpg://")
+
+    @property
+    def mail_to_log(self) -> bool:
+        """Mail is written to the log instead of sent (development)."""
+        return self.mail_backend == "log" or (self.mail_backend is None and self.smtp_host is None)
 
     @property
     def secure_cookies(self) -> bool:
@@ -227,6 +243,13 @@ class Settings:
             "rsa_key_bits": reader.get("OSTIARY_RSA_KEY_BITS", _choice_int(2048, 3072, 4096), cls.rsa_key_bits),
             "log_level": reader.get("OSTIARY_LOG_LEVEL", _log_level, cls.log_level),
             "access_log": reader.get("OSTIARY_ACCESS_LOG", _bool, cls.access_log),
+            "trusted_proxies": reader.get("OSTIARY_TRUSTED_PROXIES", _networks, cls.trusted_proxies),
+            "body_timeout": reader.get("OSTIARY_BODY_TIMEOUT_SECONDS", _duration(1, 3600), cls.body_timeout),
+            "reauth_seconds": reader.get("OSTIARY_REAUTH_SECONDS", _duration(30, 86400), cls.reauth_seconds),
+            "mail_backend": reader.get("OSTIARY_MAIL_BACKEND", _choice("smtp", "log"), cls.mail_backend),
+            "pending_interactions_per_address": reader.get(
+                "OSTIARY_PENDING_INTERACTIONS_PER_ADDRESS", _int_range(1, 100000), cls.pending_interactions_per_address
+            ),
         }
         flag_names = {"host": "--host", "port": "--port", "workers": "--workers"}
         for field, raw in overrides.items():
@@ -242,9 +265,26 @@ class Settings:
         if (values["admin_email"] is None) != (values["admin_password"] is None):
             missing = "OSTIARY_ADMIN_PASSWORD" if values["admin_password"] is None else "OSTIARY_ADMIN_EMAIL"
             reader.problems.append((missing, "the first admin needs both OSTIARY_ADMIN_EMAIL and a password"))
+        _check_mail(values, reader.problems)
         if reader.problems:
             raise SettingsError(reader.problems)
         return cls(**values)
+
+
+def _check_mail(values: dict[str, Any], problems: list[tuple[str, str]]) -> None:
+    """Mail to the log carries working reset links: fine on a loopback development issuer,
+    never by accident on a public one."""
+    backend, smtp_host = values["mail_backend"], values["smtp_host"]
+    if backend == "smtp" and smtp_host is None:
+        problems.append(("OSTIARY_SMTP_HOST", "OSTIARY_MAIL_BACKEND=smtp needs an SMTP host"))
+    elif backend is None and smtp_host is None and values["issuer"].startswith("https://"):
+        problems.append(
+            (
+                "OSTIARY_SMTP_HOST",
+                "an https issuer needs a mail server: set OSTIARY_SMTP_HOST, or OSTIARY_MAIL_BACKEND=log "
+                "to write mail (reset links included) to the log on purpose",
+            )
+        )
 
 
 class _Reader:
@@ -391,6 +431,19 @@ def _host(raw: str) -> str:
         if not re.fullmatch(r"[A-Za-z0-9.-]{1,253}", host):
             raise ValueError(f"must be an IP address or a host name, got {raw!r}") from None
     return host
+
+
+def _networks(raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """Comma-separated addresses or CIDR blocks (``10.0.0.0/8, 192.0.2.7, ::1``)."""
+    networks = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(f"must be comma-separated IP addresses or CIDR blocks, got {item!r}") from None
+    return tuple(networks)
 
 
 def _int_range(low: int, high: int) -> Callable[[str], int]:

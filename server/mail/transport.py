@@ -64,4 +64,4 @@ class LogTransport:
 
 
 def transport_for(settings: Settings) -> Transport:
-    return SmtpTransport(settings) if settings.smtp_host else LogTransport()
+    return LogTransport() if settings.mail_to_log else SmtpTransport(settings)

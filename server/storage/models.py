@@ -19,6 +19,9 @@ class Client(Base):
     client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     secret_digest: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    #: the secret a rotation replaced, still accepted until ``previous_secret_expires_at``
+    previous_secret_digest: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     grant_types: Mapped[list[str]] = mapped_column(JSON)
     scopes: Mapped[list[str]] = mapped_column(JSON)
     redirect_uris: Mapped[list[str]] = mapped_column(JSON)
@@ -117,6 +120,9 @@ class BrowserSession(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: the last time the user proved a factor again in this session (re-authentication for
+    #: account changes that affect sign-in); None: only at ``auth_time``
+    reauthenticated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class Interaction(Base):
@@ -124,9 +130,12 @@ class Interaction(Base):
     that started it, so it cannot be finished from another one."""
 
     __tablename__ = "interactions"
+    __table_args__ = (Index("ix_interactions_origin_expires", "origin_digest", "expires_at"),)
 
     id_digest: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
     browser_digest: Mapped[bytes] = mapped_column(LargeBinary(32))
+    #: keyed digest of the client address that started it: pending interactions per address are capped
+    origin_digest: Mapped[bytes | None] = mapped_column(LargeBinary(32))
     #: None for a sign-in to the account pages (``return_to``), not to a client
     client_id: Mapped[str | None] = mapped_column(String(64))
     params: Mapped[list[list[str]]] = mapped_column(JSON)
@@ -231,6 +240,8 @@ class MailOutbox(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     recipient: Mapped[str] = mapped_column(String(254))
     template: Mapped[str] = mapped_column(String(64))
+    #: the Message-ID header, the same on every attempt, so a duplicate delivery can be recognised
+    message_id: Mapped[str | None] = mapped_column(String(200))
     context: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Any
 
@@ -118,10 +119,23 @@ def test_unrelated_variables_are_ignored() -> None:
         ("OSTIARY_SMTP_USER", "ostiary", "smtp_user", "ostiary"),
         ("OSTIARY_MAIL_FROM", "Example <no-reply@example.com>", "mail_from", "Example <no-reply@example.com>"),
         ("OSTIARY_MAIL_POLL_INTERVAL", "0", "mail_poll_interval", 0),
+        ("OSTIARY_MAIL_BACKEND", "log", "mail_backend", "log"),
+        ("OSTIARY_TRUSTED_PROXIES", "10.0.0.0/8", "trusted_proxies", (ipaddress.ip_network("10.0.0.0/8"),)),
+        (
+            "OSTIARY_TRUSTED_PROXIES",
+            " 192.0.2.7, ::1 ,",
+            "trusted_proxies",
+            (ipaddress.ip_network("192.0.2.7/32"), ipaddress.ip_network("::1/128")),
+        ),
+        ("OSTIARY_BODY_TIMEOUT_SECONDS", "5", "body_timeout", 5),
+        ("OSTIARY_REAUTH_SECONDS", "10m", "reauth_seconds", 600),
+        ("OSTIARY_PENDING_INTERACTIONS_PER_ADDRESS", "20", "pending_interactions_per_address", 20),
     ],
 )
 def test_a_valid_variable_sets_its_field(variable: str, raw: str, field: str, expected: object) -> None:
-    settings = Settings.from_env({variable: raw})
+    # an https issuer needs a mail server (test_an_https_issuer_without_smtp_refuses_to_start)
+    mail = {"OSTIARY_SMTP_HOST": "mail.example.com"} if variable == "OSTIARY_ISSUER" else {}
+    settings = Settings.from_env({variable: raw, **mail})
 
     assert getattr(settings, field) == expected
 
@@ -181,6 +195,12 @@ def test_a_valid_variable_sets_its_field(variable: str, raw: str, field: str, ex
         ("OSTIARY_MAIL_FROM", "not an address"),
         ("OSTIARY_MAIL_FROM", "a@example.com\r\nBcc: x@example.com"),
         ("OSTIARY_ADMIN_EMAIL", "admin"),
+        ("OSTIARY_MAIL_BACKEND", "sendmail"),
+        ("OSTIARY_TRUSTED_PROXIES", "10.0.0.0/33"),
+        ("OSTIARY_TRUSTED_PROXIES", "10.0.0.1, proxy.internal"),
+        ("OSTIARY_BODY_TIMEOUT_SECONDS", "0"),
+        ("OSTIARY_REAUTH_SECONDS", "10"),
+        ("OSTIARY_PENDING_INTERACTIONS_PER_ADDRESS", "0"),
     ],
 )
 def test_an_invalid_variable_is_reported_by_its_name(variable: str, raw: str) -> None:
@@ -271,14 +291,45 @@ def test_unknown_database_schemes_are_refused(raw: str) -> None:
     ],
 )
 def test_an_issuer_is_https_or_loopback_without_a_trailing_slash(raw: str, expected: str) -> None:
-    settings = Settings.from_env({"OSTIARY_ISSUER": raw})
+    settings = Settings.from_env({"OSTIARY_ISSUER": raw, "OSTIARY_MAIL_BACKEND": "log"})
 
     assert settings.issuer == expected
     assert settings.endpoint("/token") == expected + "/token"
 
 
 def test_an_https_issuer_turns_on_secure_cookies() -> None:
-    assert Settings.from_env({"OSTIARY_ISSUER": "https://id.example.com"}).secure_cookies
+    assert Settings.from_env({"OSTIARY_ISSUER": "https://id.example.com", "OSTIARY_SMTP_HOST": "mail"}).secure_cookies
+
+
+# Mail: reset links in the log only on purpose.
+
+
+def test_an_https_issuer_without_smtp_refuses_to_start() -> None:
+    found = problems({"OSTIARY_ISSUER": "https://id.example.com"})
+
+    assert list(found) == ["OSTIARY_SMTP_HOST"]
+    assert "OSTIARY_MAIL_BACKEND=log" in found["OSTIARY_SMTP_HOST"]
+
+
+def test_an_https_issuer_may_write_mail_to_the_log_when_told_to() -> None:
+    settings = Settings.from_env({"OSTIARY_ISSUER": "https://id.example.com", "OSTIARY_MAIL_BACKEND": "log"})
+
+    assert settings.mail_to_log
+
+
+def test_a_loopback_issuer_without_smtp_writes_mail_to_the_log() -> None:
+    assert Settings.from_env({}).mail_to_log
+    assert not Settings.from_env({"OSTIARY_SMTP_HOST": "mail.example.com"}).mail_to_log
+
+
+def test_the_smtp_backend_needs_a_host() -> None:
+    assert list(problems({"OSTIARY_MAIL_BACKEND": "smtp"})) == ["OSTIARY_SMTP_HOST"]
+
+
+def test_the_log_backend_wins_over_an_smtp_host() -> None:
+    settings = Settings.from_env({"OSTIARY_SMTP_HOST": "mail.example.com", "OSTIARY_MAIL_BACKEND": "log"})
+
+    assert settings.mail_to_log
 
 
 @pytest.mark.parametrize(
