@@ -26,10 +26,14 @@ def create_client(env: dict[str, str], *options: str) -> dict[str, str]:
 
 
 def insert_user(database: str) -> None:
+    """User 1, whom every seeded token and code belongs to. Its id is explicit, so the
+    sequence behind ``users.id`` is moved past it: a user created later (``ostiary users
+    create``) takes the next id instead of colliding with this one."""
     psql(
         database,
         "INSERT INTO users (id, sub, username, username_key, email_verified, created_at, updated_at) "
-        "VALUES (1, 'bench-sub', 'bench', 'bench', false, now(), now())",
+        "VALUES (1, 'bench-sub', 'bench', 'bench', false, now(), now());"
+        "SELECT setval(pg_get_serial_sequence('users', 'id'), (SELECT max(id) FROM users))",
     )
 
 

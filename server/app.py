@@ -28,6 +28,7 @@ from .storage.errors import UNAVAILABLE_TYPES
 from .sweeper import run_periodically
 from .web import account, authorize, errors, health, logout, password, token, userinfo
 from .web.middleware import EdgeMiddleware
+from .web.proxies import TrustedProxies
 from .web.wellknown import PublishedDocuments
 
 log = logging.getLogger("ostiary")
@@ -108,15 +109,33 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None, freeze_
             Route("/account/totp/disable", account.disable_totp, methods=["POST"]),
             Route("/account/backup-codes", account.regenerate_codes, methods=["POST"]),
             Route("/account/sign-out-everywhere", account.end_everywhere, methods=["POST"]),
+            Route("/account/reauth", account.reauthenticate, methods=["POST"]),
             Route("/userinfo", userinfo.userinfo, methods=["GET", "POST"]),
             Route("/logout", logout.logout, methods=["GET", "POST"]),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
-        middleware=[
-            Middleware(EdgeMiddleware, max_body_bytes=settings.max_body_bytes, log_access=settings.access_log),
-            # /jwks and discovery, answered before routing (web/wellknown.py)
-            Middleware(PublishedDocuments, max_age=settings.jwks_max_age),
-        ],
+        middleware=[*_proxies(settings), *_edge(settings)],
         exception_handlers=handlers,
         lifespan=lifespan,
     )
+
+
+def _proxies(settings: Settings) -> list[Middleware]:
+    """The real client behind trusted proxies; nothing at all (no cost) when none is trusted."""
+    if not settings.trusted_proxies:
+        return []
+    return [Middleware(TrustedProxies, networks=settings.trusted_proxies)]
+
+
+def _edge(settings: Settings) -> list[Middleware]:
+    return [
+        Middleware(
+            EdgeMiddleware,
+            max_body_bytes=settings.max_body_bytes,
+            log_access=settings.access_log,
+            body_timeout=settings.body_timeout,
+            hsts=settings.secure_cookies,
+        ),
+        # /jwks and discovery, answered before routing (web/wellknown.py)
+        Middleware(PublishedDocuments, max_age=settings.jwks_max_age),
+    ]

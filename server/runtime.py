@@ -116,7 +116,7 @@ class Runtime:
             csrf=csrf,
             pages=Pages(settings, csrf),
             passwords=passwords,
-            authorizer=Authorizer(oauth, settings, sessionmaker, second_factor, login_guard),
+            authorizer=Authorizer(oauth, settings, sessionmaker, second_factor, login_guard, keys),
             wrappers=wrappers,
             second_factor=second_factor,
             account=Account(settings, sessionmaker, passwords, second_factor, login_guard, breached),

@@ -108,6 +108,7 @@ async def serve_in_process(settings: Settings) -> AsyncIterator[str]:
         log_config=None,
         access_log=False,
         lifespan="on",
+        proxy_headers=False,  # as `ostiary serve`: forwarding headers only from trusted proxies
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

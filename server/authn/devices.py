@@ -1,7 +1,9 @@
-"""Known devices: a browser that has signed in successfully as a user carries a signed
-cookie saying so. Failed logins from it are counted apart from everyone else's, so an
-attacker hammering an account from elsewhere cannot lock its owner out of their own
-browser (the Keycloak advisory GHSA-cq42-vhv7-xr7p). The cookie names one user (the last
+"""Known devices: a browser that has completed a sign-in as a user (every factor the
+sign-in asked for) carries a signed cookie saying so. Its failed passwords and second-factor
+codes are counted apart from everyone else's, so an attacker hammering an account from
+elsewhere, even one who knows the password, cannot lock its owner out of their own
+browser (the Keycloak advisory GHSA-cq42-vhv7-xr7p). The password alone does not make a
+browser known: each new browser would then bring a fresh second-factor counter. The cookie names one user (the last
 one who signed in on this browser); it is an HMAC under a key derived from the
 key-encryption secret, so any server process can check it and nobody can forge one.
 """

@@ -1,10 +1,11 @@
 """Lockout: failed attempts per account over a sliding window.
 
 Each factor has its own counter (a wrong TOTP code never locks the password, and the other
-way round). Once the failures inside the window reach the threshold, every attempt on that
-counter is refused, without checking the credential, until enough of them have left the
-window. A threshold of 0 turns lockout off. The counters live in the database, so every
-server process sees the same ones.
+way round), and for each factor a known device (:mod:`server.authn.devices`) has its own,
+apart from the one every other browser shares. Once the failures inside the window reach
+the threshold, every attempt on that counter is refused, without checking the credential,
+until enough of them have left the window. A threshold of 0 turns lockout off. The counters
+live in the database, so every server process sees the same ones.
 """
 
 from __future__ import annotations

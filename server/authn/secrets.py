@@ -1,8 +1,10 @@
-"""Browser-facing secrets: session tokens, CSRF tokens, interaction handles.
+"""Browser-facing secrets: session tokens, CSRF tokens, interaction handles, and the keyed
+digests of client addresses.
 
 Every value sent to a browser is random (256 bits) and stored, when it is stored, as its
 SHA-256. CSRF tokens are the double-submit kind: an HMAC, under a key derived from the
-key-encryption secret (the same on every server), of a random cookie the browser holds.
+key-encryption secret (the same on every server), of a random cookie the browser holds;
+that cookie is replaced when the browser signs in, so a token seen before is void after.
 """
 
 from __future__ import annotations
@@ -25,8 +27,26 @@ class CsrfTokens:
         mac = hmac.new(self._key, b"csrf|" + browser_token.encode("utf-8"), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(mac).rstrip(b"=").decode("ascii")
 
+    def subkey(self, purpose: str) -> bytes:
+        """A key for another purpose, derived from this one (HMAC as a PRF): the same on
+        every server, and telling nothing about the CSRF key."""
+        return hmac.new(self._key, b"subkey|" + purpose.encode("ascii"), hashlib.sha256).digest()
+
     def valid(self, browser_token: str | None, submitted: str | None) -> bool:
         if not browser_token or not submitted:
             return False
         # Bytes: compare_digest refuses str with non-ASCII characters (a forged token may have them).
         return hmac.compare_digest(self.token_for(browser_token).encode(), submitted.encode("utf-8"))
+
+
+class AddressDigests:
+    """Keyed digests of client addresses, for per-address limits kept in the database: the
+    table never holds an address, and without the key nobody can tell which address a
+    digest is (a plain hash of every IPv4 address takes minutes)."""
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    def digest(self, address: str | None) -> bytes:
+        """32 bytes; every request without a known address shares one digest."""
+        return hmac.new(self._key, b"address|" + (address or "-").encode("utf-8"), hashlib.sha256).digest()

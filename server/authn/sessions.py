@@ -1,5 +1,8 @@
 """Browser sessions: started at each login (a new id every time: no fixation), shared by
-every client (single sign-on), recording when and how the user authenticated."""
+every client (single sign-on), recording when and how the user authenticated.
+
+Ending a session ends the refresh-token families bound to it (those without
+``offline_access``, OIDC Core §11): the storage layer does both at once."""
 
 from __future__ import annotations
 
@@ -10,6 +13,10 @@ from ..storage import Session, sessions as session_store
 from ..storage.base import sha256 as digest, utcnow
 from ..storage.sessions import StoredSession
 from .secrets import new_token
+
+#: why families bound to a session ended, by how the session ended
+LOGOUT = "logout"
+REPLACED = "signed_in_again"
 
 
 @dataclass(frozen=True)
@@ -28,15 +35,18 @@ def start(
     replaces: str | None,
     auth_time: datetime | None = None,
 ) -> StartedSession:
-    """A new session for ``user_id``; the browser's previous session (``replaces``) ends."""
-    if replaces:
-        session_store.end_session(db, digest(replaces))
+    """A new session for ``user_id``; the browser's previous session (``replaces``) ends.
+    Its families end with it when it was another user's; the same user signing in again
+    keeps them, bound to the new session."""
+    sid = new_token()[:32]
+    if replaces and len(replaces) <= 128:
+        session_store.end_session(db, digest(replaces), REPLACED, handover=(user_id, sid))
     token = new_token()
     now = utcnow()
     stored = session_store.insert_session(
         db,
         token_digest=digest(token),
-        sid=new_token()[:32],
+        sid=sid,
         user_id=user_id,
         auth_time=auth_time or now,
         amr=amr,
@@ -53,10 +63,23 @@ def load(db: Session, token: str | None) -> StoredSession | None:
 
 
 def end(db: Session, token: str | None) -> str | None:
-    """End the browser's session; returns its sid."""
+    """Sign the browser out: its session ends, and the families bound to it; returns its sid."""
     if not token or len(token) > 128:
         return None
-    return session_store.end_session(db, digest(token))
+    return session_store.end_session(db, digest(token), LOGOUT)
+
+
+def renew(db: Session, token: str | None) -> StartedSession | None:
+    """The same session (sid, level, authentication time, end) under a new token: after a
+    change of credentials, the old cookie value stops working. None if it is not live."""
+    current = load(db, token)
+    if current is None or token is None:
+        return None
+    new = new_token()
+    stored = session_store.step_up(
+        db, digest(token), digest(new), amr=list(current.amr), acr=current.acr, auth_time=current.auth_time
+    )
+    return StartedSession(new, stored) if stored else None
 
 
 def step_up(db: Session, token: str | None, *, amr: list[str], acr: str) -> StartedSession | None:

@@ -2,7 +2,8 @@
 
 Every command reads the same ``OSTIARY_*`` settings as the server. Problems an operator
 can fix (bad settings, an unreachable database, wrong key material) end with one line on
-stderr and a non-zero exit status, never a traceback.
+stderr and a non-zero exit status, never a traceback; so does any database error a command
+meets (a constraint, a connection lost midway).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from ..bootstrap import StartupError
 from ..clients.errors import ClientRegistrationError
 from ..keys.errors import KeyMaterialError
 from ..settings import Settings, SettingsError
+from ..storage.errors import DATABASE_ERRORS, describe
 from ..users.errors import UserError
 from . import clients, db, grants, keys, serve, users
 
@@ -55,6 +57,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     except (StartupError, KeyMaterialError) as exc:
         print(f"ostiary: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except DATABASE_ERRORS as exc:  # any command, any statement: one line, never a traceback
+        print(f"ostiary: {describe(exc)}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130

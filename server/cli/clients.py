@@ -1,18 +1,38 @@
-"""``ostiary clients create`` and ``ostiary clients list``."""
+"""``ostiary clients create | list | update | disable | enable | rotate-secret | delete``.
+
+A client id may begin with ``-`` (one in 64 do): put ``--`` before it, as in
+``ostiary clients disable -- -x4...``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
-from typing import Any
+from typing import Any, TypeVar
 
 from ..bootstrap import open_database
+from ..clients import service as client_service
+from ..clients.errors import ClientRegistrationError
 from ..clients.service import GRANT_TYPES, register_client
-from ..settings import Settings
+from ..settings import Settings, parse_duration
 from ..storage import clients as client_store
 from ..storage.clients import StoredClient
 from ..storage.engine import create_sessionmaker
+from .database import in_transaction
+
+T = TypeVar("T")
+#: who the audit rows of these commands name
+ACTOR = "cli"
+#: ``clients update`` options that hold a list, and the client field each replaces
+_LISTS = {
+    "grant_types": "grant_types",
+    "scopes": "scopes",
+    "redirect_uris": "redirect_uris",
+    "audiences": "audiences",
+    "post_logout_redirect_uris": "post_logout_redirect_uris",
+}
+_FLAGS = ("first_party", "introspection", "require_mfa")
 
 
 def add_parser(commands: Any) -> None:
@@ -53,6 +73,50 @@ def add_parser(commands: Any) -> None:
     listing = actions.add_parser("list", help="list clients (never their secrets)")
     listing.add_argument("--json", action="store_true", help="print JSON")
     listing.set_defaults(run=run_list)
+    _add_admin_parsers(actions)
+
+
+def _add_admin_parsers(actions: Any) -> None:
+    update = actions.add_parser(
+        "update", help="change a client's metadata (the rules of create apply); a list option replaces the list"
+    )
+    update.add_argument("client_id", metavar="CLIENT_ID")
+    update.add_argument("--name")
+    for option, dest, text in (
+        ("--grant-type", "grant_types", f"repeatable: {', '.join(GRANT_TYPES)}"),
+        ("--scope", "scopes", "repeatable, or space-separated"),
+        ("--redirect-uri", "redirect_uris", "repeatable"),
+        ("--audience", "audiences", "repeatable; '' clears the list"),
+        ("--post-logout-redirect-uri", "post_logout_redirect_uris", "repeatable; '' clears the list"),
+    ):
+        update.add_argument(option, action="append", dest=dest, help=text)
+    for flag in _FLAGS:
+        update.add_argument(f"--{flag.replace('_', '-')}", action=argparse.BooleanOptionalAction, dest=flag)
+    update.add_argument("--id-token-alg", help="RS256, ES256 or Ed25519")
+    update.add_argument("--json", action="store_true", help="print JSON")
+    update.set_defaults(run=run_update)
+
+    for action, text in (("disable", "refuse the client everywhere; its tokens go inactive"), ("enable", "undo")):
+        parser = actions.add_parser(action, help=text)
+        parser.add_argument("client_id", metavar="CLIENT_ID")
+        parser.add_argument("--json", action="store_true", help="print JSON")
+        parser.set_defaults(run=run_disable if action == "disable" else run_enable)
+
+    rotate = actions.add_parser("rotate-secret", help="a new secret, printed once")
+    rotate.add_argument("client_id", metavar="CLIENT_ID")
+    rotate.add_argument(
+        "--keep-old-for",
+        default="0",
+        metavar="DURATION",
+        help="the old secret keeps working this long: seconds, or 15m, 1h, 1d (default 0: it stops now)",
+    )
+    rotate.add_argument("--json", action="store_true", help="print JSON")
+    rotate.set_defaults(run=run_rotate_secret)
+
+    remove = actions.add_parser("delete", help="delete a client; its grants and tokens end")
+    remove.add_argument("client_id", metavar="CLIENT_ID")
+    remove.add_argument("--json", action="store_true", help="print JSON")
+    remove.set_defaults(run=run_delete)
 
 
 def run_create(settings: Settings, args: argparse.Namespace) -> int:
@@ -123,3 +187,80 @@ def _describe(client: StoredClient) -> dict[str, Any]:
         "created_at": client.created_at.isoformat(),
         "disabled": client.disabled_at is not None,
     }
+
+
+def _seconds(option: str, value: str) -> int:
+    """A duration (``90``, ``15m``, ``12h``, ``30d``) up to ten years; else one line naming the option."""
+    try:
+        seconds = parse_duration(value)
+    except ValueError:
+        seconds = -1
+    if not 0 <= seconds <= 10 * 365 * 86400:
+        raise ClientRegistrationError(option, f"{value!r} is not a duration such as 3600, 15m or 1d (up to ten years)")
+    return seconds
+
+
+def run_update(settings: Settings, args: argparse.Namespace) -> int:
+    changes: dict[str, Any] = {field: tuple(getattr(args, option)) for option, field in _LISTS.items()
+                               if getattr(args, option) is not None}  # fmt: skip
+    changes.update({flag: getattr(args, flag) for flag in _FLAGS if getattr(args, flag) is not None})
+    if args.name is not None:
+        changes["name"] = args.name
+    if args.id_token_alg is not None:
+        changes["id_token_alg"] = args.id_token_alg
+    client = in_transaction(settings, lambda db: client_service.update(db, args.client_id, changes, actor=ACTOR))
+    if args.json:
+        print(json.dumps(_describe(client), indent=2))
+    else:
+        print(f"client {client.client_id} updated")
+    return 0
+
+
+def run_disable(settings: Settings, args: argparse.Namespace) -> int:
+    return _set_disabled(settings, args, True)
+
+
+def run_enable(settings: Settings, args: argparse.Namespace) -> int:
+    return _set_disabled(settings, args, False)
+
+
+def _set_disabled(settings: Settings, args: argparse.Namespace, disabled: bool) -> int:
+    changed = in_transaction(
+        settings, lambda db: client_service.set_disabled(db, args.client_id, disabled, actor=ACTOR)
+    )
+    state = "disabled" if disabled else "enabled"
+    if args.json:
+        print(json.dumps({"client_id": args.client_id, "disabled": disabled, "changed": changed}, indent=2))
+    elif changed:
+        print(f"client {args.client_id} {state}; running servers see it within {settings.client_cache_ttl} s")
+    else:
+        print(f"client {args.client_id} was already {state}")
+    return 0
+
+
+def run_rotate_secret(settings: Settings, args: argparse.Namespace) -> int:
+    keep = _seconds("--keep-old-for", args.keep_old_for)
+    secret = in_transaction(
+        settings, lambda db: client_service.rotate_secret(db, args.client_id, keep_old_for=keep, actor=ACTOR)
+    )
+    if args.json:
+        print(json.dumps({"client_id": args.client_id, "client_secret": secret, "keep_old_for": keep}))
+        return 0
+    print(f"client_id:     {args.client_id}")
+    print(f"client_secret: {secret}")
+    print("The secret is shown only this once: store it now.")
+    print(f"Running servers accept it within {settings.client_cache_ttl} s (OSTIARY_CLIENT_CACHE_TTL).")
+    if keep:
+        print(f"The old secret keeps working for {keep} s.")
+    else:
+        print("The old secret no longer works.")
+    return 0
+
+
+def run_delete(settings: Settings, args: argparse.Namespace) -> int:
+    client = in_transaction(settings, lambda db: client_service.delete(db, args.client_id, actor=ACTOR))
+    if args.json:
+        print(json.dumps({"client_id": client.client_id, "name": client.name, "deleted": True}, indent=2))
+    else:
+        print(f"client {client.client_id} ({client.name!r}) deleted; its grants and tokens ended")
+    return 0

@@ -1,4 +1,5 @@
-"""``ostiary serve``: prepare the database once, then run N uvicorn worker processes.
+"""``ostiary serve``: prepare the database once, then run N uvicorn worker processes,
+replacing any that dies.
 
 Each worker binds its own ``SO_REUSEPORT`` socket, so the kernel spreads connections over
 them. With one shared listening socket (``uvicorn --workers``), 32 keep-alive connections
@@ -14,7 +15,10 @@ import multiprocessing
 import signal
 import socket
 import sys
+import time
+from collections import deque
 from multiprocessing.connection import wait
+from multiprocessing.process import BaseProcess
 from typing import Any
 
 import uvicorn
@@ -76,6 +80,9 @@ def _serve(settings: Settings, sock: socket.socket) -> int:
         access_log=False,
         log_config=None,
         server_header=False,
+        # Forwarding headers are believed only from OSTIARY_TRUSTED_PROXIES (web/proxies.py),
+        # not from uvicorn's implicit default of 127.0.0.1.
+        proxy_headers=False,
         timeout_keep_alive=15,
     )
     server = uvicorn.Server(config)
@@ -89,32 +96,101 @@ def _worker(settings: Settings) -> None:
 
 
 def _supervise(settings: Settings) -> int:
-    """Run the workers; stop them all on a signal, or when one of them dies."""
-    context = multiprocessing.get_context("spawn")
-    workers = [
-        context.Process(target=_worker, args=(settings,), name=f"ostiary-worker-{i}") for i in range(settings.workers)
-    ]
-    for process in workers:
-        process.start()
-    stopping = False
+    """Run ``settings.workers`` workers until SIGTERM or SIGINT, then stop them and return 0.
 
-    def stop(signum: int, _frame: Any) -> None:
-        nonlocal stopping
-        stopping = True
-        for process in workers:
-            if process.is_alive() and process.pid is not None:
+    A worker that dies (a crash, the OOM killer, ``kill -9``) is replaced while the others go
+    on serving: its socket closed with it, so the kernel sends new connections to the others
+    meanwhile and only the requests it held fail. When workers keep dying (more than
+    ``_DEATHS_PER_WORKER`` per worker within ``_DEATH_WINDOW`` seconds: a port taken, a
+    database gone, a bad configuration) restarting is no help: the others are stopped and the
+    return value is 1, for the service manager to see.
+    """
+    supervisor = _Supervisor(settings)
+    signal.signal(signal.SIGTERM, supervisor.stop)
+    signal.signal(signal.SIGINT, supervisor.stop)
+    return supervisor.run()
+
+
+_DEATH_WINDOW = 60.0
+_DEATHS_PER_WORKER = 3
+#: seconds the workers get to finish their requests at a stop: less than the systemd unit's
+#: TimeoutStopSec, so a stuck worker is named in the log before systemd kills everything
+_STOP_TIMEOUT = 25.0
+
+
+class _Supervisor:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.context = multiprocessing.get_context("spawn")
+        self.workers: list[BaseProcess] = []
+        self.deaths: deque[float] = deque()
+        self.stopping = False
+
+    def run(self) -> int:
+        self.workers = [self._start(slot) for slot in range(self.settings.workers)]
+        gave_up = False
+        while not self.stopping and not gave_up:
+            wait([process.sentinel for process in self.workers])
+            if not self.stopping:
+                gave_up = not self._replace_dead()
+        self._stop_all()
+        return 1 if gave_up else 0
+
+    def stop(self, signum: int, _frame: Any) -> None:
+        """The signal handler: the main loop ends once the workers it terminates are gone."""
+        self.stopping = True
+        for process in self.workers:
+            if process.exitcode is None:
                 process.terminate()
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    wait([process.sentinel for process in workers])
-    if not stopping:
-        dead = [p.name for p in workers if not p.is_alive()]
-        log.error("worker %s exited; stopping the others", ", ".join(dead))
-        stop(signal.SIGTERM, None)
-    for process in workers:
-        process.join(timeout=30)
-    return 0 if stopping else 1
+    def _start(self, slot: int) -> BaseProcess:
+        process = self.context.Process(target=_worker, args=(self.settings,), name=f"ostiary-worker-{slot}")
+        process.start()
+        return process
+
+    def _replace_dead(self) -> bool:
+        """Start a new worker in each dead one's place; False when they die too often."""
+        now = time.monotonic()
+        for slot, process in enumerate(self.workers):
+            if process.exitcode is None:
+                continue
+            log.error("%s (pid %s) %s", process.name, process.pid, _how_it_ended(process.exitcode))
+            self.deaths.append(now)
+            while self.deaths[0] < now - _DEATH_WINDOW:
+                self.deaths.popleft()
+            if len(self.deaths) > _DEATHS_PER_WORKER * len(self.workers):
+                log.error(
+                    "workers keep exiting (%d in the last %d s): giving up, exiting with status 1",
+                    len(self.deaths),
+                    _DEATH_WINDOW,
+                )
+                return False
+            # Swapped in before the old one is closed: the signal handler may run in between.
+            self.workers[slot] = self._start(slot)
+            process.close()
+            log.info("%s restarted (pid %s)", process.name, self.workers[slot].pid)
+        return True
+
+    def _stop_all(self) -> None:
+        for process in self.workers:
+            if process.exitcode is None:
+                process.terminate()
+        deadline = time.monotonic() + _STOP_TIMEOUT
+        for process in self.workers:
+            process.join(timeout=max(deadline - time.monotonic(), 0))
+            if process.exitcode is None:
+                log.error("%s (pid %s) did not stop in %d s: killing it", process.name, process.pid, _STOP_TIMEOUT)
+                process.kill()
+                process.join()
+
+
+def _how_it_ended(exitcode: int) -> str:
+    if exitcode < 0:
+        try:
+            return f"was killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"was killed by signal {-exitcode}"
+    return f"exited with status {exitcode}"
 
 
 def _has_uvloop() -> bool:

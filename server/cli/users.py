@@ -1,4 +1,4 @@
-"""``ostiary users create | set-password | reset-mfa``."""
+"""``ostiary users create | set-password | reset-mfa | update | disable | enable | delete | unlock``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import asyncio
 import getpass
 import json
 import sys
-from typing import Any
+from typing import Any, TypeVar
 
 from ..bootstrap import open_database
 from ..mfa import service as mfa_service
@@ -15,6 +15,7 @@ from ..settings import Settings
 from ..storage import Session, users as user_store
 from ..storage.engine import create_sessionmaker
 from ..storage.users import StoredUser
+from ..users import admin
 from ..users.breached import BreachedPasswords
 from ..users.errors import UserError
 from ..users.passwords import Passwords
@@ -25,6 +26,11 @@ from ..users.service import (
     create_user,
     validate_new_user,
 )
+from .database import in_transaction
+
+T = TypeVar("T")
+#: who the audit rows of the administration commands name
+ACTOR = "cli"
 
 
 def add_parser(commands: Any) -> None:
@@ -51,6 +57,30 @@ def add_parser(commands: Any) -> None:
     )
     reset_mfa.add_argument("user", metavar="USER", help="username")
     reset_mfa.set_defaults(run=run_reset_mfa)
+    _add_admin_parsers(actions)
+
+
+def _add_admin_parsers(actions: Any) -> None:
+    update = actions.add_parser("update", help="change a user's username, e-mail address, name or verified flag")
+    update.add_argument("user", metavar="USER", help="username")
+    update.add_argument("--username", help="a new username")
+    update.add_argument("--email", help="a new address ('' removes it); unverified unless --email-verified")
+    update.add_argument("--name", help="display name ('' removes it)")
+    update.add_argument(
+        "--email-verified", action=argparse.BooleanOptionalAction, help="the address is (or is not) known to be theirs"
+    )
+    update.add_argument("--json", action="store_true", help="print JSON")
+    update.set_defaults(run=run_update)
+    for action, text, run in (
+        ("disable", "refuse every sign-in, refresh and token of the user; ends their sessions", run_disable),
+        ("enable", "undo disable", run_enable),
+        ("delete", "delete a user with their sessions, tokens and second factors", run_delete),
+        ("unlock", "clear the user's failed sign-in counters (a lockout)", run_unlock),
+    ):
+        parser = actions.add_parser(action, help=text)
+        parser.add_argument("user", metavar="USER", help="username")
+        parser.add_argument("--json", action="store_true", help="print JSON")
+        parser.set_defaults(run=run)
 
 
 def run_create(settings: Settings, args: argparse.Namespace) -> int:
@@ -134,3 +164,64 @@ async def _reset_mfa(settings: Settings, username: str) -> bool:
             return mfa_service.reset(db, user, actor="admin")
 
         return await session.run_sync(reset)
+
+
+def _describe(user: StoredUser) -> dict[str, Any]:
+    return {
+        "sub": user.sub,
+        "username": user.username,
+        "email": user.email,
+        "email_verified": user.email_verified,
+        "name": user.name,
+        "disabled": user.disabled_at is not None,
+    }
+
+
+def run_update(settings: Settings, args: argparse.Namespace) -> int:
+    changes = admin.ProfileChanges(
+        username=args.username, email=args.email, name=args.name, email_verified=args.email_verified
+    )
+    user = in_transaction(settings, lambda db: admin.update(db, args.user, changes, actor=ACTOR))
+    if args.json:
+        print(json.dumps(_describe(user), indent=2))
+    else:
+        print(f"user {user.username} updated (sub {user.sub})")
+    return 0
+
+
+def run_disable(settings: Settings, args: argparse.Namespace) -> int:
+    return _set_disabled(settings, args, True)
+
+
+def run_enable(settings: Settings, args: argparse.Namespace) -> int:
+    return _set_disabled(settings, args, False)
+
+
+def _set_disabled(settings: Settings, args: argparse.Namespace, disabled: bool) -> int:
+    user, changed = in_transaction(settings, lambda db: admin.set_disabled(db, args.user, disabled, actor=ACTOR))
+    state = "disabled" if disabled else "enabled"
+    if args.json:
+        print(json.dumps({**_describe(user), "changed": changed}, indent=2))
+    elif changed:
+        print(f"user {user.username} {state}")
+    else:
+        print(f"user {user.username} was already {state}")
+    return 0
+
+
+def run_delete(settings: Settings, args: argparse.Namespace) -> int:
+    user = in_transaction(settings, lambda db: admin.delete(db, args.user, actor=ACTOR))
+    if args.json:
+        print(json.dumps({"sub": user.sub, "username": user.username, "deleted": True}, indent=2))
+    else:
+        print(f"user {user.username} deleted (sub {user.sub}); their sessions and tokens ended")
+    return 0
+
+
+def run_unlock(settings: Settings, args: argparse.Namespace) -> int:
+    user = in_transaction(settings, lambda db: admin.unlock(db, args.user, actor=ACTOR))
+    if args.json:
+        print(json.dumps({"sub": user.sub, "username": user.username, "unlocked": True}, indent=2))
+    else:
+        print(f"user {user.username} unlocked: failed sign-ins forgotten")
+    return 0

@@ -1,15 +1,18 @@
-"""Registering clients: the rules a client's metadata must follow."""
+"""Registering clients: the rules a client's metadata must follow (administration: ``admin.py``)."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
 from ..settings import LOOPBACK_HOSTS, SIGNING_ALGS
 from ..storage import Session, audit, clients as client_store
 from ..storage.base import utcnow
-from .errors import ClientRegistrationError
+from .errors import ClientRegistrationError, UnknownClient
 from .secrets import new_client_id, new_client_secret, secret_digest
 
 #: Grant types a client may be registered for.
@@ -39,42 +42,129 @@ def register_client(
     A public client (a browser or native app, RFC 6749 §2.1) has no secret and may only use
     the authorization code grant, with PKCE like every client.
     """
-    granted = _grant_types(grant_types)
-    uris = _unique(_redirect_uri(uri) for uri in redirect_uris)
+    secret = None if public else new_client_secret()
+    draft = client_store.StoredClient(
+        client_id=new_client_id(),
+        name=name,
+        secret_digest=secret_digest(secret) if secret else None,
+        grant_types=tuple(grant_types),
+        scopes=tuple(scopes),
+        redirect_uris=tuple(redirect_uris),
+        audiences=tuple(audiences),
+        created_at=utcnow(),
+        disabled_at=None,
+        post_logout_redirect_uris=tuple(post_logout_redirect_uris),
+        first_party=first_party,
+        introspection=introspection,
+        id_token_alg=id_token_alg,
+        require_mfa=require_mfa,
+    )
+    client = validated(draft)
+    client_store.insert_client(session, client)
+    audit.record(session, "client.created", actor="admin", subject=client.client_id, details={"name": client.name})
+    return client, secret
+
+
+def validated(client: client_store.StoredClient) -> client_store.StoredClient:
+    """``client`` with its metadata normalised, or ClientRegistrationError naming the option
+    at fault: the rules of registration, which an update follows too."""
+    public = client.is_public
+    granted = _grant_types(client.grant_types)
+    uris = _unique(_redirect_uri(uri) for uri in client.redirect_uris)
     if "authorization_code" in granted and not uris:
         raise ClientRegistrationError("--redirect-uri", "the authorization_code grant needs at least one")
     if "refresh_token" in granted and "authorization_code" not in granted:
         raise ClientRegistrationError("--grant-type", "refresh_token comes with authorization_code")
-    if public and introspection:
+    if public and client.introspection:
         raise ClientRegistrationError("--introspection", "a public client cannot authenticate to introspect")
-    if require_mfa and "authorization_code" not in granted:
+    if client.require_mfa and "authorization_code" not in granted:
         raise ClientRegistrationError(
             "--require-mfa", "only users sign in with a second factor: needs authorization_code"
         )
     if public and "client_credentials" in granted:
         raise ClientRegistrationError("--grant-type", "a public client cannot use client_credentials")
-    secret = None if public else new_client_secret()
-    client = client_store.StoredClient(
-        client_id=new_client_id(),
-        name=_name(name),
-        secret_digest=secret_digest(secret) if secret else None,
+    return replace(
+        client,
+        name=_name(client.name),
         grant_types=granted,
-        scopes=_scopes(scopes),
+        scopes=_scopes(client.scopes),
         redirect_uris=uris,
-        audiences=_unique(_audience(aud) for aud in audiences),
-        created_at=utcnow(),
-        disabled_at=None,
+        audiences=_unique(_audience(aud) for aud in client.audiences),
         post_logout_redirect_uris=_unique(
-            _redirect_uri(uri, "--post-logout-redirect-uri") for uri in post_logout_redirect_uris
+            _redirect_uri(uri, "--post-logout-redirect-uri") for uri in client.post_logout_redirect_uris
         ),
-        first_party=first_party,
-        introspection=introspection,
-        id_token_alg=_id_token_alg(id_token_alg),
-        require_mfa=require_mfa,
+        id_token_alg=_id_token_alg(client.id_token_alg),
     )
-    client_store.insert_client(session, client)
-    audit.record(session, "client.created", actor="admin", subject=client.client_id, details={"name": client.name})
-    return client, secret
+
+
+def find(session: Session, client_id: str) -> client_store.StoredClient:
+    client = client_store.get_client(session, client_id)
+    if client is None:
+        raise UnknownClient(client_id)
+    return client
+
+
+def set_disabled(session: Session, client_id: str, disabled: bool, *, actor: str) -> bool:
+    """Disable or enable a client; False when it already was. A disabled client is
+    refused at every endpoint (``invalid_client``) and its tokens introspect inactive;
+    processes that cached it see the change within ``OSTIARY_CLIENT_CACHE_TTL``."""
+    client = find(session, client_id)
+    if (client.disabled_at is not None) == disabled:
+        return False
+    client_store.set_disabled(session, client_id, utcnow() if disabled else None)
+    audit.record(session, "client.disabled" if disabled else "client.enabled", actor=actor, subject=client_id)
+    return True
+
+
+def rotate_secret(session: Session, client_id: str, *, keep_old_for: int, actor: str) -> str:
+    """A new secret for a confidential client, returned to be shown once. The old one stays
+    accepted for ``keep_old_for`` seconds (0: not at all), so the client's deployments can
+    change over without a moment in which neither works. A process that cached the client
+    goes on accepting only the old one until its cache entry ends (``OSTIARY_CLIENT_CACHE_TTL``)."""
+    if keep_old_for < 0:
+        raise ClientRegistrationError("--keep-old-for", "must be a number of seconds, 0 or more")
+    client = find(session, client_id)
+    if client.secret_digest is None:
+        raise ClientRegistrationError("CLIENT_ID", "a public client has no secret to rotate")
+    secret = new_client_secret()
+    keep = keep_old_for > 0
+    client_store.set_secret(
+        session,
+        client_id,
+        secret_digest(secret),
+        previous=client.secret_digest if keep else None,
+        previous_expires_at=utcnow() + timedelta(seconds=keep_old_for) if keep else None,
+    )
+    audit.record(
+        session, "client.secret_rotated", actor=actor, subject=client_id, details={"keep_old_for": keep_old_for}
+    )
+    return secret
+
+
+def update(session: Session, client_id: str, changes: dict[str, Any], *, actor: str) -> client_store.StoredClient:
+    """Change the metadata in ``changes`` (names of :data:`~server.storage.clients.UPDATABLE`),
+    validated by the rules of registration as a whole: the result must be a client that
+    ``clients create`` would accept."""
+    unknown = set(changes) - set(client_store.UPDATABLE)
+    if unknown:
+        raise ClientRegistrationError("clients update", f"cannot change {', '.join(sorted(unknown))}")
+    if not changes:
+        raise ClientRegistrationError("clients update", "nothing to change: give at least one option")
+    client = find(session, client_id)
+    updated = validated(replace(client, **changes))
+    client_store.update_client(session, updated)
+    changed = [name for name in client_store.UPDATABLE if getattr(client, name) != getattr(updated, name)]
+    audit.record(session, "client.updated", actor=actor, subject=client_id, details={"changed": changed})
+    return updated
+
+
+def delete(session: Session, client_id: str, *, actor: str) -> client_store.StoredClient:
+    """Delete a client with its codes, grants and their refresh tokens, and consents: every
+    token issued to it is then inactive at introspection and userinfo."""
+    client = find(session, client_id)
+    client_store.delete_client(session, client_id)
+    audit.record(session, "client.deleted", actor=actor, subject=client_id, details={"name": client.name})
+    return client
 
 
 def _name(name: str) -> str:

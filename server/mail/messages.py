@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import formatdate
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
@@ -24,6 +25,17 @@ class UnknownTemplate(Exception):
     pass
 
 
+def message_domain(issuer: str) -> str:
+    """The right-hand side of our Message-IDs: the issuer's host (RFC 5322 3.6.4)."""
+    return urlsplit(issuer).hostname or "ostiary"
+
+
+def associated(recipient: str, template: str) -> str:
+    """What a mail's sealed secret is bound to: copied onto another recipient's row, it
+    does not decrypt."""
+    return f"mail:{template}:{recipient.casefold()}"
+
+
 class Messages:
     def __init__(self, sender: str, issuer: str) -> None:
         self.sender = sender
@@ -35,8 +47,11 @@ class Messages:
             keep_trailing_newline=True,
         )
 
-    def build(self, recipient: str, template: str, context: dict[str, Any], secret: str | None) -> EmailMessage:
-        """The message for an outbox row; ``secret`` is its decrypted secret (a reset link)."""
+    def build(
+        self, recipient: str, template: str, context: dict[str, Any], secret: str | None, *, message_id: str
+    ) -> EmailMessage:
+        """The message for an outbox row; ``secret`` is its decrypted secret (a reset link),
+        ``message_id`` the row's Message-ID (the same on every attempt, RFC 5322 3.6.4)."""
         subject = SUBJECTS.get(template)
         if subject is None:
             raise UnknownTemplate(template)
@@ -46,7 +61,7 @@ class Messages:
         message["From"] = self.sender
         message["To"] = recipient
         message["Date"] = formatdate(localtime=False)
-        message["Message-ID"] = make_msgid(domain="ostiary")
+        message["Message-ID"] = message_id
         message["Auto-Submitted"] = "auto-generated"
         message.set_content(self.env.get_template(f"{template}.txt").render(**values))
         message.add_alternative(self.env.get_template(f"{template}.html").render(**values), subtype="html")

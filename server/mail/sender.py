@@ -2,7 +2,12 @@
 no two processes send the same one), sends them, and marks them sent; a failure is retried
 with exponential backoff (30 s, 1 min, 2 min ... at most an hour apart) until the mail
 server takes it. Requests only ever write to the outbox, so a slow or absent mail server
-never slows or fails them, and no message is lost."""
+never slows or fails them, and no message is lost.
+
+Each message of a batch stands alone: an error while sending or recording one (the
+database gone for a moment, a row that cannot be updated) is logged and the batch goes on,
+so it never holds the others back until their lease ends. A message sent whose success
+could not be recorded goes out again after its lease, with the same Message-ID."""
 
 from __future__ import annotations
 
@@ -16,9 +21,13 @@ from ..keys.wrapping import KeyWrappers
 from ..settings import Settings
 from ..storage import AsyncSession, async_sessionmaker, outbox
 from ..storage.base import utcnow
+from ..storage.errors import is_unavailable
 from ..storage.outbox import QueuedMail
-from .messages import Messages, UnknownTemplate
+from ..users.reset import LOOKUP_TEMPLATE, resolve_lookup
+from .messages import Messages, UnknownTemplate, associated, message_domain
 from .transport import Transport
+
+__all__ = ["BATCH", "LEASE", "OutboxSender", "associated", "backoff", "message_id_of"]
 
 log = logging.getLogger("ostiary.mail")
 
@@ -34,10 +43,12 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(LAST_RETRY, FIRST_RETRY * 2 ** max(0, attempts - 1)))
 
 
-def associated(recipient: str, template: str) -> str:
-    """What a mail's sealed secret is bound to: copied onto another recipient's row, it
-    does not decrypt."""
-    return f"mail:{template}:{recipient.casefold()}"
+def message_id_of(mail: QueuedMail, domain: str) -> str:
+    """The row's Message-ID at ``domain`` (our issuer's host); for a row queued before rows
+    carried one, one derived from the row itself, so its attempts share it too."""
+    if mail.message_id:
+        return f"<{mail.message_id}@{domain}>"
+    return f"<outbox.{mail.id}.{int(mail.created_at.timestamp())}@{domain}>"
 
 
 class OutboxSender:
@@ -48,14 +59,13 @@ class OutboxSender:
         wrappers: KeyWrappers,
         transport: Transport,
     ) -> None:
+        self.settings = settings
         self.interval = settings.mail_poll_interval
         self.sessionmaker = sessionmaker
         self.wrappers = wrappers
         self.transport = transport
-        sender = (
-            settings.mail_from or f"Ostiary <no-reply@{settings.issuer.split('//', 1)[1].split(':')[0].split('/')[0]}>"
-        )
-        self.messages = Messages(sender, settings.issuer)
+        self.domain = message_domain(settings.issuer)
+        self.messages = Messages(settings.sender_address, settings.issuer)
 
     async def run(self) -> None:
         """Forever: send what is due, then sleep the poll interval (spread across processes)."""
@@ -73,12 +83,44 @@ class OutboxSender:
         async with self.sessionmaker.begin() as session:
             batch = await session.run_sync(lambda db: outbox.claim_due(db, limit=BATCH, lease=LEASE))
         for mail in batch:
-            await self._deliver(mail)
+            await self._handle(mail)
         return len(batch)
+
+    async def _handle(self, mail: QueuedMail) -> None:
+        """One claimed row, on its own: whatever fails here fails for this row only."""
+        try:
+            if mail.template == LOOKUP_TEMPLATE:
+                resolved = await self._resolve(mail)
+                if resolved is None:
+                    return
+                mail = resolved
+            await self._deliver(mail)
+        except Exception as error:  # its lease stands: it is tried again when the lease ends
+            log.warning(
+                "mail %d (%s): %s; tried again in %s",
+                mail.id,
+                mail.template,
+                _describe(error),
+                LEASE,
+                exc_info=not is_unavailable(error),  # an outage needs no traceback per mail
+            )
+
+    async def _resolve(self, lookup: QueuedMail) -> QueuedMail | None:
+        """A reset request: the mail it leads to (claimed by this sender), or None."""
+        async with self.sessionmaker.begin() as session:
+            return await session.run_sync(
+                lambda db: resolve_lookup(db, self.settings, self.wrappers, lookup, lease=LEASE)
+            )
 
     async def _deliver(self, mail: QueuedMail) -> None:
         try:
-            message = self.messages.build(mail.recipient, mail.template, mail.context, self._secret(mail))
+            message = self.messages.build(
+                mail.recipient,
+                mail.template,
+                mail.context,
+                self._secret(mail),
+                message_id=message_id_of(mail, self.domain),
+            )
             await self.transport.send(message)
         except Exception as error:  # any failure: the message waits and is tried again
             wait = backoff(mail.attempts)

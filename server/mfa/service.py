@@ -83,20 +83,25 @@ class SecondFactor:
     def is_enrolled(self, db: Session, user: StoredUser) -> bool:
         return mfa_store.has_confirmed_totp(db, user.id)
 
-    def verify(self, db: Session, user: StoredUser, code: str) -> Verdict:
-        """Check a TOTP code or a backup code, refusing (unchecked) while the account's
-        second-factor counter is locked. A code is accepted once: a replay, here or in
-        another process, fails like a wrong code and counts as one."""
-        lock = self.lockout.check(db, user.id, FACTOR_OTP)
+    def verify(self, db: Session, user: StoredUser, code: str, device: bytes | None) -> Verdict:
+        """Check a TOTP code or a backup code, refusing (unchecked) while its second-factor
+        counter is locked. A code is accepted once: a replay, here or in another process,
+        fails like a wrong code and counts as one.
+
+        ``device`` is the known-device counter, exactly as for the password
+        (:mod:`server.authn.devices`): a browser that completed a sign-in as ``user`` before
+        counts its wrong codes apart, so someone who knows the password cannot lock the
+        owner's own browser out; None (any other browser) shares the account's counter."""
+        lock = self.lockout.check(db, user.id, FACTOR_OTP, device)
         if lock.locked:
             return Verdict(ok=False, lock=lock)
         method = self._accept(db, user, code)
         if method is None:
-            lock = self.lockout.fail(db, user.id, FACTOR_OTP)
+            lock = self.lockout.fail(db, user.id, FACTOR_OTP, device)
             if lock.locked:
-                audit.record(db, "mfa.locked", actor=user.sub, subject=user.sub)
+                audit.record(db, "mfa.locked", actor=user.sub, subject=user.sub, details={"known_device": bool(device)})
             return Verdict(ok=False, lock=lock)
-        self.lockout.succeed(db, user.id, FACTOR_OTP)
+        self.lockout.succeed(db, user.id, FACTOR_OTP, device)
         if method == "backup_code":
             audit.record(db, "mfa.backup_code_used", actor=user.sub, subject=user.sub)
         return Verdict(ok=True, lock=lock, method=method)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
@@ -21,25 +22,37 @@ if TYPE_CHECKING:
 
 QueryClient = Callable[[str], OAuthClient | None]
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
 
 def basic_credentials(authorization: str | None) -> tuple[str, str] | None:
-    """``(client_id, secret)`` from a Basic header, form-urldecoded per §2.3.1; None if absent or bad."""
+    """``(client_id, secret)`` from a Basic header, form-urldecoded per §2.3.1; None if absent or bad.
+
+    Bad means anything that is not ``Basic`` followed by base64 (RFC 7617 §2) of UTF-8
+    ``id:secret``. Starlette decodes header bytes as Latin-1, so a header may hold any
+    character: one outside ASCII is refused before ``b64decode``, which would raise a bare
+    ``ValueError`` for it rather than ``binascii.Error``.
+    """
     if not authorization:
         return None
     scheme, _, encoded = authorization.partition(" ")
-    if scheme.lower() != "basic" or not encoded:
+    encoded = encoded.strip()
+    if scheme.lower() != "basic" or not encoded or not encoded.isascii():
         return None
     try:
-        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+        decoded = base64.b64decode(encoded, validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError):
         return None
     client_id, sep, secret = decoded.partition(":")
     if not sep:
         return None
     try:
-        return _form_decode(client_id), _form_decode(secret)
+        pair = _form_decode(client_id), _form_decode(secret)
     except UnicodeDecodeError:
         return None
+    # RFC 7617 §2 forbids control characters in both parts; a NUL would also reach
+    # PostgreSQL, which refuses it in text as an error deep inside the client lookup.
+    return None if any(_CONTROL.search(part) for part in pair) else pair
 
 
 def claimed_client_ids(request: OstiaryRequest) -> list[str]:

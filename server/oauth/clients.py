@@ -5,6 +5,7 @@ from __future__ import annotations
 from authlib.oauth2.rfc6749 import ClientMixin
 
 from ..clients.secrets import secret_matches
+from ..storage.base import utcnow
 from ..storage.clients import StoredClient
 
 SECRET_METHODS = ("client_secret_basic", "client_secret_post")
@@ -46,7 +47,13 @@ class OAuthClient(ClientMixin):  # type: ignore[misc]
         return redirect_uri in self.stored.redirect_uris
 
     def check_client_secret(self, client_secret: str) -> bool:
-        return secret_matches(client_secret, self.stored.secret_digest)
+        """The current secret, or the one a rotation replaced until its overlap ends
+        (``ostiary clients rotate-secret --keep-old-for``). Both digests are compared in
+        constant time, whichever matches, so the answer's timing tells nothing."""
+        current = secret_matches(client_secret, self.stored.secret_digest)
+        previous = secret_matches(client_secret, self.stored.previous_secret_digest)
+        expires = self.stored.previous_secret_expires_at
+        return current or (previous and expires is not None and utcnow() < expires)
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
         if self.stored.secret_digest is not None:

@@ -21,7 +21,7 @@ from joserfc.jwk import KeySet
 from ..authn import sessions
 from ..keys.holder import KeyRingHolder
 from ..settings import SIGNING_ALGS
-from ..storage import Session, grants as grant_store, users as user_store
+from ..storage import Session, users as user_store
 from ..storage.sessions import StoredSession
 from .bridge import current_session
 
@@ -52,10 +52,8 @@ class EndSession(EndSessionEndpoint):  # type: ignore[misc]
         return claims
 
     def end_session(self, end_session_request: Any) -> None:
-        request = end_session_request.request
-        sid = sessions.end(current_session(), request.browser_session_token)
-        if sid is not None:
-            grant_store.revoke_for_session(current_session(), sid, "logout")
+        # The session's families without offline_access end with it, in this transaction.
+        sessions.end(current_session(), end_session_request.request.browser_session_token)
 
 
 @dataclass(frozen=True)
@@ -64,6 +62,9 @@ class Decision:
     location: str | None = None
     client_name: str | None = None
     message: str = ""
+    #: "confirm": where the confirmed sign-out will redirect (a registered
+    #: post_logout_redirect_uri), so the page's CSP lets its form lead there
+    redirect: str | None = None
 
 
 def decide(server: Any, request: Any, confirmed: bool) -> Decision:
@@ -80,7 +81,8 @@ def decide(server: Any, request: Any, confirmed: bool) -> Decision:
     session = sessions.load(db, request.browser_session_token)
     if session is not None and not confirmed and not _hint_matches(db, validated.id_token_claims, session):
         client = validated.client
-        return Decision("confirm", client_name=client.stored.name if client is not None else None)
+        name = client.stored.name if client is not None else None
+        return Decision("confirm", client_name=name, redirect=validated.redirect_uri)
     response = server.create_endpoint_response("end_session", validated)
     location = dict(response.headers).get("Location") if response is not None else None
     return Decision("done", location=location)

@@ -5,8 +5,10 @@ one gate that issues the code.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any
 
 from authlib.common.urls import add_params_to_uri
@@ -16,16 +18,20 @@ from authlib.oauth2.rfc6749.errors import InvalidClientError
 from ..authn import sessions
 from ..authn.levels import ACR_MFA
 from ..authn.secrets import new_token
+from ..keys.holder import KeyRingHolder
 from ..settings import Settings
 from ..storage import consents, interactions, users as user_store
-from ..storage.base import sha256 as digest
+from ..storage.base import sha256 as digest, utcnow
 from ..storage.interactions import StoredInteraction
 from ..storage.sessions import StoredSession
 from ..storage.users import StoredUser
 from .acr import requested_acr
 from .bridge import OstiaryRequest, current_session
-from .outcome import Outcome, describe_scope, error_page
+from .id_token_hint import hinted_subject
+from .outcome import EXPIRED, Outcome, describe_scope, error_page
 from .stepup import Level, LevelPolicy, unmet
+
+log = logging.getLogger("ostiary")
 
 #: how the account pages are named where a client's name would be
 ACCOUNT_NAME = "your Ostiary account"
@@ -43,25 +49,113 @@ class SignIn:
     grant_id: str
 
 
+@dataclass(frozen=True)
+class Waiting:
+    """An open interaction as the pages show it."""
+
+    stored: StoredInteraction
+    client_name: str
+    #: the redirect URI it ends at (None: an account sign-in, which ends on our own pages)
+    client_redirect: str | None
+
+
+@dataclass(frozen=True)
+class PasswordLogin:
+    """A right password, as the sign-in step after it needs it."""
+
+    user: StoredUser
+    #: the password's new hash, when its parameters are outdated
+    rehash: str | None
+    old_session: str | None
+    device_cookie: str | None
+
+
+@dataclass(frozen=True)
+class ForcedChange:
+    password_hash: str
+    device_cookie: str | None
+
+
 class _Malformed(OAuth2Error):  # type: ignore[misc]
     error = "invalid_request"
     description = "The request has characters that are not allowed."
 
 
 class FlowPieces:
-    def __init__(self, server: Any, settings: Settings, levels: LevelPolicy) -> None:
+    def __init__(self, server: Any, settings: Settings, levels: LevelPolicy, keys: KeyRingHolder) -> None:
         self.server = server
         self.settings = settings
         self.levels = levels
+        self.keys = keys
         self.authorize_uri = settings.endpoint("/authorize")
+
+    def _store(
+        self,
+        handle: str,
+        browser: str,
+        origin: bytes | None,
+        *,
+        client_id: str | None,
+        params: list[tuple[str, str]],
+        session_sid: str | None,
+        return_to: str | None = None,
+    ) -> None:
+        """Store an interaction, first making room among its origin's pending ones: past
+        ``OSTIARY_PENDING_INTERACTIONS_PER_ADDRESS`` the oldest gives way, so a flood from one
+        address costs at most that many rows, and nobody is turned away."""
+        db = current_session()
+        if origin is not None:
+            evicted = interactions.make_room(db, origin, self.settings.pending_interactions_per_address - 1)
+            if evicted:
+                log.info("an address reached its pending sign-ins limit: %d oldest evicted", evicted)
+        interactions.insert_interaction(
+            db,
+            id_digest=digest(handle),
+            browser_digest=digest(browser),
+            origin_digest=origin,
+            client_id=client_id,
+            params=params,
+            session_sid=session_sid,
+            return_to=return_to,
+            expires_at=utcnow() + timedelta(seconds=self.settings.interaction_ttl),
+        )
+
+    def _framed(self, handle: str, browser: str, step: Callable[[StoredInteraction], Outcome]) -> Outcome:
+        """Run ``step`` on the open interaction behind ``handle`` (EXPIRED without one); the
+        pages it shows may lead to the interaction's redirect URI (CSP ``form-action``)."""
+        stored = self._interaction(handle, browser)
+        if stored is None:
+            return EXPIRED
+        outcome = step(stored)
+        if outcome.page is None or outcome.client_redirect is not None:
+            return outcome
+        return replace(outcome, client_redirect=self._client_redirect(stored))
+
+    def _client_redirect(self, stored: StoredInteraction) -> str | None:
+        """The registered redirect URI the interaction's request will be answered at."""
+        if stored.client_id is None:
+            return None
+        client = self.server.query_client(stored.client_id)
+        if client is None:
+            return None
+        uri = dict(stored.params).get("redirect_uri") or client.get_default_redirect_uri()
+        return uri if uri and client.check_redirect_uri(uri) else None
+
+    def _hinted_subject(self, request: OstiaryRequest, grant: Any) -> str | None:
+        """The ``sub`` of the request's ``id_token_hint`` (None without one); a hint we did not
+        issue to this client is ``invalid_request`` at the redirect URI."""
+        hint = request.payload.data.get("id_token_hint")
+        if not hint:  # RFC 6749 §3.1: a parameter without a value is as if omitted
+            return None
+        ring = self.keys.current
+        client_id = grant.client.get_client_id()
+        return hinted_subject(hint, ring.verification, self.settings.issuer, client_id, grant.redirect_uri)
 
     def _complete(self, grant: Any, user: StoredUser, session: StoredSession) -> Outcome:
         """Issue the code and send the browser back to the client, if the session's level is
         what this request needs (the one gate every path to a code goes through)."""
         request: OstiaryRequest = grant.request
-        level = self.levels.for_request(
-            current_session(), requested_acr(request.payload.data, grant.redirect_uri), grant.client, user
-        )
+        level = self.levels.for_request(current_session(), requested_acr(request.payload.data), grant.client, user)
         if level is Level.UNMET:
             return self._error(request, unmet(grant.redirect_uri))
         if level is Level.MFA and session.acr != ACR_MFA:

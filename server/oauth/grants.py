@@ -120,8 +120,10 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
     family head. A token that was already consumed revokes its family, unless it is the
     family head's predecessor presented again within
     ``OSTIARY_REFRESH_REUSE_GRACE_SECONDS`` by the same client (a lost response): then a
-    new token is minted in the same family. Anything that fails later in the request rolls
-    the rotation back with its transaction.
+    new token replaces the head (at most ``OSTIARY_REFRESH_REUSE_GRACE_COUNT`` times per
+    predecessor, 0 for no limit), and the replaced one is reuse from then on: the family
+    keeps one chain. Anything that fails later in the request rolls the rotation back with
+    its transaction.
 
     On PostgreSQL the endpoint rotates ahead instead, without a transaction: it makes the
     checks that need no database first (:meth:`plan_rotation`), then runs the statement

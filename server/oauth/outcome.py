@@ -18,6 +18,13 @@ class Outcome:
     session_token: str | None = None
     #: seconds for a ``Retry-After`` header (a locked account)
     retry_after: int | None = None
+    #: the redirect URI the interaction ends at: a form on this page may lead there, so its
+    #: origin joins the page's CSP ``form-action`` (browsers check it on the redirect too)
+    client_redirect: str | None = None
+    #: the browser's new binding token (set at sign-in: every CSRF token shown before is void)
+    browser_token: str | None = None
+    #: a new known-device cookie value (set when a sign-in completed)
+    device_cookie: str | None = None
 
 
 def error_page(title: str, message: str, status: int = 400) -> Outcome:

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from authlib.oauth2.rfc6749.errors import InvalidRequestError
+from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.rfc6749.errors import InvalidGrantError, InvalidRequestError
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7636.challenge import compare_s256_code_challenge
+
+from ..storage import codes as code_store
 
 
 class S256CodeChallenge(CodeChallenge):  # type: ignore[misc]
@@ -26,6 +29,25 @@ class S256CodeChallenge(CodeChallenge):  # type: ignore[misc]
         super().validate_code_challenge(grant, redirect_uri)
 
     def validate_code_verifier(self, grant: Any, result: Any) -> None:
-        if not grant.request.form.get("code_verifier"):
+        """A code issued for a ``code_challenge`` and redeemed without ``code_verifier`` is
+        ``invalid_grant`` (RFC 7636 §4.6, RFC 9700 §4.8.2: a PKCE downgrade), not
+        ``invalid_request``: the request is well formed, the grant does not match it.
+
+        A code whose verification fails is spent all the same (RFC 6749 §4.1.2: used once):
+        the failed request's transaction is rolled back, so the consumption is written
+        after it, on its own."""
+        request = grant.request
+        try:
+            self._verify(grant, result)
+        except OAuth2Error:
+            code, client_id = request.form.get("code"), request.client.get_client_id()
+            request.after_failure.append(lambda db: code_store.consume(db, code, client_id))
+            raise
+
+    def _verify(self, grant: Any, result: Any) -> None:
+        request = grant.request
+        if not request.form.get("code_verifier"):
+            if self.get_authorization_code_challenge(request.authorization_code):
+                raise InvalidGrantError("The code was issued for a code_challenge: send its code_verifier.")
             raise InvalidRequestError("Missing code_verifier.")
         super().validate_code_verifier(grant, result)

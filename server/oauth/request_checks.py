@@ -13,6 +13,21 @@ from .bridge import OstiaryRequest
 
 _MAX_AGE = re.compile(r"[0-9]{1,9}")  # ASCII digits only: str.isdigit() accepts "²", which int() refuses
 
+#: bytes of parameters (names and values, UTF-8) a request may store while it waits for the
+#: user: a bounded cost for every unauthenticated request, and room to spare for a real one
+MAX_STORED_PARAMS = 4096
+#: used when the request begins and never stored
+_NOT_STORED = frozenset({"id_token_hint"})
+
+
+def stored_params(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """What an interaction keeps of its request: everything but the ``id_token_hint``."""
+    return [(name, value) for name, value in pairs if name not in _NOT_STORED]
+
+
+def stored_size(pairs: list[tuple[str, str]]) -> int:
+    return sum(len(name.encode()) + len(value.encode()) for name, value in stored_params(pairs))
+
 
 def check_extras(request: OstiaryRequest, pairs: list[tuple[str, str]], redirect_uri: str) -> None:
     """Request rules Authlib leaves to us; raised errors go to the (valid) redirect URI."""
@@ -22,6 +37,10 @@ def check_extras(request: OstiaryRequest, pairs: list[tuple[str, str]], redirect
         if name in seen:
             raise InvalidRequestError("A parameter is repeated.", redirect_uri=redirect_uri)
         seen.add(name)
+    if stored_size(pairs) > MAX_STORED_PARAMS:
+        raise InvalidRequestError(
+            f"The request's parameters exceed {MAX_STORED_PARAMS} bytes.", redirect_uri=redirect_uri
+        )
     if "request" in data:
         raise RequestNotSupportedError(redirect_uri=redirect_uri)
     if "request_uri" in data:

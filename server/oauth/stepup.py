@@ -1,11 +1,11 @@
 """Authentication levels in the authorization flow: which factors a request needs from a
 user, and the second-factor page.
 
-The second factor is needed when the request asks for it (``acr_values``, or an essential
-``acr`` claim), when the client is registered with ``--require-mfa``, or, under the policy
+The second factor is needed when the request asks for it (``acr_values``), when the client
+is registered with ``--require-mfa``, or, under the policy
 ``OSTIARY_MFA=always-if-enrolled`` (the default) and always for the account pages, whenever
 the user has one. A requirement the user cannot meet (no second factor enrolled) is UNMET;
-a voluntary ``acr_values`` request is then met at the password level, and the ID token's
+an ``acr_values`` request is then met at the password level, and the ID token's
 ``acr`` says so.
 """
 
@@ -46,7 +46,7 @@ class LevelPolicy:
     def for_request(self, db: Session, acr: AcrRequest, client: Any, user: StoredUser) -> Level:
         """What ``user`` must show for a request with ``acr`` to ``client`` (None: the account pages)."""
         enrolled = self.mfa.is_enrolled(db, user)
-        required = acr.essential or (client is not None and client.stored.require_mfa)
+        required = client is not None and client.stored.require_mfa
         if enrolled and (required or acr.mfa or client is None or self.settings.mfa == "always-if-enrolled"):
             return Level.MFA
         return Level.UNMET if required else Level.PASSWORD
@@ -54,10 +54,7 @@ class LevelPolicy:
     def for_interaction(self, db: Session, stored: StoredInteraction, user: StoredUser) -> Level:
         if stored.client_id is None:
             return self.for_request(db, NOTHING, None, user)
-        try:
-            acr = requested_acr(dict(stored.params), None)
-        except OAuth2Error:  # checked when the interaction began
-            acr = NOTHING
+        acr = requested_acr(dict(stored.params))
         return self.for_request(db, acr, self.server.query_client(stored.client_id), user)
 
 

@@ -20,7 +20,13 @@ from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 
 from ..keys.holder import KeyRingHolder
-from ..storage import Session, access_tokens, denylist, grants as grant_store, refresh as refresh_store
+from ..storage import (
+    Session,
+    access_tokens,
+    denylist,
+    grants as grant_store,
+    refresh as refresh_store,
+)
 from ..storage.refresh import TokenState
 from .bridge import current_session
 from .clients import SECRET_METHODS
@@ -47,9 +53,12 @@ class AccessTokenState:
 
 
 def access_token_active(db: Session, claims: dict[str, Any]) -> bool:
-    """Not on the deny list, and its grant (when user-bound) not revoked."""
+    """Not on the deny list, its client enabled, and its grant (when user-bound) not
+    revoked nor its user disabled: one statement."""
     grant_id = claims.get("gid")
-    return access_tokens.is_active(db, str(claims.get("jti")), None if grant_id is None else str(grant_id))
+    return access_tokens.is_active(
+        db, str(claims.get("jti")), None if grant_id is None else str(grant_id), str(claims.get("client_id"))
+    )
 
 
 def find_token(keys: KeyRingHolder, issuer: str, token: str) -> AccessTokenState | TokenState | None:

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from .models import Client
+from .models import AuthorizationCode, Client, Consent, Grant
 
 _BY_ID = select(
     Client.client_id,
     Client.name,
     Client.secret_digest,
+    Client.previous_secret_digest,
+    Client.previous_secret_expires_at,
     Client.grant_types,
     Client.scopes,
     Client.redirect_uris,
@@ -46,10 +49,28 @@ class StoredClient:
     introspection: bool = False
     id_token_alg: str | None = None
     require_mfa: bool = False
+    #: the secret a rotation replaced, accepted until ``previous_secret_expires_at``
+    previous_secret_digest: bytes | None = None
+    previous_secret_expires_at: datetime | None = None
 
     @property
     def is_public(self) -> bool:
         return self.secret_digest is None
+
+
+#: what an administrator may change after registration (``ostiary clients update``)
+UPDATABLE = (
+    "name",
+    "grant_types",
+    "scopes",
+    "redirect_uris",
+    "audiences",
+    "post_logout_redirect_uris",
+    "first_party",
+    "introspection",
+    "id_token_alg",
+    "require_mfa",
+)
 
 
 def get_client(session: Session, client_id: str) -> StoredClient | None:
@@ -83,12 +104,60 @@ def insert_client(session: Session, client: StoredClient) -> None:
     )
 
 
+def update_client(session: Session, client: StoredClient) -> bool:
+    """Store the :data:`UPDATABLE` fields of ``client``; False when no such client exists."""
+    values = {name: getattr(client, name) for name in UPDATABLE}
+    for name in ("grant_types", "scopes", "redirect_uris", "audiences", "post_logout_redirect_uris"):
+        values[name] = list(values[name])
+    return _changed(session, client.client_id, values)
+
+
+def set_disabled(session: Session, client_id: str, disabled_at: datetime | None) -> bool:
+    """Disable (a time) or enable (None) a client; False when no such client exists."""
+    return _changed(session, client_id, {"disabled_at": disabled_at})
+
+
+def set_secret(
+    session: Session, client_id: str, digest: bytes, *, previous: bytes | None, previous_expires_at: datetime | None
+) -> bool:
+    """A new secret digest; ``previous`` stays accepted until ``previous_expires_at``."""
+    values = {
+        "secret_digest": digest,
+        "previous_secret_digest": previous,
+        "previous_secret_expires_at": previous_expires_at,
+    }
+    return _changed(session, client_id, values)
+
+
+def delete_client(session: Session, client_id: str) -> bool:
+    """Delete a client and what it was given: its codes, its grants (with their refresh
+    tokens, by the foreign key's cascade) and its users' consents. JWT access tokens are
+    not stored: introspection and userinfo find their client, or their grant, gone."""
+    for table, column in (
+        (AuthorizationCode, AuthorizationCode.client_id),
+        (Grant, Grant.client_id),
+        (Consent, Consent.client_id),
+    ):
+        session.execute(delete(table).where(column == client_id))
+    result = session.execute(delete(Client).where(Client.client_id == client_id).returning(Client.client_id))
+    return result.first() is not None
+
+
+def _changed(session: Session, client_id: str, values: Mapping[str, object]) -> bool:
+    result = session.execute(
+        update(Client).where(Client.client_id == client_id).values(**values).returning(Client.client_id)
+    )
+    return result.first() is not None
+
+
 def _snapshot(row: object) -> StoredClient:
     r = row._mapping  # type: ignore[attr-defined]
     return StoredClient(
         client_id=r["client_id"],
         name=r["name"],
         secret_digest=r["secret_digest"],
+        previous_secret_digest=r["previous_secret_digest"],
+        previous_secret_expires_at=r["previous_secret_expires_at"],
         grant_types=tuple(r["grant_types"]),
         scopes=tuple(r["scopes"]),
         redirect_uris=tuple(r["redirect_uris"]),

@@ -1,37 +1,82 @@
-"""Grants: the family of every token one authorization produced."""
+"""Grants: the family of every token one authorization produced.
+
+A family issued without ``offline_access`` carries the ``sid`` of the browser session it
+came from and ends with that session (OpenID Connect Core §11: only ``offline_access``
+asks for access while the user is not signed in). Every way a session ends in storage
+(:mod:`.sessions`) revokes its families in the same transaction; a session that simply
+expires needs no write at all, because such a family is inserted already ending when its
+session does (:func:`insert_grant`).
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, literal, select, update
+from sqlalchemy import ColumnElement, Table, bindparam, case, func, insert, literal, null, select, update
 
 from . import Session, refresh
-from .base import insert_row, sha256, utcnow
-from .models import Grant, RefreshToken
+from .base import sha256, utcnow
+from .models import BrowserSession, Grant, RefreshToken
 
-_INSERT_GRANT = insert_row(Grant)
+#: a family whose session had ended before the family was made
+REASON_SESSION_ENDED = "session_ended"
+
+_grants, _tokens = cast(Table, Grant.__table__), cast(Table, RefreshToken.__table__)
+
+
+def _session_end() -> Any:
+    """When the session named by ``session_sid`` ends: when it was ended, else when it
+    expires; NULL for no session (an ``offline_access`` family). On PostgreSQL the row is
+    read ``FOR SHARE``: a sign-out committing meanwhile is waited for and seen, and a
+    sign-out that comes later waits for this family, so its revocation sees it."""
+    return (
+        select(func.coalesce(BrowserSession.ended_at, BrowserSession.expires_at))
+        .where(BrowserSession.sid == bindparam("session_sid"))
+        .with_for_update(read=True)
+        .scalar_subquery()
+    )
+
+
+def _capped(name: str) -> ColumnElement[Any]:
+    """The bound datetime ``name``, or the session's end when that comes first."""
+    value = bindparam(name, type_=_grants.c.expires_at.type)
+    end = _session_end()
+    return case((end < value, end), else_=value)
+
+
+def _grant_values() -> dict[str, Any]:
+    """Every column bound by name, but: the family ends with its session, and one whose
+    session has ended already (signed out before the code was redeemed) is revoked."""
+    values: dict[str, Any] = {column.name: bindparam(column.name, type_=column.type) for column in _grants.columns}
+    values["expires_at"] = _capped("expires_at")
+    now = bindparam("created_at", type_=_grants.c.created_at.type)
+    ended = _session_end() <= now
+    values["revoked_at"] = case((ended, now), else_=null())
+    values["revoked_reason"] = case((ended, literal(REASON_SESSION_ENDED)), else_=null())
+    return values
+
+
+_INSERT_GRANT = insert(_grants).values(_grant_values())
 
 
 def _family_statement() -> Any:
     """PostgreSQL: the grant and its first refresh token (generation 1) in one statement."""
-    grants, tokens = cast(Table, Grant.__table__), cast(Table, RefreshToken.__table__)
     new_grant = (
-        insert(grants)
-        .values({column.name: bindparam(column.name, type_=column.type) for column in grants.columns})
-        .returning(grants.c.id, grants.c.client_id, grants.c.created_at)
+        insert(_grants)
+        .values(_grant_values())
+        .returning(_grants.c.id, _grants.c.client_id, _grants.c.created_at, _grants.c.expires_at)
         .cte("new_grant")
     )
     first_token = select(
-        bindparam("token_digest", type_=tokens.c.token_digest.type),
+        bindparam("token_digest", type_=_tokens.c.token_digest.type),
         new_grant.c.id,
         new_grant.c.client_id,
         literal(1),
         new_grant.c.created_at,
-        bindparam("token_expires_at", type_=tokens.c.expires_at.type),
+        func.least(bindparam("token_expires_at", type_=_tokens.c.expires_at.type), new_grant.c.expires_at),
     )
-    return insert(tokens).from_select(refresh.TOKEN_COLUMNS, first_token).add_cte(new_grant, nest_here=True)
+    return insert(_tokens).from_select(refresh.TOKEN_COLUMNS, first_token).add_cte(new_grant, nest_here=True)
 
 
 _INSERT_FAMILY = _family_statement()
@@ -52,7 +97,13 @@ def insert_grant(
     first_refresh_token: tuple[str, datetime] | None = None,
 ) -> None:
     """A new grant; with ``first_refresh_token`` (the token, its expiry), that token as its
-    family's first generation and head: one statement on PostgreSQL, two on SQLite."""
+    family's first generation and head: one statement on PostgreSQL, two on SQLite.
+
+    With a ``session_sid`` (a family without ``offline_access``), the family and its first
+    token end no later than that browser session, read in the same statement; a session
+    that already ended gives a family revoked from the start. No session refresh or
+    introspection then has to look the session up (OIDC Core §11).
+    """
     row: dict[str, Any] = {
         "id": grant_id,
         "client_id": client_id,
@@ -65,8 +116,6 @@ def insert_grant(
         "acr": acr,
         "amr": amr or [],
         "head_generation": 1 if first_refresh_token else 0,
-        "revoked_at": None,
-        "revoked_reason": None,
     }
     connection = session.connection()
     if first_refresh_token is None:
@@ -77,7 +126,13 @@ def insert_grant(
         connection.execute(_INSERT_FAMILY, {**row, "token_digest": sha256(token), "token_expires_at": token_expires_at})
         return
     connection.execute(_INSERT_GRANT, row)
+    if session_sid is not None:
+        token_expires_at = min(token_expires_at, _family_end(session, grant_id) or token_expires_at)
     refresh.insert_first(session, token, grant_id=grant_id, client_id=client_id, expires_at=token_expires_at)
+
+
+def _family_end(session: Session, grant_id: str) -> datetime | None:
+    return session.execute(select(Grant.expires_at).where(Grant.id == grant_id)).scalar_one()
 
 
 def revoke(session: Session, grant_id: str, reason: str) -> bool:
@@ -92,11 +147,37 @@ def revoke(session: Session, grant_id: str, reason: str) -> bool:
 
 
 def revoke_for_session(session: Session, session_sid: str, reason: str) -> int:
-    """Revoke every grant bound to a browser session (logout); returns how many."""
+    """Revoke every grant bound to a browser session; returns how many. Ending a session
+    in :mod:`.sessions` calls this already."""
     result = session.execute(
         update(Grant)
         .where(Grant.session_sid == session_sid, Grant.revoked_at.is_(None))
         .values(revoked_at=utcnow(), revoked_reason=reason)
+        .returning(Grant.id)
+    )
+    return len(result.all())
+
+
+def revoke_session_bound(session: Session, user_id: int, reason: str, *, keep_sid: str | None = None) -> int:
+    """Revoke every session-bound grant of a user (those without ``offline_access``),
+    except the ones bound to ``keep_sid``; returns how many."""
+    kept = (Grant.session_sid != keep_sid,) if keep_sid is not None else ()
+    result = session.execute(
+        update(Grant)
+        .where(Grant.user_id == user_id, Grant.session_sid.is_not(None), Grant.revoked_at.is_(None), *kept)
+        .values(revoked_at=utcnow(), revoked_reason=reason)
+        .returning(Grant.id)
+    )
+    return len(result.all())
+
+
+def hand_over(session: Session, from_sid: str, to_sid: str, user_id: int) -> int:
+    """Bind ``user_id``'s live grants of session ``from_sid`` to ``to_sid`` (the same user
+    signing in again in the same browser); their end stays where it was. Returns how many."""
+    result = session.execute(
+        update(Grant)
+        .where(Grant.session_sid == from_sid, Grant.user_id == user_id, Grant.revoked_at.is_(None))
+        .values(session_sid=to_sid)
         .returning(Grant.id)
     )
     return len(result.all())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, select, update
 
 from . import Session
 from .base import utcnow
@@ -35,11 +35,13 @@ def insert_interaction(
     expires_at: datetime,
     session_sid: str | None = None,
     return_to: str | None = None,
+    origin_digest: bytes | None = None,
 ) -> None:
     session.execute(
         insert(Interaction).values(
             id_digest=id_digest,
             browser_digest=browser_digest,
+            origin_digest=origin_digest,
             client_id=client_id,
             params=[list(pair) for pair in params],
             session_sid=session_sid,
@@ -48,6 +50,36 @@ def insert_interaction(
             expires_at=expires_at,
         )
     )
+
+
+def make_room(session: Session, origin_digest: bytes, keep: int) -> int:
+    """Leave at most ``keep`` pending interactions of one origin (a client address's keyed
+    digest), evicting the oldest; its expired ones go too, as they are never counted.
+    Returns how many rows went.
+
+    Rows another transaction holds (one being evicted, or signed in on, at this moment) are
+    skipped rather than waited for (PostgreSQL ``SKIP LOCKED``): concurrent requests of one
+    address never wait on each other here, nor deadlock. They may leave a row or two over
+    ``keep`` meanwhile, which the next request from that address evicts."""
+    now = utcnow()
+    mine = Interaction.origin_digest == origin_digest
+    expired = select(Interaction.id_digest).where(mine, Interaction.expires_at <= now)
+    overflow = (
+        select(Interaction.id_digest)
+        .where(mine, Interaction.completed_at.is_(None), Interaction.expires_at > now)
+        .order_by(Interaction.created_at.desc(), Interaction.id_digest.desc())
+        .offset(keep)
+    )
+    result = session.execute(
+        delete(Interaction)
+        .where(
+            mine,
+            Interaction.id_digest.in_(expired.with_for_update(skip_locked=True).scalar_subquery())
+            | Interaction.id_digest.in_(overflow.with_for_update(skip_locked=True).scalar_subquery()),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 def get_open_interaction(session: Session, id_digest: bytes) -> StoredInteraction | None:
@@ -91,11 +123,12 @@ def hold_for_second_factor(session: Session, id_digest: bytes, user_id: int, cre
     )
 
 
-def record_login(session: Session, id_digest: bytes, session_sid: str) -> None:
+def record_login(session: Session, id_digest: bytes, session_sid: str, *, browser_digest: bytes) -> None:
+    """The interaction signed ``session_sid`` in; it moves to the browser's new binding token."""
     session.execute(
         update(Interaction)
         .where(Interaction.id_digest == id_digest)
-        .values(session_sid=session_sid, pending_user_id=None, pending_credential=None)
+        .values(session_sid=session_sid, pending_user_id=None, pending_credential=None, browser_digest=browser_digest)
     )
 
 

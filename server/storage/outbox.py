@@ -4,6 +4,11 @@ background sender in every server process delivers them (``server.mail.sender``)
 A message is *claimed* by moving its next attempt a lease into the future, in one
 statement (``FOR UPDATE SKIP LOCKED`` on PostgreSQL), so two processes never send the
 same message at once; a sender that dies mid-send leaves it to be retried after the lease.
+
+Each row carries the unique left part of its ``Message-ID`` (RFC 5322 3.6.4), chosen when
+it is queued; the sender adds our issuer's host and sends the same header on every
+attempt: delivery is at least once (a reply lost after DATA means a second attempt), and a
+mail client recognises the second copy by that header.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from uuid import uuid4
 
 from sqlalchemy import insert, select, update
 
@@ -28,6 +34,23 @@ class QueuedMail:
     attempts: int
     secret_enc: bytes | None
     wrapping_key_id: str | None
+    #: the Message-ID's left part; None on rows queued before the column existed (the sender
+    #: derives one from the id)
+    message_id: str | None
+    created_at: datetime
+
+
+_COLUMNS = (
+    MailOutbox.id,
+    MailOutbox.recipient,
+    MailOutbox.template,
+    MailOutbox.context,
+    MailOutbox.attempts,
+    MailOutbox.secret_enc,
+    MailOutbox.wrapping_key_id,
+    MailOutbox.message_id,
+    MailOutbox.created_at,
+)
 
 
 def enqueue(
@@ -40,15 +63,46 @@ def enqueue(
     wrapping_key_id: str | None = None,
 ) -> int:
     """Queue a message; a secret it must carry (a link with a token) goes in encrypted."""
+    return _insert(session, recipient, template, context, secret_enc, wrapping_key_id, None)
+
+
+def enqueue_claimed(
+    session: Session,
+    recipient: str,
+    template: str,
+    context: dict[str, Any],
+    *,
+    lease: timedelta,
+    secret_enc: bytes | None = None,
+    wrapping_key_id: str | None = None,
+) -> QueuedMail:
+    """Queue a message already claimed for ``lease`` by the caller (a sender that sends it
+    next): no other sender takes it meanwhile, and it is retried as any other if not sent."""
+    mail_id = _insert(session, recipient, template, context, secret_enc, wrapping_key_id, lease)
+    row = session.execute(select(*_COLUMNS).where(MailOutbox.id == mail_id)).one()
+    return QueuedMail(**row._mapping)
+
+
+def _insert(
+    session: Session,
+    recipient: str,
+    template: str,
+    context: dict[str, Any],
+    secret_enc: bytes | None,
+    wrapping_key_id: str | None,
+    lease: timedelta | None,
+) -> int:
     now = utcnow()
     result = session.execute(
         insert(MailOutbox)
         .values(
             recipient=recipient,
             template=template,
+            message_id=uuid4().hex,
             context=context,
             created_at=now,
-            next_attempt_at=now,
+            next_attempt_at=now if lease is None else now + lease,
+            attempts=0 if lease is None else 1,
             secret_enc=secret_enc,
             wrapping_key_id=wrapping_key_id,
         )
@@ -72,21 +126,13 @@ def claim_due(session: Session, *, limit: int, lease: timedelta) -> list[QueuedM
         update(MailOutbox)
         .where(MailOutbox.id.in_(due.scalar_subquery()))
         .values(next_attempt_at=now + lease, attempts=MailOutbox.attempts + 1)
-        .returning(
-            MailOutbox.id,
-            MailOutbox.recipient,
-            MailOutbox.template,
-            MailOutbox.context,
-            MailOutbox.attempts,
-            MailOutbox.secret_enc,
-            MailOutbox.wrapping_key_id,
-        )
+        .returning(*_COLUMNS)
     )
     return sorted((QueuedMail(**row._mapping) for row in rows), key=lambda mail: mail.id)
 
 
 def mark_sent(session: Session, mail_id: int) -> None:
-    """Delivered: the secret it carried is erased."""
+    """Delivered (or, for a row that asked for work, done): the secret it carried is erased."""
     session.execute(
         update(MailOutbox).where(MailOutbox.id == mail_id).values(sent_at=utcnow(), secret_enc=None, last_error=None)
     )

@@ -8,6 +8,11 @@ everything the new tokens need. Two concurrent refreshes of one token cannot bot
 ``consumed_at IS NULL``: on PostgreSQL the second waits for the first's row lock, then
 finds it consumed and inserts nothing; on SQLite writers are serialised and the same steps
 run as separate statements.
+
+Only a token of the family's head generation rotates, so a family has one chain. A replay of
+the head's predecessor inside the grace window (:func:`use_grace`) does not fork it: the new
+token replaces the head, whose tokens are marked consumed, so whichever of them comes back
+later is reuse.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from . import AsyncEngine, Session
 from .base import insert_row, sha256, utcnow
 from .driver import DriverStatement
-from .models import Grant, RefreshToken, User
+from .models import Client, Grant, RefreshToken, User
 from .users import USER_COLUMNS, StoredUser, user_from
 
 
@@ -90,6 +95,7 @@ _CONSUME = (
     .where(
         *_UNUSED,
         Grant.id == RefreshToken.grant_id,
+        RefreshToken.generation == Grant.head_generation,
         Grant.revoked_at.is_(None),
         Grant.expires_at > bindparam("b_now"),
         User.id == Grant.user_id,
@@ -129,9 +135,13 @@ _LIVE_FAMILIES = select(Grant.id).where(
     Grant.expires_at > bindparam("b_now"),
     Grant.user_id.in_(select(User.id).where(User.disabled_at.is_(None))),
 )
+#: the token is of its family's head generation
+_AT_HEAD = RefreshToken.generation == (
+    select(Grant.head_generation).where(Grant.id == RefreshToken.grant_id).scalar_subquery()
+)
 _CONSUME_SQLITE = (
     update(RefreshToken)
-    .where(*_UNUSED, RefreshToken.grant_id.in_(_LIVE_FAMILIES))
+    .where(*_UNUSED, RefreshToken.grant_id.in_(_LIVE_FAMILIES), _AT_HEAD)
     .values(consumed_at=bindparam("b_now"))
     .returning(RefreshToken.token_digest)
 )
@@ -208,6 +218,11 @@ def _rotation_params(
     }
 
 
+#: ``grace_uses`` of a token a grace replacement superseded: it was never rotated, so it
+#: has no successor to have lost, and presenting it is reuse even inside the window
+SUPERSEDED = -1
+
+
 class Failure(enum.Enum):
     UNKNOWN = "unknown"  # no such token: invalid_grant
     OTHER_CLIENT = "other_client"  # another client's token: invalid_grant, its family untouched
@@ -237,6 +252,7 @@ def diagnose(session: Session, token: str, client_id: str, *, grace_seconds: int
             Grant.expires_at.label("family_expires_at"),
             Grant.head_generation,
             Grant.user_id,
+            RefreshToken.grace_uses,
         )
         .join(Grant, Grant.id == RefreshToken.grant_id)
         .where(RefreshToken.token_digest == sha256(token))
@@ -250,9 +266,13 @@ def diagnose(session: Session, token: str, client_id: str, *, grace_seconds: int
     if row.revoked_at is not None or (row.family_expires_at is not None and row.family_expires_at <= now):
         return found
     if row.consumed_at is None:
+        if row.expires_at > now and row.generation < row.head_generation:
+            # An unused token behind the head: a second chain (left by an older version's
+            # grace, which forked families). Using it is using a chain that is not the one.
+            return Diagnosis(Failure.REUSE, row.id, row.client_id, row.user_id)
         return found  # unused but expired (idle timeout), or its user is disabled
     recent = grace_seconds > 0 and (now - row.consumed_at).total_seconds() <= grace_seconds
-    if recent and row.generation == row.head_generation - 1:
+    if recent and row.generation == row.head_generation - 1 and row.grace_uses != SUPERSEDED:
         return Diagnosis(Failure.GRACE, row.id, row.client_id, row.user_id)
     return Diagnosis(Failure.REUSE, row.id, row.client_id, row.user_id)
 
@@ -260,10 +280,21 @@ def diagnose(session: Session, token: str, client_id: str, *, grace_seconds: int
 def use_grace(
     session: Session, token: str, client_id: str, successor: str, idle_expires_at: datetime, *, max_uses: int
 ) -> FamilyToken | None:
-    """Count one more grace use of a consumed token (``max_uses`` 0: no limit) and add
-    ``successor`` to its family without moving the head (the head's successor stays valid).
+    """The head's predecessor presented again inside the grace window (a lost response):
+    ``successor`` replaces the family's head. Every unused, unexpired token of the head
+    generation is marked consumed and :data:`SUPERSEDED`, and ``successor`` joins that
+    generation, so the family keeps one chain and the predecessor stays the head's
+    predecessor (a further replay in the window replaces again). None, with the caller's
+    transaction to roll back, when ``max_uses`` replacements (0: no limit) were made
+    already or the head moved on meanwhile: then the replay is reuse.
 
-    Atomic like :func:`rotate`: concurrent grace uses cannot exceed ``max_uses``.
+    Concurrency: the first statement (counting the use on the predecessor's row) is the
+    lock that serialises replacements of one predecessor; on PostgreSQL each later
+    statement sees what the previous replacement committed. Locks are taken token rows
+    first, as the rotation takes them (its token, then its grant), so the two cannot
+    deadlock. A rotation of the head that commits before the superseding ``UPDATE`` (or
+    that it waits for) has moved the head, which the check after it sees: refused. One
+    that comes after finds its token consumed: reuse. Never two live chains.
     """
     limit = () if max_uses <= 0 else (RefreshToken.grace_uses < max_uses,)
     params = {"b_digest": sha256(token), "b_now": utcnow()}
@@ -274,6 +305,7 @@ def use_grace(
             RefreshToken.client_id == client_id,
             RefreshToken.consumed_at.is_not(None),
             RefreshToken.expires_at > bindparam("b_now"),  # an expired token mints nothing, grace or not
+            RefreshToken.grace_uses >= 0,  # superseded: never rotated
             *limit,
             RefreshToken.grant_id.in_(_LIVE_FAMILIES),
         )
@@ -285,8 +317,27 @@ def use_grace(
     if counted is None:
         return None
     family = _family_token(session.execute(_FAMILY, params).one())
+    head = {"b_grant_id": family.grant_id, "b_generation": family.generation + 1, "b_now": params["b_now"]}
+    session.execute(_SUPERSEDE, head)
+    if session.execute(_HEAD, head).scalar_one_or_none() != family.generation + 1:
+        return None  # the head was rotated meanwhile: this predecessor is two generations back
     _insert_successor(session, successor, family, idle_expires_at)
     return family
+
+
+#: the unused, unexpired tokens of a family's generation ``b_generation``, superseded
+_SUPERSEDE = (
+    update(RefreshToken)
+    .where(
+        RefreshToken.grant_id == bindparam("b_grant_id"),
+        RefreshToken.generation == bindparam("b_generation"),
+        RefreshToken.consumed_at.is_(None),
+        RefreshToken.expires_at > bindparam("b_now"),
+    )
+    .values(consumed_at=bindparam("b_now"), grace_uses=SUPERSEDED)
+    .execution_options(synchronize_session=False)
+)
+_HEAD = select(Grant.head_generation).where(Grant.id == bindparam("b_grant_id"))
 
 
 _tokens, _grants = cast(Table, RefreshToken.__table__), cast(Table, Grant.__table__)
@@ -370,6 +421,8 @@ class TokenState:
 
 
 def lookup(session: Session, token: str) -> TokenState | None:
+    """The token as introspection and revocation see it: active while unused, unexpired, its
+    family live, its user enabled and its client registered and enabled (one statement)."""
     row = session.execute(
         select(
             RefreshToken.grant_id,
@@ -382,9 +435,12 @@ def lookup(session: Session, token: str) -> TokenState | None:
             Grant.expires_at.label("family_expires_at"),
             User.sub,
             User.disabled_at,
+            Client.client_id.label("registered_client"),
+            Client.disabled_at.label("client_disabled_at"),
         )
         .join(Grant, Grant.id == RefreshToken.grant_id)
         .join(User, User.id == Grant.user_id)
+        .outerjoin(Client, Client.client_id == RefreshToken.client_id)
         .where(RefreshToken.token_digest == sha256(token))
     ).one_or_none()
     if row is None:
@@ -396,6 +452,8 @@ def lookup(session: Session, token: str) -> TokenState | None:
         and row.revoked_at is None
         and (row.family_expires_at is None or row.family_expires_at > now)
         and row.disabled_at is None
+        and row.registered_client is not None
+        and row.client_disabled_at is None
     )
     expires_at = min(row.expires_at, row.family_expires_at) if row.family_expires_at else row.expires_at
     return TokenState(row.grant_id, row.client_id, row.scope, row.sub, row.created_at, expires_at, active)

@@ -1,4 +1,5 @@
-"""Password-reset tokens: stored as SHA-256, used once, void once a newer one exists."""
+"""Password-reset tokens: stored as SHA-256, used once, void once a newer one exists or the
+password changes."""
 
 from __future__ import annotations
 
@@ -14,11 +15,7 @@ from .models import PasswordReset
 def replace_reset(session: Session, user_id: int, token_digest: bytes, expires_at: datetime) -> None:
     """A new token for the user; every earlier unused one stops working."""
     now = utcnow()
-    session.execute(
-        update(PasswordReset)
-        .where(PasswordReset.user_id == user_id, PasswordReset.used_at.is_(None))
-        .values(used_at=now)
-    )
+    void_resets(session, user_id)
     session.execute(
         insert(PasswordReset).values(token_digest=token_digest, user_id=user_id, created_at=now, expires_at=expires_at)
     )
@@ -51,3 +48,15 @@ def use_reset(session: Session, token_digest: bytes) -> int | None:
         .returning(PasswordReset.user_id)
     ).first()
     return int(row[0]) if row else None
+
+
+def void_resets(session: Session, user_id: int) -> int:
+    """Every unused token of the user stops working (a newer link, or the password
+    changed: a link mailed for the old password must not outlive it); returns how many."""
+    result = session.execute(
+        update(PasswordReset)
+        .where(PasswordReset.user_id == user_id, PasswordReset.used_at.is_(None))
+        .values(used_at=utcnow())
+        .returning(PasswordReset.token_digest)
+    )
+    return len(result.all())

@@ -1,4 +1,10 @@
-"""Browser sessions (single sign-on). Looked up by the SHA-256 of the cookie token."""
+"""Browser sessions (single sign-on). Looked up by the SHA-256 of the cookie token.
+
+Ending a session here also revokes, in the same transaction, the refresh-token families
+bound to it (issued without ``offline_access``, OIDC Core §11): no caller can end one
+without the other. A session that expires needs nothing: its families were inserted
+ending with it.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
 
-from . import Session
+from . import Session, grants as grant_store
 from .base import utcnow
 from .models import BrowserSession
 
@@ -20,6 +26,7 @@ _COLUMNS = (
     BrowserSession.acr,
     BrowserSession.created_at,
     BrowserSession.expires_at,
+    BrowserSession.reauthenticated_at,
 )
 _LIVE = select(*_COLUMNS).where(
     BrowserSession.token_digest == bindparam("digest"),
@@ -37,6 +44,13 @@ class StoredSession:
     acr: str
     created_at: datetime
     expires_at: datetime
+    #: the last time the user typed their password again in this session (``auth_time`` counts too)
+    reauthenticated_at: datetime | None = None
+
+    @property
+    def proved_at(self) -> datetime:
+        """When the user last proved who they are in this session: signing in or re-authenticating."""
+        return max(self.auth_time, self.reauthenticated_at or self.auth_time)
 
 
 def insert_session(
@@ -79,26 +93,55 @@ def get_live_session(session: Session, token_digest: bytes) -> StoredSession | N
     return _stored(row) if row else None
 
 
-def end_session(session: Session, token_digest: bytes) -> str | None:
-    """End the live session with this token; returns its sid, or None if there was none."""
+def end_session(
+    session: Session, token_digest: bytes, reason: str, *, handover: tuple[int, str] | None = None
+) -> str | None:
+    """End the live session with this token and revoke its families (``reason``); returns
+    its sid, or None if there was none.
+
+    ``handover`` (user id, new sid): the browser's next session, when the same user signs in
+    again; that user's families move to it instead of ending (a new sign-in of the same
+    person does not sign them out of their applications). Another user's sign-in in the
+    browser ends them (RP-Initiated Logout §2's "End-User has logged out" for the old one).
+    """
+    return _end_one(session, BrowserSession.token_digest == token_digest, reason, handover)
+
+
+def end_session_by_sid(session: Session, sid: str, reason: str) -> bool:
+    """End the live session ``sid`` (an administrator ending it) and revoke its families;
+    True if it was live."""
+    return _end_one(session, BrowserSession.sid == sid, reason, None) is not None
+
+
+def _end_one(session: Session, which: Any, reason: str, handover: tuple[int, str] | None) -> str | None:
+    row = session.execute(
+        update(BrowserSession)
+        .where(which, BrowserSession.ended_at.is_(None))
+        .values(ended_at=utcnow())
+        .returning(BrowserSession.sid, BrowserSession.user_id)
+    ).one_or_none()
+    if row is None:
+        return None
+    if handover is not None and handover[0] == row.user_id:
+        grant_store.hand_over(session, row.sid, handover[1], row.user_id)
+    grant_store.revoke_for_session(session, row.sid, reason)
+    return str(row.sid)
+
+
+def end_user_sessions(session: Session, user_id: int, reason: str, *, keep_sid: str | None = None) -> int:
+    """End every live session of a user but ``keep_sid``, and revoke the families bound to
+    them (``reason``); returns how many sessions ended. Families with ``offline_access``
+    stay: ending them is the caller's decision."""
+    kept = (BrowserSession.sid != keep_sid,) if keep_sid is not None else ()
     result = session.execute(
         update(BrowserSession)
-        .where(BrowserSession.token_digest == token_digest, BrowserSession.ended_at.is_(None))
+        .where(BrowserSession.user_id == user_id, BrowserSession.ended_at.is_(None), *kept)
         .values(ended_at=utcnow())
         .returning(BrowserSession.sid)
     )
-    return result.scalar_one_or_none()
-
-
-def end_user_sessions(session: Session, user_id: int) -> int:
-    """End every live session of a user; returns how many."""
-    result = session.execute(
-        update(BrowserSession)
-        .where(BrowserSession.user_id == user_id, BrowserSession.ended_at.is_(None))
-        .values(ended_at=utcnow())
-        .returning(BrowserSession.sid)
-    )
-    return len(result.all())
+    ended = len(result.all())
+    grant_store.revoke_session_bound(session, user_id, reason, keep_sid=keep_sid)
+    return ended
 
 
 def step_up(
@@ -118,6 +161,15 @@ def step_up(
         .returning(*_COLUMNS)
     ).one_or_none()
     return _stored(row) if row else None
+
+
+def mark_reauthenticated(session: Session, sid: str) -> None:
+    """The user of live session ``sid`` has just proved a factor again (sudo mode)."""
+    session.execute(
+        update(BrowserSession)
+        .where(BrowserSession.sid == sid, BrowserSession.ended_at.is_(None))
+        .values(reauthenticated_at=utcnow())
+    )
 
 
 def list_live_sessions(session: Session, user_id: int) -> list[StoredSession]:
@@ -144,4 +196,5 @@ def _stored(row: Any) -> StoredSession:
         acr=row.acr,
         created_at=row.created_at,
         expires_at=row.expires_at,
+        reauthenticated_at=row.reauthenticated_at,
     )

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 
 from . import Session
 from .base import utcnow
@@ -157,4 +157,48 @@ def rehash_password(session: Session, user_id: int, *, old: str | None, new: str
     result = session.execute(
         update(User).where(User.id == user_id, User.password_hash == old).values(password_hash=new).returning(User.id)
     )
+    return result.first() is not None
+
+
+def taken_by_another(session: Session, user_id: int, username: str, email: str | None) -> str | None:
+    """Which of the two another account already uses ("username" or "email"), or None."""
+    others = User.id != user_id
+    if session.execute(select(User.id).where(User.username_key == username_key(username), others)).first():
+        return "username"
+    if email and session.execute(select(User.id).where(User.email_key == email.casefold(), others)).first():
+        return "email"
+    return None
+
+
+def update_profile(
+    session: Session, user_id: int, *, username: str, email: str | None, name: str | None, email_verified: bool
+) -> StoredUser | None:
+    """Store the profile an administrator edited; None when the user no longer exists."""
+    result = session.execute(
+        update(User)
+        .where(User.id == user_id)
+        .values(
+            username=username,
+            username_key=username_key(username),
+            email=email,
+            email_key=email.casefold() if email else None,
+            name=name,
+            email_verified=email_verified,
+            updated_at=utcnow(),
+        )
+        .returning(*_COLUMNS)
+    )
+    row = result.first()
+    return to_user(row) if row is not None else None
+
+
+def set_disabled(session: Session, user_id: int, disabled_at: datetime | None) -> None:
+    """Disable (a time) or enable (None) an account."""
+    session.execute(update(User).where(User.id == user_id).values(disabled_at=disabled_at, updated_at=utcnow()))
+
+
+def delete_user(session: Session, user_id: int) -> bool:
+    """Delete an account; its sessions, grants (with their refresh tokens), codes, consents,
+    second factors, reset links and lockout counters go with it (foreign keys cascade)."""
+    result = session.execute(delete(User).where(User.id == user_id).returning(User.id))
     return result.first() is not None

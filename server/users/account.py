@@ -3,7 +3,11 @@
 Every action needs a live browser session at the level the account needs: with a second
 factor enrolled, a session that used it. Turning the second factor off and making new
 backup codes need both factors again, on the spot (the password and a code in the same
-form), so a browser left signed in is not enough to weaken the account.
+form), and a password change the current password, so a browser left signed in is not
+enough to weaken the account. Turning the second factor on needs the password proved
+within ``OSTIARY_REAUTH_SECONDS`` (signing in counts; else :meth:`Account.reauthenticate`),
+as GitHub's sudo mode does: whoever sits at an unlocked browser cannot bind the account to
+their own authenticator.
 """
 
 from __future__ import annotations
@@ -22,10 +26,12 @@ from ..storage import (
     AsyncSession,
     Session,
     async_sessionmaker,
+    audit,
     grants as grant_store,
     sessions as session_store,
     users as user_store,
 )
+from ..storage.base import utcnow
 from ..storage.sessions import StoredSession
 from ..storage.users import StoredUser
 from .breached import BreachedPasswords
@@ -34,6 +40,8 @@ from .passwords import Passwords
 from .service import change_password, check_new_password
 
 T = TypeVar("T")
+#: why families ended (grants.revoked_reason)
+SIGNED_OUT_EVERYWHERE = "signed_out_everywhere"
 
 
 @dataclass(frozen=True)
@@ -52,6 +60,11 @@ class Overview:
 
 class NotSignedIn(Exception):
     """No session good enough for the account pages (signed out, or the second factor is due)."""
+
+
+class ReauthRequired(Exception):
+    """The change affects how the account signs in, and the password was last proved in
+    this session longer ago than ``OSTIARY_REAUTH_SECONDS``."""
 
 
 class Account:
@@ -84,7 +97,7 @@ class Account:
         return await self._run(view)
 
     async def start_enrolment(self, token: str | None) -> Enrolment:
-        return await self._run(lambda db: self.mfa.start_enrolment(db, self._me(db, token).user))
+        return await self._run(lambda db: self.mfa.start_enrolment(db, self._recent(db, token).user))
 
     async def pending_enrolment(self, token: str | None) -> Enrolment | None:
         return await self._run(lambda db: self.mfa.pending_enrolment(db, self._me(db, token).user))
@@ -94,7 +107,7 @@ class Account:
         new token: having just shown both factors, the session is raised to their level."""
 
         def confirm(db: Session) -> tuple[list[str], str]:
-            me = self._me(db, token)
+            me = self._recent(db, token)
             codes = self.mfa.confirm_enrolment(db, me.user, code)
             stepped = sessions.step_up(db, token, amr=list(MULTI_FACTOR), acr=ACR_MFA)
             if stepped is None:
@@ -105,16 +118,17 @@ class Account:
 
     async def regenerate_codes(self, token: str | None, device: str | None, password: str, code: str) -> list[str]:
         me = await self._password_checked(token, device, password)
-        return await self._run(lambda db: self.mfa.regenerate_codes(db, self._fresh(db, token, me, code)))
+        return await self._run(lambda db: self.mfa.regenerate_codes(db, self._fresh(db, token, me, code, device)))
 
     async def disable(self, token: str | None, device: str | None, password: str, code: str) -> None:
         me = await self._password_checked(token, device, password)
-        await self._run(lambda db: self.mfa.disable(db, self._fresh(db, token, me, code)))
+        await self._run(lambda db: self.mfa.disable(db, self._fresh(db, token, me, code, device)))
 
     async def change_password(self, token: str | None, device: str | None, current: str, new: str, again: str) -> str:
-        """Set a new password. Every session and refresh-token family of the account ends
-        (what the old password opened); this browser gets a new session at its old level.
-        Returns the new session token."""
+        """Set a new password. The account's other sessions end, with the refresh-token
+        families bound to them, and every outstanding reset link is void; this session goes
+        on (with its families) under a new token, and so do the families issued with
+        ``offline_access``. Returns the session's new token."""
         me = await self._password_checked(token, device, current)
         if new != again:
             raise AccountError("The two new passwords differ.")
@@ -128,31 +142,34 @@ class Account:
             again_me = self._me(db, token)
             if again_me.user.password_hash != me.user.password_hash:
                 raise AccountError("Your password changed meanwhile. Sign in again.")
-            change_password(db, me.user, password_hash, actor=me.user.sub)
-            started = sessions.start(
-                db,
-                user_id=me.user.id,
-                amr=list(me.session.amr),
-                acr=me.session.acr,
-                ttl=self.settings.session_ttl,
-                replaces=None,
-                auth_time=me.session.auth_time,
-            )
-            return started.token
+            change_password(db, me.user, password_hash, actor=me.user.sub, kept_session=again_me.session.sid)
+            renewed = sessions.renew(db, token)
+            if renewed is None:
+                raise NotSignedIn
+            return renewed.token
 
         return await self._run(store)
 
+    async def reauthenticate(self, token: str | None, device: str | None, password: str) -> None:
+        """The password typed again (counted by the sign-in lockout): for the next
+        ``OSTIARY_REAUTH_SECONDS`` this session may change how the account signs in."""
+        me = await self._password_checked(token, device, password)
+
+        def mark(db: Session) -> None:
+            session_store.mark_reauthenticated(db, me.session.sid)
+            audit.record(db, "user.reauthenticated", actor=me.user.sub, subject=me.user.sub)
+
+        await self._run(mark)
+
     async def end_everywhere(self, token: str | None) -> int:
-        """Sign out every browser of the account (this one too), and end the tokens those
-        sign-ins gave to applications (as signing out of each would); returns how many."""
+        """Sign out every browser of the account (this one too) and end every refresh-token
+        family of the account, ``offline_access`` ones included: the one action that ends
+        them all short of a password reset. Returns how many sessions ended."""
 
         def end(db: Session) -> int:
             me = self._me(db, token)
-            live = session_store.list_live_sessions(db, me.user.id)
-            for stored in live:
-                grant_store.revoke_for_session(db, stored.sid, "logout")
-            session_store.end_user_sessions(db, me.user.id)
-            return len(live)
+            grant_store.revoke_for_user(db, me.user.id, SIGNED_OUT_EVERYWHERE)
+            return session_store.end_user_sessions(db, me.user.id, SIGNED_OUT_EVERYWHERE)
 
         return await self._run(end)
 
@@ -167,6 +184,13 @@ class Account:
             raise NotSignedIn
         return Me(user, session)
 
+    def _recent(self, db: Session, token: str | None) -> Me:
+        """:meth:`_me`, whose password was proved within ``OSTIARY_REAUTH_SECONDS``."""
+        me = self._me(db, token)
+        if (utcnow() - me.session.proved_at).total_seconds() > self.settings.reauth_seconds:
+            raise ReauthRequired
+        return me
+
     async def _password_checked(self, token: str | None, device: str | None, password: str) -> Me:
         """The account's password typed again, counted by the same lockout as sign-in (a
         stolen session must not become a way to guess the password)."""
@@ -180,12 +204,13 @@ class Account:
         await self._run(lambda db: self.login_guard.succeeded(db, me.user.id, counted.device))
         return me
 
-    def _fresh(self, db: Session, token: str | None, me: Me, code: str) -> StoredUser:
-        """The second half of a fresh authentication: the code, counted by the lockout."""
+    def _fresh(self, db: Session, token: str | None, me: Me, code: str, device: str | None) -> StoredUser:
+        """The second half of a fresh authentication: the code, counted by the lockout (on
+        this browser's own counter when it is a known device of the account)."""
         again = self._me(db, token)
         if again.user.password_hash != me.user.password_hash:
             raise AccountError("Your password changed meanwhile. Try again.")
-        verdict = self.mfa.verify(db, again.user, code)
+        verdict = self.mfa.verify(db, again.user, code, self.login_guard.devices.digest_for(device, again.user.id))
         if verdict.lock.locked:
             raise MfaError("Too many wrong codes. Try again later.")
         if not verdict.ok:

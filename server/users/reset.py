@@ -1,12 +1,18 @@
 """Password reset by mail.
 
-``request`` always behaves the same whether or not an account has the address: the web
-layer answers at once and does the work after the response, so neither the page nor its
-timing says which addresses have accounts. A reset link carries 256 random bits; only the
-SHA-256 is stored, it expires (``OSTIARY_PASSWORD_RESET_TTL``, 30 minutes), it works once,
-and a newer request voids it. The link travels to the sender encrypted, and is erased from
-the outbox once sent. Using it sets the password through :func:`change_password`: every
-browser session and refresh-token family of the account ends and its lockout is cleared.
+``request`` does the same work whatever the address: it queues one outbox row naming the
+address entered (template ``password_reset_lookup``) in one short transaction, and nothing
+else. Neither the page, nor its timing, nor what the request wrote says which addresses
+have accounts; and a request whose row could not be queued fails (503) instead of
+promising a mail. The outbox sender resolves the row later (:func:`resolve_lookup`): for
+an enabled account with that address it makes the link and queues the mail, otherwise the
+row is simply marked done.
+
+A reset link carries 256 random bits; only the SHA-256 is stored, it expires
+(``OSTIARY_PASSWORD_RESET_TTL``, 30 minutes), it works once, and a newer request voids it.
+The link travels to the sender encrypted, and is erased from the outbox once sent. Using it
+sets the password through :func:`change_password`: every browser session and refresh-token
+family of the account ends and its lockout is cleared.
 """
 
 from __future__ import annotations
@@ -18,10 +24,11 @@ from urllib.parse import urlencode
 
 from ..authn.secrets import new_token
 from ..keys.wrapping import KeyWrappers
-from ..mail.sender import associated
+from ..mail.messages import associated
 from ..settings import Settings
 from ..storage import AsyncSession, Session, async_sessionmaker, audit, outbox, resets, users as user_store
 from ..storage.base import sha256, utcnow
+from ..storage.outbox import QueuedMail
 from ..storage.users import StoredUser
 from .breached import BreachedPasswords
 from .errors import AccountError, UserError
@@ -30,6 +37,9 @@ from .service import change_password, check_new_password
 
 T = TypeVar("T")
 TEMPLATE = "password_reset"
+#: an outbox row that asks the sender to look an address up and mail a link if it has an account
+LOOKUP_TEMPLATE = "password_reset_lookup"
+MAX_ADDRESS = 254  # RFC 5321 4.5.3.1.3: the longest path
 
 EXPIRED = "This link has expired or was already used. Ask for a new one."
 
@@ -50,8 +60,16 @@ class PasswordResets:
         self.breached = breached
 
     async def request(self, email: str) -> None:
-        """Mail a reset link to the account with this address, if there is one."""
-        await self._run(lambda db: self._request(db, email.strip()[:254]))
+        """Queue the look-up of ``email`` (any plausible address, known or not).
+
+        Returns once the row is committed; a database error propagates (the caller must not
+        promise a mail). An address that cannot be one is dropped without a write: that
+        reveals nothing about accounts.
+        """
+        address = email.strip()
+        if not plausible_address(address):
+            return
+        await self._run(lambda db: outbox.enqueue(db, address, LOOKUP_TEMPLATE, {}))
 
     async def user_of(self, token: str) -> StoredUser | None:
         """The account a live link belongs to (the link is not used up)."""
@@ -85,25 +103,49 @@ class PasswordResets:
 
         await self._run(use)
 
-    def _request(self, db: Session, email: str) -> None:
-        user = user_store.get_user_by_email(db, email) if email else None
-        if user is None or user.disabled_at is not None or not user.email:
-            return
-        token = new_token()
-        resets.replace_reset(
-            db, user.id, _digest(token), utcnow() + timedelta(seconds=self.settings.password_reset_ttl)
-        )
-        link = self.settings.endpoint("/password/reset") + "?" + urlencode({"token": token})
-        sealed = self.wrappers.current.wrap(link.encode("utf-8"), associated=associated(user.email, TEMPLATE))
-        context = {"username": user.username, "minutes": self.settings.password_reset_ttl // 60}
-        outbox.enqueue(
-            db, user.email, TEMPLATE, context, secret_enc=sealed, wrapping_key_id=self.wrappers.current.key_id
-        )
-        audit.record(db, "user.password_reset_requested", actor=user.sub, subject=user.sub)
-
     async def _run(self, call: Callable[[Session], T]) -> T:
         async with self.sessionmaker.begin() as session:
             return await session.run_sync(call)
+
+
+def resolve_lookup(
+    db: Session, settings: Settings, wrappers: KeyWrappers, lookup: QueuedMail, *, lease: timedelta
+) -> QueuedMail | None:
+    """Do what a ``password_reset_lookup`` row asks, in the caller's transaction.
+
+    The row is marked done. For an enabled account with its address, a new link voids the
+    older ones, and the reset mail is queued already claimed for ``lease`` (the caller sends
+    it next) and returned; for any other address nothing else happens and None comes back.
+    """
+    outbox.mark_sent(db, lookup.id)
+    user = user_store.get_user_by_email(db, lookup.recipient)
+    if user is None or user.disabled_at is not None or not user.email:
+        return None
+    token = new_token()
+    resets.replace_reset(db, user.id, _digest(token), utcnow() + timedelta(seconds=settings.password_reset_ttl))
+    link = settings.endpoint("/password/reset") + "?" + urlencode({"token": token})
+    sealed = wrappers.current.wrap(link.encode("utf-8"), associated=associated(user.email, TEMPLATE))
+    audit.record(db, "user.password_reset_requested", actor=user.sub, subject=user.sub)
+    return outbox.enqueue_claimed(
+        db,
+        user.email,
+        TEMPLATE,
+        {"username": user.username, "minutes": settings.password_reset_ttl // 60},
+        lease=lease,
+        secret_enc=sealed,
+        wrapping_key_id=wrappers.current.key_id,
+    )
+
+
+def plausible_address(address: str) -> bool:
+    """Could be a mail address: one ``@`` with something either side, no space or control
+    character, not longer than a path may be."""
+    local, at, domain = address.rpartition("@")
+    return (
+        bool(at and local and domain)
+        and len(address) <= MAX_ADDRESS
+        and all(ch.isprintable() and not ch.isspace() for ch in address)
+    )
 
 
 def _plausible(token: str) -> bool:

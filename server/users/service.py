@@ -12,6 +12,7 @@ from ..storage import (
     failures,
     grants as grant_store,
     outbox,
+    resets,
     sessions as session_store,
     users as user_store,
 )
@@ -19,6 +20,9 @@ from ..storage.users import StoredUser
 from .breached import BreachedPasswords
 from .errors import UserError
 from .passwords import Passwords
+
+#: why sessions' families ended (grants.revoked_reason)
+PASSWORD_CHANGED = "password_changed"  # noqa: S105 (a reason, not a password)
 
 _USERNAME = re.compile(r"^[\w.@+-]{1,150}$")
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,189}\.[^@\s]+$")
@@ -94,17 +98,36 @@ async def authenticate(passwords: Passwords, user: StoredUser | None, password: 
     return result.ok and usable is not None, result.rehash
 
 
-def change_password(db: Session, user: StoredUser, password_hash: str, *, actor: str) -> int:
-    """Store a new password hash and end what the old password opened: every refresh-token
-    family of the user (RFC 9700 §4.14.2's "credential change") and every browser session.
-    The lockout's password counters start again, and the user is told by mail.
-    Returns how many families ended."""
+def change_password(
+    db: Session, user: StoredUser, password_hash: str, *, actor: str, kept_session: str | None = None
+) -> int:
+    """Store a new password hash and end what the old password opened. Every outstanding
+    reset link is void, the lockout's password counters start again, and the user is told
+    by mail. Returns how many families ended.
+
+    Without ``kept_session`` (a reset link, an administrator, a forced change at sign-in:
+    the old password may be in someone else's hands) everything ends: every browser session
+    and every refresh-token family, ``offline_access`` ones too (RFC 9700 §4.14.2's
+    "credential change"). With ``kept_session``, the sid of the session in which the user
+    typed the old password and chose the new one: the user's other sessions end with their
+    session-bound families (OIDC Core §11); that session, its families, and the families
+    the user chose to keep signed in (``offline_access``) stay.
+    """
     user_store.set_password_hash(db, user.id, password_hash)
-    families = grant_store.revoke_for_user(db, user.id, "password_changed")
-    sessions = session_store.end_user_sessions(db, user.id)
+    # The families first, to count them all (ending a session revokes its own).
+    if kept_session is None:
+        families = grant_store.revoke_for_user(db, user.id, PASSWORD_CHANGED)
+    else:
+        families = grant_store.revoke_session_bound(db, user.id, PASSWORD_CHANGED, keep_sid=kept_session)
+    sessions = session_store.end_user_sessions(db, user.id, PASSWORD_CHANGED, keep_sid=kept_session)
+    links = resets.void_resets(db, user.id)
     failures.clear(db, user.id, FACTOR_PASSWORD, every_device=True)
     audit.record(
-        db, "user.password_changed", actor=actor, subject=user.sub, details={"families": families, "sessions": sessions}
+        db,
+        "user.password_changed",
+        actor=actor,
+        subject=user.sub,
+        details={"families": families, "sessions": sessions, "reset_links": links, "kept_session": bool(kept_session)},
     )
     if user.email:
         outbox.enqueue(db, user.email, "password_changed", {"username": user.username})

@@ -2,7 +2,9 @@
 
 Signed out (or owing the second factor), ``GET /account`` shows the sign-in pages, which
 come back here. Every form posts with a CSRF token and answers with a redirect to
-``/account`` (with a ``done`` message) or a page saying what went wrong.
+``/account`` (with a ``done`` message) or a page saying what went wrong. A change that
+needs the password proved recently (``OSTIARY_REAUTH_SECONDS``) answers with a form asking
+for it, which posts to ``/account/reauth``.
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ from starlette.responses import Response
 from ..authn.levels import ACR_MFA
 from ..mfa.errors import MfaError
 from ..runtime import Runtime
-from ..users.account import NotSignedIn
+from ..users.account import NotSignedIn, ReauthRequired
 from ..users.errors import AccountError
-from .authorize import posted_form, respond
+from .authorize import client_address, posted_form, respond
 
 _DONE = {
     "password": "Your password is changed. Every other device was signed out.",
     "totp-off": "Your second factor is turned off.",
+    "reauth": "Your password is confirmed. You can now change how you sign in.",
 }
 
 
@@ -52,7 +55,8 @@ async def account(request: Request) -> Response:
     pages = runtime.pages
     browser, new_browser = pages.browser_token(request)
     token = pages.session_token(request)
-    gate = await runtime.authorizer.begin_account(token, browser, "/account")
+    origin = pages.origins.digest(client_address(request))
+    gate = await runtime.authorizer.begin_account(token, browser, "/account", origin=origin)
     if gate is not None:
         return respond(runtime, gate, browser, new_browser, redirect_status=303)
     try:
@@ -98,6 +102,8 @@ def _action(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
             return await handler(posted)
         except NotSignedIn:
             return runtime.pages.redirect("/account")
+        except ReauthRequired:
+            return posted.render("reauth.html", {"minutes": max(1, runtime.settings.reauth_seconds // 60)})
         except (AccountError, MfaError) as error:
             return posted.render("account_problem.html", {"message": str(error)}, status=400)
 
@@ -150,6 +156,15 @@ async def _password(posted: Posted) -> Response:
     return response
 
 
+async def _reauthenticate(posted: Posted) -> Response:
+    try:
+        await posted.runtime.account.reauthenticate(posted.token, posted.device, posted.field("password"))
+    except AccountError as error:
+        context = {"minutes": max(1, posted.runtime.settings.reauth_seconds // 60), "error": str(error)}
+        return posted.render("reauth.html", context, status=400)
+    return posted.runtime.pages.redirect("/account?done=reauth")
+
+
 async def _end_everywhere(posted: Posted) -> Response:
     await posted.runtime.account.end_everywhere(posted.token)
     response = posted.runtime.pages.redirect("/account")
@@ -163,3 +178,4 @@ regenerate_codes = _action(_regenerate)
 disable_totp = _action(_disable)
 change_password = _action(_password)
 end_everywhere = _action(_end_everywhere)
+reauthenticate = _action(_reauthenticate)

@@ -10,6 +10,7 @@ inputs ``username`` and ``password`` and a ``button[type=submit]``; the second-f
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -36,7 +37,8 @@ async def authorize(request: Request) -> Response:
     except (FormError, BodyTooLarge):
         return pages.error(*_BAD_REQUEST)
     browser, new_browser = pages.browser_token(request)
-    outcome = await runtime.authorizer.begin(pairs, pages.session_token(request), browser)
+    origin = pages.origins.digest(client_address(request))
+    outcome = await runtime.authorizer.begin(pairs, pages.session_token(request), browser, origin=origin)
     return respond(runtime, outcome, browser, new_browser, redirect_status=302)
 
 
@@ -52,42 +54,43 @@ async def login(request: Request) -> Response:
     found = await runtime.authorizer.interaction(handle, browser)
     if found is None:
         return pages.error(*_EXPIRED)
-    _stored, client_name = found
     username = form.get("username", "").strip()[:150]
-    context = {"handle": handle, "client_name": client_name, "username": username}
+    context = {"handle": handle, "client_name": found.client_name, "username": username}
+    page = Outcome(page="login.html", context=context, client_redirect=found.client_redirect)
     limited = await runtime.limiter.check("login", client_address(request), runtime.settings.rate_limit_login)
     if not limited.allowed:
         context["error"] = f"Too many sign-in attempts from your network. Try again in {_wait(limited.retry_after)}."
-        return _locked(runtime, context, browser, limited.retry_after)
-    attempt = await runtime.login_guard.attempt(username, request.cookies.get(pages.device_cookie))
+        return respond(runtime, _locked(page, limited.retry_after), browser, False, redirect_status=303)
+    device_cookie = request.cookies.get(pages.device_cookie)
+    attempt = await runtime.login_guard.attempt(username, device_cookie)
     if not attempt.attempt.allowed:
         # Locked: the password is not checked, so a right one is refused like a wrong one.
         retry_after = attempt.attempt.if_failed.retry_after
         context["error"] = f"Too many failed sign-ins for this account. Try again in {_wait(retry_after)}."
-        return _locked(runtime, context, browser, retry_after)
+        return respond(runtime, _locked(page, retry_after), browser, False, redirect_status=303)
     ok, rehash = await authenticate(runtime.passwords, attempt.user, form.get("password", "")[:1024])
     if not ok or attempt.user is None:
         context["error"] = "That username and password do not match. " + _remaining(attempt.attempt.if_failed)
         # 200, not 401: a 401 must carry WWW-Authenticate (RFC 9110 §15.5.2), which a form cannot.
-        return pages.render("login.html", context, browser=browser, new_browser=False)
-    user = attempt.user
+        return respond(runtime, page, browser, False, redirect_status=303)
     outcome = await runtime.authorizer.after_login(
-        handle, browser, user, rehash, pages.session_token(request), device=attempt.device
+        handle,
+        browser,
+        attempt.user,
+        rehash,
+        pages.session_token(request),
+        device=attempt.device,
+        device_cookie=device_cookie,
     )
-    response = respond(runtime, outcome, browser, False, redirect_status=303)
-    device_id = runtime.devices.device_id(request.cookies.get(pages.device_cookie))
-    pages.set_device(response, runtime.devices.issue(user.id, device_id))
-    return response
+    return respond(runtime, outcome, browser, False, redirect_status=303)
 
 
 def client_address(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
-def _locked(runtime: Runtime, context: dict[str, str], browser: str, retry_after: int) -> Response:
-    response = runtime.pages.render("login.html", context, browser=browser, new_browser=False, status=429)
-    response.headers["Retry-After"] = str(retry_after)
-    return response
+def _locked(page: Outcome, retry_after: int) -> Outcome:
+    return replace(page, status=429, retry_after=retry_after)
 
 
 def _remaining(state: LockState) -> str:
@@ -115,9 +118,10 @@ async def second_factor_page(request: Request) -> Response:
     found = await runtime.authorizer.interaction(handle, browser) if browser else None
     if browser is None or found is None:
         return pages.error(*_EXPIRED)
-    _stored, client_name = found
-    outcome = otp_page(handle, client_name, backup=request.query_params.get("use") == "backup")
-    return respond(runtime, outcome, browser, False, redirect_status=303)
+    outcome = otp_page(handle, found.client_name, backup=request.query_params.get("use") == "backup")
+    return respond(
+        runtime, replace(outcome, client_redirect=found.client_redirect), browser, False, redirect_status=303
+    )
 
 
 async def second_factor(request: Request) -> Response:
@@ -129,7 +133,11 @@ async def second_factor(request: Request) -> Response:
         return pages.error(*_FORBIDDEN, status=403)
     code = form.get("code", "")[:64]
     outcome = await runtime.authorizer.second_factor(
-        form.get("interaction", ""), browser, pages.session_token(request), code
+        form.get("interaction", ""),
+        browser,
+        pages.session_token(request),
+        code,
+        device_cookie=request.cookies.get(pages.device_cookie),
     )
     return respond(runtime, outcome, browser, False, redirect_status=303)
 
@@ -157,11 +165,16 @@ async def forced_password_change(request: Request) -> Response:
             runtime.passwords, runtime.breached, new, username=user.username, email=user.email, field="new password"
         )
     except UserError as error:
-        outcome = password_change_page(handle, found[1], error=f"The {error.field} {error.message}.")
+        outcome = password_change_page(handle, found.client_name, error=f"The {error.field} {error.message}.")
+        outcome = replace(outcome, client_redirect=found.client_redirect)
         return respond(runtime, outcome, browser, False, redirect_status=303)
     password_hash = await runtime.passwords.hash_async(new)
     outcome = await runtime.authorizer.forced_password_change(
-        handle, browser, pages.session_token(request), password_hash
+        handle,
+        browser,
+        pages.session_token(request),
+        password_hash,
+        device_cookie=request.cookies.get(pages.device_cookie),
     )
     return respond(runtime, outcome, browser, False, redirect_status=303)
 
@@ -202,7 +215,11 @@ async def posted_form(request: Request, runtime: Runtime) -> tuple[dict[str, str
 
 
 def respond(runtime: Runtime, outcome: Outcome, browser: str, new_browser: bool, *, redirect_status: int) -> Response:
+    """The outcome as a response: a redirect or a page, with the cookies it sets. A sign-in
+    replaces the browser's binding token; the page shown with it already uses the new one."""
     pages = runtime.pages
+    if outcome.browser_token is not None:
+        browser, new_browser = outcome.browser_token, True
     if outcome.redirect is not None:
         response = pages.redirect(outcome.redirect, status=redirect_status)
         if new_browser:
@@ -210,10 +227,17 @@ def respond(runtime: Runtime, outcome: Outcome, browser: str, new_browser: bool,
     else:
         assert outcome.page is not None
         response = pages.render(
-            outcome.page, outcome.context, browser=browser, new_browser=new_browser, status=outcome.status
+            outcome.page,
+            outcome.context,
+            browser=browser,
+            new_browser=new_browser,
+            status=outcome.status,
+            client_redirect=outcome.client_redirect,
         )
     if outcome.session_token is not None:
         pages.set_session(response, outcome.session_token)
+    if outcome.device_cookie is not None:
+        pages.set_device(response, outcome.device_cookie)
     if outcome.retry_after is not None:
         response.headers["Retry-After"] = str(outcome.retry_after)
     return response

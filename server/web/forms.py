@@ -24,6 +24,12 @@ class FormError(ValueError):
 
 
 async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, at most ``limit`` bytes (else :class:`BodyTooLarge`).
+
+    Its time limit is the edge's (``OSTIARY_BODY_TIMEOUT_SECONDS``, web/middleware.py): a body
+    still arriving at the deadline ends the read with an exception the edge answers 408, and
+    a client that leaves mid-body with Starlette's ``ClientDisconnect``; neither is caught here.
+    """
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge

@@ -39,7 +39,9 @@ async def logout(request: Request) -> Response:
         return pages.error("This sign-out request cannot be used", result.message)
     if result.kind == "confirm":
         context = {"params": params, "client_name": result.client_name}
-        return pages.render("logout_confirm.html", context, browser=browser, new_browser=new_browser)
+        return pages.render(
+            "logout_confirm.html", context, browser=browser, new_browser=new_browser, client_redirect=result.redirect
+        )
     if result.location:
         response = pages.redirect(result.location, status=303 if request.method == "POST" else 302)
     else:

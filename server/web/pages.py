@@ -2,37 +2,74 @@
 
 Pages work without JavaScript, and the CSP allows none. Every page that takes input has a
 CSRF token (double-submit: an HMAC of the browser cookie); every page is ``no-store``.
+
+Forms post to our own origin only (CSP ``form-action``, which ``default-src`` does not
+cover). A page of a sign-in also allows the origin of the redirect URI the sign-in ends
+at: Chromium applies ``form-action`` to the redirect that follows a form's POST, and the
+last form of a sign-in is answered with a 303 to the client.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from ..authn.secrets import CsrfTokens, new_token
+from ..authn.secrets import AddressDigests, CsrfTokens, new_token
 from ..settings import Settings
 
 TEMPLATES = Path(__file__).parent / "templates"
 
-PAGE_HEADERS = {
-    "Cache-Control": "no-store",
-    "Pragma": "no-cache",
-    "Content-Security-Policy": (
-        "default-src 'none'; style-src 'self'; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'"
-    ),
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-}
+_CSP = "default-src 'none'; style-src 'self'; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'"
+
+
+def page_headers(form_action: str = "'self'") -> dict[str, str]:
+    return {
+        "Cache-Control": "no-store",
+        "Pragma": "no-cache",
+        "Content-Security-Policy": f"{_CSP}; form-action {form_action}",
+        "X-Frame-Options": "DENY",
+        "Referrer-Policy": "no-referrer",
+    }
+
+
+PAGE_HEADERS = page_headers()
+
+# What a CSP source expression can hold (CSP3 §2.3.1): nothing that could end the directive.
+_SCHEME = re.compile(r"[a-z][a-z0-9+.-]*")
+_HOST = re.compile(r"[a-z0-9-]+(\.[a-z0-9-]+)*")
+
+
+def csp_origin(uri: str) -> str | None:
+    """``uri``'s origin as a CSP source expression: ``https://host[:port]`` for a web
+    address, the bare scheme (``com.example.app:``) for a native app's private-use scheme
+    (RFC 8252 §7.1); None when it cannot be written as one (an IPv6 literal host, which
+    CSP's grammar has no room for)."""
+    try:
+        parts = urlsplit(uri)
+        scheme, host, port = parts.scheme.lower(), parts.hostname, parts.port
+    except ValueError:
+        return None
+    if not _SCHEME.fullmatch(scheme):
+        return None
+    if scheme not in ("http", "https"):
+        return f"{scheme}:"
+    if host is None or not _HOST.fullmatch(host):
+        return None
+    return f"{scheme}://{host}" + (f":{port}" if port is not None else "")
 
 
 class Pages:
     def __init__(self, settings: Settings, csrf: CsrfTokens) -> None:
         self.settings = settings
         self.csrf = csrf
+        #: keyed digests of client addresses (the pending sign-ins of one address are capped)
+        self.origins = AddressDigests(csrf.subkey("interaction-origin"))
         self.env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
         self.env.globals["password_min_length"] = settings.password_min_length
         prefix = "__Host-" if settings.secure_cookies else ""
@@ -51,12 +88,24 @@ class Pages:
         return request.cookies.get(self.session_cookie)
 
     def render(
-        self, template: str, context: dict[str, Any], *, browser: str, new_browser: bool, status: int = 200
+        self,
+        template: str,
+        context: dict[str, Any],
+        *,
+        browser: str,
+        new_browser: bool,
+        status: int = 200,
+        client_redirect: str | None = None,
     ) -> Response:
+        """The page, with a CSRF token for ``browser``; its forms may lead to our own origin
+        and, on a page of a sign-in or sign-out, to the origin of ``client_redirect`` (the
+        registered URI where it ends)."""
         html = self.env.get_template(template).render(
             **context, csrf_token=self.csrf.token_for(browser), issuer=self.settings.issuer
         )
-        response = HTMLResponse(html, status_code=status, headers=PAGE_HEADERS)
+        origin = csp_origin(client_redirect) if client_redirect else None
+        headers = page_headers(f"'self' {origin}") if origin else PAGE_HEADERS
+        response = HTMLResponse(html, status_code=status, headers=headers)
         if new_browser:
             self._set(response, self.browser_cookie, browser, max_age=None)
         return response

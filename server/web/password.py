@@ -1,12 +1,14 @@
 """``/password/forgot`` and ``/password/reset``: a new password by mail.
 
-The forgot form answers the same page at once for every address; the lookup and the mail
-happen after the response (a background task), so the answer's timing says nothing either.
+The forgot form does the same work for every address before it answers: it queues the
+address's look-up in the mail outbox (the outbox sender looks the account up and mails the
+link), so neither the page nor its timing says which addresses have accounts. The page says
+a link is on its way only once that is queued; a database that cannot take it answers 503,
+a page that asks to try again.
 """
 
 from __future__ import annotations
 
-from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -36,10 +38,8 @@ async def forgot(request: Request) -> Response:
         )
         response.headers["Retry-After"] = str(limited.retry_after)
         return response
-    email = form.get("email", "")
-    response = pages.render("password_forgot.html", {"sent": True}, browser=browser, new_browser=False)
-    response.background = BackgroundTask(runtime.resets.request, email)
-    return response
+    await runtime.resets.request(form.get("email", ""))
+    return pages.render("password_forgot.html", {"sent": True}, browser=browser, new_browser=False)
 
 
 async def reset_page(request: Request) -> Response:

@@ -95,3 +95,42 @@ def test_the_soak_samples_memory_under_every_path() -> None:
     samples = [row for row in table_rows(output) if row[0].endswith(" s")]
     assert samples and all(positive(row[1]) for row in samples), output
     assert "peak RSS MiB per worker" in output
+
+
+def test_after_the_seed_a_user_can_still_be_created(tmp_path: Path) -> None:
+    # The seeder writes user 1 with an explicit id; the next user must not collide with it.
+    if PG_URL is None:
+        pytest.skip("OSTIARY_TEST_POSTGRES_URL is not set")
+    admin = PG_URL.replace("postgresql+asyncpg://", "postgresql://", 1)
+    name = f"ostiary_seed_{uuid.uuid4().hex[:12]}"
+    env = {**os.environ, "OSTIARY_BENCH_POSTGRES_URL": admin, "PYTHONPATH": str(ROOT)}
+    seed = (
+        "import sys; from pathlib import Path; from bench import common, seed; "
+        "url = common.fresh_database(sys.argv[1]); "
+        "env = common.server_env(url, 9, Path(sys.argv[2])); "
+        "common.ostiary(['db', 'upgrade'], env); seed.insert_user(sys.argv[1]); print(url)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", seed, name, str(tmp_path)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    try:
+        server_env = {key: value for key, value in os.environ.items() if not key.startswith("OSTIARY_")}
+        server_env.update(
+            OSTIARY_DATABASE_URL=done.stdout.strip().splitlines()[-1],
+            OSTIARY_KEYS_DIR=str(tmp_path / "keys"),
+            OSTIARY_KEYS_SECRET="bench-key-encryption-secret-0123456789",
+            OSTIARY_HIBP_URL="off",
+        )
+        created = subprocess.run(
+            [sys.executable, "-m", "server", "users", "create", "--username", "carol", "--password-stdin", "--json"],
+            cwd=ROOT, env=server_env, input="a long enough passphrase for carol\n",
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert created.returncode == 0, created.stderr
+        assert '"username": "carol"' in created.stdout
+    finally:
+        subprocess.run(
+            ["psql", admin, "-qAtc", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'], capture_output=True, check=False
+        )

@@ -196,8 +196,10 @@ async def test_the_same_requests_with_valid_parameters_are_accepted(signin: Sign
     """The page errors above are caused by the one thing each changes, not by the rest."""
     response = await authorize(signin, pairs_of(Flow.start(signin.rp.client_id)))
     assert is_login_page(response), response.text
-    just_under = urlencode(pairs_of(Flow.start(signin.rp.client_id)))
-    response = await authorize_raw(signin, just_under + "&padding=" + "a" * (8192 - len(just_under) - 9))
+    # Up to 4096 bytes of parameters are stored while the request waits for the user.
+    pairs = pairs_of(Flow.start(signin.rp.client_id))
+    used = sum(len(name) + len(value) for name, value in pairs) + len("padding")
+    response = await authorize(signin, [*pairs, ("padding", "a" * (4096 - used))])
     assert is_login_page(response), response.text
     response = await authorize(signin, pairs_of(Flow.start(signin.rp.client_id), login_hint="zoë"))
     assert is_login_page(response), response.text
@@ -414,14 +416,19 @@ async def test_a_wrong_code_verifier_is_invalid_grant(signin: SignIn) -> None:
     code = await signin.code(flow)
     wrong, _ = pkce()
     assert_token_error(await exchange(signin, flow.token_form(code, code_verifier=wrong)), "invalid_grant")
+    # Spent by the failed attempt: the right verifier cannot follow.
+    assert_token_error(await exchange(signin, flow.token_form(code)), "invalid_grant")
 
 
-async def test_a_missing_code_verifier_is_invalid_request(signin: SignIn) -> None:
+async def test_a_missing_code_verifier_is_invalid_grant_and_spends_the_code(signin: SignIn) -> None:
+    # A PKCE downgrade: the code was issued for an S256 code_challenge (RFC 7636 §4.6,
+    # RFC 9700 §4.8.2). The code is consumed, so the right verifier cannot follow.
     flow = Flow.start(signin.rp.client_id)
     code = await signin.code(flow)
     form = flow.token_form(code)
     del form["code_verifier"]
-    assert_token_error(await exchange(signin, form), "invalid_request")
+    assert_token_error(await exchange(signin, form), "invalid_grant")
+    assert_token_error(await exchange(signin, flow.token_form(code)), "invalid_grant")
 
 
 async def test_a_code_redeemed_twice_fails_and_revokes_the_first_tokens(signin: SignIn) -> None:
@@ -505,7 +512,7 @@ async def test_a_public_client_without_code_verifier_gets_no_tokens(signin: Sign
     form = flow.token_form(code, client_id=app.client_id)
     del form["code_verifier"]
     response = await signin.http.post("/token", data=form)
-    assert_token_error(response, "invalid_request")
+    assert_token_error(response, "invalid_grant")
     wrong, _ = pkce()
     response = await signin.http.post(
         "/token", data=flow.token_form(code, client_id=app.client_id, code_verifier=wrong)

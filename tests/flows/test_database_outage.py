@@ -1,4 +1,6 @@
-"""A database that goes away gives 503 JSON, never a 500, and the server recovers alone.
+"""A database that goes away gives 503 with Retry-After, never a 500, and the server recovers
+alone: JSON on the protocol endpoints, a page a person can read on the browser routes. A form
+that promises a mail says so only once the mail is queued.
 
 PostgreSQL is reached through a TCP proxy in this process that the test cuts and restores,
 as a network partition or a database restart would.
@@ -15,11 +17,13 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 
 from server.storage.engine import make_engine
-from server.storage.models import Grant, RefreshToken, User
-from tests.helpers import TestDatabase, create_client, make_settings, serve_in_process
+from server.storage.models import Grant, MailOutbox, RefreshToken, User
+from tests.helpers import TestDatabase, create_client, create_user, make_settings, serve_in_process
+from tests.mail import run_sql
+from tests.oidc import REDIRECT_URI, Browser, Flow
 
 pytestmark = pytest.mark.anyio
 
@@ -96,6 +100,7 @@ async def test_token_and_health_answer_503_while_down_and_recover(
         health = await http.get("/healthz")
         assert health.status_code == 503
         assert health.json()["status"] == "unavailable"
+        assert health.headers["retry-after"] == "5"
 
         await proxy.start()  # same port: the database is back
         for _ in range(50):
@@ -122,7 +127,7 @@ async def test_a_refresh_answers_503_while_down_and_its_token_works_afterwards(
             redirect_uris=["https://app.example.com/cb"],
         )
         tokens = [f"refresh-token-{i}" for i in range(3)]
-        await _seed_families(postgres_database.url, client.client_id, tokens)
+        await seed_families(postgres_database.url, client.client_id, tokens)
 
         def form(token: str) -> dict[str, str]:
             return {
@@ -150,7 +155,65 @@ async def test_a_refresh_answers_503_while_down_and_its_token_works_afterwards(
     await proxy.cut()
 
 
-async def _seed_families(url: str, client_id: str, tokens: list[str]) -> None:
+async def test_pages_answer_a_readable_503_page_and_the_apis_503_json(
+    postgres_database: TestDatabase, tmp_path: Path
+) -> None:
+    proxy, proxied = await behind_a_proxy(postgres_database)
+    settings = make_settings(proxied, tmp_path, client_cache_ttl=0, db_pool_timeout=2)
+    async with serve_in_process(settings) as base_url, httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+        rp = await create_client(
+            settings, grant_types=["authorization_code"], scopes=["openid"], redirect_uris=[REDIRECT_URI]
+        )
+        flow = Flow.start(rp.client_id)
+        assert (await Browser(http).authorize(**flow.params(scope="openid"))).status_code == 200
+
+        await proxy.cut()
+        page = await Browser(http).authorize(**flow.params(scope="openid"))
+        assert page.status_code == 503, page.text
+        assert page.headers["content-type"].startswith("text/html")
+        assert page.headers["retry-after"] == "5"
+        assert "try again" in page.text and "Traceback" not in page.text
+
+        api = await http.post("/introspect", data={"token": "x"}, auth=(rp.client_id, rp.client_secret))
+        assert api.status_code == 503, api.text
+        assert api.json()["error"] == "temporarily_unavailable"
+        assert api.headers["retry-after"] == "5"
+    await proxy.cut()
+
+
+async def test_forgot_password_during_an_outage_promises_no_mail(
+    postgres_database: TestDatabase, tmp_path: Path
+) -> None:
+    # The request queues the mail before it answers: no queue, no "on its way".
+    proxy, proxied = await behind_a_proxy(postgres_database)
+    settings = make_settings(proxied, tmp_path, db_pool_timeout=2, mail_poll_interval=0)
+    async with serve_in_process(settings) as base_url, httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+        await create_user(settings, "alice")
+        browser = Browser(http)
+        form = await http.get("/password/forgot")
+
+        await proxy.cut()
+        refused = await browser.submit(form, {"email": "alice@example.com"})
+        assert refused.status_code == 503, refused.text
+        assert refused.headers["content-type"].startswith("text/html")
+        assert refused.headers["retry-after"] == "5"
+        assert "try again" in refused.text
+        assert 'id="forgot-sent"' not in refused.text and "on its way" not in refused.text
+
+        await proxy.start()
+        assert await run_sql(postgres_database.url, select(MailOutbox)) == [], "nothing was queued"
+        for _ in range(50):
+            sent = await browser.submit(form, {"email": "alice@example.com"})
+            if sent.status_code == 200:
+                break
+            await asyncio.sleep(0.1)
+        assert 'id="forgot-sent"' in sent.text
+        (queued,) = await run_sql(postgres_database.url, select(MailOutbox))
+        assert queued.recipient == "alice@example.com"
+    await proxy.cut()
+
+
+async def seed_families(url: str, client_id: str, tokens: list[str]) -> None:
     """A user and one refresh-token family per token, written directly."""
     now = datetime.now(UTC)
     engine = make_engine(url)
@@ -160,7 +223,13 @@ async def _seed_families(url: str, client_id: str, tokens: list[str]) -> None:
                 insert(User).values(id=1, sub="s", username="u", username_key="u", created_at=now, updated_at=now)
             )
             for i, token in enumerate(tokens):
-                grant = {"id": f"g{i}", "client_id": client_id, "user_id": 1, "scope": "offline_access"}
+                grant = {
+                    "id": f"g{i}",
+                    "client_id": client_id,
+                    "user_id": 1,
+                    "scope": "offline_access",
+                    "head_generation": 1,
+                }
                 await db.execute(insert(Grant).values(**grant, created_at=now, expires_at=now + timedelta(days=1)))
                 await db.execute(
                     insert(RefreshToken).values(

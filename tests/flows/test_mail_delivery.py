@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session as SmtpSession
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 from server.mail.sender import LEASE, backoff
 from server.settings import Settings
@@ -68,8 +68,8 @@ def smtp_settings(database: TestDatabase, tmp_path: Path, smtp_port: int, **over
 
 
 async def the_mail(settings: Settings) -> Any:
-    """The outbox's one message (None until the request's background task has queued it)."""
-    rows = await run_sql(settings.database_url, select(MailOutbox))
+    """The outbox's one reset mail (None until the sender has looked the address up)."""
+    rows = await run_sql(settings.database_url, select(MailOutbox).where(MailOutbox.template == "password_reset"))
     assert len(rows) <= 1, rows
     return rows[0] if rows else None
 
@@ -112,7 +112,10 @@ async def test_a_mail_server_that_is_down_gets_the_message_once_it_is_back(
             return not leased and bool(row.attempts == attempts)
 
         async def retry_now() -> None:
-            await run_sql(settings.database_url, update(MailOutbox).values(next_attempt_at=utcnow()))
+            await run_sql(
+                settings.database_url,
+                update(MailOutbox).where(MailOutbox.sent_at.is_(None)).values(next_attempt_at=utcnow()),
+            )
 
         await eventually(lambda: failed(1))
         row = await the_mail(settings)
@@ -156,6 +159,104 @@ async def test_a_message_that_cannot_be_built_waits_and_the_others_go_out(mailed
     (row,) = await mailed.sql(select(MailOutbox).where(MailOutbox.recipient == "bob@example.com"))
     assert row.last_error == "unknown template no_such_template"
     assert row.sent_at is None and row.attempts == 1
+
+
+#: a row whose "sent" bookkeeping the database refuses: a real database error for one mail
+_REFUSE_BOB = {
+    "sqlite": [
+        "CREATE TRIGGER refuse_bob BEFORE UPDATE OF sent_at ON mail_outbox "
+        "WHEN NEW.recipient = 'bob@example.com' AND NEW.sent_at IS NOT NULL "
+        "BEGIN SELECT RAISE(ABORT, 'bookkeeping refused'); END"
+    ],
+    "postgresql": [
+        "CREATE FUNCTION refuse_bob() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN RAISE EXCEPTION 'bookkeeping refused'; END $$",
+        "CREATE TRIGGER refuse_bob BEFORE UPDATE ON mail_outbox FOR EACH ROW "
+        "WHEN (NEW.recipient = 'bob@example.com' AND NEW.sent_at IS NOT NULL) EXECUTE FUNCTION refuse_bob()",
+    ],
+}
+_ALLOW_BOB = {"sqlite": ["DROP TRIGGER refuse_bob"], "postgresql": ["DROP TRIGGER refuse_bob ON mail_outbox"]}
+
+
+async def run_ddl(database_url: str, statements: list[str]) -> None:
+    for statement in statements:
+        await run_sql(database_url, text(statement))
+
+
+async def test_a_database_error_for_one_mail_does_not_hold_back_the_rest_of_its_batch(
+    database: TestDatabase, tmp_path: Path
+) -> None:
+    port = free_port()
+    settings = smtp_settings(database, tmp_path, port)
+    with smtp_server(port) as mailbox:
+        async with serve_in_process(settings):
+            await run_ddl(settings.database_url, _REFUSE_BOB[database.kind])
+            # bob first: the batch meets the database error before it reaches the others
+            await enqueue(settings, *((f"{who}@example.com", "password_changed") for who in ("bob", "carol", "dave")))
+            messages = await mailbox.wait_for(3)
+            assert sorted(message["To"] for message in messages) == [
+                "bob@example.com",
+                "carol@example.com",
+                "dave@example.com",
+            ]
+
+            async def others_recorded() -> bool:
+                rows = await run_sql(settings.database_url, select(MailOutbox.recipient, MailOutbox.sent_at))
+                return {recipient for recipient, sent_at in rows if sent_at is not None} == {
+                    "carol@example.com",
+                    "dave@example.com",
+                }
+
+            await eventually(others_recorded)
+            (bob,) = await run_sql(
+                settings.database_url, select(MailOutbox).where(MailOutbox.recipient == "bob@example.com")
+            )
+            assert bob.sent_at is None and bob.next_attempt_at > utcnow() + LEASE - timedelta(minutes=1), (
+                "bob's mail, sent but not recorded, waits out its lease"
+            )
+    assert [message["To"] for message in mailbox.messages].count("bob@example.com") == 1
+
+
+async def test_a_mail_sent_again_carries_the_same_message_id(database: TestDatabase, tmp_path: Path) -> None:
+    # Delivery is at least once: sent, then its success not recorded, the mail goes out again
+    # after its lease; a mail client recognises the copy by its Message-ID.
+    port = free_port()
+    settings = smtp_settings(database, tmp_path, port)
+    with smtp_server(port) as mailbox:
+        async with serve_in_process(settings):
+            await run_ddl(settings.database_url, _REFUSE_BOB[database.kind])
+            await enqueue(settings, ("bob@example.com", "password_changed"))
+            (first,) = await mailbox.wait_for(1)
+            await asyncio.sleep(1.5)  # the failed bookkeeping has run
+            await run_ddl(settings.database_url, _ALLOW_BOB[database.kind])
+            await run_sql(settings.database_url, update(MailOutbox).values(next_attempt_at=utcnow()))  # lease over
+            _, second = await mailbox.wait_for(2)
+
+            async def recorded() -> bool:
+                (row,) = await run_sql(settings.database_url, select(MailOutbox))
+                return row.sent_at is not None
+
+            await eventually(recorded)
+            (row,) = await run_sql(settings.database_url, select(MailOutbox))
+    assert first["Message-ID"] == second["Message-ID"] == f"<{row.message_id}@127.0.0.1>"
+    assert row.attempts == 2
+
+
+async def test_a_mail_queued_before_message_ids_gets_one_that_stays_the_same(
+    database: TestDatabase, tmp_path: Path
+) -> None:
+    port = free_port()
+    settings = smtp_settings(database, tmp_path, port)
+    with smtp_server(port) as mailbox:
+        async with serve_in_process(settings):
+            await enqueue(settings, ("carol@example.com", "password_changed"))
+            # as a row from before the column: no Message-ID, and its first attempt failed
+            await run_sql(settings.database_url, update(MailOutbox).values(message_id=None))
+            (first,) = await mailbox.wait_for(1)
+            await run_sql(settings.database_url, update(MailOutbox).values(sent_at=None, next_attempt_at=utcnow()))
+            _, second = await mailbox.wait_for(2)
+    assert first["Message-ID"] == second["Message-ID"]
+    assert first["Message-ID"].startswith("<outbox.1.") and first["Message-ID"].endswith("@127.0.0.1>")
 
 
 def assert_both_parts(message: EmailMessage, *texts: str) -> None:

@@ -95,11 +95,16 @@ async def test_forgot_mails_a_link_whose_token_is_stored_only_as_a_digest(mailed
     assert not any(token in str(value) for value in reset)
 
     async def sent() -> bool:
-        (row,) = await mailed.sql(select(MailOutbox))
-        return row.sent_at is not None
+        return all(row.sent_at is not None for row in await mailed.sql(select(MailOutbox)))
 
     await eventually(sent)
-    (row,) = await mailed.sql(select(MailOutbox))
+    lookup, row = await mailed.sql(select(MailOutbox).order_by(MailOutbox.id))
+    assert (lookup.recipient, lookup.template, lookup.context, lookup.secret_enc) == (
+        "alice@example.com",
+        "password_reset_lookup",
+        {},
+        None,
+    ), "the request queued the address entered, and nothing else"
     assert (row.recipient, row.template, row.attempts, row.last_error) == (
         "alice@example.com",
         "password_reset",
@@ -108,6 +113,7 @@ async def test_forgot_mails_a_link_whose_token_is_stored_only_as_a_digest(mailed
     )
     assert row.secret_enc is None, "the sealed link is erased once sent"
     assert token not in str(row.context)
+    assert message["Message-ID"] == f"<{row.message_id}@127.0.0.1>"
 
 
 async def test_an_unknown_address_gets_the_same_page_and_no_mail(mailed: Mailed) -> None:
@@ -119,7 +125,12 @@ async def test_an_unknown_address_gets_the_same_page_and_no_mail(mailed: Mailed)
     await mailed.mailbox.wait_for(1)  # alice's mail: the sender is running
     await asyncio.sleep(3)  # a few more poll intervals
     assert [message["To"] for message in mailed.mailbox.messages] == ["alice@example.com"]
-    assert len(await mailed.sql(select(MailOutbox))) == 1
+    queued = await mailed.sql(select(MailOutbox.recipient, MailOutbox.template).order_by(MailOutbox.id))
+    assert [tuple(row) for row in queued] == [
+        ("nobody@example.com", "password_reset_lookup"),
+        ("alice@example.com", "password_reset_lookup"),
+        ("alice@example.com", "password_reset"),
+    ], "both requests queued the same look-up; only alice's led to a mail"
     assert len(await mailed.sql(select(PasswordReset))) == 1
 
 

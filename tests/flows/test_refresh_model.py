@@ -7,8 +7,10 @@ Ostiary over real HTTP, and after every step checks the server against a small m
 - an unused, unexpired token of a live family refreshes (200) and is consumed; the new
   token joins the family one generation later and becomes its head;
 - a consumed token revokes its family and fails ``invalid_grant``, unless grace is on, it
-  is one generation behind the head, and it was consumed within the window: then a new
-  token is minted at the head's generation and the head stays;
+  is one generation behind the head, it was consumed (by a refresh) within the window: then
+  a new token replaces the head: it joins the head's generation, and the unused, unexpired
+  tokens of that generation are consumed (superseded: presenting one is reuse, window or
+  not), so a family never has two usable chains;
 - an expired token, or any token of a revoked family, fails ``invalid_grant`` and revokes
   nothing;
 - ``/revoke`` with any refresh token of a family revokes the family;
@@ -80,6 +82,8 @@ class Token:
     generation: int
     consumed: bool = False
     expired: bool = False
+    #: consumed by a grace replacement, never refreshed: it has no grace of its own
+    superseded: bool = False
     #: client clock (monotonic) before sending and after receiving the request that consumed it
     consumed_between: tuple[float, float] = (math.inf, math.inf)
 
@@ -104,7 +108,7 @@ class Family:
 
 class Outcome(enum.Enum):
     ROTATE = "rotate"  # 200, the presented token consumed, the head advanced
-    GRACE = "grace"  # 200, minted from a consumed token, the head unchanged
+    GRACE = "grace"  # 200, minted from a consumed token, replacing the head
     REUSE = "reuse"  # 400 invalid_grant, the family revoked
     ENDED = "ended"  # 400 invalid_grant, nothing changes
 
@@ -150,7 +154,7 @@ class RefreshFamilies(RuleBasedStateMachine):
             return {Outcome.ENDED}
         if not token.consumed:
             return {Outcome.ROTATE}
-        if not self.grace_seconds or token.generation != family.head - 1:
+        if not self.grace_seconds or token.superseded or token.generation != family.head - 1:
             return {Outcome.REUSE}
         consumed_sent, consumed_received = token.consumed_between
         shortest = sent - consumed_received - CLOCK_SLACK
@@ -199,12 +203,12 @@ class RefreshFamilies(RuleBasedStateMachine):
 
     @precondition(lambda self: self.grace_seconds > 0)
     @rule(which=INDICES, index=INDICES)
-    def refresh_branch(self, which: int, index: int) -> None:
-        """An unused token that is not the newest: the one a grace mint left behind."""
+    def refresh_superseded(self, which: int, index: int) -> None:
+        """A token a grace replacement superseded (the other tab's, or the lost response's): reuse."""
         family = self.live_family(which)
-        unused = [t for t in family.tokens[:-1] if not t.consumed and not t.expired]
-        if unused:
-            self.present(family, unused[index % len(unused)])
+        superseded = [t for t in family.tokens if t.superseded]
+        if superseded:
+            self.present(family, superseded[index % len(superseded)])
 
     @rule(which=INDICES, index=INDICES)
     def revoke(self, which: int, index: int) -> None:
@@ -250,6 +254,10 @@ class RefreshFamilies(RuleBasedStateMachine):
                 token.consumed = True
                 token.consumed_between = (sent, received)
                 family.head = token.generation + 1
+            else:  # grace: the new token replaces the head's
+                for other in family.tokens:
+                    if other.generation == family.head and not (other.consumed or other.expired):
+                        other.consumed = other.superseded = True
             assert body["refresh_token"] not in {t.refresh for t in family.tokens}
             family.tokens.append(Token(body["refresh_token"], body["access_token"], token.generation + 1))
             return

@@ -323,16 +323,16 @@ async def test_enrol_verify_and_disable(sessions: Maker) -> None:
     with pytest.raises(MfaError):  # and no new secret while this one is on
         await run(sessions, lambda s: mfa.start_enrolment(s, user))
 
-    replay = await run(sessions, lambda s: mfa.verify(s, user, first))
+    replay = await run(sessions, lambda s: mfa.verify(s, user, first, None))
     assert not replay.ok and replay.method is None
     assert replay.lock.remaining == 4  # a replay counts as a wrong code
 
-    following = await run(sessions, lambda s: mfa.verify(s, user, totp_code(secret, 1)))
+    following = await run(sessions, lambda s: mfa.verify(s, user, totp_code(secret, 1), None))
     assert following.ok and following.method == "otp"
 
-    spent = await run(sessions, lambda s: mfa.verify(s, user, codes[3].upper()))
+    spent = await run(sessions, lambda s: mfa.verify(s, user, codes[3].upper(), None))
     assert spent.ok and spent.method == "backup_code"
-    again = await run(sessions, lambda s: mfa.verify(s, user, codes[3]))
+    again = await run(sessions, lambda s: mfa.verify(s, user, codes[3], None))
     assert not again.ok
     assert await run(sessions, lambda s: mfa.unused_codes(s, user)) == 9
 
@@ -341,7 +341,7 @@ async def test_enrol_verify_and_disable(sessions: Maker) -> None:
     assert not await run(sessions, lambda s: mfa.is_enrolled(s, user))
     assert await run(sessions, lambda s: mfa_store.get_totp(s, user.id)) is None
     assert await run(sessions, lambda s: mfa.unused_codes(s, user)) == 0
-    assert not (await run(sessions, lambda s: mfa.verify(s, user, codes[4]))).ok
+    assert not (await run(sessions, lambda s: mfa.verify(s, user, codes[4], None))).ok
     assert [m[1] for m in await mails(sessions)] == ["totp_enabled", "totp_disabled"]
     kinds = await audit_kinds(sessions)
     for kind in ("mfa.enabled", "mfa.backup_code_used", "mfa.disabled"):
@@ -377,10 +377,10 @@ async def test_a_new_enrolment_replaces_a_pending_one(sessions: Maker) -> None:
 async def test_verify_refuses_without_a_confirmed_second_factor(sessions: Maker) -> None:
     user = await make_user(sessions)
     mfa = second_factor()
-    assert not (await run(sessions, lambda s: mfa.verify(s, user, "123456"))).ok
+    assert not (await run(sessions, lambda s: mfa.verify(s, user, "123456", None))).ok
     enrolment = await run(sessions, lambda s: mfa.start_enrolment(s, user))
 
-    verdict = await run(sessions, lambda s: mfa.verify(s, user, totp_code(enrolment.secret)))
+    verdict = await run(sessions, lambda s: mfa.verify(s, user, totp_code(enrolment.secret), None))
 
     assert not verdict.ok
     with pytest.raises(MfaError):
@@ -394,18 +394,18 @@ async def test_wrong_codes_lock_the_second_factor_without_checking_more(sessions
     secret = enrolment.secret
     codes = await run(sessions, lambda s: mfa.confirm_enrolment(s, user, totp_code(secret)))
 
-    states = [(await run(sessions, lambda s: mfa.verify(s, user, wrong_code(secret)))).lock for _ in range(3)]
+    states = [(await run(sessions, lambda s: mfa.verify(s, user, wrong_code(secret), None))).lock for _ in range(3)]
 
     assert [(state.locked, state.remaining) for state in states] == [(False, 2), (False, 1), (True, 0)]
-    locked = await run(sessions, lambda s: mfa.verify(s, user, totp_code(secret, 1)))
+    locked = await run(sessions, lambda s: mfa.verify(s, user, totp_code(secret, 1), None))
     assert not locked.ok and locked.lock.locked and 1 <= locked.lock.retry_after <= 900
-    assert not (await run(sessions, lambda s: mfa.verify(s, user, codes[0]))).ok
+    assert not (await run(sessions, lambda s: mfa.verify(s, user, codes[0], None))).ok
     assert "mfa.locked" in await audit_kinds(sessions)
     # The refused codes were not checked, so not spent: once the lock is gone, they work.
     async with sessions.begin() as session:
         await session.execute(delete(AuthFailure))
-    assert (await run(sessions, lambda s: mfa.verify(s, user, totp_code(secret, 1)))).ok
-    assert (await run(sessions, lambda s: mfa.verify(s, user, codes[0]))).ok
+    assert (await run(sessions, lambda s: mfa.verify(s, user, totp_code(secret, 1), None))).ok
+    assert (await run(sessions, lambda s: mfa.verify(s, user, codes[0], None))).ok
 
 
 async def test_new_backup_codes_replace_the_old_ones(sessions: Maker) -> None:
@@ -417,8 +417,8 @@ async def test_new_backup_codes_replace_the_old_ones(sessions: Maker) -> None:
     new = await run(sessions, lambda s: mfa.regenerate_codes(s, user))
 
     assert set(new).isdisjoint(old)
-    assert not (await run(sessions, lambda s: mfa.verify(s, user, old[0]))).ok
-    assert (await run(sessions, lambda s: mfa.verify(s, user, new[0]))).ok
+    assert not (await run(sessions, lambda s: mfa.verify(s, user, old[0], None))).ok
+    assert (await run(sessions, lambda s: mfa.verify(s, user, new[0], None))).ok
 
 
 async def test_an_administrator_reset_removes_the_second_factor(sessions: Maker) -> None:
@@ -443,14 +443,16 @@ async def test_rewrap_moves_secrets_to_the_current_key_encryption_secret(session
     changing = KeyWrappers(KeyWrapper(SECRET_B), previous=KeyWrapper(SECRET_A))
     new = KeyWrappers(KeyWrapper(SECRET_B))
     with pytest.raises(KeyMaterialError):  # the new secret alone cannot read it yet
-        await run(sessions, lambda s: second_factor(wrappers=new).verify(s, user, totp_code(enrolment.secret, 1)))
+        await run(sessions, lambda s: second_factor(wrappers=new).verify(s, user, totp_code(enrolment.secret, 1), None))
 
     assert await run(sessions, lambda s: service.rewrap_all(s, changing)) == 1
     assert await run(sessions, lambda s: service.rewrap_all(s, changing)) == 0
 
     stored = await run(sessions, lambda s: mfa_store.get_totp(s, user.id))
     assert stored is not None and stored.wrapping_key_id == new.current.key_id
-    verdict = await run(sessions, lambda s: second_factor(wrappers=new).verify(s, user, totp_code(enrolment.secret, 1)))
+    verdict = await run(
+        sessions, lambda s: second_factor(wrappers=new).verify(s, user, totp_code(enrolment.secret, 1), None)
+    )
     assert verdict.ok
     with pytest.raises(KeyMaterialError):  # and a wrapper that lacks the needed secret says so
         await run(sessions, lambda s: service.rewrap_all(s, KeyWrappers(KeyWrapper("x" * 40), previous=old.current)))

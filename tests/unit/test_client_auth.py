@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -72,6 +72,12 @@ def test_the_scheme_is_case_insensitive(scheme: str) -> None:
         "Basic Y2xpZW50OnNlY3JldA",  # "client:secret" without its padding
         basic(b"\xff\xfe:\xfd"),
         basic("client-without-a-colon"),
+        # Starlette decodes header bytes as Latin-1: a non-ASCII byte arrives as a character
+        "Basic \xff\xfe",
+        "Basic \u00e9" + base64.b64encode(b"client:secret").decode(),
+        basic("client%00:secret"),
+        basic("client:sec\nret"),
+        basic("\x7f:secret"),
     ],
     ids=[
         "missing",
@@ -84,6 +90,11 @@ def test_the_scheme_is_case_insensitive(scheme: str) -> None:
         "unpadded-base64",
         "not-utf8",
         "no-colon",
+        "non-ascii-bytes",
+        "non-ascii-before-base64",
+        "encoded-nul",
+        "control-character",
+        "delete-character",
     ],
 )
 def test_a_missing_or_malformed_header_gives_none(header: str | None) -> None:
@@ -188,6 +199,21 @@ def test_the_client_secret_is_checked_against_the_digest() -> None:
     assert not client.check_client_secret(SECRET + "x")
     assert not client.check_client_secret("")
     assert not make_client(secret_digest=None).check_client_secret(SECRET)
+
+
+def test_a_replaced_secret_is_accepted_only_until_its_overlap_ends() -> None:
+    old, new = "the-old-secret", "the-new-secret"
+    rotated = {"secret_digest": secret_digest(new), "previous_secret_digest": secret_digest(old)}
+    now = datetime.now(UTC)
+
+    overlapping = make_client(**rotated, previous_secret_expires_at=now + timedelta(minutes=5))
+    ended = make_client(**rotated, previous_secret_expires_at=now - timedelta(seconds=1))
+    without_end = make_client(**rotated, previous_secret_expires_at=None)
+
+    assert overlapping.check_client_secret(new) and overlapping.check_client_secret(old)
+    assert ended.check_client_secret(new) and not ended.check_client_secret(old)
+    assert without_end.check_client_secret(new) and not without_end.check_client_secret(old)
+    assert not overlapping.check_client_secret("neither")
 
 
 def test_only_registered_grant_types_are_allowed() -> None:

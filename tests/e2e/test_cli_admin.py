@@ -1,0 +1,353 @@
+"""End to end: the administration commands, run as ``ostiary`` processes against a served one.
+
+``ostiary users disable | enable | update | delete | unlock`` and ``ostiary clients
+disable | enable | rotate-secret | update | delete``: what each prints (``--json``), what
+it changes for a client or a user of the running server, the audit row naming the actor
+``cli``, and one clear line with a non-zero exit for bad input.
+
+The server runs with ``OSTIARY_CLIENT_CACHE_TTL=0``, so that a change is seen at once
+rather than within the cache's lifetime.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from server.settings import Settings
+from server.storage.engine import make_engine
+from server.storage.models import AuditEvent
+from tests.e2e.process import create_client_with_cli, create_user_with_cli, serving, sign_in
+from tests.helpers import TestDatabase, make_settings, ostiary_env, run_ostiary
+from tests.oidc import PASSWORD, REDIRECT_URI, Flow, forms_of
+
+SERVE_ENV = {
+    "OSTIARY_CLIENT_CACHE_TTL": "0",
+    "OSTIARY_RATE_LIMIT_LOGIN_PER_MINUTE": "1000",
+    "OSTIARY_ARGON2_TIME_COST": "2",
+    "OSTIARY_ARGON2_MEMORY_KIB": "19456",
+}
+
+
+def ostiary(settings: Settings, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return run_ostiary(list(args), ostiary_env(settings, **SERVE_ENV), cwd=tmp_path)
+
+
+def succeeded(result: subprocess.CompletedProcess[str]) -> Any:
+    """The JSON a command printed, once it exited 0."""
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def refused(result: subprocess.CompletedProcess[str], *expected: str) -> None:
+    """Exit status 2 and one line on stderr that says what is wrong."""
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("ostiary: ")
+    for text in expected:
+        assert text in lines[0]
+
+
+def cli_audit(settings: Settings) -> list[tuple[str, str | None]]:
+    """``(kind, subject)`` of the audit rows whose actor is the command line, oldest first."""
+    return [(kind, subject) for kind, actor, subject in audit_rows(settings) if actor == "cli"]
+
+
+def audit_rows(settings: Settings) -> list[tuple[str, str | None, str | None]]:
+    async def read() -> list[tuple[str, str | None, str | None]]:
+        engine = make_engine(settings.database_url)
+        try:
+            async with engine.connect() as connection:
+                query = select(AuditEvent.kind, AuditEvent.actor, AuditEvent.subject).order_by(AuditEvent.id)
+                return [(row.kind, row.actor, row.subject) for row in await connection.execute(query)]
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(read())
+
+
+def token(base: str, client: dict[str, str], secret: str | None = None) -> httpx.Response:
+    return httpx.post(
+        base + "/token",
+        data={"grant_type": "client_credentials"},
+        auth=(client["client_id"], secret or client["client_secret"]),
+    )
+
+
+def introspect(base: str, value: str, resource_server: dict[str, str]) -> dict[str, Any]:
+    response = httpx.post(
+        base + "/introspect",
+        data={"token": value},
+        auth=(resource_server["client_id"], resource_server["client_secret"]),
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def try_sign_in(base: str, client: dict[str, str], username: str, password: str = PASSWORD) -> httpx.Response:
+    """The password step of the code flow; 303 when it signed in."""
+    with httpx.Client(base_url=base) as http:
+        page = http.get("/authorize", params=Flow.start(client["client_id"]).params(scope="openid"))
+        assert page.status_code == 200, page.headers.get("location")
+        (form,) = forms_of(page.text)
+        return http.post(form.action, data={**form.fields, "username": username, "password": password})
+
+
+@pytest.fixture
+def settings(database: TestDatabase, tmp_path: Path) -> Settings:
+    return make_settings(database, tmp_path)
+
+
+@pytest.fixture
+def served(settings: Settings, tmp_path: Path) -> Iterator[str]:
+    with serving(settings, tmp_path, **SERVE_ENV) as (base, _):
+        yield base
+
+
+@pytest.fixture
+def resource_server(settings: Settings, tmp_path: Path) -> dict[str, str]:
+    return create_client_with_cli(settings, tmp_path, "--introspection", "--scope", "x")
+
+
+@pytest.fixture
+def rp(settings: Settings, tmp_path: Path) -> dict[str, str]:
+    """A first-party relying party (no consent page) with refresh tokens."""
+    return create_client_with_cli(
+        settings,
+        tmp_path,
+        "--grant-type",
+        "authorization_code",
+        "--grant-type",
+        "refresh_token",
+        "--scope",
+        "openid offline_access",
+        "--redirect-uri",
+        REDIRECT_URI,
+        "--first-party",
+    )
+
+
+# Clients.
+
+
+def test_clients_disable_and_enable(settings: Settings, tmp_path: Path, served: str) -> None:
+    client = create_client_with_cli(settings, tmp_path)
+    assert token(served, client).status_code == 200
+
+    disabled = succeeded(ostiary(settings, tmp_path, "clients", "disable", "--json", "--", client["client_id"]))
+    assert disabled == {"client_id": client["client_id"], "disabled": True, "changed": True}
+    assert token(served, client).status_code == 401
+    again = succeeded(ostiary(settings, tmp_path, "clients", "disable", "--json", "--", client["client_id"]))
+    assert again["changed"] is False
+    listed = succeeded(ostiary(settings, tmp_path, "clients", "list", "--json"))
+    assert [entry["disabled"] for entry in listed] == [True]
+
+    enabled = ostiary(settings, tmp_path, "clients", "enable", "--", client["client_id"])
+    assert enabled.returncode == 0 and "enabled" in enabled.stdout
+    assert token(served, client).status_code == 200
+    assert [kind for kind, _ in cli_audit(settings)] == ["client.disabled", "client.enabled"]
+    refused(ostiary(settings, tmp_path, "clients", "disable", "no-such-client"), "CLIENT_ID", "no-such-client")
+
+
+def test_clients_rotate_secret_with_and_without_an_overlap(settings: Settings, tmp_path: Path, served: str) -> None:
+    client = create_client_with_cli(settings, tmp_path)
+    rotated = succeeded(
+        ostiary(
+            settings,
+            tmp_path,
+            "clients",
+            "rotate-secret",
+            "--keep-old-for",
+            "1h",
+            "--json",
+            "--",
+            client["client_id"],
+        )
+    )
+    new_secret = rotated["client_secret"]
+    assert new_secret != client["client_secret"] and rotated["keep_old_for"] == 3600
+    assert token(served, client, new_secret).status_code == 200
+    assert token(served, client).status_code == 200  # the old one, inside the overlap
+
+    plain = ostiary(settings, tmp_path, "clients", "rotate-secret", "--", client["client_id"])
+    assert plain.returncode == 0, plain.stderr
+    (latest,) = [line.split()[-1] for line in plain.stdout.splitlines() if line.startswith("client_secret:")]
+    assert "no longer works" in plain.stdout
+    assert token(served, client, latest).status_code == 200
+    assert token(served, client, new_secret).status_code == 401
+    assert token(served, client).status_code == 401
+    assert new_secret not in str(audit_rows(settings)) and latest not in str(audit_rows(settings))
+    assert cli_audit(settings) == [("client.secret_rotated", client["client_id"])] * 2
+
+    refused(ostiary(settings, tmp_path, "clients", "rotate-secret", "--keep-old-for", "-5", "--", client["client_id"]))
+    public = create_client_with_cli(
+        settings, tmp_path, "--public", "--grant-type", "authorization_code", "--redirect-uri", REDIRECT_URI
+    )
+    refused(ostiary(settings, tmp_path, "clients", "rotate-secret", "--", public["client_id"]), "public")
+
+
+def test_clients_update_follows_the_rules_of_create(settings: Settings, tmp_path: Path, served: str) -> None:
+    client = create_client_with_cli(settings, tmp_path)
+    updated = succeeded(
+        ostiary(
+            settings,
+            tmp_path,
+            "clients",
+            "update",
+            "--name",
+            "Reports v2",
+            "--scope",
+            "reports:read reports:write",
+            "--audience",
+            "https://reports.example.com/v2",
+            "--json",
+            "--",
+            client["client_id"],
+        )
+    )
+    assert updated["name"] == "Reports v2"
+    assert updated["scope"] == "reports:read reports:write"
+    assert updated["audiences"] == ["https://reports.example.com/v2"]
+    answer = httpx.post(
+        served + "/token",
+        data={"grant_type": "client_credentials", "scope": "reports:write"},
+        auth=(client["client_id"], client["client_secret"]),
+    )
+    assert answer.status_code == 200, answer.text
+
+    code_flow = ("--grant-type", "authorization_code", "--redirect-uri", REDIRECT_URI)
+    turned = succeeded(
+        ostiary(
+            settings, tmp_path, "clients", "update", *code_flow, "--require-mfa", "--json", "--", client["client_id"]
+        )
+    )
+    assert turned["grant_types"] == ["authorization_code"] and turned["require_mfa"] is True
+    assert cli_audit(settings) == [("client.updated", client["client_id"])] * 2
+
+    cid = client["client_id"]
+    refused(
+        ostiary(settings, tmp_path, "clients", "update", "--redirect-uri", "http://evil.example/cb", "--", cid),
+        "--redirect-uri",
+    )
+    refused(ostiary(settings, tmp_path, "clients", "update", "--redirect-uri", "", "--", cid), "--redirect-uri")
+    refused(ostiary(settings, tmp_path, "clients", "update", "--id-token-alg", "none", "--", cid), "--id-token-alg")
+    refused(ostiary(settings, tmp_path, "clients", "update", "--name", " ", "--", cid), "--name")
+    refused(ostiary(settings, tmp_path, "clients", "update", "--", cid), "nothing to change")
+    refused(ostiary(settings, tmp_path, "clients", "update", "--name", "x", "--", "nope"), "no client")
+    listed = succeeded(ostiary(settings, tmp_path, "clients", "list", "--json"))
+    assert [entry["name"] for entry in listed] == ["Reports v2"]  # nothing half-written
+
+
+def test_clients_delete_ends_its_tokens(
+    settings: Settings, tmp_path: Path, served: str, resource_server: dict[str, str]
+) -> None:
+    client = create_client_with_cli(settings, tmp_path)
+    access = token(served, client).json()["access_token"]
+    assert introspect(served, access, resource_server)["active"] is True
+
+    deleted = succeeded(ostiary(settings, tmp_path, "clients", "delete", "--json", "--", client["client_id"]))
+    assert deleted == {"client_id": client["client_id"], "name": "reports", "deleted": True}
+    assert introspect(served, access, resource_server) == {"active": False}
+    assert token(served, client).status_code == 401
+    assert cli_audit(settings) == [("client.deleted", client["client_id"])]
+    refused(ostiary(settings, tmp_path, "clients", "delete", "--", client["client_id"]), "no client")
+
+
+# Users.
+
+
+def test_users_disable_and_enable(
+    settings: Settings, tmp_path: Path, served: str, rp: dict[str, str], resource_server: dict[str, str]
+) -> None:
+    create_user_with_cli(settings, tmp_path, "dora")
+    tokens = sign_in(served, rp, "dora", "openid offline_access")
+
+    disabled = succeeded(ostiary(settings, tmp_path, "users", "disable", "dora", "--json"))
+    assert disabled["disabled"] is True and disabled["changed"] is True and disabled["username"] == "dora"
+    assert try_sign_in(served, rp, "dora").status_code == 200  # the form again, with an error
+    assert introspect(served, tokens["access_token"], resource_server) == {"active": False}
+    refreshed = httpx.post(
+        served + "/token",
+        data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
+        auth=(rp["client_id"], rp["client_secret"]),
+    )
+    assert refreshed.status_code == 400
+
+    enabled = ostiary(settings, tmp_path, "users", "enable", "dora")
+    assert enabled.returncode == 0 and "enabled" in enabled.stdout
+    assert try_sign_in(served, rp, "dora").status_code == 303
+    assert [kind for kind, _ in cli_audit(settings)] == ["user.disabled", "user.enabled"]
+    refused(ostiary(settings, tmp_path, "users", "disable", "nobody"), "USER", "nobody")
+
+
+def test_users_update(settings: Settings, tmp_path: Path, served: str, rp: dict[str, str]) -> None:
+    create_user_with_cli(settings, tmp_path, "erin")
+    create_user_with_cli(settings, tmp_path, "frank")
+    updated = succeeded(
+        ostiary(
+            settings,
+            tmp_path,
+            "users",
+            "update",
+            "erin",
+            "--username",
+            "erin.b",
+            "--email",
+            "erin.b@example.com",
+            "--name",
+            "Erin B",
+            "--json",
+        )
+    )
+    assert updated["username"] == "erin.b" and updated["name"] == "Erin B"
+    assert updated["email"] == "erin.b@example.com" and updated["email_verified"] is False
+    verified = succeeded(ostiary(settings, tmp_path, "users", "update", "erin.b", "--email-verified", "--json"))
+    assert verified["email_verified"] is True
+    assert try_sign_in(served, rp, "erin.b").status_code == 303
+    assert [kind for kind, _ in cli_audit(settings)] == ["user.updated", "user.updated"]
+
+    refused(ostiary(settings, tmp_path, "users", "update", "erin.b", "--username", "frank"), "--username", "in use")
+    refused(ostiary(settings, tmp_path, "users", "update", "erin.b", "--email", "not-an-address"), "--email")
+    refused(ostiary(settings, tmp_path, "users", "update", "erin.b", "--username", "has space"), "--username")
+    refused(ostiary(settings, tmp_path, "users", "update", "erin.b"), "nothing to change")
+    refused(ostiary(settings, tmp_path, "users", "update", "erin", "--name", "x"), "no user")
+
+
+def test_users_unlock(settings: Settings, tmp_path: Path, served: str, rp: dict[str, str]) -> None:
+    create_user_with_cli(settings, tmp_path, "gail")
+    for _ in range(settings.lockout_threshold):
+        assert try_sign_in(served, rp, "gail", "wrong password").status_code == 200
+    locked = try_sign_in(served, rp, "gail")
+    assert locked.status_code in (200, 429) and "Too many failed sign-ins" in locked.text
+
+    unlocked = succeeded(ostiary(settings, tmp_path, "users", "unlock", "gail", "--json"))
+    assert unlocked["username"] == "gail" and unlocked["unlocked"] is True
+    assert try_sign_in(served, rp, "gail").status_code == 303
+    assert [kind for kind, _ in cli_audit(settings)] == ["user.unlocked"]
+    refused(ostiary(settings, tmp_path, "users", "unlock", "nobody"), "no user")
+
+
+def test_users_delete_ends_their_sessions_and_tokens(
+    settings: Settings, tmp_path: Path, served: str, rp: dict[str, str], resource_server: dict[str, str]
+) -> None:
+    create_user_with_cli(settings, tmp_path, "hank")
+    tokens = sign_in(served, rp, "hank", "openid offline_access")
+    assert introspect(served, tokens["refresh_token"], resource_server)["active"] is True
+
+    deleted = succeeded(ostiary(settings, tmp_path, "users", "delete", "hank", "--json"))
+    assert deleted["username"] == "hank" and deleted["deleted"] is True
+    for value in (tokens["access_token"], tokens["refresh_token"]):
+        assert introspect(served, value, resource_server) == {"active": False}
+    assert try_sign_in(served, rp, "hank").status_code == 200
+    assert cli_audit(settings) == [("user.deleted", deleted["sub"])]
+    refused(ostiary(settings, tmp_path, "users", "delete", "hank"), "no user")
