@@ -1,4 +1,4 @@
-"""The ``ostiary`` command: serve, db, clients, users, grants, keys.
+"""The ``ostiary`` command: serve, db, clients, users, sessions, grants, keys.
 
 Every command reads the same ``OSTIARY_*`` settings as the server. Problems an operator
 can fix (bad settings, an unreachable database, wrong key material) end with one line on
@@ -19,7 +19,7 @@ from ..keys.errors import KeyMaterialError
 from ..settings import Settings, SettingsError
 from ..storage.errors import DATABASE_ERRORS, describe
 from ..users.errors import UserError
-from . import clients, db, grants, keys, serve, users
+from . import clients, db, grants, keys, serve, sessions, users
 
 EXIT_CONFIG = 2
 EXIT_FAILURE = 1
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_parser(commands)
     clients.add_parser(commands)
     users.add_parser(commands)
+    sessions.add_parser(commands)
     grants.add_parser(commands)
     keys.add_parser(commands)
     return parser

@@ -1,4 +1,4 @@
-"""What an administrator does to an account: disable, enable, edit, delete, unlock.
+"""What an administrator does to an account: disable, enable, edit, delete, unlock, end sessions.
 
 Each function runs in the caller's transaction, finds the user by username (the name the
 administrator sees), and writes one audit row naming ``actor``. A disabled account keeps
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from ..authn.lockout import FACTOR_OTP, FACTOR_PASSWORD
 from ..storage import Session, audit, failures, sessions as session_store, users as user_store
 from ..storage.base import utcnow
+from ..storage.sessions import StoredSession
 from ..storage.users import StoredUser
 from .errors import UserError
 from .service import validate_new_user
@@ -106,3 +107,28 @@ def unlock(db: Session, username: str, *, actor: str) -> StoredUser:
 
 def _differs(before: StoredUser, after: StoredUser, field: str) -> bool:
     return bool(getattr(before, field) != getattr(after, field))
+
+
+def sessions(db: Session, username: str) -> tuple[StoredUser, list[StoredSession]]:
+    """The user's live browser sessions, newest first."""
+    user = find(db, username)
+    return user, session_store.list_live_sessions(db, user.id)
+
+
+def end_session(db: Session, username: str, sid: str, *, actor: str) -> StoredUser:
+    """End one of the user's live sessions (``sid``, as ``ostiary sessions list`` shows it)
+    and, with it, the refresh-token families bound to it (issued without ``offline_access``)."""
+    user = find(db, username)
+    if not any(live.sid == sid for live in session_store.list_live_sessions(db, user.id)):
+        raise UserError("SID", f"{username!r} has no live session {sid!r}")
+    session_store.end_session_by_sid(db, sid, "ended_by_admin")
+    audit.record(db, "session.ended", actor=actor, subject=user.sub, details={"sid": sid})
+    return user
+
+
+def end_sessions(db: Session, username: str, *, actor: str) -> tuple[StoredUser, int]:
+    """End every live session of the user (and the families bound to them); returns how many."""
+    user = find(db, username)
+    ended = session_store.end_user_sessions(db, user.id, "ended_by_admin")
+    audit.record(db, "session.ended", actor=actor, subject=user.sub, details={"sessions": ended})
+    return user, ended

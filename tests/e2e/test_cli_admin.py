@@ -1,7 +1,8 @@
 """End to end: the administration commands, run as ``ostiary`` processes against a served one.
 
-``ostiary users disable | enable | update | delete | unlock`` and ``ostiary clients
-disable | enable | rotate-secret | update | delete``: what each prints (``--json``), what
+``ostiary users disable | enable | update | delete | unlock``, ``ostiary clients
+disable | enable | rotate-secret | update | delete`` and ``ostiary sessions list | end``:
+what each prints (``--json``), what
 it changes for a client or a user of the running server, the audit row naming the actor
 ``cli``, and one clear line with a non-zero exit for bad input.
 
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 from sqlalchemy import select
 
@@ -351,3 +353,42 @@ def test_users_delete_ends_their_sessions_and_tokens(
     assert try_sign_in(served, rp, "hank").status_code == 200
     assert cli_audit(settings) == [("user.deleted", deleted["sub"])]
     refused(ostiary(settings, tmp_path, "users", "delete", "hank"), "no user")
+
+
+# Sessions.
+
+
+def test_sessions_list_and_end_one_or_all(settings: Settings, tmp_path: Path, served: str, rp: dict[str, str]) -> None:
+    create_user_with_cli(settings, tmp_path, "alice")
+    bound = sign_in(served, rp, "alice", "openid")  # a browser whose family ends with its session
+    offline = sign_in(served, rp, "alice", "openid offline_access")  # another browser, offline access
+    bound_sid = jwt.decode(bound["id_token"], options={"verify_signature": False})["sid"]
+
+    listed = succeeded(ostiary(settings, tmp_path, "sessions", "list", "--json", "alice"))
+    assert len(listed) == 2 and bound_sid in {entry["sid"] for entry in listed}
+
+    ended = succeeded(ostiary(settings, tmp_path, "sessions", "end", "--json", "alice", "--sid", bound_sid))
+    assert ended == {"username": "alice", "ended": 1}
+    assert refresh(served, rp, bound["refresh_token"]).json()["error"] == "invalid_grant"
+    offline_refreshed = refresh(served, rp, offline["refresh_token"])
+    assert offline_refreshed.status_code == 200, offline_refreshed.text
+    remaining = succeeded(ostiary(settings, tmp_path, "sessions", "list", "--json", "alice"))
+    offline_sid = jwt.decode(offline["id_token"], options={"verify_signature": False})["sid"]
+    assert [entry["sid"] for entry in remaining] == [offline_sid]
+
+    everything = succeeded(ostiary(settings, tmp_path, "sessions", "end", "--json", "alice", "--all"))
+    assert everything == {"username": "alice", "ended": 1}
+    assert succeeded(ostiary(settings, tmp_path, "sessions", "list", "--json", "alice")) == []
+    assert refresh(served, rp, offline_refreshed.json()["refresh_token"]).status_code == 200  # offline access stays
+    assert [kind for kind, _ in cli_audit(settings)] == ["session.ended", "session.ended"]
+
+    refused(ostiary(settings, tmp_path, "sessions", "end", "alice", "--sid", bound_sid), "SID")
+    refused(ostiary(settings, tmp_path, "sessions", "list", "nobody"), "USER", "nobody")
+
+
+def refresh(base: str, client: dict[str, str], refresh_token: str) -> httpx.Response:
+    return httpx.post(
+        base + "/token",
+        data={"grant_type": "refresh_token", "refresh_token": refresh_token},
+        auth=(client["client_id"], client["client_secret"]),
+    )
