@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ..storage import AsyncSession, async_sessionmaker, ratelimits
+from .secrets import network_of
 
 log = logging.getLogger("ostiary.ratelimit")
 
@@ -71,7 +72,8 @@ class RateLimiter:
         await self.counter.close()
 
     async def check(self, endpoint: str, address: str | None, limit: int) -> Decision:
-        """Count a request from ``address`` to ``endpoint``; refuse it past ``limit`` a minute.
+        """Count a request from ``address`` (an IPv6 address by its /64) to ``endpoint``;
+        refuse it past ``limit`` a minute.
         A limit of 0 is off. If the counter store fails, the request is let through (a
         limiter must not turn an outage of Redis into an outage of sign-in) and logged."""
         if limit <= 0 or not address:
@@ -79,7 +81,7 @@ class RateLimiter:
         now = time.time()
         window_start = int(now // 60)
         try:
-            hits = await self.counter.hit(f"{endpoint}|{address}", window_start)
+            hits = await self.counter.hit(f"{endpoint}|{network_of(address)}", window_start)
         except Exception as error:
             log.warning("rate limit unavailable (%s); request let through", type(error).__name__)
             return ALLOWED

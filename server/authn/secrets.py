@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import secrets
 
 
@@ -48,5 +49,21 @@ class AddressDigests:
         self._key = key
 
     def digest(self, address: str | None) -> bytes:
-        """32 bytes; every request without a known address shares one digest."""
-        return hmac.new(self._key, b"address|" + (address or "-").encode("utf-8"), hashlib.sha256).digest()
+        """32 bytes; every request without a known address shares one digest, and so does
+        every IPv6 address of one /64 (one customer's line or one host's subnet: the
+        addresses in it are the holder's to pick, one per request if they like)."""
+        return hmac.new(self._key, b"address|" + network_of(address).encode("utf-8"), hashlib.sha256).digest()
+
+
+def network_of(address: str | None) -> str:
+    """What a per-address limit counts by: the IPv4 address, or the /64 of an IPv6 one
+    (an IPv4-mapped IPv6 address is its IPv4 address); ``-`` for none or garbage."""
+    try:
+        parsed = ipaddress.ip_address(address or "")
+    except ValueError:
+        return "-"
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.IPv6Network((parsed, 64), strict=False))
+    return str(parsed)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-from typing import Any, TypeVar
+from typing import Any
 
 from ..bootstrap import open_database
 from ..clients import service as client_service
@@ -21,17 +21,10 @@ from ..storage.clients import StoredClient
 from ..storage.engine import create_sessionmaker
 from .database import in_transaction
 
-T = TypeVar("T")
 #: who the audit rows of these commands name
 ACTOR = "cli"
-#: ``clients update`` options that hold a list, and the client field each replaces
-_LISTS = {
-    "grant_types": "grant_types",
-    "scopes": "scopes",
-    "redirect_uris": "redirect_uris",
-    "audiences": "audiences",
-    "post_logout_redirect_uris": "post_logout_redirect_uris",
-}
+#: ``clients update`` options that hold a list: each replaces the client field of its name
+_LISTS = ("grant_types", "scopes", "redirect_uris", "audiences", "post_logout_redirect_uris")
 _FLAGS = ("first_party", "introspection", "require_mfa")
 
 
@@ -201,13 +194,12 @@ def _seconds(option: str, value: str) -> int:
 
 
 def run_update(settings: Settings, args: argparse.Namespace) -> int:
-    changes: dict[str, Any] = {field: tuple(getattr(args, option)) for option, field in _LISTS.items()
-                               if getattr(args, option) is not None}  # fmt: skip
-    changes.update({flag: getattr(args, flag) for flag in _FLAGS if getattr(args, flag) is not None})
-    if args.name is not None:
-        changes["name"] = args.name
-    if args.id_token_alg is not None:
-        changes["id_token_alg"] = args.id_token_alg
+    changes: dict[str, Any] = {
+        field: tuple(getattr(args, field)) for field in _LISTS if getattr(args, field) is not None
+    }
+    for field in (*_FLAGS, "name", "id_token_alg"):
+        if getattr(args, field) is not None:
+            changes[field] = getattr(args, field)
     client = in_transaction(settings, lambda db: client_service.update(db, args.client_id, changes, actor=ACTOR))
     if args.json:
         print(json.dumps(_describe(client), indent=2))

@@ -7,7 +7,7 @@ import asyncio
 import getpass
 import json
 import sys
-from typing import Any, TypeVar
+from typing import Any
 
 from ..bootstrap import open_database
 from ..mfa import service as mfa_service
@@ -28,7 +28,6 @@ from ..users.service import (
 )
 from .database import in_transaction
 
-T = TypeVar("T")
 #: who the audit rows of the administration commands name
 ACTOR = "cli"
 

@@ -48,7 +48,12 @@ def _means_unavailable(error: BaseException) -> bool:
 
 
 def _chain(error: BaseException) -> Iterator[BaseException]:
-    """``error``, the driver error SQLAlchemy wrapped, and their causes (each once)."""
+    """``error``, the members of an exception group, the driver error SQLAlchemy wrapped,
+    and what a database error was raised from (each once).
+
+    Only a database error's own causes are followed: an unrelated bug raised while some
+    ``OSError`` was being handled is a bug (500, logged with its traceback), not an outage.
+    """
     seen: set[int] = set()
     pending = [error]
     while pending:
@@ -59,11 +64,19 @@ def _chain(error: BaseException) -> Iterator[BaseException]:
         yield current
         if isinstance(current, BaseExceptionGroup):
             pending.extend(current.exceptions)
-        pending.extend(
-            link
-            for link in (getattr(current, "orig", None), current.__cause__, current.__context__)
-            if isinstance(link, BaseException)
-        )
+        links = [getattr(current, "orig", None)]
+        if _from_the_database(current):
+            links += [current.__cause__, current.__context__]
+        pending.extend(link for link in links if isinstance(link, BaseException))
+
+
+def _from_the_database(error: BaseException) -> bool:
+    """Raised by SQLAlchemy or a driver (SQLAlchemy's asyncpg adapter raises errors of its
+    own module, chained to asyncpg's)."""
+    return isinstance(error, DATABASE_ERRORS) or type(error).__module__.split(".")[0] in _DATABASE_MODULES
+
+
+_DATABASE_MODULES = frozenset({"sqlalchemy", "asyncpg", "aiosqlite", "sqlite3"})
 
 
 def _sqlstate(error: BaseException) -> str | None:

@@ -422,7 +422,8 @@ class TokenState:
 
 def lookup(session: Session, token: str) -> TokenState | None:
     """The token as introspection and revocation see it: active while unused, unexpired, its
-    family live, its user enabled and its client registered and enabled (one statement)."""
+    family live, its user enabled and its client not disabled (one statement; deleting a
+    client deletes its families)."""
     row = session.execute(
         select(
             RefreshToken.grant_id,
@@ -435,7 +436,6 @@ def lookup(session: Session, token: str) -> TokenState | None:
             Grant.expires_at.label("family_expires_at"),
             User.sub,
             User.disabled_at,
-            Client.client_id.label("registered_client"),
             Client.disabled_at.label("client_disabled_at"),
         )
         .join(Grant, Grant.id == RefreshToken.grant_id)
@@ -452,7 +452,6 @@ def lookup(session: Session, token: str) -> TokenState | None:
         and row.revoked_at is None
         and (row.family_expires_at is None or row.family_expires_at > now)
         and row.disabled_at is None
-        and row.registered_client is not None
         and row.client_disabled_at is None
     )
     expires_at = min(row.expires_at, row.family_expires_at) if row.family_expires_at else row.expires_at

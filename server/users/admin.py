@@ -4,7 +4,7 @@ Each function runs in the caller's transaction, finds the user by username (the 
 administrator sees), and writes one audit row naming ``actor``. A disabled account keeps
 its rows: every sign-in, refresh, userinfo call and introspection reads ``disabled_at``,
 so enabling it again gives back what had not expired meanwhile, except its browser
-sessions, which disabling ends.
+sessions and the refresh families bound to them, which disabling ends.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..authn.lockout import FACTOR_OTP, FACTOR_PASSWORD
-from ..storage import Session, audit, failures, sessions as session_store, users as user_store
+from ..storage import Session, audit, failures, resets, sessions as session_store, users as user_store
 from ..storage.base import utcnow
 from ..storage.sessions import StoredSession
 from ..storage.users import StoredUser
@@ -59,7 +59,8 @@ def set_disabled(db: Session, username: str, disabled: bool, *, actor: str) -> t
 
 def update(db: Session, username: str, changes: ProfileChanges, *, actor: str) -> StoredUser:
     """Edit the profile by the rules of account creation. A new e-mail address is not
-    verified unless ``email_verified`` says so; an empty one removes the address."""
+    verified unless ``email_verified`` says so; an empty one removes the address; a changed
+    one voids every reset link mailed to the old one."""
     if changes.empty():
         raise UserError("users update", "nothing to change: give --username, --email, --name or --email-verified")
     user = find(db, username)
@@ -82,6 +83,9 @@ def update(db: Session, username: str, changes: ProfileChanges, *, actor: str) -
     if updated is None:
         raise UserError("USER", f"no user named {username!r}")
     changed = [field for field in ("username", "email", "name", "email_verified") if _differs(user, updated, field)]
+    if "email" in changed:
+        # A link already mailed to the old address (perhaps a lost mailbox) must not work.
+        resets.void_resets(db, user.id)
     audit.record(db, "user.updated", actor=actor, subject=user.sub, details={"changed": changed})
     return updated
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import ipaddress
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -155,3 +156,35 @@ async def test_a_request_over_the_parameter_cap_is_refused_and_stores_nothing(ca
     response = await signin.browser.authorize(**{**too_big, "client_id": "no-such-client"})
     assert response.status_code == 400 and "location" not in response.headers
     assert (await run_sql(signin.live.settings, "SELECT count(*) FROM interactions"))[0][0] == 0
+
+
+async def test_rotating_ipv6_addresses_of_one_64_share_one_allowance(database: TestDatabase, tmp_path: Path) -> None:
+    # Behind a trusted proxy, so each request can come from another address: every IPv6
+    # address of a /64 belongs to one line, whose holder picks them at will.
+    settings = make_settings(
+        database,
+        tmp_path,
+        pending_interactions_per_address=LIMIT,
+        rate_limit_login=0,
+        trusted_proxies=(ipaddress.ip_network("127.0.0.1/32"),),
+    )
+    async with serve_in_process(settings) as base_url, httpx.AsyncClient(base_url=base_url, timeout=10) as http:
+        rp = await create_client(
+            settings, grant_types=["authorization_code"], scopes=["openid"], redirect_uris=[REDIRECT_URI]
+        )
+        signin = SignIn(Live(settings, base_url, http, rp), rp, "alice", Browser(http))
+        for n in range(3 * LIMIT):
+            page = await http.get(
+                "/authorize",
+                params=Flow.start(rp.client_id).params(scope="openid"),
+                headers={"X-Forwarded-For": f"2001:db8:1:2::{n + 1:x}"},
+            )
+            assert page.status_code == 200, page.text
+        assert await pending_rows(signin) == LIMIT
+
+        await http.get(
+            "/authorize",
+            params=Flow.start(rp.client_id).params(scope="openid"),
+            headers={"X-Forwarded-For": "2001:db8:1:3::1"},  # the next /64: another line
+        )
+        assert await pending_rows(signin) == LIMIT + 1

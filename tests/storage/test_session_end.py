@@ -5,7 +5,7 @@ session ends, however that happens (sign-out, another sign-in in the browser, an
 administrator, a password change elsewhere), and it is inserted already ending when the
 session expires. A family with ``offline_access`` survives all of that; only revocation, a
 password reset and signing out everywhere end it. A password change also voids every
-outstanding reset link.
+outstanding reset link, and so does an administrator changing the e-mail address.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from server.storage import (
 from server.storage.base import utcnow
 from server.storage.engine import create_sessionmaker, make_engine
 from server.storage.models import Grant, PasswordReset
+from server.users import admin
 from server.users.service import change_password, create_user
 from tests.helpers import TestDatabase
 
@@ -223,3 +224,32 @@ async def test_a_password_reset_ends_every_session_and_family_and_voids_other_li
     assert [await active(db, token) for token in tokens] == [False, False]
     assert await db(lambda s: sessions.load(s, session.token)) is None
     assert await db(lambda s: resets.peek_reset(s, other)) is None
+
+
+# An administrator changing the address.
+
+
+async def mailed_link(db: Db, user_id: int) -> bytes:
+    digest = hashlib.sha256(b"a reset link's token").digest()
+    await db(lambda s: resets.replace_reset(s, user_id, digest, utcnow() + timedelta(minutes=30)))
+    return digest
+
+
+@pytest.mark.parametrize(
+    ("change", "link_works"),
+    [
+        (admin.ProfileChanges(email="alice@new.example.com"), False),
+        (admin.ProfileChanges(email=""), False),
+        (admin.ProfileChanges(name="Alice Liddell"), True),
+        (admin.ProfileChanges(username="alice.l"), True),
+    ],
+)
+async def test_a_new_address_voids_the_links_mailed_to_the_old_one(
+    db: Db, change: admin.ProfileChanges, link_works: bool
+) -> None:
+    user_id = await user(db)
+    link = await mailed_link(db, user_id)
+
+    await db(lambda s: admin.update(s, "alice", change, actor="cli"))
+
+    assert (await db(lambda s: resets.peek_reset(s, link)) == user_id) is link_works

@@ -41,10 +41,22 @@ def wrapped(error: Exception) -> sa_exc.DBAPIError:
 def test_shutdown_startup_and_connection_errors_mean_unavailable(error: Exception) -> None:
     assert is_unavailable(error)
     assert is_unavailable(wrapped(error))
+    assert is_unavailable(ExceptionGroup("a task group's failures", [ValueError("other"), error]))
+
+
+def test_a_bug_raised_while_handling_an_outage_is_a_bug() -> None:
     try:
-        raise RuntimeError("while refreshing") from error
+        try:
+            raise ConnectionResetError("the database went away")
+        except ConnectionResetError:
+            raise KeyError("a bug in the handler") from None
+    except KeyError as bug:
+        assert bug.__context__ is not None
+        assert not is_unavailable(bug)
+    try:
+        raise RuntimeError("a bug that names its cause") from asyncpg.exceptions.AdminShutdownError("shutdown")
     except RuntimeError as chained:
-        assert is_unavailable(chained)
+        assert not is_unavailable(chained)
 
 
 @pytest.mark.parametrize("error", BUGS, ids=lambda error: type(error).__name__)
