@@ -3,7 +3,7 @@ replacing any that dies.
 
 Each worker binds its own ``SO_REUSEPORT`` socket, so the kernel spreads connections over
 them. With one shared listening socket (``uvicorn --workers``), 32 keep-alive connections
-often all landed in one worker (bridge-measured.md, pitfall 16).
+often all landed in one worker when measured.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """A small per-process cache of client snapshots.
 
-Looking a client up costs three database round trips; caching it for a few seconds
-doubled the token endpoint's throughput in the spike (bridge-measured.md). A changed or
+Looking a client up costs three database round trips, on the token endpoint's hottest
+path; caching it for a few seconds saves them on nearly every request. A changed or
 disabled client is therefore seen by every process within ``OSTIARY_CLIENT_CACHE_TTL``
 seconds (0 turns the cache off). Unknown client ids are not cached, so random ids cannot
 fill the memory, and the cache is bounded anyway.

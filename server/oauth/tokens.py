@@ -91,7 +91,7 @@ def random_token(nbytes: int) -> str:
     event loop, a signing thread takes the GIL then, and the loop waits for it back in the
     middle of a request; on a signing thread it is one more hand-off. ``ssl.RAND_bytes``
     (OpenSSL's DRBG: seeded by the operating system, reseeded in a forked child) keeps the
-    GIL: one worker rotated 3.5 % more refresh tokens (docs/benchmarks.md, fourth pass).
+    GIL (measured in docs/benchmarks.md, fourth pass).
     """
     return base64.urlsafe_b64encode(ssl.RAND_bytes(nbytes)).rstrip(b"=").decode("ascii")
 

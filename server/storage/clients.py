@@ -1,4 +1,4 @@
-"""Client storage. Statements are built once at import (pitfall 13: building per request costs)."""
+"""Client storage. Statements are built once at import: building them per request costs CPU on the hot path."""
 
 from __future__ import annotations
 

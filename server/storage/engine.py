@@ -2,7 +2,7 @@
 
 The pool is small and never overflows: each worker holds a connection for a whole Authlib
 call, and pool churn (opening a PostgreSQL backend per burst) cost a quarter of the
-throughput in the spike (shared/reference/bridge-measured.md, pitfall 11).
+throughput when measured (docs/decisions.md, "Processes and the database").
 
 Connections are checked before use only when they sat idle for a while: SQLAlchemy's
 ``pool_pre_ping`` costs three round trips per checkout on asyncpg (BEGIN, ping, ROLLBACK),
@@ -103,7 +103,8 @@ def _sqlite_begin(connection: Any) -> None:
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    # expire_on_commit=False: nothing is lazily reloaded after commit (pitfall 12).
+    # expire_on_commit=False: an attribute read after commit would reload it lazily, which
+    # async SQLAlchemy cannot do outside a greenlet (and would cost a round trip if it could).
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
