@@ -1,8 +1,11 @@
 """Ostiary's configuration: one frozen :class:`Settings`, built from ``OSTIARY_*`` variables.
 
-This is the only module that reads the environment. Every invalid value is collected and
-reported together, each by the name of its variable, so an operator fixes them in one pass.
-Secrets may also come from ``<NAME>_FILE``.
+This is the only module that reads the environment. Each setting is declared once, as a
+field of :class:`Settings` made by :func:`setting`: its variable, the cast that parses and
+checks a value, its default and a line of documentation, from which :meth:`Settings.from_env`
+reads it and :func:`settings_table` writes the README's table. Every invalid value is
+collected and reported together, each by the name of its variable, so an operator fixes
+them in one pass. Secrets may also come from ``<NAME>_FILE``.
 """
 
 from __future__ import annotations
@@ -26,9 +29,6 @@ SIGNING_ALGS = ("RS256", "ES256", "Ed25519")
 #: OSTIARY_MFA: "always-if-enrolled" asks every user who has a second factor for it at each
 #: sign-in; "when-requested" only when the request (acr_values, claims) or the client asks.
 MFA_POLICIES = ("always-if-enrolled", "when-requested")
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
-_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 class SettingsError(Exception):
@@ -44,289 +44,8 @@ class SettingsError(Exception):
         return "\n".join(lines)
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Everything the server needs to know, fixed at startup.
-
-    Defaults serve the embedded mode: a SQLite file and key material generated into
-    ``keys/``. Durations are seconds.
-    """
-
-    issuer: str = "http://127.0.0.1:8000"
-    database_url: str = "sqlite+aiosqlite:///ostiary.db"
-    keys_secret: str | None = dataclasses.field(default=None, repr=False)
-    #: the previous key-encryption secret, accepted while `ostiary keys rewrap` moves keys off it
-    keys_secret_previous: str | None = dataclasses.field(default=None, repr=False)
-    keys_rotate_every: int = 0
-    keys_poll_interval: int = 5
-    access_token_alg: str = "RS256"  # noqa: S105  (an algorithm name)
-    keys_dir: Path = Path("keys")
-    host: str = "127.0.0.1"
-    port: int = 8000
-    workers: int = 1
-    #: threads per worker that sign client_credentials tokens; -1: one per core the worker
-    #: processes leave free (none when workers >= cores)
-    signing_threads: int = -1
-    access_token_ttl: int = 3600
-    id_token_ttl: int = 3600
-    auth_code_ttl: int = 60
-    session_ttl: int = 86400
-    refresh_token_idle_ttl: int = 30 * 86400
-    refresh_family_ttl: int = 90 * 86400
-    refresh_reuse_grace_seconds: int = 0
-    refresh_reuse_grace_count: int = 0
-    cleanup_interval: int = 3600
-    interaction_ttl: int = 900
-    argon2_time_cost: int = 3
-    argon2_memory_kib: int = 65536
-    argon2_parallelism: int = 4
-    password_min_length: int = 12
-    #: when a second factor is needed besides what requests and clients ask for
-    mfa: str = "always-if-enrolled"
-    #: the issuer name authenticator apps show next to the account
-    totp_issuer: str = "Ostiary"
-    #: failed attempts (per account and factor) that lock it for the rest of the window; 0: off
-    lockout_threshold: int = 5
-    lockout_window_seconds: int = 900
-    #: login attempts (and password-reset requests) per client IP address per minute; 0: off
-    rate_limit_login: int = 20
-    #: token-endpoint requests per client IP address per minute; 0: off (the default: a hot path)
-    rate_limit_token: int = 0
-    #: where the counters live instead of the database, when set
-    redis_url: str | None = None
-    #: Have I Been Pwned's range API (or a mirror); "" turns the breached-password check off
-    hibp_url: str = "https://api.pwnedpasswords.com"
-    hibp_timeout: int = 2
-    password_reset_ttl: int = 1800
-    #: no SMTP host: mail is written to the log (development)
-    smtp_host: str | None = None
-    smtp_port: int = 587
-    #: starttls, tls (implicit, usually port 465) or none
-    smtp_security: str = "starttls"
-    smtp_user: str | None = None
-    smtp_password: str | None = dataclasses.field(default=None, repr=False)
-    smtp_timeout: int = 10
-    #: the From header; default "Ostiary <no-reply@issuer host>"
-    mail_from: str | None = None
-    mail_poll_interval: int = 5
-    #: the first administrator, created once at startup when both are set
-    admin_email: str | None = None
-    admin_password: str | None = dataclasses.field(default=None, repr=False)
-    jwks_max_age: int = 600
-    client_cache_ttl: int = 5
-    max_body_bytes: int = 64 * 1024
-    db_pool_size: int = 5
-    db_pool_timeout: int = 5
-    rsa_key_bits: int = 2048
-    log_level: str = "INFO"
-    access_log: bool = True
-    #: peers whose Forwarded / X-Forwarded-* headers are believed; empty: none (the peer is the client)
-    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
-    #: seconds a request body may take to arrive in full before the answer is 408
-    body_timeout: int = 30
-    #: how recent a password or second-factor check must be for account changes that affect sign-in
-    reauth_seconds: int = 300
-    #: "smtp" or "log" (development: mail, reset links included, goes to the log); None: smtp when
-    #: OSTIARY_SMTP_HOST is set, else log, which an https issuer refuses unless chosen explicitly
-    mail_backend: str | None = None
-    #: pending (unfinished) authorization requests one client address may hold at once
-    pending_interactions_per_address: int = 100
-
-    @property
-    def is_postgres(self) -> bool:
-        return self.database_url.startswith("postgresql+asyncpg://")
-
-    @property
-    def mail_to_log(self) -> bool:
-        """Mail is written to the log instead of sent (development)."""
-        return self.mail_backend == "log" or (self.mail_backend is None and self.smtp_host is None)
-
-    @property
-    def secure_cookies(self) -> bool:
-        return self.issuer.startswith("https://")
-
-    @property
-    def sender_address(self) -> str:
-        """The From header of our mail."""
-        return self.mail_from or f"Ostiary <no-reply@{urlsplit(self.issuer).hostname}>"
-
-    def endpoint(self, path: str) -> str:
-        """The absolute URL of one of our endpoints (``path`` starts with ``/``)."""
-        return self.issuer + path
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> Settings:
-        """Build settings from ``environ``; ``overrides`` (e.g. CLI flags) win over it.
-
-        Raises :class:`SettingsError` naming every variable whose value is invalid.
-        """
-        reader = _Reader(environ)
-        values: dict[str, Any] = {
-            "issuer": reader.get("OSTIARY_ISSUER", _issuer, cls.issuer),
-            "database_url": reader.get("OSTIARY_DATABASE_URL", _database_url, cls.database_url),
-            "keys_secret": reader.secret("OSTIARY_KEYS_SECRET", _keys_secret),
-            "keys_secret_previous": reader.secret("OSTIARY_KEYS_SECRET_PREVIOUS", _keys_secret),
-            "keys_dir": reader.get("OSTIARY_KEYS_DIR", Path, cls.keys_dir),
-            "keys_rotate_every": reader.get(
-                "OSTIARY_KEYS_ROTATE_EVERY", _duration_or_off(3600, 3650 * 86400), cls.keys_rotate_every
-            ),
-            "keys_poll_interval": reader.get("OSTIARY_KEYS_POLL_INTERVAL", _duration(1, 300), cls.keys_poll_interval),
-            # Ed25519 signs ID tokens only: Authlib's RFC 9068 generator gives joserfc no algorithm
-            # list, and joserfc refuses algorithms it does not recommend (Ed25519) without one.
-            "access_token_alg": reader.get("OSTIARY_ACCESS_TOKEN_ALG", _choice("RS256", "ES256"), cls.access_token_alg),
-            "host": reader.get("OSTIARY_HOST", _host, cls.host),
-            "port": reader.get("OSTIARY_PORT", _int_range(1, 65535), cls.port),
-            "workers": reader.get("OSTIARY_WORKERS", _int_range(1, 64), cls.workers),
-            "signing_threads": reader.get("OSTIARY_SIGNING_THREADS", _int_or_auto(0, 64), cls.signing_threads),
-            "access_token_ttl": reader.get("OSTIARY_ACCESS_TOKEN_TTL", _duration(5, 86400), cls.access_token_ttl),
-            "id_token_ttl": reader.get("OSTIARY_ID_TOKEN_TTL", _duration(5, 86400), cls.id_token_ttl),
-            "auth_code_ttl": reader.get("OSTIARY_AUTH_CODE_TTL", _duration(10, 600), cls.auth_code_ttl),
-            "refresh_token_idle_ttl": reader.get(
-                "OSTIARY_REFRESH_TOKEN_IDLE_TTL", _duration(60, 365 * 86400), cls.refresh_token_idle_ttl
-            ),
-            "refresh_family_ttl": reader.get(
-                "OSTIARY_REFRESH_FAMILY_TTL", _duration(60, 3650 * 86400), cls.refresh_family_ttl
-            ),
-            "refresh_reuse_grace_seconds": reader.get(
-                "OSTIARY_REFRESH_REUSE_GRACE_SECONDS", _duration(0, 300), cls.refresh_reuse_grace_seconds
-            ),
-            "refresh_reuse_grace_count": reader.get(
-                "OSTIARY_REFRESH_REUSE_GRACE_COUNT", _int_range(0, 1000), cls.refresh_reuse_grace_count
-            ),
-            "cleanup_interval": reader.get("OSTIARY_CLEANUP_INTERVAL", _duration(0, 7 * 86400), cls.cleanup_interval),
-            "session_ttl": reader.get("OSTIARY_SESSION_TTL", _duration(300, 90 * 86400), cls.session_ttl),
-            "interaction_ttl": reader.get("OSTIARY_INTERACTION_TTL", _duration(60, 86400), cls.interaction_ttl),
-            # OWASP's Argon2id minimum is t=2, m=19 MiB, p=1; the defaults are RFC 9106's second choice.
-            "argon2_time_cost": reader.get("OSTIARY_ARGON2_TIME_COST", _int_range(2, 20), cls.argon2_time_cost),
-            "argon2_memory_kib": reader.get(
-                "OSTIARY_ARGON2_MEMORY_KIB", _int_range(19456, 4 * 1024 * 1024), cls.argon2_memory_kib
-            ),
-            "argon2_parallelism": reader.get("OSTIARY_ARGON2_PARALLELISM", _int_range(1, 16), cls.argon2_parallelism),
-            "password_min_length": reader.get(
-                "OSTIARY_PASSWORD_MIN_LENGTH", _int_range(8, 128), cls.password_min_length
-            ),
-            "mfa": reader.get("OSTIARY_MFA", _choice(*MFA_POLICIES), cls.mfa),
-            "totp_issuer": reader.get("OSTIARY_TOTP_ISSUER", _totp_issuer, cls.totp_issuer),
-            "lockout_threshold": reader.get("OSTIARY_LOCKOUT_THRESHOLD", _int_range(0, 1000), cls.lockout_threshold),
-            "lockout_window_seconds": reader.get(
-                "OSTIARY_LOCKOUT_WINDOW_SECONDS", _duration(10, 86400), cls.lockout_window_seconds
-            ),
-            "rate_limit_login": reader.get(
-                "OSTIARY_RATE_LIMIT_LOGIN_PER_MINUTE", _int_range(0, 100000), cls.rate_limit_login
-            ),
-            "rate_limit_token": reader.get(
-                "OSTIARY_RATE_LIMIT_TOKEN_PER_MINUTE", _int_range(0, 10000000), cls.rate_limit_token
-            ),
-            "redis_url": reader.get("OSTIARY_REDIS_URL", _redis_url, cls.redis_url),
-            "hibp_url": reader.get("OSTIARY_HIBP_URL", _hibp_url, cls.hibp_url),
-            "hibp_timeout": reader.get("OSTIARY_HIBP_TIMEOUT", _duration(1, 30), cls.hibp_timeout),
-            "password_reset_ttl": reader.get(
-                "OSTIARY_PASSWORD_RESET_TTL", _duration(300, 86400), cls.password_reset_ttl
-            ),
-            "smtp_host": reader.get("OSTIARY_SMTP_HOST", _host, cls.smtp_host),
-            "smtp_port": reader.get("OSTIARY_SMTP_PORT", _int_range(1, 65535), cls.smtp_port),
-            "smtp_security": reader.get("OSTIARY_SMTP_SECURITY", _choice("starttls", "tls", "none"), cls.smtp_security),
-            "smtp_user": reader.get("OSTIARY_SMTP_USER", _printable(254), cls.smtp_user),
-            "smtp_password": reader.secret("OSTIARY_SMTP_PASSWORD", _printable(1024)),
-            "smtp_timeout": reader.get("OSTIARY_SMTP_TIMEOUT", _duration(1, 300), cls.smtp_timeout),
-            "mail_from": reader.get("OSTIARY_MAIL_FROM", _mail_from, cls.mail_from),
-            "mail_poll_interval": reader.get("OSTIARY_MAIL_POLL_INTERVAL", _duration(0, 3600), cls.mail_poll_interval),
-            "admin_email": reader.get("OSTIARY_ADMIN_EMAIL", _email, cls.admin_email),
-            "admin_password": reader.secret("OSTIARY_ADMIN_PASSWORD", _printable(1024)),
-            "jwks_max_age": reader.get("OSTIARY_JWKS_MAX_AGE", _duration(0, 86400), cls.jwks_max_age),
-            "client_cache_ttl": reader.get("OSTIARY_CLIENT_CACHE_TTL", _duration(0, 300), cls.client_cache_ttl),
-            "max_body_bytes": reader.get(
-                "OSTIARY_MAX_BODY_BYTES", _int_range(1024, 16 * 1024 * 1024), cls.max_body_bytes
-            ),
-            "db_pool_size": reader.get("OSTIARY_DB_POOL_SIZE", _int_range(1, 100), cls.db_pool_size),
-            "db_pool_timeout": reader.get("OSTIARY_DB_POOL_TIMEOUT", _duration(1, 120), cls.db_pool_timeout),
-            "rsa_key_bits": reader.get("OSTIARY_RSA_KEY_BITS", _choice_int(2048, 3072, 4096), cls.rsa_key_bits),
-            "log_level": reader.get("OSTIARY_LOG_LEVEL", _log_level, cls.log_level),
-            "access_log": reader.get("OSTIARY_ACCESS_LOG", _bool, cls.access_log),
-            "trusted_proxies": reader.get("OSTIARY_TRUSTED_PROXIES", _networks, cls.trusted_proxies),
-            "body_timeout": reader.get("OSTIARY_BODY_TIMEOUT_SECONDS", _duration(1, 3600), cls.body_timeout),
-            "reauth_seconds": reader.get("OSTIARY_REAUTH_SECONDS", _duration(30, 86400), cls.reauth_seconds),
-            "mail_backend": reader.get("OSTIARY_MAIL_BACKEND", _choice("smtp", "log"), cls.mail_backend),
-            "pending_interactions_per_address": reader.get(
-                "OSTIARY_PENDING_INTERACTIONS_PER_ADDRESS", _int_range(1, 100000), cls.pending_interactions_per_address
-            ),
-        }
-        flag_names = {"host": "--host", "port": "--port", "workers": "--workers"}
-        for field, raw in overrides.items():
-            if raw is None:
-                continue
-            # The flag wins, so the variable it replaces is no longer a problem.
-            reader.problems = [p for p in reader.problems if p[0] != f"OSTIARY_{field.upper()}"]
-            parser = {"host": _host, "port": _int_range(1, 65535), "workers": _int_range(1, 64)}[field]
-            try:
-                values[field] = parser(str(raw))
-            except ValueError as exc:
-                reader.problems.append((flag_names[field], str(exc)))
-        if (values["admin_email"] is None) != (values["admin_password"] is None):
-            missing = "OSTIARY_ADMIN_PASSWORD" if values["admin_password"] is None else "OSTIARY_ADMIN_EMAIL"
-            reader.problems.append((missing, "the first admin needs both OSTIARY_ADMIN_EMAIL and a password"))
-        _check_mail(values, reader.problems)
-        if reader.problems:
-            raise SettingsError(reader.problems)
-        return cls(**values)
-
-
-def _check_mail(values: dict[str, Any], problems: list[tuple[str, str]]) -> None:
-    """Mail to the log carries working reset links: fine on a loopback development issuer,
-    never by accident on a public one."""
-    backend, smtp_host = values["mail_backend"], values["smtp_host"]
-    if backend == "smtp" and smtp_host is None:
-        problems.append(("OSTIARY_SMTP_HOST", "OSTIARY_MAIL_BACKEND=smtp needs an SMTP host"))
-    elif backend is None and smtp_host is None and values["issuer"].startswith("https://"):
-        problems.append(
-            (
-                "OSTIARY_SMTP_HOST",
-                "an https issuer needs a mail server: set OSTIARY_SMTP_HOST, or OSTIARY_MAIL_BACKEND=log "
-                "to write mail (reset links included) to the log on purpose",
-            )
-        )
-
-
-class _Reader:
-    def __init__(self, environ: Mapping[str, str]) -> None:
-        self.environ = environ
-        self.problems: list[tuple[str, str]] = []
-
-    def get(self, name: str, parse: Callable[[str], T], default: T) -> T:
-        raw = self.environ.get(name)
-        if raw is None or raw == "":
-            return default
-        try:
-            return parse(raw)
-        except ValueError as exc:
-            self.problems.append((name, str(exc)))
-            return default
-
-    def secret(self, name: str, parse: Callable[[str], str]) -> str | None:
-        """A secret from ``name`` or from the file named by ``name_FILE`` (not both)."""
-        file_name = name + "_FILE"
-        direct, path = self.environ.get(name) or None, self.environ.get(file_name) or None
-        if direct and path:
-            self.problems.append((name, f"set either {name} or {file_name}, not both"))
-            return None
-        if path:
-            try:
-                direct = Path(path).read_text(encoding="utf-8").strip()
-            except (OSError, UnicodeDecodeError) as exc:
-                self.problems.append((file_name, f"cannot read {path!r}: {_reason(exc)}"))
-                return None
-            name = file_name
-        if direct is None:
-            return None
-        try:
-            return parse(direct)
-        except ValueError as exc:
-            self.problems.append((name, str(exc)))
-            return None
-
-
-def _reason(exc: BaseException) -> str:
-    return getattr(exc, "strerror", None) or str(exc)
+# Casts: each parses one raw value, or raises ValueError with a message for the operator.
+# They come first because the declarations in Settings call them.
 
 
 def _issuer(raw: str) -> str:
@@ -483,36 +202,6 @@ def _choice_int(*choices: int) -> Callable[[str], int]:
     return parse
 
 
-def parse_duration(raw: str) -> int:
-    """Seconds from ``"90"``, ``"90s"``, ``"15m"``, ``"12h"`` or ``"30d"``."""
-    match = _DURATION.match(raw)
-    if not match:
-        raise ValueError(f"must be a duration such as 90, 90s, 15m, 12h or 30d, got {raw!r}")
-    return int(match.group(1)) * _DURATION_UNITS[match.group(2)]
-
-
-def _duration(low: int, high: int) -> Callable[[str], int]:
-    def parse(raw: str) -> int:
-        value = parse_duration(raw)
-        if not low <= value <= high:
-            raise ValueError(f"must be from {low} to {high} seconds, got {value}")
-        return value
-
-    return parse
-
-
-def _duration_or_off(low: int, high: int) -> Callable[[str], int]:
-    """A duration, or 0 / "off" for none."""
-    bounded = _duration(low, high)
-
-    def parse(raw: str) -> int:
-        if raw.strip().lower() in ("0", "off"):
-            return 0
-        return bounded(raw)
-
-    return parse
-
-
 def _choice(*choices: str) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         if raw.strip() not in choices:
@@ -531,8 +220,578 @@ def _bool(raw: str) -> bool:
     raise ValueError(f"must be true or false, got {raw!r}")
 
 
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
 def _log_level(raw: str) -> str:
     value = raw.strip().upper()
     if value not in _LOG_LEVELS:
         raise ValueError(f"must be one of {', '.join(_LOG_LEVELS)}, got {raw!r}")
     return value
+
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(raw: str) -> int:
+    """Seconds from ``"90"``, ``"90s"``, ``"15m"``, ``"12h"`` or ``"30d"``."""
+    match = _DURATION.match(raw)
+    if not match:
+        raise ValueError(f"must be a duration such as 90, 90s, 15m, 12h or 30d, got {raw!r}")
+    return int(match.group(1)) * _DURATION_UNITS[match.group(2)]
+
+
+@dataclass(frozen=True)
+class _Duration:
+    """A duration from ``low`` to ``high`` seconds; with ``off``, also 0 or "off" for none.
+
+    A class rather than a closure so that the settings table can show its default as one.
+    """
+
+    low: int
+    high: int
+    off: bool = False
+
+    def __call__(self, raw: str) -> int:
+        if self.off and raw.strip().lower() in ("0", "off"):
+            return 0
+        value = parse_duration(raw)
+        if not self.low <= value <= self.high:
+            raise ValueError(f"must be from {self.low} to {self.high} seconds, got {value}")
+        return value
+
+    def show(self, seconds: int) -> str:
+        """``seconds`` in the largest unit that divides it, as an operator would write it."""
+        if seconds == 0:
+            return "off" if self.off else "0"
+        unit = next(unit for unit in "dhms" if seconds % _DURATION_UNITS[unit] == 0)
+        return f"{seconds // _DURATION_UNITS[unit]}{unit}"
+
+
+def _duration(low: int, high: int) -> _Duration:
+    return _Duration(low, high)
+
+
+def _duration_or_off(low: int, high: int) -> _Duration:
+    return _Duration(low, high, off=True)
+
+
+# The declaration of a setting.
+
+
+@dataclass(frozen=True)
+class Variable:
+    """Where one field of :class:`Settings` comes from and what it means."""
+
+    name: str
+    cast: Callable[[str], Any]
+    doc: str
+    #: also read from the file named by ``<name>_FILE``; never in the repr
+    secret: bool = False
+    #: the ``ostiary`` command-line option that wins over the variable
+    flag: str | None = None
+    #: the default as the README shows it, where the value itself would not say what it does
+    shown: str | None = None
+
+
+def setting(
+    name: str,
+    cast: Callable[[str], T],
+    *,
+    default: T,
+    doc: str,
+    secret: bool = False,
+    flag: str | None = None,
+    shown: str | None = None,
+) -> T:
+    """A :class:`Settings` field read from the variable ``name`` by ``cast``, ``default`` when unset."""
+    if secret and default is not None:
+        raise ValueError(f"{name}: a secret has no default")
+    variable = Variable(name, cast, doc, secret=secret, flag=flag, shown=shown)
+    return dataclasses.field(default=default, repr=not secret, metadata={Variable: variable})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the server needs to know, fixed at startup.
+
+    Defaults serve the embedded mode: a SQLite file and key material generated into
+    ``keys/``. Durations are seconds.
+    """
+
+    # The server process.
+    issuer: str = setting(
+        "OSTIARY_ISSUER",
+        _issuer,
+        default="http://127.0.0.1:8000",
+        doc="issuer URL; must be `https` unless the host is loopback. Behind a TLS proxy, the public https URL",
+    )
+    database_url: str = setting(
+        "OSTIARY_DATABASE_URL",
+        _database_url,
+        default="sqlite+aiosqlite:///ostiary.db",
+        doc="`postgresql://user@host:5432/db` (asyncpg) or `sqlite:///path.db`; in-memory SQLite is refused",
+    )
+    host: str = setting("OSTIARY_HOST", _host, default="127.0.0.1", doc="listen address", flag="--host")
+    port: int = setting("OSTIARY_PORT", _int_range(1, 65535), default=8000, doc="listen port", flag="--port")
+    workers: int = setting(
+        "OSTIARY_WORKERS", _int_range(1, 64), default=1, doc="worker processes, one per core is right", flag="--workers"
+    )
+    signing_threads: int = setting(
+        "OSTIARY_SIGNING_THREADS",
+        _int_or_auto(0, 64),
+        default=-1,
+        shown="`auto`",
+        doc="threads per worker that run `client_credentials` grants, and refreshes on PostgreSQL once rotated, "
+        "beside the event loop (their RSA signatures release the GIL); `auto`: when workers < cores, "
+        "cores ÷ workers rounded up (2 for one worker on 2 cores), else none; `0`: sign on the loop",
+    )
+    max_body_bytes: int = setting(
+        "OSTIARY_MAX_BODY_BYTES",
+        _int_range(1024, 16 * 1024 * 1024),
+        default=64 * 1024,
+        doc="largest request body accepted (`413` beyond)",
+    )
+    body_timeout: int = setting(
+        "OSTIARY_BODY_TIMEOUT_SECONDS",
+        _duration(1, 3600),
+        default=30,
+        doc="how long a request body may take to arrive in full; beyond, `408` and the connection is closed",
+    )
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = setting(
+        "OSTIARY_TRUSTED_PROXIES",
+        _networks,
+        default=(),
+        doc='addresses or CIDR blocks of reverse proxies whose forwarding headers are believed (see "Behind a '
+        'proxy"); empty: the peer is the client',
+    )
+    db_pool_size: int = setting(
+        "OSTIARY_DB_POOL_SIZE",
+        _int_range(1, 100),
+        default=5,
+        doc="database connections per worker (PostgreSQL; the pool never overflows)",
+    )
+    db_pool_timeout: int = setting(
+        "OSTIARY_DB_POOL_TIMEOUT",
+        _duration(1, 120),
+        default=5,
+        doc="how long to wait for a database connection before answering `503`",
+    )
+    log_level: str = setting(
+        "OSTIARY_LOG_LEVEL",
+        _log_level,
+        default="INFO",
+        doc="Ostiary's log level; libraries stay at WARNING (some log secrets at DEBUG)",
+    )
+    access_log: bool = setting(
+        "OSTIARY_ACCESS_LOG",
+        _bool,
+        default=True,
+        doc="one line per request: client address, method, path (never the query), status, time; control "
+        "characters are escaped in every log line; `499`: the client left mid-body",
+    )
+
+    # Signing keys.
+    keys_secret: str | None = setting(
+        "OSTIARY_KEYS_SECRET",
+        _keys_secret,
+        default=None,
+        secret=True,
+        doc="key-encryption secret, 32 characters or more, the same on every machine",
+    )
+    keys_secret_previous: str | None = setting(
+        "OSTIARY_KEYS_SECRET_PREVIOUS",
+        _keys_secret,
+        default=None,
+        secret=True,
+        doc="the previous key-encryption secret, accepted while `ostiary keys rewrap` moves keys off it",
+    )
+    keys_dir: Path = setting(
+        "OSTIARY_KEYS_DIR",
+        Path,
+        default=Path("keys"),
+        doc="where the embedded default keeps its generated secret when `OSTIARY_KEYS_SECRET` is not set",
+    )
+    keys_rotate_every: int = setting(
+        "OSTIARY_KEYS_ROTATE_EVERY",
+        _duration_or_off(3600, 3650 * 86400),
+        default=0,
+        doc="rotate the signing keys on this schedule, e.g. `30d` (at least `1h`)",
+    )
+    keys_poll_interval: int = setting(
+        "OSTIARY_KEYS_POLL_INTERVAL", _duration(1, 300), default=5, doc="how often each process looks at the key set"
+    )
+    # Ed25519 signs ID tokens only: Authlib's RFC 9068 generator gives joserfc no algorithm
+    # list, and joserfc refuses algorithms it does not recommend (Ed25519) without one.
+    access_token_alg: str = setting(
+        "OSTIARY_ACCESS_TOKEN_ALG",
+        _choice("RS256", "ES256"),
+        default="RS256",
+        doc="`RS256` or `ES256` for access tokens",
+    )
+    rsa_key_bits: int = setting(
+        "OSTIARY_RSA_KEY_BITS",
+        _choice_int(2048, 3072, 4096),
+        default=2048,
+        doc="size of new RSA signing keys: 2048, 3072 or 4096",
+    )
+    jwks_max_age: int = setting(
+        "OSTIARY_JWKS_MAX_AGE",
+        _duration(0, 86400),
+        default=600,
+        doc="`Cache-Control: max-age` of `/jwks` and discovery; a staged key waits this plus two poll intervals "
+        "before signing",
+    )
+
+    # Lifetimes of what Ostiary issues and keeps.
+    access_token_ttl: int = setting(
+        "OSTIARY_ACCESS_TOKEN_TTL", _duration(5, 86400), default=3600, doc="access token lifetime, 5 s to 1 day"
+    )
+    id_token_ttl: int = setting("OSTIARY_ID_TOKEN_TTL", _duration(5, 86400), default=3600, doc="ID token lifetime")
+    auth_code_ttl: int = setting(
+        "OSTIARY_AUTH_CODE_TTL", _duration(10, 600), default=60, doc="authorization code lifetime, 10 s to 10 min"
+    )
+    session_ttl: int = setting(
+        "OSTIARY_SESSION_TTL",
+        _duration(300, 90 * 86400),
+        default=86400,
+        doc="browser session (single sign-on) lifetime",
+    )
+    refresh_token_idle_ttl: int = setting(
+        "OSTIARY_REFRESH_TOKEN_IDLE_TTL",
+        _duration(60, 365 * 86400),
+        default=30 * 86400,
+        doc="a refresh token unused this long expires",
+    )
+    refresh_family_ttl: int = setting(
+        "OSTIARY_REFRESH_FAMILY_TTL",
+        _duration(60, 3650 * 86400),
+        default=90 * 86400,
+        doc="absolute lifetime of a refresh-token family",
+    )
+    refresh_reuse_grace_seconds: int = setting(
+        "OSTIARY_REFRESH_REUSE_GRACE_SECONDS",
+        _duration(0, 300),
+        default=0,
+        doc="grace window for re-presenting the previous refresh token (0: off, at most 300)",
+    )
+    refresh_reuse_grace_count: int = setting(
+        "OSTIARY_REFRESH_REUSE_GRACE_COUNT",
+        _int_range(0, 1000),
+        default=0,
+        doc="how many times within the window (0: no bound)",
+    )
+    interaction_ttl: int = setting(
+        "OSTIARY_INTERACTION_TTL", _duration(60, 86400), default=900, doc="how long a sign-in page stays usable"
+    )
+    pending_interactions_per_address: int = setting(
+        "OSTIARY_PENDING_INTERACTIONS_PER_ADDRESS",
+        _int_range(1, 100000),
+        default=100,
+        doc="unfinished sign-ins one client address may hold; beyond, its oldest gives way",
+    )
+    client_cache_ttl: int = setting(
+        "OSTIARY_CLIENT_CACHE_TTL",
+        _duration(0, 300),
+        default=5,
+        doc="how long a process caches a client's registration (0: off). A changed client is seen everywhere "
+        "within this time",
+    )
+    cleanup_interval: int = setting(
+        "OSTIARY_CLEANUP_INTERVAL",
+        _duration(0, 7 * 86400),
+        default=3600,
+        doc="time between cleanup sweeps of expired rows (0: off)",
+    )
+
+    # Passwords, second factors and attempts.
+    # OWASP's Argon2id minimum is t=2, m=19 MiB, p=1; the defaults are RFC 9106's second choice.
+    argon2_time_cost: int = setting(
+        "OSTIARY_ARGON2_TIME_COST", _int_range(2, 20), default=3, doc="Argon2id iterations (at least 2)"
+    )
+    argon2_memory_kib: int = setting(
+        "OSTIARY_ARGON2_MEMORY_KIB",
+        _int_range(19456, 4 * 1024 * 1024),
+        default=65536,
+        doc="Argon2id memory in KiB (at least 19456, OWASP's minimum)",
+    )
+    argon2_parallelism: int = setting("OSTIARY_ARGON2_PARALLELISM", _int_range(1, 16), default=4, doc="Argon2id lanes")
+    password_min_length: int = setting(
+        "OSTIARY_PASSWORD_MIN_LENGTH",
+        _int_range(8, 128),
+        default=12,
+        doc="shortest password accepted (NIST SP 800-63B)",
+    )
+    hibp_url: str = setting(
+        "OSTIARY_HIBP_URL",
+        _hibp_url,
+        default="https://api.pwnedpasswords.com",
+        doc="Have I Been Pwned's breached-password range API (or a mirror), or `off`",
+    )
+    hibp_timeout: int = setting(
+        "OSTIARY_HIBP_TIMEOUT", _duration(1, 30), default=2, doc="how long to wait for it before accepting the password"
+    )
+    password_reset_ttl: int = setting(
+        "OSTIARY_PASSWORD_RESET_TTL",
+        _duration(300, 86400),
+        default=1800,
+        doc="lifetime of a reset link, 5 min to 1 day",
+    )
+    reauth_seconds: int = setting(
+        "OSTIARY_REAUTH_SECONDS",
+        _duration(30, 86400),
+        default=300,
+        doc="how recent a password or second-factor check must be for account changes that affect sign-in "
+        "(at least 30 s)",
+    )
+    mfa: str = setting(
+        "OSTIARY_MFA",
+        _choice(*MFA_POLICIES),
+        default="always-if-enrolled",
+        doc="ask users who have a second factor for it at every sign-in, or only `when-requested` "
+        "(by `acr_values` or `--require-mfa`)",
+    )
+    totp_issuer: str = setting(
+        "OSTIARY_TOTP_ISSUER",
+        _totp_issuer,
+        default="Ostiary",
+        doc="the name authenticator apps show next to the account (no colon)",
+    )
+    lockout_threshold: int = setting(
+        "OSTIARY_LOCKOUT_THRESHOLD",
+        _int_range(0, 1000),
+        default=5,
+        doc="failed attempts (per account and factor) that lock it for the rest of the window (0: off)",
+    )
+    lockout_window_seconds: int = setting(
+        "OSTIARY_LOCKOUT_WINDOW_SECONDS",
+        _duration(10, 86400),
+        default=900,
+        doc="the sliding window of that count, 10 s to 1 day",
+    )
+    rate_limit_login: int = setting(
+        "OSTIARY_RATE_LIMIT_LOGIN_PER_MINUTE",
+        _int_range(0, 100000),
+        default=20,
+        doc="sign-in and password-reset requests per client address per minute (0: off)",
+    )
+    rate_limit_token: int = setting(
+        "OSTIARY_RATE_LIMIT_TOKEN_PER_MINUTE",
+        _int_range(0, 10000000),
+        default=0,
+        doc="`/token` requests per client address per minute (0: off, the default: a hot path)",
+    )
+    redis_url: str | None = setting(
+        "OSTIARY_REDIS_URL",
+        _redis_url,
+        default=None,
+        doc="`redis://host:6379/0`: keep the per-address counters in Redis instead of the database",
+    )
+
+    # Mail.
+    mail_backend: str | None = setting(
+        "OSTIARY_MAIL_BACKEND",
+        _choice("smtp", "log"),
+        default=None,
+        shown="(auto)",
+        doc="`smtp` or `log` (development: mail, reset links included, goes to the log); by default `smtp` when "
+        "`OSTIARY_SMTP_HOST` is set, else `log`, which an `https` issuer refuses unless set explicitly",
+    )
+    smtp_host: str | None = setting(
+        "OSTIARY_SMTP_HOST", _host, default=None, doc="mail server; without it, mail is written to the log"
+    )
+    smtp_port: int = setting("OSTIARY_SMTP_PORT", _int_range(1, 65535), default=587, doc="its port")
+    smtp_security: str = setting(
+        "OSTIARY_SMTP_SECURITY",
+        _choice("starttls", "tls", "none"),
+        default="starttls",
+        doc="`starttls`, `tls` (implicit, usually port 465) or `none`",
+    )
+    smtp_user: str | None = setting("OSTIARY_SMTP_USER", _printable(254), default=None, doc="SMTP login")
+    smtp_password: str | None = setting(
+        "OSTIARY_SMTP_PASSWORD", _printable(1024), default=None, secret=True, doc="the SMTP login's password"
+    )
+    smtp_timeout: int = setting(
+        "OSTIARY_SMTP_TIMEOUT", _duration(1, 300), default=10, doc="time allowed for one SMTP conversation"
+    )
+    mail_from: str | None = setting(
+        "OSTIARY_MAIL_FROM", _mail_from, default=None, shown="`Ostiary <no-reply@issuer host>`", doc="the From header"
+    )
+    mail_poll_interval: int = setting(
+        "OSTIARY_MAIL_POLL_INTERVAL",
+        _duration(0, 3600),
+        default=5,
+        doc="time between each process's look at the outbox (0: this process sends nothing)",
+    )
+
+    # The first administrator, created once at startup when both are set.
+    admin_email: str | None = setting(
+        "OSTIARY_ADMIN_EMAIL",
+        _email,
+        default=None,
+        doc="with `OSTIARY_ADMIN_PASSWORD`, the first administrator, created once at startup (username = the address)",
+    )
+    admin_password: str | None = setting(
+        "OSTIARY_ADMIN_PASSWORD",
+        _printable(1024),
+        default=None,
+        secret=True,
+        doc="their first password, which they must change after signing in",
+    )
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.database_url.startswith("postgresql+asyncpg://")
+
+    @property
+    def mail_to_log(self) -> bool:
+        """Mail is written to the log instead of sent (development)."""
+        return self.mail_backend == "log" or (self.mail_backend is None and self.smtp_host is None)
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.issuer.startswith("https://")
+
+    @property
+    def sender_address(self) -> str:
+        """The From header of our mail."""
+        return self.mail_from or f"Ostiary <no-reply@{urlsplit(self.issuer).hostname}>"
+
+    def endpoint(self, path: str) -> str:
+        """The absolute URL of one of our endpoints (``path`` starts with ``/``)."""
+        return self.issuer + path
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> Settings:
+        """Build settings from ``environ``; ``overrides`` (e.g. CLI flags) win over it.
+
+        Raises :class:`SettingsError` naming every variable whose value is invalid.
+        """
+        reader = _Reader(environ)
+        values = {field.name: reader.read(variable, field.default) for field, variable in _declared()}
+        _override(values, overrides, reader.problems)
+        _check_admin(values, reader.problems)
+        _check_mail(values, reader.problems)
+        if reader.problems:
+            raise SettingsError(reader.problems)
+        return cls(**values)
+
+
+def _declared() -> list[tuple[dataclasses.Field[Any], Variable]]:
+    """Each field of :class:`Settings` with its variable, in the order they are declared."""
+    return [(field, field.metadata[Variable]) for field in dataclasses.fields(Settings) if Variable in field.metadata]
+
+
+def _override(values: dict[str, Any], overrides: Mapping[str, Any], problems: list[tuple[str, str]]) -> None:
+    """Command-line options win over their variables; a bad one is reported by the option's name."""
+    flags = {field.name: (variable, variable.flag) for field, variable in _declared() if variable.flag is not None}
+    for name, raw in overrides.items():
+        if raw is None:
+            continue
+        variable, flag = flags[name]
+        # The flag wins, so the variable it replaces is no longer a problem.
+        problems[:] = [problem for problem in problems if problem[0] != variable.name]
+        try:
+            values[name] = variable.cast(str(raw))
+        except ValueError as exc:
+            problems.append((flag, str(exc)))
+
+
+def _check_admin(values: dict[str, Any], problems: list[tuple[str, str]]) -> None:
+    if (values["admin_email"] is None) != (values["admin_password"] is None):
+        missing = "OSTIARY_ADMIN_PASSWORD" if values["admin_password"] is None else "OSTIARY_ADMIN_EMAIL"
+        problems.append((missing, "the first admin needs both OSTIARY_ADMIN_EMAIL and a password"))
+
+
+def _check_mail(values: dict[str, Any], problems: list[tuple[str, str]]) -> None:
+    """Mail to the log carries working reset links: fine on a loopback development issuer,
+    never by accident on a public one."""
+    backend, smtp_host = values["mail_backend"], values["smtp_host"]
+    if backend == "smtp" and smtp_host is None:
+        problems.append(("OSTIARY_SMTP_HOST", "OSTIARY_MAIL_BACKEND=smtp needs an SMTP host"))
+    elif backend is None and smtp_host is None and values["issuer"].startswith("https://"):
+        problems.append(
+            (
+                "OSTIARY_SMTP_HOST",
+                "an https issuer needs a mail server: set OSTIARY_SMTP_HOST, or OSTIARY_MAIL_BACKEND=log "
+                "to write mail (reset links included) to the log on purpose",
+            )
+        )
+
+
+class _Reader:
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ = environ
+        self.problems: list[tuple[str, str]] = []
+
+    def read(self, variable: Variable, default: Any) -> Any:
+        if variable.secret:
+            return self.secret(variable.name, variable.cast)
+        return self.get(variable.name, variable.cast, default)
+
+    def get(self, name: str, parse: Callable[[str], T], default: T) -> T:
+        raw = self.environ.get(name)
+        if raw is None or raw == "":
+            return default
+        try:
+            return parse(raw)
+        except ValueError as exc:
+            self.problems.append((name, str(exc)))
+            return default
+
+    def secret(self, name: str, parse: Callable[[str], str]) -> str | None:
+        """A secret from ``name`` or from the file named by ``name_FILE`` (not both)."""
+        file_name = name + "_FILE"
+        direct, path = self.environ.get(name) or None, self.environ.get(file_name) or None
+        if direct and path:
+            self.problems.append((name, f"set either {name} or {file_name}, not both"))
+            return None
+        if path:
+            try:
+                direct = Path(path).read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                self.problems.append((file_name, f"cannot read {path!r}: {_reason(exc)}"))
+                return None
+            name = file_name
+        if direct is None:
+            return None
+        try:
+            return parse(direct)
+        except ValueError as exc:
+            self.problems.append((name, str(exc)))
+            return None
+
+
+def _reason(exc: BaseException) -> str:
+    return getattr(exc, "strerror", None) or str(exc)
+
+
+# The README's table.
+
+
+def settings_table() -> str:
+    """Every setting as a Markdown table (variable, default, meaning), in declaration order.
+
+    README.md holds a copy between its ``settings-table`` markers; ``scripts/settings-table``
+    rewrites it, and a test fails when the two differ.
+    """
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for field, variable in _declared():
+        name = f"`{variable.name}`" + (" (or `_FILE`)" if variable.secret else "")
+        doc = variable.doc + (f" (`ostiary serve {variable.flag}`)" if variable.flag else "")
+        doc = doc.replace("|", r"\|")  # a bar would end the cell
+        rows.append(f"| {name} | {_shown(variable, field.default)} | {doc} |")
+    return "\n".join(rows) + "\n"
+
+
+def _shown(variable: Variable, default: object) -> str:
+    if variable.shown is not None:
+        return variable.shown
+    if default is None or default == ():
+        return "(none)"
+    if isinstance(default, bool):
+        return f"`{str(default).lower()}`"
+    if isinstance(variable.cast, _Duration) and isinstance(default, int):
+        return f"`{variable.cast.show(default)}`"
+    return f"`{default}`"
