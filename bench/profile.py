@@ -1,8 +1,9 @@
 """Where the time goes on one hot path: py-spy samples the (single) Ostiary worker while
 wrk drives the case, then prints the functions holding the most samples, inclusive and
-self, and writes the collapsed stacks (for a flame graph) next to the output.
+self, and writes the collapsed stacks (for a flame graph) to ``<out>.txt`` (by default
+in the temporary directory).
 
-    python bench/profile.py refresh_token [--seconds 20] [--out /tmp/profile]
+    python bench/profile.py refresh_token [--seconds 20] [--out profile-out]
 
 py-spy (``pip install py-spy``) needs to be allowed to read the worker's memory (same user,
 ptrace not forbidden).

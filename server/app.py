@@ -14,21 +14,23 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import StatelessLifespan
 
 from .keys.watcher import watch
 from .mail.sender import OutboxSender
 from .mail.transport import transport_for
-from .runtime import Runtime
 from .settings import Settings
 from .storage import AsyncEngine
 from .storage.engine import create_engine
 from .storage.errors import UNAVAILABLE_TYPES
 from .sweeper import run_periodically
+from .users.reset import LOOKUP_TEMPLATE
 from .web import account, authorize, errors, health, logout, password, token, userinfo
 from .web.middleware import EdgeMiddleware
 from .web.proxies import TrustedProxies
+from .web.runtime import Runtime
 from .web.wellknown import PublishedDocuments
 
 log = logging.getLogger("ostiary")
@@ -44,6 +46,17 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None, freeze_
     the process, so it is moved out of the garbage collector's way and a full collection
     under load scans only what requests allocate.
     """
+    return Starlette(
+        routes=_routes(),
+        middleware=[*_proxies(settings), *_edge(settings)],
+        exception_handlers=_exception_handlers(),
+        lifespan=_lifespan(settings, engine, freeze_gc=freeze_gc),
+    )
+
+
+def _lifespan(settings: Settings, engine: AsyncEngine | None, *, freeze_gc: bool) -> StatelessLifespan[Starlette]:
+    """The runtime and the background tasks, for as long as the app serves: built at start,
+    stopped at the end, and an engine made here (none was given) disposed of."""
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -54,20 +67,7 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None, freeze_
         try:
             runtime = await Runtime.start(settings, active_engine)
             app.state.runtime = runtime
-            tasks.append(
-                asyncio.create_task(
-                    watch(runtime.sessionmaker, runtime.wrappers, settings, runtime.keys, runtime.on_key_change)
-                )
-            )
-            if settings.cleanup_interval > 0:
-                tasks.append(
-                    asyncio.create_task(
-                        run_periodically(active_engine, runtime.sessionmaker, settings.cleanup_interval)
-                    )
-                )
-            if settings.mail_poll_interval > 0:
-                sender = OutboxSender(settings, runtime.sessionmaker, runtime.wrappers, transport_for(settings))
-                tasks.append(asyncio.create_task(sender.run()))
+            _start_background(tasks, settings, active_engine, runtime)
             if freeze_gc:
                 gc.collect()
                 gc.freeze()
@@ -82,42 +82,68 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None, freeze_
             if own_engine:
                 await active_engine.dispose()
 
+    return lifespan
+
+
+def _start_background(
+    tasks: list[asyncio.Task[None]], settings: Settings, engine: AsyncEngine, runtime: Runtime
+) -> None:
+    """Start the key watcher, the sweeper and the mail sender (those configured), each added
+    to ``tasks`` as soon as it runs, so that one failing to start leaves none behind."""
+    tasks.append(
+        asyncio.create_task(
+            watch(runtime.sessionmaker, runtime.wrappers, settings, runtime.keys, runtime.on_key_change)
+        )
+    )
+    if settings.cleanup_interval > 0:
+        tasks.append(asyncio.create_task(run_periodically(engine, runtime.sessionmaker, settings.cleanup_interval)))
+    if settings.mail_poll_interval > 0:
+        sender = OutboxSender(
+            settings,
+            runtime.sessionmaker,
+            runtime.wrappers,
+            transport_for(settings),
+            resolvers={LOOKUP_TEMPLATE: runtime.resets.resolve},
+        )
+        tasks.append(asyncio.create_task(sender.run()))
+
+
+def _exception_handlers() -> dict[Any, Any]:
     handlers: dict[Any, Any] = {exc_type: errors.unavailable_or_raise for exc_type in UNAVAILABLE_TYPES}
     handlers[HTTPException] = errors.http_error
     handlers[Exception] = errors.server_error
-    return Starlette(
-        routes=[
-            Route("/token", token.token, methods=["POST"]),
-            Route("/token", token.token_wrong_method, methods=["GET", "PUT", "DELETE", "PATCH"]),
-            Route("/revoke", token.revoke, methods=["POST"]),
-            Route("/introspect", token.introspect, methods=["POST"]),
-            Route("/healthz", health.healthz, methods=["GET"]),
-            Route("/authorize", authorize.authorize, methods=["GET", "POST"]),
-            Route("/login", authorize.login, methods=["POST"]),
-            Route("/login/otp", authorize.second_factor, methods=["POST"]),
-            Route("/login/otp", authorize.second_factor_page, methods=["GET"]),
-            Route("/login/password", authorize.forced_password_change, methods=["POST"]),
-            Route("/consent", authorize.consent, methods=["POST"]),
-            Route("/password/forgot", password.forgot_page, methods=["GET"]),
-            Route("/password/forgot", password.forgot, methods=["POST"]),
-            Route("/password/reset", password.reset_page, methods=["GET"]),
-            Route("/password/reset", password.reset, methods=["POST"]),
-            Route("/account", account.account, methods=["GET"]),
-            Route("/account/password", account.change_password, methods=["POST"]),
-            Route("/account/totp/start", account.start_totp, methods=["POST"]),
-            Route("/account/totp/confirm", account.confirm_totp, methods=["POST"]),
-            Route("/account/totp/disable", account.disable_totp, methods=["POST"]),
-            Route("/account/backup-codes", account.regenerate_codes, methods=["POST"]),
-            Route("/account/sign-out-everywhere", account.end_everywhere, methods=["POST"]),
-            Route("/account/reauth", account.reauthenticate, methods=["POST"]),
-            Route("/userinfo", userinfo.userinfo, methods=["GET", "POST"]),
-            Route("/logout", logout.logout, methods=["GET", "POST"]),
-            Mount("/static", StaticFiles(directory=STATIC), name="static"),
-        ],
-        middleware=[*_proxies(settings), *_edge(settings)],
-        exception_handlers=handlers,
-        lifespan=lifespan,
-    )
+    return handlers
+
+
+def _routes() -> list[BaseRoute]:
+    return [
+        Route("/token", token.token, methods=["POST"]),
+        Route("/token", token.token_wrong_method, methods=["GET", "PUT", "DELETE", "PATCH"]),
+        Route("/revoke", token.revoke, methods=["POST"]),
+        Route("/introspect", token.introspect, methods=["POST"]),
+        Route("/healthz", health.healthz, methods=["GET"]),
+        Route("/authorize", authorize.authorize, methods=["GET", "POST"]),
+        Route("/login", authorize.login, methods=["POST"]),
+        Route("/login/otp", authorize.second_factor, methods=["POST"]),
+        Route("/login/otp", authorize.second_factor_page, methods=["GET"]),
+        Route("/login/password", authorize.forced_password_change, methods=["POST"]),
+        Route("/consent", authorize.consent, methods=["POST"]),
+        Route("/password/forgot", password.forgot_page, methods=["GET"]),
+        Route("/password/forgot", password.forgot, methods=["POST"]),
+        Route("/password/reset", password.reset_page, methods=["GET"]),
+        Route("/password/reset", password.reset, methods=["POST"]),
+        Route("/account", account.account, methods=["GET"]),
+        Route("/account/password", account.change_password, methods=["POST"]),
+        Route("/account/totp/start", account.start_totp, methods=["POST"]),
+        Route("/account/totp/confirm", account.confirm_totp, methods=["POST"]),
+        Route("/account/totp/disable", account.disable_totp, methods=["POST"]),
+        Route("/account/backup-codes", account.regenerate_codes, methods=["POST"]),
+        Route("/account/sign-out-everywhere", account.end_everywhere, methods=["POST"]),
+        Route("/account/reauth", account.reauthenticate, methods=["POST"]),
+        Route("/userinfo", userinfo.userinfo, methods=["GET", "POST"]),
+        Route("/logout", logout.logout, methods=["GET", "POST"]),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
 
 
 def _proxies(settings: Settings) -> list[Middleware]:

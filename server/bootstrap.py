@@ -16,9 +16,18 @@ from typing import Any
 from .keys import service as key_service
 from .keys.errors import KeyMaterialError
 from .keys.secret import resolve_secret
-from .runtime import key_wrappers
+from .keys.wrapping import KeyWrappers, key_wrappers
 from .settings import Settings
-from .storage import AsyncEngine, IntegrityError, async_sessionmaker, keys as key_store, migrate, users
+from .storage import (
+    AsyncEngine,
+    IntegrityError,
+    Session,
+    async_sessionmaker,
+    keys as key_store,
+    migrate,
+    transactions,
+    users,
+)
 from .storage.engine import create_engine, create_sessionmaker, describe_url, ping
 from .users.errors import UserError
 from .users.passwords import Passwords
@@ -47,31 +56,30 @@ async def prepare(settings: Settings) -> None:
     """Everything a server process needs before it can serve, checked once."""
     async with open_database(settings) as engine:
         sessionmaker = create_sessionmaker(engine)
-        async with sessionmaker() as session:
-            keys_exist = await session.run_sync(key_store.count_keys) > 0
+        keys_exist = await transactions.run(sessionmaker, key_store.count_keys) > 0
         try:
             wrappers = key_wrappers(settings, resolve_secret(settings, keys_exist=keys_exist))
-            async with sessionmaker.begin() as session:
-                await session.run_sync(key_service.verify_all, wrappers)
-                for alg in dict.fromkeys(("RS256", settings.access_token_alg)):
-                    ensure = functools.partial(
-                        key_service.ensure_active_key, wrappers=wrappers, alg=alg, bits=settings.rsa_key_bits
-                    )
-                    kid = await session.run_sync(ensure)
-                    if kid:
-                        log.info("created signing key %s (%s)", kid, alg)
+            await transactions.run(sessionmaker, functools.partial(_check_keys, settings=settings, wrappers=wrappers))
         except KeyMaterialError as exc:
             raise StartupError(str(exc)) from None
         if settings.admin_email and settings.admin_password:
             await ensure_admin(settings, settings.admin_email, settings.admin_password, sessionmaker)
 
 
+def _check_keys(db: Session, *, settings: Settings, wrappers: KeyWrappers) -> None:
+    """Every stored key decrypts, and each algorithm in use has an active key (one transaction)."""
+    key_service.verify_all(db, wrappers)
+    for alg in dict.fromkeys(("RS256", settings.access_token_alg)):
+        kid = key_service.ensure_active_key(db, wrappers=wrappers, alg=alg, bits=settings.rsa_key_bits)
+        if kid:
+            log.info("created signing key %s (%s)", kid, alg)
+
+
 async def ensure_admin(settings: Settings, email: str, password: str, sessionmaker: async_sessionmaker[Any]) -> None:
     """The first administrator, once (``OSTIARY_ADMIN_EMAIL``/``OSTIARY_ADMIN_PASSWORD``)."""
-    async with sessionmaker() as session:
-        exists = await session.run_sync(
-            lambda db: users.any_admin(db) or users.get_user_by_email(db, email) is not None
-        )
+    exists = await transactions.run(
+        sessionmaker, lambda db: users.any_admin(db) or users.get_user_by_email(db, email) is not None
+    )
     if exists:
         return
     passwords = Passwords(settings)
@@ -81,8 +89,9 @@ async def ensure_admin(settings: Settings, email: str, password: str, sessionmak
         raise StartupError(f"{error.field}: {error.message}") from None
     password_hash = await passwords.hash_async(password)
     try:
-        async with sessionmaker.begin() as session:
-            created = await session.run_sync(lambda db: bootstrap_admin(db, email=email, password_hash=password_hash))
+        created = await transactions.run(
+            sessionmaker, lambda db: bootstrap_admin(db, email=email, password_hash=password_hash)
+        )
     except IntegrityError:  # another process created it at the same moment
         return
     if created is not None:

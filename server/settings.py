@@ -343,7 +343,7 @@ class Settings:
         _int_or_auto(0, 64),
         default=-1,
         shown="`auto`",
-        doc="threads per worker that run `client_credentials` grants, and refreshes on PostgreSQL once rotated, "
+        doc="threads per worker that run `client_credentials` grants and the issuing half of refreshes "
         "beside the event loop (their RSA signatures release the GIL); `auto`: when workers < cores, "
         "cores ÷ workers rounded up (2 for one worker on 2 cores), else none; `0`: sign on the loop",
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..storage import AsyncSession, Session, async_sessionmaker, failures, users as user_store
+from ..storage import AsyncSession, Session, async_sessionmaker, failures, transactions, users as user_store
 from ..storage.base import sha256
 from ..storage.users import StoredUser
 from .devices import DeviceCookies
@@ -35,13 +35,11 @@ class LoginGuard:
 
     async def attempt(self, username: str, device_cookie: str | None) -> LoginAttempt:
         """Find the user and count this attempt (one transaction, before any Argon2 work)."""
-        async with self.sessionmaker.begin() as session:
-            return await session.run_sync(lambda db: self._attempt(db, username, device_cookie))
+        return await transactions.run(self.sessionmaker, lambda db: self._attempt(db, username, device_cookie))
 
     async def attempt_for(self, user: StoredUser, device_cookie: str | None) -> LoginAttempt:
         """The same for a known user (a password typed again on the account pages)."""
-        async with self.sessionmaker.begin() as session:
-            return await session.run_sync(lambda db: self._count(db, user, device_cookie))
+        return await transactions.run(self.sessionmaker, lambda db: self._count(db, user, device_cookie))
 
     def succeeded(self, db: Session, user_id: int, device: bytes | None) -> None:
         """The password was right: the counter it was counted on starts again."""

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..storage import AsyncSession, async_sessionmaker, ratelimits
+from ..storage import AsyncSession, async_sessionmaker, ratelimits, transactions
 from .secrets import network_of
 
 log = logging.getLogger("ostiary.ratelimit")
@@ -39,8 +39,7 @@ class DatabaseCounter:
         self.sessionmaker = sessionmaker
 
     async def hit(self, bucket: str, window_start: int) -> int:
-        async with self.sessionmaker.begin() as session:
-            return await session.run_sync(lambda db: ratelimits.hit(db, bucket, window_start))
+        return await transactions.run(self.sessionmaker, lambda db: ratelimits.hit(db, bucket, window_start))
 
     async def close(self) -> None:
         """Nothing to close: the database engine belongs to the app."""

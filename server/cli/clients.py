@@ -16,7 +16,7 @@ from ..clients import service as client_service
 from ..clients.errors import ClientRegistrationError
 from ..clients.service import GRANT_TYPES, register_client
 from ..settings import Settings, parse_duration
-from ..storage import clients as client_store
+from ..storage import clients as client_store, transactions
 from ..storage.clients import StoredClient
 from ..storage.engine import create_sessionmaker
 from .database import in_transaction
@@ -126,8 +126,9 @@ def run_create(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _create(settings: Settings, args: argparse.Namespace) -> tuple[StoredClient, str | None]:
-    async with open_database(settings) as engine, create_sessionmaker(engine).begin() as session:
-        return await session.run_sync(
+    async with open_database(settings) as engine:
+        return await transactions.run(
+            create_sessionmaker(engine),
             lambda s: register_client(
                 s,
                 name=args.name,
@@ -141,7 +142,7 @@ async def _create(settings: Settings, args: argparse.Namespace) -> tuple[StoredC
                 introspection=args.introspection,
                 id_token_alg=args.id_token_alg,
                 require_mfa=args.require_mfa,
-            )
+            ),
         )
 
 
@@ -159,8 +160,8 @@ def run_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _list(settings: Settings) -> list[StoredClient]:
-    async with open_database(settings) as engine, create_sessionmaker(engine)() as session:
-        return await session.run_sync(client_store.list_clients)
+    async with open_database(settings) as engine:
+        return await transactions.run(create_sessionmaker(engine), client_store.list_clients)
 
 
 def _describe(client: StoredClient) -> dict[str, Any]:

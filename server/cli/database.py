@@ -8,7 +8,7 @@ from typing import TypeVar
 
 from ..bootstrap import open_database
 from ..settings import Settings
-from ..storage import Session
+from ..storage import Session, transactions
 from ..storage.engine import create_sessionmaker
 
 T = TypeVar("T")
@@ -19,7 +19,7 @@ def in_transaction(settings: Settings, work: Callable[[Session], T]) -> T:
     back when it raises); a database error reaches ``server.cli.main``, which reports it."""
 
     async def run() -> T:
-        async with open_database(settings) as engine, create_sessionmaker(engine).begin() as session:
-            return await session.run_sync(work)
+        async with open_database(settings) as engine:
+            return await transactions.run(create_sessionmaker(engine), work)
 
     return asyncio.run(run())

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..bootstrap import open_database
 from ..settings import Settings
-from ..storage import Session, audit, grants as grant_store, users as user_store
+from ..storage import Session, audit, grants as grant_store, transactions, users as user_store
 from ..storage.engine import create_sessionmaker
 from ..users.errors import UserError
 
@@ -29,8 +29,8 @@ def run_revoke(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _revoke(settings: Settings, username: str, client_id: str | None) -> int:
-    async with open_database(settings) as engine, create_sessionmaker(engine).begin() as session:
-        return await session.run_sync(_revoke_in, username, client_id)
+    async with open_database(settings) as engine:
+        return await transactions.run(create_sessionmaker(engine), lambda db: _revoke_in(db, username, client_id))
 
 
 def _revoke_in(db: Session, username: str, client_id: str | None) -> int:

@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from ..bootstrap import open_database
 from ..keys import service
 from ..keys.lifecycle import activates_at, published_until
 from ..keys.secret import resolve_secret
+from ..keys.wrapping import key_wrappers
 from ..mfa.service import rewrap_all
-from ..runtime import key_wrappers
 from ..settings import SIGNING_ALGS, Settings
 from ..storage import Session, keys as key_store
-from ..storage.engine import create_sessionmaker
 from ..storage.keys import StoredKey
+from .database import in_transaction
 
 T = TypeVar("T")
 
@@ -58,13 +56,13 @@ def separate_kid(argv: list[str]) -> list[str]:
 
 
 def _with_keys(settings: Settings, work: Callable[[Session, Any], T]) -> T:
-    async def run() -> T:
-        async with open_database(settings) as engine, create_sessionmaker(engine).begin() as session:
-            keys_exist = await session.run_sync(key_store.count_keys) > 0
-            wrappers = key_wrappers(settings, resolve_secret(settings, keys_exist=keys_exist))
-            return await session.run_sync(work, wrappers)
+    """``work`` with the key wrappers, in the same transaction that decided whether keys exist."""
 
-    return asyncio.run(run())
+    def with_wrappers(db: Session) -> T:
+        keys_exist = key_store.count_keys(db) > 0
+        return work(db, key_wrappers(settings, resolve_secret(settings, keys_exist=keys_exist)))
+
+    return in_transaction(settings, with_wrappers)
 
 
 def run_list(settings: Settings, args: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ from typing import Any
 from ..bootstrap import open_database
 from ..mfa import service as mfa_service
 from ..settings import Settings
-from ..storage import Session, users as user_store
+from ..storage import Session, transactions, users as user_store
 from ..storage.engine import create_sessionmaker
 from ..storage.users import StoredUser
 from ..users import admin
@@ -113,11 +113,12 @@ def _read_password(from_stdin: bool) -> str:
 async def _create(
     settings: Settings, username: str, email: str | None, name: str | None, password_hash: str, verified: bool
 ) -> StoredUser:
-    async with open_database(settings) as engine, create_sessionmaker(engine).begin() as session:
-        return await session.run_sync(
+    async with open_database(settings) as engine:
+        return await transactions.run(
+            create_sessionmaker(engine),
             lambda s: create_user(
                 s, username=username, email=email, name=name, password_hash=password_hash, email_verified=verified
-            )
+            ),
         )
 
 
@@ -132,16 +133,14 @@ async def _set_password(settings: Settings, username: str, password: str) -> int
     passwords = Passwords(settings)
     async with open_database(settings) as engine:
         sessionmaker = create_sessionmaker(engine)
-        async with sessionmaker() as session:
-            user = await session.run_sync(user_store.get_user_by_username, username)
+        user = await transactions.run(sessionmaker, lambda s: user_store.get_user_by_username(s, username))
         if user is None:
             raise UserError("--username", f"no user named {username!r}")
         await check_new_password(
             passwords, BreachedPasswords(settings), password, username=user.username, email=user.email
         )
         password_hash = await passwords.hash_async(password)
-        async with sessionmaker.begin() as session:
-            return await session.run_sync(lambda s: change_password(s, user, password_hash, actor="admin"))
+        return await transactions.run(sessionmaker, lambda s: change_password(s, user, password_hash, actor="admin"))
 
 
 def run_reset_mfa(settings: Settings, args: argparse.Namespace) -> int:
@@ -154,15 +153,15 @@ def run_reset_mfa(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _reset_mfa(settings: Settings, username: str) -> bool:
-    async with open_database(settings) as engine, create_sessionmaker(engine).begin() as session:
 
-        def reset(db: Session) -> bool:
-            user = user_store.get_user_by_username(db, username)
-            if user is None:
-                raise UserError("USER", f"no user named {username!r}")
-            return mfa_service.reset(db, user, actor="admin")
+    def reset(db: Session) -> bool:
+        user = user_store.get_user_by_username(db, username)
+        if user is None:
+            raise UserError("USER", f"no user named {username!r}")
+        return mfa_service.reset(db, user, actor="admin")
 
-        return await session.run_sync(reset)
+    async with open_database(settings) as engine:
+        return await transactions.run(create_sessionmaker(engine), reset)
 
 
 def _describe(user: StoredUser) -> dict[str, Any]:

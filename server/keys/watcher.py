@@ -22,7 +22,7 @@ from collections.abc import Callable
 import anyio
 
 from ..settings import Settings
-from ..storage import AsyncSession, async_sessionmaker, keys as key_store
+from ..storage import AsyncSession, async_sessionmaker, keys as key_store, transactions
 from ..storage.base import utcnow
 from . import service
 from .errors import KeyMaterialError
@@ -42,8 +42,7 @@ async def refresh_once(
     holder: KeyRingHolder,
     on_change: Callable[[KeyRing], None],
 ) -> None:
-    async with sessionmaker() as session:
-        stored = await session.run_sync(key_store.list_keys)
+    stored = await transactions.run(sessionmaker, key_store.list_keys)
     due = plan(stored, utcnow(), settings)
     if due:
         # New keys are made in a worker thread first: generation must not block the loop.
@@ -54,14 +53,12 @@ async def refresh_once(
             for step in due
             if step.action == "stage"
         }
-        async with sessionmaker.begin() as session:
-            steps = await session.run_sync(
-                functools.partial(service.advance, wrappers=wrappers, settings=settings, prepared=prepared)
-            )
+        steps = await transactions.run(
+            sessionmaker, functools.partial(service.advance, wrappers=wrappers, settings=settings, prepared=prepared)
+        )
         if steps:
             log.info("key lifecycle: %s", ", ".join(f"{s.action} {s.kid or s.alg}" for s in steps))
-        async with sessionmaker() as session:
-            stored = await session.run_sync(key_store.list_keys)
+        stored = await transactions.run(sessionmaker, key_store.list_keys)
     if fingerprint(stored) != holder.current.fingerprint:
         ring = build_keyring(stored, wrappers)
         holder.current = ring

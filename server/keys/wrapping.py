@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from ..settings import Settings
 from .errors import KeyMaterialError
 
 _VERSION = b"\x01"
@@ -76,3 +77,10 @@ class KeyWrappers:
         if self.previous is not None and key_id == self.previous.key_id:
             return self.previous
         return None
+
+
+def key_wrappers(settings: Settings, secret: str) -> KeyWrappers:
+    """The wrappers for ``secret`` (the current key-encryption secret, already resolved) and
+    ``OSTIARY_KEYS_SECRET_PREVIOUS`` when one is set."""
+    previous = KeyWrapper(settings.keys_secret_previous) if settings.keys_secret_previous else None
+    return KeyWrappers(KeyWrapper(secret), previous)

@@ -14,20 +14,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Mapping
 from datetime import timedelta
+from typing import Protocol
 
 from ..keys.errors import KeyMaterialError
 from ..keys.wrapping import KeyWrappers
 from ..settings import Settings
-from ..storage import AsyncSession, async_sessionmaker, outbox
+from ..storage import AsyncSession, Session, async_sessionmaker, outbox, transactions
 from ..storage.base import utcnow
 from ..storage.errors import is_unavailable
 from ..storage.outbox import QueuedMail
-from ..users.reset import LOOKUP_TEMPLATE, resolve_lookup
 from .messages import Messages, UnknownTemplate, associated, message_domain
 from .transport import Transport
 
-__all__ = ["BATCH", "LEASE", "OutboxSender", "associated", "backoff", "message_id_of"]
+__all__ = ["BATCH", "LEASE", "OutboxSender", "Resolver", "associated", "backoff", "message_id_of"]
 
 log = logging.getLogger("ostiary.mail")
 
@@ -51,6 +52,14 @@ def message_id_of(mail: QueuedMail, domain: str) -> str:
     return f"<outbox.{mail.id}.{int(mail.created_at.timestamp())}@{domain}>"
 
 
+class Resolver(Protocol):
+    """What a row that asks for work rather than carries a mail leads to, done in the
+    sender's transaction: the mail to send next (queued already claimed for ``lease``), or
+    None when there is nothing to send. The row itself is marked done."""
+
+    def __call__(self, db: Session, row: QueuedMail, /, *, lease: timedelta) -> QueuedMail | None: ...
+
+
 class OutboxSender:
     def __init__(
         self,
@@ -58,7 +67,12 @@ class OutboxSender:
         sessionmaker: async_sessionmaker[AsyncSession],
         wrappers: KeyWrappers,
         transport: Transport,
+        *,
+        resolvers: Mapping[str, Resolver],
     ) -> None:
+        """``resolvers``: by template, the rows to resolve before anything is sent; the
+        packages that queue them supply them, since what they ask (an account looked up by
+        its address) is not this package's to know."""
         self.settings = settings
         self.interval = settings.mail_poll_interval
         self.sessionmaker = sessionmaker
@@ -66,6 +80,7 @@ class OutboxSender:
         self.transport = transport
         self.domain = message_domain(settings.issuer)
         self.messages = Messages(settings.sender_address, settings.issuer)
+        self.resolvers = dict(resolvers)
 
     async def run(self) -> None:
         """Forever: send what is due, then sleep the poll interval (spread across processes)."""
@@ -80,8 +95,7 @@ class OutboxSender:
 
     async def send_due(self) -> int:
         """Send one batch of due messages; returns how many were claimed."""
-        async with self.sessionmaker.begin() as session:
-            batch = await session.run_sync(lambda db: outbox.claim_due(db, limit=BATCH, lease=LEASE))
+        batch = await transactions.run(self.sessionmaker, lambda db: outbox.claim_due(db, limit=BATCH, lease=LEASE))
         for mail in batch:
             await self._handle(mail)
         return len(batch)
@@ -89,8 +103,9 @@ class OutboxSender:
     async def _handle(self, mail: QueuedMail) -> None:
         """One claimed row, on its own: whatever fails here fails for this row only."""
         try:
-            if mail.template == LOOKUP_TEMPLATE:
-                resolved = await self._resolve(mail)
+            resolver = self.resolvers.get(mail.template)
+            if resolver is not None:
+                resolved = await self._resolve(resolver, mail)
                 if resolved is None:
                     return
                 mail = resolved
@@ -105,12 +120,9 @@ class OutboxSender:
                 exc_info=not is_unavailable(error),  # an outage needs no traceback per mail
             )
 
-    async def _resolve(self, lookup: QueuedMail) -> QueuedMail | None:
-        """A reset request: the mail it leads to (claimed by this sender), or None."""
-        async with self.sessionmaker.begin() as session:
-            return await session.run_sync(
-                lambda db: resolve_lookup(db, self.settings, self.wrappers, lookup, lease=LEASE)
-            )
+    async def _resolve(self, resolver: Resolver, row: QueuedMail) -> QueuedMail | None:
+        """A row that asks for work: the mail it leads to (claimed by this sender), or None."""
+        return await transactions.run(self.sessionmaker, lambda db: resolver(db, row, lease=LEASE))
 
     async def _deliver(self, mail: QueuedMail) -> None:
         try:
@@ -126,11 +138,11 @@ class OutboxSender:
             wait = backoff(mail.attempts)
             reason = _describe(error)
             log.warning("mail %d (%s) not sent: %s; retrying in %s", mail.id, mail.template, reason, wait)
-            async with self.sessionmaker.begin() as session:
-                await session.run_sync(lambda db: outbox.retry_later(db, mail.id, utcnow() + wait, reason))
+            await transactions.run(
+                self.sessionmaker, lambda db: outbox.retry_later(db, mail.id, utcnow() + wait, reason)
+            )
             return
-        async with self.sessionmaker.begin() as session:
-            await session.run_sync(lambda db: outbox.mark_sent(db, mail.id))
+        await transactions.run(self.sessionmaker, lambda db: outbox.mark_sent(db, mail.id))
         log.info("mail %d (%s) sent", mail.id, mail.template)
 
     def _secret(self, mail: QueuedMail) -> str | None:

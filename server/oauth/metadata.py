@@ -41,7 +41,7 @@ def server_metadata(settings: Settings, algorithms: list[str]) -> dict[str, Any]
         "prompt_values_supported": ["none", "login", "consent"],
         "acr_values_supported": list(ACR_VALUES),
         "authorization_response_iss_parameter_supported": True,
-        # The claims parameter is ignored (server/oauth/acr.py), its acr member included.
+        # The claims parameter is ignored (server/signin/acr.py), its acr member included.
         "claims_parameter_supported": False,
         "request_parameter_supported": False,
         "request_uri_parameter_supported": False,

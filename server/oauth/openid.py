@@ -14,7 +14,6 @@ from ..storage import codes as code_store
 from ..storage.codes import StoredCode
 from ..storage.refresh import FamilyToken
 from ..storage.users import StoredUser
-from .bridge import current_session
 
 SCOPE_CLAIMS = {
     "profile": ("name", "preferred_username", "updated_at"),
@@ -79,7 +78,7 @@ class OpenIDCode(AuthlibOpenIDCode):  # type: ignore[misc]
         return grant
 
     def exists_nonce(self, nonce: str, request: Any) -> bool:
-        return code_store.nonce_used(current_session(), request.payload.client_id, nonce)
+        return code_store.nonce_used(request.extras.session, request.payload.client_id, nonce)
 
     def get_client_algorithm(self, client: Any) -> str:
         alg: str = client.stored.id_token_alg or "RS256"

@@ -1,81 +1,131 @@
-"""RFC 9068 JWT access tokens, signed with the active key of ``OSTIARY_ACCESS_TOKEN_ALG`` (RS256)."""
+"""What a grant issues: an RFC 6749 §5.1 token response with an RFC 9068 JWT access token,
+signed with the active key of ``OSTIARY_ACCESS_TOKEN_ALG`` (RS256), for the audiences that
+RFC 8707 resource indicators chose."""
 
 from __future__ import annotations
 
 import base64
 import ssl
 import time
+from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
-from authlib.oauth2.rfc9068 import JWTBearerTokenGenerator
+from authlib.oauth2.rfc6750 import BearerTokenGenerator
 
 from ..keys.holder import KeyRingHolder
-from ..storage.codes import StoredCode
-from ..storage.refresh import FamilyToken
-from .bridge import current_request
 from .clients import OAuthClient
-from .resources import audiences_for
+from .errors import InvalidTargetError
+from .request import OstiaryRequest
 
 
-class AccessTokenGenerator(JWTBearerTokenGenerator):  # type: ignore[misc]
+class TokenIssuer:
+    """The token response of one request's grant (Authlib's ``BearerTokenGenerator.generate``,
+    given the request, which carries the audiences and the code or refresh token the
+    tokens descend from)."""
+
     def __init__(self, issuer: str, keys: KeyRingHolder, ttl: int, alg: str = "RS256") -> None:
-        super().__init__(
-            issuer,
-            alg=alg,
-            expires_generator=lambda _client, _grant: ttl,
-            refresh_token_generator=_refresh_token,
-        )
+        self.issuer = issuer
         self.keys = keys
+        self.ttl = ttl
+        self.alg = alg
 
-    def access_token_generator(self, client: Any, grant_type: str, user: Any, scope: str) -> str:
-        """RFC 9068 §2.2 claims, as Authlib's generator builds them, signed by the ring's
-        :class:`~server.keys.signer.CompactSigner` (header serialised once per key)."""
+    def issue(
+        self, request: OstiaryRequest, user: Any, scope: str | None, include_refresh_token: bool
+    ) -> dict[str, Any]:
+        client: OAuthClient = request.client
+        scope = BearerTokenGenerator.get_allowed_scope(client, scope)
+        token: dict[str, Any] = {"token_type": "Bearer", "access_token": self.access_token(request, user, scope)}
+        token["expires_in"] = self.ttl
+        if include_refresh_token:
+            # a refresh rotation stored its successor already; every other grant gets a
+            # new one, stored by save_token
+            token["refresh_token"] = request.extras.successor_refresh_token or new_refresh_token()
+        if scope:
+            token["scope"] = scope
+        return token
+
+    def access_token(self, request: OstiaryRequest, user: Any, scope: str) -> str:
+        """RFC 9068 §2.2 claims, signed by the ring's :class:`~server.keys.signer.CompactSigner`
+        (header serialised once per key)."""
+        client: OAuthClient = request.client
         now = int(time.time())
         claims: dict[str, Any] = {
             "iss": self.issuer,
-            "exp": now + self._get_expires_in(client, grant_type),
+            "exp": now + self.ttl,
             "client_id": client.get_client_id(),
             "iat": now,
-            "jti": self.get_jti(client, grant_type, user, scope),
+            # Authlib's generate_token draws one SystemRandom call per character
+            "jti": random_token(16),
             "scope": scope,
             "sub": str(user.get_user_id()) if user else client.get_client_id(),
-            "aud": self.get_audiences(client, user, scope),
+            "aud": audiences_for(client, request.extras.resources),
         }
-        if auth_time := self.get_auth_time(user):
-            claims["auth_time"] = auth_time
-        if acr := self.get_acr(user):
-            claims["acr"] = acr
-        if amr := self.get_amr(user):
-            claims["amr"] = amr
-        claims.update(self.get_extra_claims(client, grant_type, user, scope))
+        origin = request.authorization_code or request.refresh_token
+        if origin is not None:
+            if auth_time := origin.get_auth_time():
+                claims["auth_time"] = auth_time
+            if acr := origin.get_acr():
+                claims["acr"] = acr
+            if amr := origin.get_amr():
+                claims["amr"] = amr
+            # gid: the grant the token descends from, so revoking the grant (a replayed
+            # code, a reused refresh token, a logout) makes the token inactive at userinfo
+            # and introspection. Absent for client_credentials.
+            claims["gid"] = origin.grant_id
         return self.keys.current.signer(self.alg).sign(claims, typ="at+jwt")
 
-    def get_jti(self, client: Any, grant_type: str, user: Any, scope: str) -> str:
-        # Authlib's generate_token draws one SystemRandom call per character.
-        return random_token(16)
 
-    def get_audiences(self, client: OAuthClient, user: Any, scope: str) -> str | list[str]:
-        request = current_request()
-        return audiences_for(client, request.resources if request is not None else ())
+class IssuingGrant:
+    """What Ostiary's grants share: tokens from the server's :class:`TokenIssuer`, and the
+    RFC 8707 resources checked with the client."""
 
-    def get_extra_claims(self, client: Any, grant_type: str, user: Any, scope: str) -> dict[str, Any]:
-        # gid: the grant the token descends from, so revoking the grant (a replayed code,
-        # a reused refresh token, a logout) makes the token inactive at userinfo and
-        # introspection. Absent for client_credentials.
-        origin = _origin()
-        return {"gid": origin.grant_id} if origin is not None else {}
+    request: OstiaryRequest
+    server: Any
 
-    def get_auth_time(self, user: Any) -> int | None:
-        origin = _origin()
-        return origin.get_auth_time() if origin is not None else None
+    def generate_token(
+        self,
+        user: Any = None,
+        scope: str | None = None,
+        grant_type: str | None = None,
+        expires_in: int | None = None,
+        include_refresh_token: bool = True,
+    ) -> dict[str, Any]:
+        issuer: TokenIssuer = self.server.tokens
+        return issuer.issue(self.request, user, scope, include_refresh_token)
 
-    def get_acr(self, user: Any) -> str | None:
-        origin = _origin()
-        return origin.get_acr() if origin is not None else None
+    def check_resources(self, client: OAuthClient) -> None:
+        requested = self.request.payload.datalist.get("resource", [])
+        self.request.extras.resources = validate_resources(requested, client)
 
-    def get_amr(self, user: Any) -> list[str] | None:
-        origin = _origin()
-        return origin.get_amr() if origin is not None else None
+
+def validate_resources(values: Sequence[str], client: OAuthClient) -> tuple[str, ...]:
+    """The requested resources, each registered as an audience of ``client``.
+
+    RFC 8707 §2: absolute URIs without a fragment; a resource the client may not use is
+    ``invalid_target``.
+    """
+    accepted: list[str] = []
+    for value in values:
+        try:
+            parts = urlsplit(value)
+        except ValueError:  # e.g. an unclosed IPv6 bracket
+            raise InvalidTargetError("The resource parameter is not a valid URI.") from None
+        if not parts.scheme or "#" in value or not (parts.netloc or parts.path):
+            raise InvalidTargetError("The resource parameter must be an absolute URI without a fragment.")
+        if value not in client.stored.audiences:
+            raise InvalidTargetError("The client may not request a token for this resource.")
+        accepted.append(value)
+    return tuple(dict.fromkeys(accepted))
+
+
+def audiences_for(client: OAuthClient, requested: tuple[str, ...]) -> str | list[str]:
+    """``aud`` of an access token: the requested resources, else the client's registered
+    audiences, else the client itself (RFC 9068 §3 requires a default)."""
+    audiences = list(requested or client.stored.audiences)
+    if not audiences:
+        return client.get_client_id()
+    return audiences[0] if len(audiences) == 1 else audiences
 
 
 def new_refresh_token() -> str:
@@ -94,20 +144,3 @@ def random_token(nbytes: int) -> str:
     GIL (measured in docs/benchmarks.md, fourth pass).
     """
     return base64.urlsafe_b64encode(ssl.RAND_bytes(nbytes)).rstrip(b"=").decode("ascii")
-
-
-def _refresh_token(**_: Any) -> str:
-    # A refresh rotation stored its successor already, in the statement that consumed the
-    # presented token; every other grant gets a new one, stored by save_token.
-    request = current_request()
-    successor = request.successor_refresh_token if request is not None else None
-    return successor or new_refresh_token()
-
-
-def _origin() -> StoredCode | FamilyToken | None:
-    """The code or refresh token a user-bound token is issued from."""
-    request = current_request()
-    if request is None:
-        return None
-    origin: StoredCode | FamilyToken | None = request.authorization_code or request.refresh_token
-    return origin

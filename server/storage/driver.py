@@ -56,6 +56,11 @@ class DriverStatement:
         """
         return await greenlet_spawn(self._fetchrow, engine.sync_engine.pool, self.arguments(params))
 
+    def fetchrow_sync(self, pool: Pool, params: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        """:meth:`fetchrow` from synchronous code that SQLAlchemy's async bridge runs (inside
+        ``AsyncSession.run_sync``), on a connection of ``pool`` other than the session's."""
+        return self._fetchrow(pool, self.arguments(params))
+
     def _fetchrow(self, pool: Pool, arguments: list[Any]) -> Mapping[str, Any] | None:
         # The pool itself, not engine.connect(): a Connection and its AsyncConnection
         # wrapper, each begun and closed in a greenlet of its own, cost 55 us of CPU a call

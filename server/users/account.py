@@ -29,6 +29,7 @@ from ..storage import (
     audit,
     grants as grant_store,
     sessions as session_store,
+    transactions,
     users as user_store,
 )
 from ..storage.base import utcnow
@@ -40,6 +41,8 @@ from .passwords import Passwords
 from .service import change_password, check_new_password
 
 T = TypeVar("T")
+#: errors for the caller whose writes (a wrong code counted toward the lockout) must stay
+_COMMITTED_ERRORS = (AccountError, MfaError)
 #: why families ended (grants.revoked_reason)
 SIGNED_OUT_EVERYWHERE = "signed_out_everywhere"
 
@@ -220,17 +223,6 @@ class Account:
     async def _run(self, call: Callable[[Session], T], *, commit_on_error: bool = True) -> T:
         """One transaction. A wrong code is an error for the caller, but its count toward the
         lockout must stay: the transaction commits on our errors unless told otherwise."""
-        async with self.sessionmaker() as db:
-            try:
-                result = await db.run_sync(call)
-            except (AccountError, MfaError):
-                if commit_on_error:
-                    await db.commit()
-                else:
-                    await db.rollback()
-                raise
-            except BaseException:
-                await db.rollback()
-                raise
-            await db.commit()
-            return result
+        return await transactions.run(
+            self.sessionmaker, call, commit_on_errors=_COMMITTED_ERRORS if commit_on_error else ()
+        )

@@ -17,16 +17,23 @@ family of the account ends and its lockout is cleared.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import timedelta
-from typing import TypeVar
 from urllib.parse import urlencode
 
 from ..authn.secrets import new_token
 from ..keys.wrapping import KeyWrappers
 from ..mail.messages import associated
 from ..settings import Settings
-from ..storage import AsyncSession, Session, async_sessionmaker, audit, outbox, resets, users as user_store
+from ..storage import (
+    AsyncSession,
+    Session,
+    async_sessionmaker,
+    audit,
+    outbox,
+    resets,
+    transactions,
+    users as user_store,
+)
 from ..storage.base import sha256, utcnow
 from ..storage.outbox import QueuedMail
 from ..storage.users import StoredUser
@@ -35,7 +42,6 @@ from .errors import AccountError, UserError
 from .passwords import Passwords
 from .service import change_password, check_new_password
 
-T = TypeVar("T")
 TEMPLATE = "password_reset"
 #: an outbox row that asks the sender to look an address up and mail a link if it has an account
 LOOKUP_TEMPLATE = "password_reset_lookup"
@@ -69,7 +75,7 @@ class PasswordResets:
         address = email.strip()
         if not plausible_address(address):
             return
-        await self._run(lambda db: outbox.enqueue(db, address, LOOKUP_TEMPLATE, {}))
+        await transactions.run(self.sessionmaker, lambda db: outbox.enqueue(db, address, LOOKUP_TEMPLATE, {}))
 
     async def user_of(self, token: str) -> StoredUser | None:
         """The account a live link belongs to (the link is not used up)."""
@@ -78,7 +84,7 @@ class PasswordResets:
             user_id = resets.peek_reset(db, _digest(token)) if _plausible(token) else None
             return user_store.get_user(db, user_id) if user_id is not None else None
 
-        return await self._run(find)
+        return await transactions.run(self.sessionmaker, find)
 
     async def reset(self, token: str, new: str, again: str) -> None:
         """Set the new password with a live link; raises AccountError with what went wrong."""
@@ -101,11 +107,12 @@ class PasswordResets:
             change_password(db, current, password_hash, actor=current.sub)
             audit.record(db, "user.password_reset", actor=current.sub, subject=current.sub)
 
-        await self._run(use)
+        await transactions.run(self.sessionmaker, use)
 
-    async def _run(self, call: Callable[[Session], T]) -> T:
-        async with self.sessionmaker.begin() as session:
-            return await session.run_sync(call)
+    def resolve(self, db: Session, lookup: QueuedMail, *, lease: timedelta) -> QueuedMail | None:
+        """:func:`resolve_lookup` with this service's settings and key wrappers: what the
+        outbox sender runs for a ``password_reset_lookup`` row."""
+        return resolve_lookup(db, self.settings, self.wrappers, lookup, lease=lease)
 
 
 def resolve_lookup(

@@ -17,10 +17,10 @@ from starlette.responses import Response
 
 from ..authn.levels import ACR_MFA
 from ..mfa.errors import MfaError
-from ..runtime import Runtime
 from ..users.account import NotSignedIn, ReauthRequired
 from ..users.errors import AccountError
 from .authorize import client_address, posted_form, respond
+from .runtime import Runtime
 
 _DONE = {
     "password": "Your password is changed. Every other device was signed out.",

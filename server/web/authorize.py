@@ -16,12 +16,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..authn.lockout import LockState
-from ..oauth.outcome import Outcome
-from ..oauth.stepup import otp_page, password_change_page
-from ..runtime import Runtime
+from ..signin.levels import otp_page, password_change_page
+from ..signin.outcome import Outcome
 from ..users.errors import UserError
 from ..users.service import authenticate, check_new_password
 from .forms import BodyTooLarge, FormError, read_form, read_params
+from .runtime import Runtime
 
 _BAD_REQUEST = (
     "This request cannot be used",

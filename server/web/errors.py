@@ -13,9 +13,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from ..runtime import Runtime
 from ..storage.errors import is_unavailable
 from .responses import NO_STORE, json_response
+from .runtime import Runtime
 
 log = logging.getLogger("ostiary")
 

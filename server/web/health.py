@@ -8,11 +8,11 @@ import logging
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..runtime import Runtime
 from ..storage.engine import ping
 from ..storage.errors import is_unavailable
 from .errors import RETRY_AFTER
 from .responses import NO_STORE, json_response
+from .runtime import Runtime
 
 log = logging.getLogger("ostiary")
 

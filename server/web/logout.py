@@ -5,10 +5,11 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..oauth.bridge import OstiaryRequest, run_in_session
-from ..oauth.end_session import decide
-from ..runtime import Runtime
+from ..oauth.calls import in_transaction
+from ..oauth.endpoints.end_session import decide
+from ..oauth.request import OstiaryRequest
 from .forms import BodyTooLarge, FormError, read_params
+from .runtime import Runtime
 
 _PARAMS = ("id_token_hint", "client_id", "post_logout_redirect_uri", "state", "logout_hint", "ui_locales")
 
@@ -31,8 +32,8 @@ async def logout(request: Request) -> Response:
     if len({name for name, _ in params}) != len(params):
         return pages.error("This request cannot be used", "A sign-out parameter is repeated.")
     oauth_request = OstiaryRequest("POST", runtime.settings.endpoint("/logout"), {}, params)
-    oauth_request.browser_session_token = pages.session_token(request)
-    result = await run_in_session(
+    oauth_request.extras.browser_session_token = pages.session_token(request)
+    result = await in_transaction(
         runtime.sessionmaker, oauth_request, lambda: decide(runtime.oauth, oauth_request, confirmed)
     )
     if result.kind == "error":

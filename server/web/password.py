@@ -12,9 +12,9 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..runtime import Runtime
 from ..users.errors import AccountError
 from .authorize import client_address, posted_form
+from .runtime import Runtime
 
 _EXPIRED = ("This form has expired", "The page was open too long. Open the link from your mail again.")
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from starlette.responses import Response
 
-from ..oauth.bridge import OAuthResponse
+from ..oauth.request import OAuthResponse
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 

@@ -1,23 +1,18 @@
-"""``POST /token`` (RFC 6749 §3.2): read and check the body, then let Authlib answer."""
+"""``POST /token`` (RFC 6749 §3.2), ``/revoke`` and ``/introspect``: read and check the body,
+then let :class:`~server.oauth.token_endpoint.TokenEndpoints` answer."""
 
 from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..oauth.bridge import OAuthResponse, OstiaryRequest, call_in_session, call_on_thread, call_without_session
-from ..oauth.client_auth import claimed_client_ids
-from ..runtime import Runtime
+from ..oauth.request import OstiaryRequest
 from .forms import BodyTooLarge, FormError, read_form, repeated
 from .responses import from_oauth, oauth_error
+from .runtime import Runtime
 
 #: RFC 8707 §2 lets ``resource`` repeat; RFC 6749 §3.2 forbids repeating anything else.
 _MAY_REPEAT = frozenset({"resource"})
-#: grants that read and write nothing in the database once their client is known: they run
-#: without a session (no transaction, no pooled connection), the client prefetched, and on
-#: a signing thread when the worker has one (their RSA signature releases the GIL). A
-#: refresh on PostgreSQL joins them once its rotation is committed (``rotate_ahead``).
-_SESSIONLESS = frozenset({"client_credentials"})
 
 
 async def token(request: Request) -> Response:
@@ -44,25 +39,8 @@ async def token(request: Request) -> Response:
         # RFC 6749 §2.3: a client MUST NOT use more than one authentication method.
         return oauth_error("invalid_request", "Use one client authentication method, not two.")
     oauth_request = OstiaryRequest("POST", runtime.token_uri, request.headers, form)
-    oauth_request.client_ip = address
-
-    def respond() -> OAuthResponse:
-        return runtime.oauth.create_token_response(oauth_request)  # type: ignore[no-any-return]
-
-    def answer() -> Response:
-        return from_oauth(respond())
-
-    rotates_ahead = grant_type == "refresh_token" and runtime.rotates_ahead
-    if grant_type in _SESSIONLESS or rotates_ahead:
-        named = claimed_client_ids(oauth_request)
-        oauth_request.prefetched_clients = await runtime.oauth.prefetch_clients(runtime.sessionmaker, named)
-        if not rotates_ahead or await runtime.oauth.rotate_ahead(runtime.engine, oauth_request):
-            if runtime.token_threads is None:
-                return call_without_session(oauth_request, answer)
-            # the HTTP response (its JSON and headers) is built there too: Python moved off
-            # the loop measured cheaper on the thread (docs/benchmarks.md, fourth pass)
-            return await call_on_thread(runtime.token_threads, oauth_request, answer)
-    return from_oauth(await call_in_session(runtime.sessionmaker, oauth_request, respond))
+    oauth_request.extras.client_ip = address
+    return await runtime.token_endpoints.token(oauth_request, grant_type, from_oauth)
 
 
 async def revoke(request: Request) -> Response:
@@ -81,13 +59,7 @@ async def _endpoint(request: Request, name: str, path: str) -> Response:
     if isinstance(form, Response):
         return form
     oauth_request = OstiaryRequest("POST", runtime.settings.endpoint(path), request.headers, form)
-    response = await call_in_session(
-        runtime.sessionmaker,
-        oauth_request,
-        lambda: runtime.oauth.create_endpoint_response(name, oauth_request),
-        read_only=name == "introspection",
-    )
-    return from_oauth(response)
+    return from_oauth(await runtime.token_endpoints.endpoint(name, oauth_request))
 
 
 async def _checked_form(

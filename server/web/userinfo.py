@@ -5,12 +5,11 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..oauth.bridge import OstiaryRequest, current_session, run_in_session
+from ..oauth.endpoints.userinfo import InvalidToken, active_user, verify_access_token
 from ..oauth.openid import user_claims
-from ..oauth.userinfo import InvalidToken, token_user, verify_access_token
-from ..runtime import Runtime
 from .forms import BodyTooLarge, FormError, read_form
 from .responses import NO_STORE, json_response
+from .runtime import Runtime
 
 
 async def userinfo(request: Request) -> Response:
@@ -24,11 +23,8 @@ async def userinfo(request: Request) -> Response:
         return _challenge(401, "invalid_token")
     if "openid" not in str(claims.get("scope", "")).split():
         return _challenge(403, "insufficient_scope")
-    placeholder = OstiaryRequest("GET", runtime.settings.endpoint("/userinfo"), {}, [])
     try:
-        user = await run_in_session(
-            runtime.sessionmaker, placeholder, lambda: token_user(current_session(), claims), read_only=True
-        )
+        user = await active_user(runtime.sessionmaker, claims)
     except InvalidToken:
         return _challenge(401, "invalid_token")
     return json_response(dict(user_claims(user, str(claims["scope"]))), headers=NO_STORE)

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..runtime import Runtime
 from .responses import json_bytes
+from .runtime import Runtime
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,7 @@ import asyncpg
 import pytest
 from sqlalchemy import exc, text
 
-from server.oauth.bridge import OstiaryRequest, current_session, run_in_session
-from server.storage import Session
+from server.storage import Session, transactions
 from server.storage.engine import create_sessionmaker, make_engine
 from tests.helpers import TestDatabase
 
@@ -77,10 +76,7 @@ async def test_a_read_only_call_runs_without_a_transaction_on_postgresql(
     # differ when every statement is its own (no BEGIN/COMMIT round trips).
     engine = make_engine(postgres_database.url)
     try:
-        request = OstiaryRequest("GET", "http://127.0.0.1/userinfo", {}, [])
-        first, second = await run_in_session(
-            create_sessionmaker(engine), request, lambda: _two_clock_readings(current_session()), read_only=read_only
-        )
+        first, second = await transactions.run(create_sessionmaker(engine), _two_clock_readings, read_only=read_only)
         assert (first != second) is read_only
     finally:
         await engine.dispose()

@@ -1,7 +1,7 @@
-"""``refresh.rotate_ahead``: PostgreSQL's rotation as one committed statement, with the scope check inside.
+"""``refresh.rotate``, the one rotation call, with the scope check inside, on both databases.
 
-The endpoint runs it before the grant, outside a transaction, so whatever it refuses must
-leave nothing written, and whatever it accepts must be committed on its own.
+Whatever it refuses must leave nothing written; on PostgreSQL, whatever it accepts is
+committed on its own (one statement), whatever becomes of the caller's transaction.
 
 Then the grace window's state machine on both databases: a replay of the head's
 predecessor replaces the head (RFC 9700 §4.14.2 without forking the family).
@@ -39,8 +39,8 @@ def _digest(token: str) -> bytes:
 
 
 @pytest.fixture
-async def engine(postgres_database: TestDatabase) -> AsyncIterator[AsyncEngine]:
-    engine = make_engine(postgres_database.url)
+async def engine(database: TestDatabase) -> AsyncIterator[AsyncEngine]:
+    engine = make_engine(database.url)
     async with engine.begin() as db:
         await db.execute(
             insert(User).values(id=1, sub="s", username="u", username_key="u", created_at=NOW, updated_at=NOW)
@@ -82,7 +82,18 @@ async def engine(postgres_database: TestDatabase) -> AsyncIterator[AsyncEngine]:
 
 
 async def _rotate(engine: AsyncEngine, token: str, scopes: tuple[str, ...], client_id: str = "app") -> object:
-    return await refresh_store.rotate_ahead(engine, token, client_id, "successor", IDLE_END, scopes)
+    """As the refresh grant calls it, in a session. On PostgreSQL the session is rolled back
+    afterwards: what was rotated must be committed all the same. SQLite rotates in the
+    caller's transaction, committed here."""
+    async with AsyncSession(engine) as session:
+        family = await session.run_sync(
+            lambda db: refresh_store.rotate(db, token, client_id, "successor", IDLE_END, scopes)
+        )
+        if engine.dialect.name == "postgresql":
+            await session.rollback()
+        else:
+            await session.commit()
+    return family
 
 
 async def _state(engine: AsyncEngine) -> dict[str, object]:

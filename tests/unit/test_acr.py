@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from server.authn.levels import ACR_MFA, ACR_PASSWORD
-from server.oauth.acr import NOTHING, AcrRequest, requested_acr
+from server.signin.acr import NOTHING, AcrRequest, requested_acr
 
 UNKNOWN = "urn:example:acr:gold"
 

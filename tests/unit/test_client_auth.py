@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from server.clients.secrets import secret_digest
-from server.oauth.client_auth import basic_credentials
 from server.oauth.clients import OAuthClient
+from server.oauth.request import basic_credentials
 from server.storage.clients import StoredClient
 
 SECRET = "s3cret-value-of-the-test-client"

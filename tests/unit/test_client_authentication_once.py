@@ -1,6 +1,6 @@
-"""A token request authenticates its client once per endpoint: a refresh that rotates ahead
-asks twice (to plan the rotation, then in Authlib's grant), and must look the client up and
-check its secret only once. A failure is never remembered."""
+"""A token request's client is authenticated from the clients its endpoint looked up before
+the call (``request.extras.clients``): no database, one lookup per authentication, a client
+not looked up is unknown, and a failure is never remembered."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ import pytest
 from authlib.oauth2.rfc6749.errors import InvalidClientError
 
 from server.keys.holder import KeyRingHolder
-from server.oauth.bridge import OstiaryRequest, call_without_session
-from server.oauth.client_auth import claimed_client_ids
+from server.oauth.request import OstiaryRequest
 from server.oauth.server import OstiaryAuthorizationServer
 from server.settings import Settings
 from tests.unit.test_client_auth import SECRET, basic, make_client
@@ -21,7 +20,7 @@ METHODS = ["client_secret_basic", "client_secret_post"]
 
 
 class CountingClients(dict[str, Any]):
-    """The prefetched clients, counting how often the server looks one up."""
+    """The looked-up clients, counting how often the server reads one."""
 
     lookups = 0
 
@@ -41,43 +40,38 @@ def request_with(
 ) -> tuple[OstiaryRequest, CountingClients]:
     request = OstiaryRequest("POST", "https://id.example.com/token", {"Authorization": authorization}, form or [])
     clients = CountingClients({"client-1": make_client().stored})
-    request.prefetched_clients = clients
+    request.extras.clients = clients
     return request, clients
 
 
-def authenticate(server: OstiaryAuthorizationServer, request: OstiaryRequest, endpoint: str = "token") -> Any:
-    return call_without_session(request, lambda: server.authenticate_client(request, METHODS, endpoint))
-
-
-def test_a_second_authentication_for_the_same_endpoint_looks_nothing_up(server: OstiaryAuthorizationServer) -> None:
+def test_an_authentication_reads_the_looked_up_client_once(server: OstiaryAuthorizationServer) -> None:
     request, clients = request_with(basic("client-1:" + SECRET))
-    first = authenticate(server, request)
-    request.auth_method = None  # as a fresh grant would find it
-    second = authenticate(server, request)
-    assert first is second and first.get_client_id() == "client-1"
+    client = server.authenticate_client(request, METHODS)
+    assert client.get_client_id() == "client-1"
     assert request.auth_method == "client_secret_basic"
     assert clients.lookups == 1
 
 
-def test_another_endpoint_authenticates_again(server: OstiaryAuthorizationServer) -> None:
-    request, clients = request_with(basic("client-1:" + SECRET))
-    authenticate(server, request)
-    authenticate(server, request, "introspection")
-    assert clients.lookups == 2
+def test_a_client_that_was_not_looked_up_is_unknown(server: OstiaryAuthorizationServer) -> None:
+    request, _ = request_with(basic("client-1:" + SECRET))
+    request.extras.clients = {}
+    with pytest.raises(InvalidClientError) as refused:
+        server.authenticate_client(request, METHODS)
+    assert refused.value.status_code == 401
 
 
 def test_a_failed_authentication_is_not_remembered(server: OstiaryAuthorizationServer) -> None:
     request, clients = request_with(basic("client-1:wrong-secret"))
     for _ in range(2):
         with pytest.raises(InvalidClientError) as refused:
-            authenticate(server, request)
+            server.authenticate_client(request, METHODS)
         assert refused.value.status_code == 401
     assert clients.lookups == 2
 
 
 def test_the_claimed_client_ids_come_from_the_header_and_the_form_once_each() -> None:
     request, _ = request_with(basic("client-1:" + SECRET), [("client_id", "client-1"), ("client_id", "other")])
-    assert claimed_client_ids(request) == ["client-1", "other"]
+    assert request.claimed_client_ids() == ["client-1", "other"]
     empty_id = "Basic " + base64.b64encode(b":secret").decode()
     request, _ = request_with(empty_id, [("client_id", "")])
-    assert claimed_client_ids(request) == []
+    assert request.claimed_client_ids() == []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from authlib.oauth2.rfc6749 import OAuth2Request
 
-from server.oauth.bridge import OstiaryRequest
+from server.oauth.request import OstiaryRequest
 
 
 def test_it_has_every_attribute_authlib_sets() -> None:

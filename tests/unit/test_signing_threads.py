@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.runtime import signing_thread_count
+from server.web.runtime import signing_thread_count
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from server.oauth.threads import Threads
+from server.oauth.calls import Threads
 
 pytestmark = pytest.mark.anyio
 

@@ -18,12 +18,12 @@ from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
-from ..authn import sessions
-from ..keys.holder import KeyRingHolder
-from ..settings import SIGNING_ALGS
-from ..storage import Session, users as user_store
-from ..storage.sessions import StoredSession
-from .bridge import current_session
+from ...authn import sessions
+from ...keys.holder import KeyRingHolder
+from ...settings import SIGNING_ALGS
+from ...storage import Session, users as user_store
+from ...storage.sessions import StoredSession
+from ..request import OstiaryRequest
 
 
 class EndSession(EndSessionEndpoint):  # type: ignore[misc]
@@ -53,7 +53,8 @@ class EndSession(EndSessionEndpoint):  # type: ignore[misc]
 
     def end_session(self, end_session_request: Any) -> None:
         # The session's families without offline_access end with it, in this transaction.
-        sessions.end(current_session(), end_session_request.request.browser_session_token)
+        request: OstiaryRequest = end_session_request.request
+        sessions.end(request.extras.session, request.extras.browser_session_token)
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ class Decision:
     redirect: str | None = None
 
 
-def decide(server: Any, request: Any, confirmed: bool) -> Decision:
+def decide(server: Any, request: OstiaryRequest, confirmed: bool) -> Decision:
     """Validate a logout request and end the session, or say that the user must confirm.
 
     Only a hint for *this* browser's session signs out without asking: someone else's valid
@@ -77,8 +78,8 @@ def decide(server: Any, request: Any, confirmed: bool) -> Decision:
         validated = server.validate_endpoint_request("end_session", request)
     except OAuth2Error as error:
         return Decision("error", message=error.get_error_description() or error.error)
-    db = current_session()
-    session = sessions.load(db, request.browser_session_token)
+    db = request.extras.session
+    session = sessions.load(db, request.extras.browser_session_token)
     if session is not None and not confirmed and not _hint_matches(db, validated.id_token_claims, session):
         client = validated.client
         name = client.stored.name if client is not None else None

@@ -19,12 +19,13 @@ from authlib.oauth2 import OAuth2Error
 
 from ..authn.lockout import LockState
 from ..mfa.service import SecondFactor
+from ..oauth.errors import UnmetAuthenticationRequirementsError
 from ..settings import Settings
 from ..storage import Session
 from ..storage.base import sha256 as digest
 from ..storage.interactions import StoredInteraction
 from ..storage.users import StoredUser
-from .acr import NOTHING, AcrRequest, UnmetAuthenticationRequirementsError, requested_acr
+from .acr import NOTHING, AcrRequest, requested_acr
 from .outcome import Outcome
 
 

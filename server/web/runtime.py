@@ -5,31 +5,32 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from .authn.devices import DeviceCookies
-from .authn.lockout import Lockout
-from .authn.login import LoginGuard
-from .authn.ratelimit import DatabaseCounter, RateLimiter, RedisCounter
-from .authn.secrets import CsrfTokens
-from .keys import service as key_service
-from .keys.errors import KeyMaterialError
-from .keys.holder import KeyRingHolder
-from .keys.ring import KeyRing, build_keyring, strong_etag
-from .keys.secret import resolve_secret
-from .keys.wrapping import KeyWrapper, KeyWrappers, derive_key
-from .mfa.service import SecondFactor
-from .oauth.authorize import Authorizer
-from .oauth.metadata import server_metadata
-from .oauth.server import OstiaryAuthorizationServer
-from .oauth.threads import Threads
-from .settings import Settings
-from .storage import AsyncEngine, AsyncSession, async_sessionmaker, keys as key_store, mfa as mfa_store
-from .storage.engine import create_sessionmaker
-from .users.account import Account
-from .users.breached import BreachedPasswords
-from .users.passwords import Passwords
-from .users.reset import PasswordResets
-from .web.pages import Pages
-from .web.responses import json_bytes
+from ..authn.devices import DeviceCookies
+from ..authn.lockout import Lockout
+from ..authn.login import LoginGuard
+from ..authn.ratelimit import DatabaseCounter, RateLimiter, RedisCounter
+from ..authn.secrets import CsrfTokens
+from ..keys import service as key_service
+from ..keys.errors import KeyMaterialError
+from ..keys.holder import KeyRingHolder
+from ..keys.ring import KeyRing, build_keyring, strong_etag
+from ..keys.secret import resolve_secret
+from ..keys.wrapping import KeyWrappers, derive_key, key_wrappers
+from ..mfa.service import SecondFactor
+from ..oauth.calls import Threads
+from ..oauth.metadata import server_metadata
+from ..oauth.server import OstiaryAuthorizationServer
+from ..oauth.token_endpoint import TokenEndpoints
+from ..settings import Settings
+from ..signin.authorizer import Authorizer
+from ..storage import AsyncEngine, AsyncSession, async_sessionmaker, keys as key_store, mfa as mfa_store, transactions
+from ..storage.engine import create_sessionmaker
+from ..users.account import Account
+from ..users.breached import BreachedPasswords
+from ..users.passwords import Passwords
+from ..users.reset import PasswordResets
+from .pages import Pages
+from .responses import json_bytes
 
 
 @dataclass
@@ -54,17 +55,7 @@ class Runtime:
     limiter: RateLimiter
     breached: BreachedPasswords
     resets: PasswordResets
-    #: threads for token grants that need no database (client_credentials, and a refresh
-    #: once its rotation is committed ahead of the grant on PostgreSQL): their RSA
-    #: signatures release the GIL, so a worker signs on a core the workers leave free while
-    #: serving on its own; None: they run on the event loop (every core has a worker)
-    token_threads: Threads | None
-
-    @property
-    def rotates_ahead(self) -> bool:
-        """A refresh rotates ahead of its grant, in one statement without BEGIN and COMMIT
-        (``oauth.rotate_ahead``): on PostgreSQL; SQLite rotates inside the grant's transaction."""
-        return self.engine.dialect.name == "postgresql"
+    token_endpoints: TokenEndpoints
 
     def on_key_change(self, ring: KeyRing) -> None:
         """A new key ring: the metadata lists the algorithms that now have an active key."""
@@ -73,21 +64,21 @@ class Runtime:
 
     async def close(self) -> None:
         await self.limiter.close()
-        if self.token_threads is not None:
-            self.token_threads.close()
+        if self.token_endpoints.threads is not None:
+            self.token_endpoints.threads.close()
 
     @classmethod
     async def start(cls, settings: Settings, engine: AsyncEngine) -> Runtime:
         sessionmaker = create_sessionmaker(engine)
-        async with sessionmaker() as session:
-            stored = await session.run_sync(key_store.list_keys)
+        stored = await transactions.run(sessionmaker, key_store.list_keys)
         if not stored:
             raise KeyMaterialError("the database holds no signing key: start with `ostiary serve`")
         secret = resolve_secret(settings, keys_exist=True)
         wrappers = key_wrappers(settings, secret)
         key_service.check_wrapping(stored, wrappers)
-        async with sessionmaker() as session:
-            orphans = await session.run_sync(lambda db: mfa_store.count_wrapped_by_others(db, wrappers.key_ids))
+        orphans = await transactions.run(
+            sessionmaker, lambda db: mfa_store.count_wrapped_by_others(db, wrappers.key_ids)
+        )
         if orphans:
             raise KeyMaterialError(
                 f"{orphans} TOTP secret(s) are encrypted under a key-encryption secret that is not configured: "
@@ -125,7 +116,7 @@ class Runtime:
             limiter=RateLimiter(counter),
             breached=breached,
             resets=PasswordResets(settings, sessionmaker, wrappers, passwords, breached),
-            token_threads=_token_threads(settings),
+            token_endpoints=TokenEndpoints(oauth, sessionmaker, _token_threads(settings)),
         )
 
 
@@ -146,8 +137,3 @@ def signing_thread_count(requested: int, workers: int, cores: int) -> int:
     if requested >= 0:
         return requested
     return -(-cores // workers) if workers < cores else 0
-
-
-def key_wrappers(settings: Settings, secret: str) -> KeyWrappers:
-    previous = KeyWrapper(settings.keys_secret_previous) if settings.keys_secret_previous else None
-    return KeyWrappers(KeyWrapper(secret), previous)

@@ -14,13 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from authlib.oauth2 import OAuth2Error
-
 from ..authn.levels import ACR_MFA, ACR_PASSWORD
-
-
-class UnmetAuthenticationRequirementsError(OAuth2Error):  # type: ignore[misc]
-    error = "unmet_authentication_requirements"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Authlib's endpoints beside the token endpoint: revocation, introspection, userinfo, logout."""

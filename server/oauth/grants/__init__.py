@@ -1,0 +1,1 @@
+"""Authlib's grants, one module each, a few lines per hook over storage/."""

@@ -1,0 +1,120 @@
+"""RFC 6749 §4.1 with single-use codes consumed atomically, and PKCE (RFC 7636) as RFC 9700
+§2.1.1 wants it: S256 only, required of every client."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.rfc6749 import grants
+from authlib.oauth2.rfc6749.errors import InvalidGrantError, InvalidRequestError
+from authlib.oauth2.rfc7636 import CodeChallenge
+from authlib.oauth2.rfc7636.challenge import compare_s256_code_challenge
+
+from ...storage import codes as code_store, grants as grant_store, users as user_store
+from ...storage.base import utcnow
+from ...storage.codes import StoredCode
+from ...storage.users import StoredUser
+from ..clients import SECRET_METHODS, OAuthClient
+from ..request import OstiaryRequest
+from ..tokens import IssuingGrant
+
+
+class AuthorizationCodeGrant(IssuingGrant, grants.AuthorizationCodeGrant):  # type: ignore[misc]
+    """A code is ~285 random bits (48 characters), stored as SHA-256, and valid for
+    ``OSTIARY_AUTH_CODE_TTL`` (60 s). Redeeming it twice fails with ``invalid_grant`` and
+    revokes the grant the first redemption created, so every token issued from it stops
+    working (RFC 6749 §4.1.2).
+    """
+
+    TOKEN_ENDPOINT_AUTH_METHODS = [*SECRET_METHODS, "none"]
+    AUTHORIZATION_CODE_LENGTH = 48
+    #: seconds a code stays valid; set from settings when the grant is registered
+    CODE_TTL = 60
+
+    def validate_token_request(self) -> None:
+        super().validate_token_request()
+        self.check_resources(self.request.client)
+
+    def save_authorization_code(self, code: str, request: OstiaryRequest) -> None:
+        sign_in = request.extras.sign_in
+        data = request.payload.data
+        stored = StoredCode(
+            client_id=request.client.get_client_id(),
+            user_id=sign_in.user.id,
+            grant_id=sign_in.grant_id,
+            redirect_uri=self.redirect_uri,
+            scope=request.scope,
+            nonce=data.get("nonce"),
+            code_challenge=data["code_challenge"],
+            code_challenge_method=data["code_challenge_method"],
+            session_sid=sign_in.sid,
+            auth_time=sign_in.auth_time,
+            acr=sign_in.acr,
+            amr=tuple(sign_in.amr),
+        )
+        expires_at = utcnow() + timedelta(seconds=self.CODE_TTL)
+        code_store.insert_code(request.extras.session, code, stored, expires_at=expires_at)
+
+    def query_authorization_code(self, code: str, client: OAuthClient) -> StoredCode | None:
+        if len(code) > 256:
+            return None
+        db = self.request.extras.session
+        stored = code_store.consume(db, code, client.get_client_id())
+        if stored is None:
+            replayed = code_store.replayed_grant(db, code, client.get_client_id())
+            if replayed is not None:
+                self.request.extras.after_failure.append(lambda s: grant_store.revoke(s, replayed, "code_replay"))
+        return stored
+
+    def delete_authorization_code(self, authorization_code: Any) -> None:
+        # Consumed, not deleted: the row must outlive its use to recognise a replay.
+        return None
+
+    def authenticate_user(self, authorization_code: StoredCode) -> StoredUser | None:
+        user = authorization_code.user or user_store.get_user(self.request.extras.session, authorization_code.user_id)
+        if user is None or user.disabled_at is not None:
+            return None
+        return user
+
+
+class S256CodeChallenge(CodeChallenge):  # type: ignore[misc]
+    """PKCE for every client, S256 only (Authlib's default allows ``plain`` and only forces
+    PKCE on public clients)."""
+
+    DEFAULT_CODE_CHALLENGE_METHOD = "S256"
+    SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]
+    CODE_CHALLENGE_METHODS = {"S256": compare_s256_code_challenge}
+
+    def validate_code_challenge(self, grant: Any, redirect_uri: str) -> None:
+        data = grant.request.payload.data
+        if not data.get("code_challenge"):
+            raise InvalidRequestError("PKCE is required: send code_challenge with code_challenge_method=S256.")
+        if data.get("code_challenge_method") != "S256":
+            raise InvalidRequestError("code_challenge_method must be S256.")
+        super().validate_code_challenge(grant, redirect_uri)
+
+    def validate_code_verifier(self, grant: Any, result: Any) -> None:
+        """A code issued for a ``code_challenge`` and redeemed without ``code_verifier`` is
+        ``invalid_grant`` (RFC 7636 §4.6, RFC 9700 §4.8.2: a PKCE downgrade), not
+        ``invalid_request``: the request is well formed, the grant does not match it.
+
+        A code whose verification fails is spent all the same (RFC 6749 §4.1.2: used once):
+        the failed request's transaction is rolled back, so the consumption is written
+        after it, on its own."""
+        request = grant.request
+        try:
+            self._verify(grant, result)
+        except OAuth2Error:
+            code, client_id = request.form.get("code"), request.client.get_client_id()
+            request.extras.after_failure.append(lambda db: code_store.consume(db, code, client_id))
+            raise
+
+    def _verify(self, grant: Any, result: Any) -> None:
+        request = grant.request
+        if not request.form.get("code_verifier"):
+            if self.get_authorization_code_challenge(request.authorization_code):
+                raise InvalidGrantError("The code was issued for a code_challenge: send its code_verifier.")
+            raise InvalidRequestError("Missing code_verifier.")
+        super().validate_code_verifier(grant, result)

@@ -1,0 +1,102 @@
+"""How a call of the token endpoints runs: the token endpoint (RFC 6749 §3.2), revocation
+(RFC 7009) and introspection (RFC 7662).
+
+The clients a request names are looked up first (from the cache, else in a read of their
+own), so client authentication never waits for the database. Then each grant runs the way
+that costs least for what it touches:
+
+- ``client_credentials`` reads and writes nothing more: it runs detached, on a signing
+  thread when the worker has them.
+- ``refresh_token`` validates in a transaction, where its token rotates (on PostgreSQL in
+  one statement, without BEGIN and COMMIT); what it issues needs no database, so the
+  signing runs detached.
+- every other grant, revocation and introspection run whole in one transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import TypeVar
+
+from authlib.oauth2.rfc6749 import OAuth2Error
+
+from ..storage import AsyncSession, async_sessionmaker, clients as client_store, transactions
+from ..storage.clients import StoredClient
+from .calls import Threads, detached, in_transaction
+from .request import OAuthResponse, OstiaryRequest
+from .server import OstiaryAuthorizationServer
+
+R = TypeVar("R")
+
+#: a transaction that loses a race on PostgreSQL (serialization failure, deadlock) runs
+#: again from the start, up to twice; the client never sees it
+_RETRIES = 2
+
+
+class TokenEndpoints:
+    def __init__(
+        self,
+        server: OstiaryAuthorizationServer,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        threads: Threads | None,
+    ) -> None:
+        self.server = server
+        self.sessionmaker = sessionmaker
+        #: threads for what runs detached; None: on the event loop (every core has a worker)
+        self.threads = threads
+
+    async def token(self, request: OstiaryRequest, grant_type: str, render: Callable[[OAuthResponse], R]) -> R:
+        """The token endpoint's answer, passed through ``render`` (which runs where the grant
+        ran: building the HTTP response on a signing thread keeps it off the event loop)."""
+        server = self.server
+        await self.load_clients(request)
+        if grant_type == "client_credentials":
+            return await detached(self.threads, lambda: render(server.create_token_response(request)))
+        if grant_type == "refresh_token":
+            try:
+                grant = await in_transaction(
+                    self.sessionmaker,
+                    request,
+                    lambda: server.validated_token_grant(request),
+                    retry_serialization=_RETRIES,
+                )
+            except OAuth2Error as error:
+                return render(server.handle_error_response(request, error))
+            return await detached(self.threads, lambda: render(server.issue(grant)))
+        response = await in_transaction(
+            self.sessionmaker,
+            request,
+            lambda: server.create_token_response(request),
+            commit_on=_succeeded,
+            retry_serialization=_RETRIES,
+        )
+        return render(response)
+
+    async def endpoint(self, name: str, request: OstiaryRequest) -> OAuthResponse:
+        """``revocation`` or ``introspection`` (which only reads, each read one statement)."""
+        await self.load_clients(request)
+        return await in_transaction(
+            self.sessionmaker,
+            request,
+            lambda: self.server.create_endpoint_response(name, request),
+            commit_on=_succeeded,
+            retry_serialization=_RETRIES,
+            read_only=name == "introspection",
+        )
+
+    async def load_clients(self, request: OstiaryRequest) -> None:
+        """Snapshots of the clients ``request`` names (None for unknown ones) into its extras."""
+        found: dict[str, StoredClient | None] = {}
+        for client_id in request.claimed_client_ids():
+            found[client_id] = await self.server.client_cache.aget(client_id, partial(self._read, client_id))
+        request.extras.clients = found
+
+    async def _read(self, client_id: str) -> StoredClient | None:
+        return await transactions.run(
+            self.sessionmaker, lambda db: client_store.get_client(db, client_id), read_only=True
+        )
+
+
+def _succeeded(response: OAuthResponse) -> bool:
+    return response.status < 400
