@@ -68,7 +68,7 @@ async def in_transaction(
         result = await transactions.run(
             sessionmaker, work, commit_on=commit_on, retry_serialization=retry_serialization, read_only=read_only
         )
-    except BaseException:
+    except Exception:
         await _after_failure(sessionmaker, request)
         raise
     if commit_on is not None and not commit_on(result):

@@ -43,7 +43,7 @@ class RequestExtras:
     db: Session | None = None
     #: the clients this request names, looked up before the call (client_id to snapshot,
     #: None for an unknown one): client authentication reads them here
-    clients: Mapping[str, StoredClient | None] = field(default_factory=dict)
+    clients: Mapping[str, StoredClient | None] = field(default_factory=dict, repr=False)
     #: RFC 8707 resource indicators accepted for this request (set by the grant)
     resources: tuple[str, ...] = ()
     #: the authenticated browser sign-in an authorization response is issued for
@@ -51,7 +51,7 @@ class RequestExtras:
     #: the refresh token that a rotation stored as its family's new head
     successor_refresh_token: str | None = None
     #: the browser's session cookie (logout ends that session)
-    browser_session_token: str | None = None
+    browser_session_token: str | None = field(default=None, repr=False)
     #: the client's address, for audit events
     client_ip: str | None = None
     #: writes that must be committed even when the request fails (e.g. revoking the grant

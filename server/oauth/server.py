@@ -82,7 +82,7 @@ class OstiaryAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         request's endpoint looked up already, else the cache or the request's transaction."""
         request = current_request()
         if request is None:
-            return None
+            raise RuntimeError("query_client outside a call of server.oauth.calls.in_transaction")
         if client_id in request.extras.clients:
             return known_client(request, client_id)
         db = request.extras.session

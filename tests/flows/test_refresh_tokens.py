@@ -273,6 +273,30 @@ async def test_grace_lets_the_latest_predecessor_mint_in_the_same_family(gracefu
     assert len(await graceful.sql("SELECT id FROM audit_events WHERE kind = 'refresh_token.reuse'")) == 1
 
 
+@pytest.fixture
+async def graceful_once(database: TestDatabase, tmp_path: Path) -> AsyncIterator[Offline]:
+    settings = make_settings(database, tmp_path, refresh_reuse_grace_seconds=30, refresh_reuse_grace_count=1)
+    async with serve_in_process(settings) as base_url, httpx.AsyncClient(base_url=base_url, timeout=10) as http:
+        await create_user(settings, "alice")
+        live = Live(settings, base_url, http, await create_client(settings))
+        yield await make_offline(SignIn(live, Client("", ""), "alice", Browser(http)))
+
+
+async def test_a_refused_resource_does_not_hide_a_replay(graceful_once: Offline) -> None:
+    """The token's own failure comes first, as Authlib orders its checks: a replay inside the
+    window with a resource the client may not use is refused without replacing the head,
+    and once its grace is used up, the same replay is reuse: the family is revoked."""
+    first = await graceful_once.tokens()
+    assert (await graceful_once.refresh(first["refresh_token"])).status_code == 200
+    foreign = await graceful_once.refresh(first["refresh_token"], resource="https://api.example.com")
+    assert foreign.status_code == 400 and foreign.json()["error"] == "invalid_target"
+    assert await graceful_once.sql("SELECT grace_uses FROM refresh_tokens WHERE grace_uses > 0") == []
+    assert (await graceful_once.refresh(first["refresh_token"])).status_code == 200  # the one replacement
+    replay = await graceful_once.refresh(first["refresh_token"], resource="https://api.example.com")
+    assert replay.status_code == 400 and replay.json()["error"] == "invalid_grant"
+    assert len(await graceful_once.sql("SELECT id FROM grants WHERE revoked_at IS NOT NULL")) == 1
+
+
 async def test_grace_ends_with_its_window(graceful: Offline) -> None:
     first = await graceful.tokens()
     assert (await graceful.refresh(first["refresh_token"])).status_code == 200

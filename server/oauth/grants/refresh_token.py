@@ -61,13 +61,15 @@ class RefreshTokenGrant(IssuingGrant, grants.RefreshTokenGrant):  # type: ignore
         )
         if diagnosis.failure is Failure.SCOPE:
             raise InvalidScopeError()
-        if diagnosis.failure in (Failure.GRACE, Failure.USABLE) and refused is not None:
+        if diagnosis.failure is Failure.USABLE and refused is not None:
             raise refused
         if diagnosis.failure is Failure.GRACE:
             token = refresh_store.use_grace(
                 db, refresh_token, client.get_client_id(), successor, idle_expires_at, max_uses=self.GRACE_COUNT
             )
             if token is not None:
+                if refused is not None:
+                    raise refused  # the replacement is rolled back with the request's transaction
                 request.extras.successor_refresh_token = successor
                 return token
         if diagnosis.failure in (Failure.GRACE, Failure.REUSE):

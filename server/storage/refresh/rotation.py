@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, Text, bindparam, func, insert, literal, select, type_coerce, update
+from sqlalchemy import Table, Text, bindparam, exists, func, insert, literal, select, type_coerce, update
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from .. import Session
@@ -53,6 +53,8 @@ def rotate(
     }
     bind = session.get_bind()
     if bind.dialect.name == "postgresql":
+        # On a pooled connection of its own: call it before the session has used one, or a
+        # request holds two, and a pool without overflow can run dry waiting on itself.
         record = _ROTATE.fetchrow_sync(bind.pool, params)  # type: ignore[union-attr]
         return family_from(record) if record is not None else None
     connection = session.connection()
@@ -133,7 +135,7 @@ def _consume_sqlite(scope_count: int) -> Any:
     # exact words of the space-separated scope: instr() has no wildcards to escape
     spaced = literal(" ") + Grant.scope + literal(" ")
     granted = [func.instr(spaced, bindparam(f"b_scope_{i}")) > 0 for i in range(scope_count)]
-    return _CONSUME_SQLITE.where(RefreshToken.grant_id.in_(select(Grant.id).where(*granted)))
+    return _CONSUME_SQLITE.where(exists().where(Grant.id == RefreshToken.grant_id, *granted))
 
 
 def _scope_params(params: dict[str, Any], scopes: Sequence[str]) -> dict[str, Any]:
