@@ -27,7 +27,7 @@ from .storage.engine import create_engine
 from .storage.errors import UNAVAILABLE_TYPES
 from .sweeper import run_periodically
 from .users.reset import LOOKUP_TEMPLATE
-from .web import account, authorize, errors, health, logout, password, token, userinfo
+from .web import account, authorize, errors, health, home, logout, password, token, userinfo
 from .web.middleware import EdgeMiddleware
 from .web.proxies import TrustedProxies
 from .web.runtime import Runtime
@@ -96,16 +96,20 @@ def _start_background(
         )
     )
     if settings.cleanup_interval > 0:
-        tasks.append(asyncio.create_task(run_periodically(engine, runtime.sessionmaker, settings.cleanup_interval)))
+        sweeping = run_periodically(
+            engine, runtime.sessionmaker, settings.cleanup_interval, audit_retention_days=settings.audit_retention_days
+        )
+        tasks.append(asyncio.create_task(sweeping))
     if settings.mail_poll_interval > 0:
-        sender = OutboxSender(
+        runtime.sender = OutboxSender(
             settings,
             runtime.sessionmaker,
             runtime.wrappers,
             transport_for(settings),
             resolvers={LOOKUP_TEMPLATE: runtime.resets.resolve},
         )
-        tasks.append(asyncio.create_task(sender.run()))
+        runtime.sender_task = asyncio.create_task(runtime.sender.run())
+        tasks.append(runtime.sender_task)
 
 
 def _exception_handlers() -> dict[Any, Any]:
@@ -117,11 +121,14 @@ def _exception_handlers() -> dict[Any, Any]:
 
 def _routes() -> list[BaseRoute]:
     return [
+        Route("/", home.home, methods=["GET"]),
         Route("/token", token.token, methods=["POST"]),
         Route("/token", token.token_wrong_method, methods=["GET", "PUT", "DELETE", "PATCH"]),
         Route("/revoke", token.revoke, methods=["POST"]),
         Route("/introspect", token.introspect, methods=["POST"]),
-        Route("/healthz", health.healthz, methods=["GET"]),
+        Route("/livez", health.livez, methods=["GET"]),
+        Route("/readyz", health.readyz, methods=["GET"]),
+        Route("/healthz", health.readyz, methods=["GET"]),
         Route("/authorize", authorize.authorize, methods=["GET", "POST"]),
         Route("/login", authorize.login, methods=["POST"]),
         Route("/login/otp", authorize.second_factor, methods=["POST"]),

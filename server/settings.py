@@ -325,7 +325,9 @@ class Settings:
         "OSTIARY_ISSUER",
         _issuer,
         default="http://127.0.0.1:8000",
-        doc="issuer URL; must be `https` unless the host is loopback. Behind a TLS proxy, the public https URL",
+        shown="`http://127.0.0.1:<port>`",
+        doc="issuer URL; must be `https` unless the host is loopback. Behind a TLS proxy, the public https URL. "
+        "Unset, it follows the listen port (`OSTIARY_PORT`, `--port`)",
     )
     database_url: str = setting(
         "OSTIARY_DATABASE_URL",
@@ -337,6 +339,12 @@ class Settings:
     port: int = setting("OSTIARY_PORT", _int_range(1, 65535), default=8000, doc="listen port", flag="--port")
     workers: int = setting(
         "OSTIARY_WORKERS", _int_range(1, 64), default=1, doc="worker processes, one per core is right", flag="--workers"
+    )
+    shutdown_grace_seconds: int = setting(
+        "OSTIARY_SHUTDOWN_GRACE_SECONDS",
+        _duration(0, 3600),
+        default=20,
+        doc="at SIGTERM, time allowed for requests in flight to finish before the process stops anyway",
     )
     signing_threads: int = setting(
         "OSTIARY_SIGNING_THREADS",
@@ -504,6 +512,12 @@ class Settings:
         default=3600,
         doc="time between cleanup sweeps of expired rows (0: off)",
     )
+    audit_retention_days: int = setting(
+        "OSTIARY_AUDIT_RETENTION_DAYS",
+        _int_range(0, 36500),
+        default=90,
+        doc="days an audit event is kept before the cleanup deletes it (0: kept for ever)",
+    )
 
     # Passwords, second factors and attempts.
     # OWASP's Argon2id minimum is t=2, m=19 MiB, p=1; the defaults are RFC 9106's second choice.
@@ -641,7 +655,9 @@ class Settings:
     )
 
     @property
-    def is_postgres(self) -> bool:
+    def shared_database(self) -> bool:
+        """The database is a server that several machines may share (PostgreSQL), not the
+        embedded file of one machine: what they share (keys at rest, say) must match."""
         return self.database_url.startswith("postgresql+asyncpg://")
 
     @property
@@ -671,6 +687,8 @@ class Settings:
         reader = _Reader(environ)
         values = {field.name: reader.read(variable, field.default) for field, variable in _declared()}
         _override(values, overrides, reader.problems)
+        if not environ.get("OSTIARY_ISSUER"):  # the issuer a newcomer reaches: where it listens
+            values["issuer"] = f"http://127.0.0.1:{values['port']}"
         _check_admin(values, reader.problems)
         _check_mail(values, reader.problems)
         if reader.problems:

@@ -13,11 +13,13 @@ from .storage.cleanup import sweep_if_alone
 log = logging.getLogger("ostiary.cleanup")
 
 
-async def run_periodically(engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession], interval: int) -> None:
+async def run_periodically(
+    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession], interval: int, *, audit_retention_days: int
+) -> None:
     await asyncio.sleep(random.uniform(0, interval))  # noqa: S311  (spreading load, not security)
     while True:
         try:
-            counts = await sweep_if_alone(engine, sessionmaker)
+            counts = await sweep_if_alone(engine, sessionmaker, audit_retention_days=audit_retention_days)
         except Exception:  # a database that is down must not end the sweeper
             log.warning("cleanup failed; retrying in %d s", interval, exc_info=True)
         else:

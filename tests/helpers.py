@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import uvicorn
+from starlette.applications import Starlette
 
 from server.app import create_app
 from server.bootstrap import prepare
@@ -95,6 +96,19 @@ async def create_client(
     finally:
         await engine.dispose()
     return Client(stored.client_id, secret or "")
+
+
+@asynccontextmanager
+async def app_in_process(settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, Starlette]]:
+    """The app over in-process ASGI, its lifespan run in this event loop (so its runtime is
+    reachable as ``app.state.runtime``), and a client for it."""
+    await prepare(settings)
+    app = create_app(settings)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=settings.issuer) as http,
+    ):
+        yield http, app
 
 
 @asynccontextmanager

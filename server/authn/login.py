@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..storage import AsyncSession, Session, async_sessionmaker, failures, transactions, users as user_store
+from ..storage import AsyncSession, Session, async_sessionmaker, audit, failures, transactions, users as user_store
 from ..storage.base import sha256
 from ..storage.users import StoredUser
 from .devices import DeviceCookies
@@ -40,6 +40,31 @@ class LoginGuard:
     async def attempt_for(self, user: StoredUser, device_cookie: str | None) -> LoginAttempt:
         """The same for a known user (a password typed again on the account pages)."""
         return await transactions.run(self.sessionmaker, lambda db: self._count(db, user, device_cookie))
+
+    async def failed(self, login: LoginAttempt, *, client_id: str | None, ip: str | None) -> None:
+        """Record a refused sign-in (the attempt was counted already): ``login.failed`` with
+        the reason, and ``login.locked`` when this failure locked the account. An unknown
+        name is not written down (it may be a password typed in the wrong box)."""
+        user = login.user
+        if not login.attempt.allowed:
+            reason = "locked"
+        elif user is None:
+            reason = "unknown_user"
+        elif user.disabled_at is not None:
+            reason = "disabled"
+        else:
+            reason = "bad_password"
+        sub = user.sub if user is not None else None
+        locked_now = reason == "bad_password" and login.attempt.if_failed.locked
+
+        def write(db: Session) -> None:
+            details = {"reason": reason, "ip": ip, "known_device": login.device is not None}
+            audit.record(db, "login.failed", actor=sub, user=sub, client=client_id, details=details)
+            if locked_now:
+                until = {"retry_after": login.attempt.if_failed.retry_after, "ip": ip}
+                audit.record(db, "login.locked", actor=sub, user=sub, client=client_id, details=until)
+
+        await transactions.run(self.sessionmaker, write)
 
     def succeeded(self, db: Session, user_id: int, device: bytes | None) -> None:
         """The password was right: the counter it was counted on starts again."""

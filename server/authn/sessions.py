@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from ..storage import Session, sessions as session_store
+from ..storage import Session, audit, sessions as session_store, users as user_store
 from ..storage.base import sha256 as digest, utcnow
 from ..storage.sessions import StoredSession
 from .secrets import new_token
@@ -64,9 +64,15 @@ def load(db: Session, token: str | None) -> StoredSession | None:
 
 def end(db: Session, token: str | None) -> str | None:
     """Sign the browser out: its session ends, and the families bound to it; returns its sid."""
-    if not token or len(token) > 128:
+    current = load(db, token)
+    if current is None:
         return None
-    return session_store.end_session(db, digest(token), LOGOUT)
+    sid = session_store.end_session(db, digest(token or ""), LOGOUT)
+    if sid is not None:
+        user = user_store.get_user(db, current.user_id)
+        sub = user.sub if user else None
+        audit.record(db, "session.ended", actor=sub, user=sub, details={"sid": sid, "reason": LOGOUT})
+    return sid
 
 
 def renew(db: Session, token: str | None) -> StartedSession | None:

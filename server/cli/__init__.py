@@ -19,7 +19,7 @@ from ..keys.errors import KeyMaterialError
 from ..settings import Settings, SettingsError
 from ..storage.errors import DATABASE_ERRORS, describe
 from ..users.errors import UserError
-from . import clients, db, grants, keys, serve, sessions, users
+from . import audit, clients, db, grants, keys, serve, sessions, users
 
 EXIT_CONFIG = 2
 EXIT_FAILURE = 1
@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     sessions.add_parser(commands)
     grants.add_parser(commands)
     keys.add_parser(commands)
+    audit.add_parser(commands)
     return parser
 
 

@@ -38,7 +38,5 @@ def _revoke_in(db: Session, username: str, client_id: str | None) -> int:
     if user is None:
         raise UserError("--user", f"no user named {username!r}")
     count = grant_store.revoke_for_user(db, user.id, "revoked_by_admin", client_id=client_id)
-    audit.record(
-        db, "grants.revoked", actor="admin", subject=user.sub, details={"client_id": client_id, "count": count}
-    )
+    audit.record(db, "grants.revoked", actor="admin", user=user.sub, client=client_id, details={"count": count})
     return count

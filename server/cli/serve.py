@@ -84,10 +84,20 @@ def _serve(settings: Settings, sock: socket.socket) -> int:
         # not from uvicorn's implicit default of 127.0.0.1.
         proxy_headers=False,
         timeout_keep_alive=15,
+        # SIGTERM: stop accepting, let requests in flight finish for this long, then stop
+        # (the lifespan's end hands the mail sender's unsent claims back)
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
     )
     server = uvicorn.Server(config)
+    # uvicorn stops gracefully at SIGTERM, then raises the signal again under the handler
+    # it found: one that ignores it makes a requested stop exit 0, as the supervisor does
+    signal.signal(signal.SIGTERM, _stopped)
     server.run(sockets=[sock])
     return 0 if server.started else 1
+
+
+def _stopped(signum: int, _frame: Any) -> None:
+    return None
 
 
 def _worker(settings: Settings) -> None:
@@ -113,9 +123,10 @@ def _supervise(settings: Settings) -> int:
 
 _DEATH_WINDOW = 60.0
 _DEATHS_PER_WORKER = 3
-#: seconds the workers get to finish their requests at a stop: less than the systemd unit's
-#: TimeoutStopSec, so a stuck worker is named in the log before systemd kills everything
-_STOP_TIMEOUT = 25.0
+#: seconds a worker gets beyond OSTIARY_SHUTDOWN_GRACE_SECONDS to end its lifespan at a stop;
+#: the total stays below the systemd unit's TimeoutStopSec, so a stuck worker is named in
+#: the log before systemd kills everything
+_STOP_MARGIN = 5.0
 
 
 class _Supervisor:
@@ -175,11 +186,12 @@ class _Supervisor:
         for process in self.workers:
             if process.exitcode is None:
                 process.terminate()
-        deadline = time.monotonic() + _STOP_TIMEOUT
+        allowed = self.settings.shutdown_grace_seconds + _STOP_MARGIN
+        deadline = time.monotonic() + allowed
         for process in self.workers:
             process.join(timeout=max(deadline - time.monotonic(), 0))
             if process.exitcode is None:
-                log.error("%s (pid %s) did not stop in %d s: killing it", process.name, process.pid, _STOP_TIMEOUT)
+                log.error("%s (pid %s) did not stop in %d s: killing it", process.name, process.pid, allowed)
                 process.kill()
                 process.join()
 

@@ -20,7 +20,11 @@ def new_client_secret() -> str:
 
 
 def new_client_id() -> str:
-    return secrets.token_urlsafe(16)
+    """128 random bits, never starting with ``-``: a command line would take it for an option
+    (``--client -abc`` fails in argparse)."""
+    while (client_id := secrets.token_urlsafe(16)).startswith("-"):
+        pass
+    return client_id
 
 
 def secret_matches(presented: str, digest: bytes | None) -> bool:

@@ -61,7 +61,7 @@ def register_client(
     )
     client = validated(draft)
     client_store.insert_client(session, client)
-    audit.record(session, "client.created", actor="admin", subject=client.client_id, details={"name": client.name})
+    audit.record(session, "client.created", actor="admin", client=client.client_id, details={"name": client.name})
     return client, secret
 
 
@@ -112,7 +112,7 @@ def set_disabled(session: Session, client_id: str, disabled: bool, *, actor: str
     if (client.disabled_at is not None) == disabled:
         return False
     client_store.set_disabled(session, client_id, utcnow() if disabled else None)
-    audit.record(session, "client.disabled" if disabled else "client.enabled", actor=actor, subject=client_id)
+    audit.record(session, "client.disabled" if disabled else "client.enabled", actor=actor, client=client_id)
     return True
 
 
@@ -136,7 +136,7 @@ def rotate_secret(session: Session, client_id: str, *, keep_old_for: int, actor:
         previous_expires_at=utcnow() + timedelta(seconds=keep_old_for) if keep else None,
     )
     audit.record(
-        session, "client.secret_rotated", actor=actor, subject=client_id, details={"keep_old_for": keep_old_for}
+        session, "client.secret_rotated", actor=actor, client=client_id, details={"keep_old_for": keep_old_for}
     )
     return secret
 
@@ -154,7 +154,7 @@ def update(session: Session, client_id: str, changes: dict[str, Any], *, actor: 
     updated = validated(replace(client, **changes))
     client_store.update_client(session, updated)
     changed = [name for name in client_store.UPDATABLE if getattr(client, name) != getattr(updated, name)]
-    audit.record(session, "client.updated", actor=actor, subject=client_id, details={"changed": changed})
+    audit.record(session, "client.updated", actor=actor, client=client_id, details={"changed": changed})
     return updated
 
 
@@ -163,7 +163,7 @@ def delete(session: Session, client_id: str, *, actor: str) -> client_store.Stor
     token issued to it is then inactive at introspection and userinfo."""
     client = find(session, client_id)
     client_store.delete_client(session, client_id)
-    audit.record(session, "client.deleted", actor=actor, subject=client_id, details={"name": client.name})
+    audit.record(session, "client.deleted", actor=actor, client=client_id, details={"name": client.name})
     return client
 
 

@@ -74,7 +74,7 @@ def _generate(path: Path, settings: Settings) -> str:
         ) from None
     finally:
         draft.unlink(missing_ok=True)
-    if settings.is_postgres:
+    if settings.shared_database:
         log.warning(
             "generated a key-encryption secret in %s; with PostgreSQL every server machine needs "
             "the same one: set OSTIARY_KEYS_SECRET_FILE in production",

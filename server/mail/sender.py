@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Protocol
@@ -81,24 +82,61 @@ class OutboxSender:
         self.domain = message_domain(settings.issuer)
         self.messages = Messages(settings.sender_address, settings.issuer)
         self.resolvers = dict(resolvers)
+        #: when the loop last began a round or finished a message (``time.monotonic()``),
+        #: for the readiness probe
+        self.last_round = time.monotonic()
+        #: messages of the current batch claimed but not yet begun
+        self._waiting: dict[int, None] = {}
 
     async def run(self) -> None:
-        """Forever: send what is due, then sleep the poll interval (spread across processes)."""
-        await asyncio.sleep(random.uniform(0, self.interval))  # noqa: S311  (spreading load)
-        while True:
-            try:
-                while await self.send_due() == BATCH:
-                    pass
-            except Exception:  # a database that is down must not end the sender
-                log.warning("mail outbox: sending failed; retrying in %d s", self.interval, exc_info=True)
-            await asyncio.sleep(self.interval)
+        """Forever: send what is due, then sleep the poll interval (spread across processes).
+        Cancelled (the server stopping), it hands back what it claimed and had not begun."""
+        try:
+            await asyncio.sleep(random.uniform(0, self.interval))  # noqa: S311  (spreading load)
+            while True:
+                self.last_round = time.monotonic()
+                try:
+                    while await self.send_due() == BATCH:
+                        pass
+                except Exception:  # a database that is down must not end the sender
+                    log.warning("mail outbox: sending failed; retrying in %d s", self.interval, exc_info=True)
+                await asyncio.sleep(self.interval)
+        except asyncio.CancelledError:
+            await self.hand_back()
+            raise
+
+    def stalled_for(self) -> float:
+        """Seconds the loop is overdue (0 while it keeps its rhythm). A round that drains a
+        backlog goes on as long as it must, but each message ends within one SMTP
+        conversation, so the loop is overdue only when neither a round began nor a message
+        ended for three poll intervals and an SMTP timeout, and a minute to spare."""
+        allowed = 3 * self.interval + self.settings.smtp_timeout + 60
+        return max(0.0, time.monotonic() - self.last_round - allowed)
 
     async def send_due(self) -> int:
         """Send one batch of due messages; returns how many were claimed."""
         batch = await transactions.run(self.sessionmaker, lambda db: outbox.claim_due(db, limit=BATCH, lease=LEASE))
+        self._waiting = dict.fromkeys(mail.id for mail in batch)
         for mail in batch:
+            del self._waiting[mail.id]
             await self._handle(mail)
+            self.last_round = time.monotonic()
         return len(batch)
+
+    async def hand_back(self) -> None:
+        """Release the claims on messages not yet begun, so another process sends them now,
+        not after the lease. One being sent when the server stopped keeps its lease: whether
+        the mail server took it is unknown, and it goes out again with the same Message-ID."""
+        waiting, self._waiting = list(self._waiting), {}
+        if not waiting:
+            return
+        try:
+            async with asyncio.timeout(5):
+                await transactions.run(self.sessionmaker, lambda db: outbox.release(db, waiting))
+        except Exception as error:  # the lease ends by itself: nothing is lost
+            log.warning("mail outbox: %d claim(s) not handed back: %s", len(waiting), _describe(error))
+        else:
+            log.info("mail outbox: handed back %d claimed message(s)", len(waiting))
 
     async def _handle(self, mail: QueuedMail) -> None:
         """One claimed row, on its own: whatever fails here fails for this row only."""

@@ -74,7 +74,7 @@ class SecondFactor:
         if not mfa_store.confirm_totp(db, user.id, step):
             raise MfaError("There is no set-up in progress. Start again from your account page.")
         codes = self._replace_codes(db, user)
-        audit.record(db, "mfa.enabled", actor=user.sub, subject=user.sub, details={"method": "totp"})
+        audit.record(db, "mfa.enabled", actor=user.sub, user=user.sub, details={"method": "totp"})
         _mail(db, user, "totp_enabled")
         return codes
 
@@ -93,17 +93,20 @@ class SecondFactor:
         counts its wrong codes apart, so someone who knows the password cannot lock the
         owner's own browser out; None (any other browser) shares the account's counter."""
         lock = self.lockout.check(db, user.id, FACTOR_OTP, device)
+        known = {"known_device": bool(device)}
         if lock.locked:
+            audit.record(db, "mfa.failed", actor=user.sub, user=user.sub, details={"reason": "locked", **known})
             return Verdict(ok=False, lock=lock)
         method = self._accept(db, user, code)
         if method is None:
             lock = self.lockout.fail(db, user.id, FACTOR_OTP, device)
+            audit.record(db, "mfa.failed", actor=user.sub, user=user.sub, details={"reason": "wrong_code", **known})
             if lock.locked:
-                audit.record(db, "mfa.locked", actor=user.sub, subject=user.sub, details={"known_device": bool(device)})
+                audit.record(db, "mfa.locked", actor=user.sub, user=user.sub, details={"known_device": bool(device)})
             return Verdict(ok=False, lock=lock)
         self.lockout.succeed(db, user.id, FACTOR_OTP, device)
         if method == "backup_code":
-            audit.record(db, "mfa.backup_code_used", actor=user.sub, subject=user.sub)
+            audit.record(db, "mfa.backup_code_used", actor=user.sub, user=user.sub)
         return Verdict(ok=True, lock=lock, method=method)
 
     def _accept(self, db: Session, user: StoredUser, code: str) -> str | None:
@@ -124,12 +127,12 @@ class SecondFactor:
         if not self.is_enrolled(db, user):
             raise MfaError("Backup codes come with a second factor: set one up first.")
         codes = self._replace_codes(db, user)
-        audit.record(db, "mfa.backup_codes_regenerated", actor=user.sub, subject=user.sub)
+        audit.record(db, "mfa.backup_codes_regenerated", actor=user.sub, user=user.sub)
         return codes
 
     def disable(self, db: Session, user: StoredUser) -> None:
         if mfa_store.delete_totp(db, user.id):
-            audit.record(db, "mfa.disabled", actor=user.sub, subject=user.sub)
+            audit.record(db, "mfa.disabled", actor=user.sub, user=user.sub)
             _mail(db, user, "totp_disabled")
 
     def unused_codes(self, db: Session, user: StoredUser) -> int:
@@ -159,7 +162,7 @@ class SecondFactor:
 def reset(db: Session, user: StoredUser, *, actor: str) -> bool:
     """An administrator removes a user's second factor (a lost device); True if there was one."""
     had = mfa_store.delete_totp(db, user.id)
-    audit.record(db, "mfa.reset", actor=actor, subject=user.sub, details={"had_second_factor": had})
+    audit.record(db, "mfa.reset", actor=actor, user=user.sub, details={"had_second_factor": had})
     if had:
         _mail(db, user, "totp_disabled")
     return had

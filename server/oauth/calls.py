@@ -64,14 +64,21 @@ async def in_transaction(
             _current.reset(token)
             extras.db = None
 
+    committed = True
+
+    def decide(result: T) -> bool:  # commit_on asked once, its answer kept
+        nonlocal committed
+        committed = commit_on is None or commit_on(result)
+        return committed
+
     try:
         result = await transactions.run(
-            sessionmaker, work, commit_on=commit_on, retry_serialization=retry_serialization, read_only=read_only
+            sessionmaker, work, commit_on=decide, retry_serialization=retry_serialization, read_only=read_only
         )
     except Exception:
         await _after_failure(sessionmaker, request)
         raise
-    if commit_on is not None and not commit_on(result):
+    if not committed:
         await _after_failure(sessionmaker, request)
     return result
 

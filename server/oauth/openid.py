@@ -11,9 +11,8 @@ from authlib.oidc.core.grants.util import create_half_hash, is_openid_scope, val
 
 from ..keys.holder import KeyRingHolder
 from ..storage import codes as code_store
-from ..storage.codes import StoredCode
-from ..storage.refresh import FamilyToken
 from ..storage.users import StoredUser
+from .tokens import Origin
 
 SCOPE_CLAIMS = {
     "profile": ("name", "preferred_username", "updated_at"),
@@ -88,7 +87,7 @@ class OpenIDCode(AuthlibOpenIDCode):  # type: ignore[misc]
         now = int(time.time())
         return {"iss": self.issuer, "aud": client.get_client_id(), "iat": now, "exp": now + self.ttl}
 
-    def get_authorization_code_claims(self, authorization_code: StoredCode | FamilyToken) -> dict[str, Any]:
+    def get_authorization_code_claims(self, authorization_code: Origin[Any]) -> dict[str, Any]:
         claims: dict[str, Any] = super().get_authorization_code_claims(authorization_code)
         if authorization_code.session_sid:
             claims["sid"] = authorization_code.session_sid

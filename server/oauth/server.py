@@ -99,9 +99,9 @@ class OstiaryAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         family without ``offline_access`` is bound to the browser session it came from, so
         signing out ends it.
         """
-        code = request.authorization_code
-        if code is None:
+        if request.authorization_code is None:
             return
+        code = request.authorization_code.record
         refresh_token, now = token.get("refresh_token"), utcnow()
         scope = token.get("scope", "")
         family_expires = now + timedelta(seconds=self.settings.refresh_family_ttl)

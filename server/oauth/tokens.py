@@ -8,15 +8,71 @@ import base64
 import ssl
 import time
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
 
 from ..keys.holder import KeyRingHolder
+from ..storage.users import StoredUser
 from .clients import OAuthClient
 from .errors import InvalidTargetError
 from .request import OstiaryRequest
+
+
+class SignInRecord(Protocol):
+    """What storage keeps of the sign-in a grant came from (a code's, a family's)."""
+
+    @property
+    def grant_id(self) -> str: ...
+    @property
+    def session_sid(self) -> str | None: ...
+    @property
+    def scope(self) -> str: ...
+    @property
+    def auth_time(self) -> datetime | None: ...
+    @property
+    def acr(self) -> str | None: ...
+    @property
+    def amr(self) -> tuple[str, ...]: ...
+
+
+R = TypeVar("R", bound=SignInRecord)
+
+
+@dataclass(frozen=True, slots=True)
+class Origin(Generic[R]):
+    """What a token descends from (a redeemed code, a rotated refresh token), as Authlib's
+    grants and OpenID hooks read it: the grant the token belongs to and what an ID token
+    repeats from the sign-in (OIDC Core §2: ``auth_time``, ``acr``, ``amr``)."""
+
+    record: R
+
+    @property
+    def grant_id(self) -> str:
+        return self.record.grant_id
+
+    @property
+    def session_sid(self) -> str | None:
+        return self.record.session_sid
+
+    def get_scope(self) -> str:
+        return self.record.scope
+
+    def get_nonce(self) -> str | None:
+        return None
+
+    def get_auth_time(self) -> int | None:
+        auth_time = self.record.auth_time
+        return int(auth_time.timestamp()) if auth_time else None
+
+    def get_acr(self) -> str | None:
+        return self.record.acr
+
+    def get_amr(self) -> list[str]:
+        return list(self.record.amr)
 
 
 class TokenIssuer:
@@ -31,7 +87,7 @@ class TokenIssuer:
         self.alg = alg
 
     def issue(
-        self, request: OstiaryRequest, user: Any, scope: str | None, include_refresh_token: bool
+        self, request: OstiaryRequest, user: StoredUser | None, scope: str | None, include_refresh_token: bool
     ) -> dict[str, Any]:
         client: OAuthClient = request.client
         scope = BearerTokenGenerator.get_allowed_scope(client, scope)
@@ -45,7 +101,7 @@ class TokenIssuer:
             token["scope"] = scope
         return token
 
-    def access_token(self, request: OstiaryRequest, user: Any, scope: str) -> str:
+    def access_token(self, request: OstiaryRequest, user: StoredUser | None, scope: str) -> str:
         """RFC 9068 §2.2 claims, signed by the ring's :class:`~server.keys.signer.CompactSigner`
         (header serialised once per key)."""
         client: OAuthClient = request.client
@@ -58,10 +114,10 @@ class TokenIssuer:
             # Authlib's generate_token draws one SystemRandom call per character
             "jti": random_token(16),
             "scope": scope,
-            "sub": str(user.get_user_id()) if user else client.get_client_id(),
+            "sub": user.sub if user else client.get_client_id(),
             "aud": audiences_for(client, request.extras.resources),
         }
-        origin = request.authorization_code or request.refresh_token
+        origin: Origin[Any] | None = request.authorization_code or request.refresh_token
         if origin is not None:
             if auth_time := origin.get_auth_time():
                 claims["auth_time"] = auth_time
@@ -85,7 +141,7 @@ class IssuingGrant:
 
     def generate_token(
         self,
-        user: Any = None,
+        user: StoredUser | None = None,
         scope: str | None = None,
         grant_type: str | None = None,
         expires_in: int | None = None,

@@ -279,7 +279,14 @@ class Authorizer:
             ttl=self.settings.session_ttl,
             replaces=login.old_session,
         )
-        audit.record(db, "login.succeeded", actor=user.sub, subject=stored.client_id, details={"amr": [AMR_PASSWORD]})
+        audit.record(
+            db,
+            "login.succeeded",
+            actor=user.sub,
+            user=user.sub,
+            client=stored.client_id,
+            details={"amr": [AMR_PASSWORD]},
+        )
         return self._session_started(db, handle, stored, current, started, login.device_cookie)
 
     def _second_factor(
@@ -318,7 +325,7 @@ class Authorizer:
                 return CHANGED
             started = stepped
         details = {"amr": list(MULTI_FACTOR), "method": verdict.method, "step_up": session is not None}
-        audit.record(db, "login.succeeded", actor=user.sub, subject=stored.client_id, details=details)
+        audit.record(db, "login.succeeded", actor=user.sub, user=user.sub, client=stored.client_id, details=details)
         return self._session_started(db, handle, stored, user, started, device_cookie)
 
     def _session_started(
@@ -406,8 +413,15 @@ class Authorizer:
         if not interactions.complete_interaction(db, digest(handle)):
             return EXPIRED
         if not allow:
-            audit.record(db, "consent.denied", actor=user.sub, subject=stored.client_id)
+            audit.record(db, "consent.denied", actor=user.sub, user=user.sub, client=stored.client_id)
             return self._error(request, AccessDeniedError(redirect_uri=grant.redirect_uri))
         consents.remember(db, user.id, stored.client_id, frozenset(request.scope.split()))
-        audit.record(db, "consent.granted", actor=user.sub, subject=stored.client_id, details={"scope": request.scope})
+        audit.record(
+            db,
+            "consent.granted",
+            actor=user.sub,
+            user=user.sub,
+            client=stored.client_id,
+            details={"scope": request.scope},
+        )
         return self._complete(grant, user, session)

@@ -17,6 +17,7 @@ from sqlalchemy import ColumnElement, delete, or_, select, text
 from . import AsyncEngine, Session, async_sessionmaker
 from .base import utcnow
 from .models import (
+    AuditEvent,
     AuthFailure,
     AuthorizationCode,
     BrowserSession,
@@ -96,11 +97,21 @@ def delete_batch(session: Session, target: Target, now: datetime, batch: int = B
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-async def sweep(sessionmaker: async_sessionmaker[Any], batch: int = BATCH) -> dict[str, int]:
-    """Delete every expired row; returns how many per table."""
+def audit_target(retention_days: int) -> Target:
+    """Audit events older than ``retention_days`` (``OSTIARY_AUDIT_RETENTION_DAYS``)."""
+    kept = timedelta(days=retention_days)
+    return Target("audit_events", AuditEvent, AuditEvent.id, lambda now: AuditEvent.occurred_at < now - kept)
+
+
+async def sweep(
+    sessionmaker: async_sessionmaker[Any], batch: int = BATCH, *, audit_retention_days: int = 0
+) -> dict[str, int]:
+    """Delete every expired row, and audit events past their retention (0: kept for ever);
+    returns how many per table."""
     now = utcnow()
     counts: dict[str, int] = {}
-    for target in TARGETS:
+    targets = (*TARGETS, audit_target(audit_retention_days)) if audit_retention_days > 0 else TARGETS
+    for target in targets:
         total = 0
         while True:
             async with sessionmaker() as session, session.begin():
@@ -112,17 +123,19 @@ async def sweep(sessionmaker: async_sessionmaker[Any], batch: int = BATCH) -> di
     return counts
 
 
-async def sweep_if_alone(engine: AsyncEngine, sessionmaker: async_sessionmaker[Any]) -> dict[str, int] | None:
+async def sweep_if_alone(
+    engine: AsyncEngine, sessionmaker: async_sessionmaker[Any], *, audit_retention_days: int = 0
+) -> dict[str, int] | None:
     """:func:`sweep`, unless another process is sweeping the same PostgreSQL right now."""
     if engine.dialect.name != "postgresql":
-        return await sweep(sessionmaker)
+        return await sweep(sessionmaker, audit_retention_days=audit_retention_days)
     async with engine.connect() as connection:
         locked = (await connection.execute(text("SELECT pg_try_advisory_lock(:id)"), {"id": _LOCK_ID})).scalar()
         await connection.commit()
         if not locked:
             return None
         try:
-            return await sweep(sessionmaker)
+            return await sweep(sessionmaker, audit_retention_days=audit_retention_days)
         finally:
             await connection.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": _LOCK_ID})
             await connection.commit()

@@ -20,7 +20,8 @@ from .users import USER_COLUMNS, StoredUser, user_from
 
 @dataclass(frozen=True, slots=True)
 class StoredCode:
-    """A redeemed code's binding; implements Authlib's AuthorizationCodeMixin."""
+    """A code's binding: the client, redirect URI and PKCE challenge it was issued for, and
+    the sign-in its grant descends from."""
 
     client_id: str
     user_id: int
@@ -36,24 +37,6 @@ class StoredCode:
     amr: tuple[str, ...]
     #: the code's user, when the statement that consumed the code read it too
     user: StoredUser | None = None
-
-    def get_redirect_uri(self) -> str:
-        return self.redirect_uri
-
-    def get_scope(self) -> str:
-        return self.scope
-
-    def get_nonce(self) -> str | None:
-        return self.nonce
-
-    def get_auth_time(self) -> int:
-        return int(self.auth_time.timestamp())
-
-    def get_acr(self) -> str | None:
-        return self.acr
-
-    def get_amr(self) -> list[str]:
-        return list(self.amr)
 
 
 _RETURNED = (
@@ -129,15 +112,19 @@ def consume(session: Session, code: str, client_id: str) -> StoredCode | None:
     )
 
 
-def replayed_grant(session: Session, code: str, client_id: str) -> str | None:
-    """The grant a code created if it was already consumed by ``client_id`` (a replay)."""
-    return session.execute(
-        select(AuthorizationCode.grant_id).where(
+def replayed_grant(session: Session, code: str, client_id: str) -> tuple[str, str] | None:
+    """(grant id, user sub) of the grant a code created, if it was already consumed by
+    ``client_id`` (a replay)."""
+    row = session.execute(
+        select(AuthorizationCode.grant_id, User.sub)
+        .join(User, User.id == AuthorizationCode.user_id)
+        .where(
             AuthorizationCode.code_digest == sha256(code),
             AuthorizationCode.client_id == client_id,
             AuthorizationCode.consumed_at.is_not(None),
         )
-    ).scalar_one_or_none()
+    ).one_or_none()
+    return None if row is None else (row.grant_id, row.sub)
 
 
 def nonce_used(session: Session, client_id: str, nonce: str) -> bool:

@@ -69,15 +69,26 @@ class SigningKey(Base):
 
 
 class AuditEvent(Base):
-    """An append-only record of security-relevant actions (who did what, never a secret)."""
+    """An append-only record of security-relevant actions (who did what, never a secret).
+
+    ``actor`` did it (a user's ``sub``, a client id, ``cli``, ``system``); ``user_sub`` and
+    ``client_id`` name the user and the client it concerns, for reading the trail by either;
+    ``subject`` names anything else it concerns (a key id, a grant)."""
 
     __tablename__ = "audit_events"
+    __table_args__ = (
+        Index("ix_audit_events_user_sub_occurred_at", "user_sub", "occurred_at"),
+        Index("ix_audit_events_client_id_occurred_at", "client_id", "occurred_at"),
+        Index("ix_audit_events_kind_occurred_at", "kind", "occurred_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     kind: Mapped[str] = mapped_column(String(64))
     actor: Mapped[str | None] = mapped_column(String(200))
     subject: Mapped[str | None] = mapped_column(String(200))
+    user_sub: Mapped[str | None] = mapped_column(String(64))
+    client_id: Mapped[str | None] = mapped_column(String(64))
     details: Mapped[dict[str, Any]] = mapped_column(JSON)
     note: Mapped[str | None] = mapped_column(Text)
 

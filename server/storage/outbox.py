@@ -131,6 +131,15 @@ def claim_due(session: Session, *, limit: int, lease: timedelta) -> list[QueuedM
     return sorted((QueuedMail(**row._mapping) for row in rows), key=lambda mail: mail.id)
 
 
+def release(session: Session, mail_ids: list[int]) -> None:
+    """Hand claims back unused: due now, the claim's attempt not counted."""
+    session.execute(
+        update(MailOutbox)
+        .where(MailOutbox.id.in_(mail_ids), MailOutbox.sent_at.is_(None))
+        .values(next_attempt_at=utcnow(), attempts=MailOutbox.attempts - 1)
+    )
+
+
 def mark_sent(session: Session, mail_id: int) -> None:
     """Delivered (or, for a row that asked for work, done): the secret it carried is erased."""
     session.execute(

@@ -13,9 +13,10 @@ the transaction by one rule, so the callers differ only in the options they pass
 - ``retry_serialization``: a transaction that lost a race (serialization failure,
   deadlock) is run again from the start, ``work`` included: the client never sees the
   race, and ``work`` must not rely on what an earlier attempt left behind.
-- ``read_only``: on PostgreSQL each statement runs on its own (autocommit), saving the
-  BEGIN and COMMIT round trips; only for ``work`` whose every read is one statement, as
-  they no longer share a snapshot.
+- ``read_only``: ``work`` writes nothing, so its session is closed, never committed
+  (``commit_on`` is still asked: the caller may act on its answer). On PostgreSQL each
+  statement runs on its own (autocommit), saving the BEGIN and COMMIT round trips; only
+  for ``work`` whose every read is one statement, as they no longer share a snapshot.
 
 The commit and the close run to their end even when the caller is cancelled meanwhile,
 as ``async_sessionmaker.begin()`` does: a COMMIT once sent is not abandoned halfway (the
@@ -57,7 +58,7 @@ async def run(
                 if read_only and _on_postgres(session):
                     await session.connection(execution_options=_AUTOCOMMIT)
                 result = await session.run_sync(work)
-                commit = commit_on is None or commit_on(result)
+                commit = (commit_on is None or commit_on(result)) and not read_only
             except commit_on_errors:
                 await _end(session, commit=True)
                 raise

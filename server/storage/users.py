@@ -49,10 +49,6 @@ class StoredUser:
     is_admin: bool = False
     must_change_password: bool = False
 
-    def get_user_id(self) -> str:
-        """Authlib's hook for ``sub``: the stable random identifier, never the username."""
-        return self.sub
-
 
 def to_user(row: object) -> StoredUser:
     """A user from a row holding :data:`USER_COLUMNS`."""

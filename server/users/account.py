@@ -160,7 +160,7 @@ class Account:
 
         def mark(db: Session) -> None:
             session_store.mark_reauthenticated(db, me.session.sid)
-            audit.record(db, "user.reauthenticated", actor=me.user.sub, subject=me.user.sub)
+            audit.record(db, "user.reauthenticated", actor=me.user.sub, user=me.user.sub)
 
         await self._run(mark)
 
@@ -171,8 +171,11 @@ class Account:
 
         def end(db: Session) -> int:
             me = self._me(db, token)
-            grant_store.revoke_for_user(db, me.user.id, SIGNED_OUT_EVERYWHERE)
-            return session_store.end_user_sessions(db, me.user.id, SIGNED_OUT_EVERYWHERE)
+            families = grant_store.revoke_for_user(db, me.user.id, SIGNED_OUT_EVERYWHERE)
+            ended = session_store.end_user_sessions(db, me.user.id, SIGNED_OUT_EVERYWHERE)
+            details = {"reason": SIGNED_OUT_EVERYWHERE, "sessions": ended, "families": families}
+            audit.record(db, "session.ended", actor=me.user.sub, user=me.user.sub, details=details)
+            return ended
 
         return await self._run(end)
 

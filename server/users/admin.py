@@ -53,7 +53,7 @@ def set_disabled(db: Session, username: str, disabled: bool, *, actor: str) -> t
     details: dict[str, object] = {"username": user.username}
     if disabled:
         details["sessions"] = session_store.end_user_sessions(db, user.id, "user_disabled")
-    audit.record(db, "user.disabled" if disabled else "user.enabled", actor=actor, subject=user.sub, details=details)
+    audit.record(db, "user.disabled" if disabled else "user.enabled", actor=actor, user=user.sub, details=details)
     return find(db, username), True
 
 
@@ -86,7 +86,7 @@ def update(db: Session, username: str, changes: ProfileChanges, *, actor: str) -
     if "email" in changed:
         # A link already mailed to the old address (perhaps a lost mailbox) must not work.
         resets.void_resets(db, user.id)
-    audit.record(db, "user.updated", actor=actor, subject=user.sub, details={"changed": changed})
+    audit.record(db, "user.updated", actor=actor, user=user.sub, details={"changed": changed})
     return updated
 
 
@@ -95,7 +95,7 @@ def delete(db: Session, username: str, *, actor: str) -> StoredUser:
     sessions, token families and their refresh tokens, codes, consents, second factors."""
     user = find(db, username)
     user_store.delete_user(db, user.id)
-    audit.record(db, "user.deleted", actor=actor, subject=user.sub, details={"username": user.username})
+    audit.record(db, "user.deleted", actor=actor, user=user.sub, details={"username": user.username})
     return user
 
 
@@ -105,7 +105,7 @@ def unlock(db: Session, username: str, *, actor: str) -> StoredUser:
     user = find(db, username)
     for factor in (FACTOR_PASSWORD, FACTOR_OTP):
         failures.clear(db, user.id, factor, every_device=True)
-    audit.record(db, "user.unlocked", actor=actor, subject=user.sub, details={"username": user.username})
+    audit.record(db, "user.unlocked", actor=actor, user=user.sub, details={"username": user.username})
     return user
 
 
@@ -126,7 +126,7 @@ def end_session(db: Session, username: str, sid: str, *, actor: str) -> StoredUs
     if not any(live.sid == sid for live in session_store.list_live_sessions(db, user.id)):
         raise UserError("SID", f"{username!r} has no live session {sid!r}")
     session_store.end_session_by_sid(db, sid, "ended_by_admin")
-    audit.record(db, "session.ended", actor=actor, subject=user.sub, details={"sid": sid})
+    audit.record(db, "session.ended", actor=actor, user=user.sub, details={"sid": sid})
     return user
 
 
@@ -134,5 +134,5 @@ def end_sessions(db: Session, username: str, *, actor: str) -> tuple[StoredUser,
     """End every live session of the user (and the families bound to them); returns how many."""
     user = find(db, username)
     ended = session_store.end_user_sessions(db, user.id, "ended_by_admin")
-    audit.record(db, "session.ended", actor=actor, subject=user.sub, details={"sessions": ended})
+    audit.record(db, "session.ended", actor=actor, user=user.sub, details={"sessions": ended})
     return user, ended

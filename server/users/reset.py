@@ -105,7 +105,7 @@ class PasswordResets:
             if current is None or current.id != user.id:
                 raise AccountError(EXPIRED)
             change_password(db, current, password_hash, actor=current.sub)
-            audit.record(db, "user.password_reset", actor=current.sub, subject=current.sub)
+            audit.record(db, "user.password_reset", actor=current.sub, user=current.sub)
 
         await transactions.run(self.sessionmaker, use)
 
@@ -132,7 +132,7 @@ def resolve_lookup(
     resets.replace_reset(db, user.id, _digest(token), utcnow() + timedelta(seconds=settings.password_reset_ttl))
     link = settings.endpoint("/password/reset") + "?" + urlencode({"token": token})
     sealed = wrappers.current.wrap(link.encode("utf-8"), associated=associated(user.email, TEMPLATE))
-    audit.record(db, "user.password_reset_requested", actor=user.sub, subject=user.sub)
+    audit.record(db, "user.password_reset_requested", actor=user.sub, user=user.sub)
     return outbox.enqueue_claimed(
         db,
         user.email,

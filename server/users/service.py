@@ -65,7 +65,7 @@ def create_user(
         password_hash=password_hash,
         email_verified=email_verified,
     )
-    audit.record(session, "user.created", actor="admin", subject=user.sub, details={"username": username})
+    audit.record(session, "user.created", actor="admin", user=user.sub, details={"username": username})
     return user
 
 
@@ -87,7 +87,7 @@ def bootstrap_admin(session: Session, *, email: str, password_hash: str) -> Stor
         is_admin=True,
         must_change_password=True,
     )
-    audit.record(session, "user.created", actor="bootstrap", subject=user.sub, details={"admin": True})
+    audit.record(session, "user.created", actor="bootstrap", user=user.sub, details={"admin": True})
     return user
 
 
@@ -126,7 +126,7 @@ def change_password(
         db,
         "user.password_changed",
         actor=actor,
-        subject=user.sub,
+        user=user.sub,
         details={"families": families, "sessions": sessions, "reset_links": links, "kept_session": bool(kept_session)},
     )
     if user.email:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from functools import partial
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -63,13 +64,16 @@ async def login(request: Request) -> Response:
         return respond(runtime, _locked(page, limited.retry_after), browser, False, redirect_status=303)
     device_cookie = request.cookies.get(pages.device_cookie)
     attempt = await runtime.login_guard.attempt(username, device_cookie)
+    refused = partial(runtime.login_guard.failed, attempt, client_id=found.stored.client_id, ip=client_address(request))
     if not attempt.attempt.allowed:
         # Locked: the password is not checked, so a right one is refused like a wrong one.
+        await refused()
         retry_after = attempt.attempt.if_failed.retry_after
         context["error"] = f"Too many failed sign-ins for this account. Try again in {_wait(retry_after)}."
         return respond(runtime, _locked(page, retry_after), browser, False, redirect_status=303)
     ok, rehash = await authenticate(runtime.passwords, attempt.user, form.get("password", "")[:1024])
     if not ok or attempt.user is None:
+        await refused()
         context["error"] = "That username and password do not match. " + _remaining(attempt.attempt.if_failed)
         # 200, not 401: a 401 must carry WWW-Authenticate (RFC 9110 §15.5.2), which a form cannot.
         return respond(runtime, page, browser, False, redirect_status=303)

@@ -110,6 +110,11 @@ class Pages:
             self._set(response, self.browser_cookie, browser, max_age=None)
         return response
 
+    def plain(self, template: str, context: dict[str, Any]) -> Response:
+        """A page with no form: no CSRF token, no cookie."""
+        html = self.env.get_template(template).render(**context, issuer=self.settings.issuer)
+        return HTMLResponse(html, headers=PAGE_HEADERS)
+
     def redirect(self, location: str, *, status: int = 303) -> Response:
         return RedirectResponse(location, status_code=status, headers={"Cache-Control": "no-store"})
 

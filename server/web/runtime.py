@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ from ..keys.holder import KeyRingHolder
 from ..keys.ring import KeyRing, build_keyring, strong_etag
 from ..keys.secret import resolve_secret
 from ..keys.wrapping import KeyWrappers, derive_key, key_wrappers
+from ..mail.sender import OutboxSender
 from ..mfa.service import SecondFactor
 from ..oauth.calls import Threads
 from ..oauth.metadata import server_metadata
@@ -56,6 +58,9 @@ class Runtime:
     breached: BreachedPasswords
     resets: PasswordResets
     token_endpoints: TokenEndpoints
+    #: the mail sender and its task, when this process sends mail (OSTIARY_MAIL_POLL_INTERVAL)
+    sender: OutboxSender | None = None
+    sender_task: asyncio.Task[None] | None = None
 
     def on_key_change(self, ring: KeyRing) -> None:
         """A new key ring: the metadata lists the algorithms that now have an active key."""

@@ -9,6 +9,7 @@ PostgreSQL and Debian's ``wrk``; the side-by-side test needs Node.js and npm too
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -95,6 +96,15 @@ def test_the_soak_samples_memory_under_every_path() -> None:
     samples = [row for row in table_rows(output) if row[0].endswith(" s")]
     assert samples and all(positive(row[1]) for row in samples), output
     assert "peak RSS MiB per worker" in output
+
+
+@pytest.mark.parametrize("case", ["introspection", "client_credentials", "refresh_token"])
+def test_the_in_process_comparison_measures_each_path(tmp_path: Path, case: str) -> None:
+    out = tmp_path / "out.json"
+    run_bench("inprocess_ab.py", str(ROOT), case, "260", str(out))
+    measured = json.loads(out.read_text())
+    assert measured["case"] == case and measured["requests"] == 60
+    assert positive(str(measured["cpu_ms"])) and positive(str(measured["wall_ms"]))
 
 
 def test_after_the_seed_a_user_can_still_be_created(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from server.settings import Settings
 from server.storage.engine import make_engine
@@ -60,7 +60,8 @@ def refused(result: subprocess.CompletedProcess[str], *expected: str) -> None:
 
 
 def cli_audit(settings: Settings) -> list[tuple[str, str | None]]:
-    """``(kind, subject)`` of the audit rows whose actor is the command line, oldest first."""
+    """``(kind, whom)`` of the audit rows whose actor is the command line, oldest first: whom
+    is the user's sub, else the client id, else the subject."""
     return [(kind, subject) for kind, actor, subject in audit_rows(settings) if actor == "cli"]
 
 
@@ -69,8 +70,9 @@ def audit_rows(settings: Settings) -> list[tuple[str, str | None, str | None]]:
         engine = make_engine(settings.database_url)
         try:
             async with engine.connect() as connection:
-                query = select(AuditEvent.kind, AuditEvent.actor, AuditEvent.subject).order_by(AuditEvent.id)
-                return [(row.kind, row.actor, row.subject) for row in await connection.execute(query)]
+                whom = func.coalesce(AuditEvent.user_sub, AuditEvent.client_id, AuditEvent.subject).label("whom")
+                query = select(AuditEvent.kind, AuditEvent.actor, whom).order_by(AuditEvent.id)
+                return [(row.kind, row.actor, row.whom) for row in await connection.execute(query)]
         finally:
             await engine.dispose()
 

@@ -20,14 +20,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import httpx
 import pytest
 
-from server.app import create_app
-from server.bootstrap import prepare
 from tests.flows.conftest import Live, SignIn
 from tests.flows.test_refresh_tokens import Offline, make_offline
-from tests.helpers import Client, TestDatabase, create_client, create_user, make_settings
+from tests.helpers import Client, TestDatabase, app_in_process, create_client, create_user, make_settings
 from tests.oidc import Browser
 
 pytestmark = pytest.mark.anyio
@@ -118,13 +115,7 @@ async def ostiary_in_process(database: TestDatabase, tmp_path: Path, threads: in
     """The app over in-process ASGI (its lifespan run here, so its runtime is this loop's),
     with a relying party that may refresh and a user who signed in."""
     settings = make_settings(database, tmp_path, signing_threads=threads)
-    await prepare(settings)
-    app = create_app(settings)
-    transport = httpx.ASGITransport(app=app)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url=settings.issuer) as http,
-    ):
+    async with app_in_process(settings) as (http, _):
         await create_user(settings, "alice")
         live = Live(settings, settings.issuer, http, await create_client(settings))
         yield await make_offline(SignIn(live, Client("", ""), "alice", Browser(http)))

@@ -416,6 +416,33 @@ def sqlalchemy_outside_storage(modules: list[Module]) -> list[str]:
     return found
 
 
+def authlib_contract_names() -> frozenset[str]:
+    """The methods Authlib's model mixins ask of clients, codes, tokens and device codes,
+    and the user's ``get_user_id``: read from Authlib itself, so a new hook is covered."""
+    from authlib.oauth2.rfc6749 import AuthorizationCodeMixin, ClientMixin, TokenMixin
+    from authlib.oauth2.rfc8628 import DeviceCredentialMixin
+    from authlib.oidc.core import AuthorizationCodeMixin as OpenIDCodeMixin
+
+    mixins = (ClientMixin, AuthorizationCodeMixin, TokenMixin, DeviceCredentialMixin, OpenIDCodeMixin)
+    return frozenset({"get_user_id"}.union(*({n for n in vars(m) if not n.startswith("_")} for m in mixins)))
+
+
+def authlib_contracts_outside_oauth(modules: list[Module], names: frozenset[str]) -> list[str]:
+    """Methods of Authlib's model contracts defined on a class outside ``oauth/``: storage
+    returns plain snapshots, and ``oauth/`` adapts them (as ``OAuthClient`` does clients)."""
+    found = []
+    for module in modules:
+        if _under(module.name, "server.oauth"):
+            continue
+        for node in ast.walk(module.tree):
+            if not isinstance(node, ast.ClassDef):
+                continue
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef) and item.name in names:
+                    found.append(f"{module.path}:{item.lineno} {node.name}.{item.name}")
+    return found
+
+
 def _fail_with(offenders: list[str], rule: str) -> None:
     if offenders:
         pytest.fail(f"{rule} ({len(offenders)}):\n" + "\n".join(offenders), pytrace=False)
@@ -570,6 +597,24 @@ def test_sqlalchemy_outside_storage_is_found() -> None:
     ]
 
 
+def test_authlib_contract_methods_outside_oauth_are_found() -> None:
+    modules = parse(
+        {
+            "server/storage/codes.py": (
+                "class StoredCode:\n    def get_redirect_uri(self): ...\n    def other(self): ...\n"
+            ),
+            "server/storage/users.py": "class StoredUser:\n    async def get_user_id(self): ...\n",
+            "server/oauth/grants/code.py": "class Code:\n    def get_redirect_uri(self): ...\n",
+            "server/storage/free.py": "def get_scope(): ...\n",
+        }
+    )
+    assert authlib_contracts_outside_oauth(modules, authlib_contract_names()) == [
+        "server/storage/codes.py:2 StoredCode.get_redirect_uri",
+        "server/storage/users.py:2 StoredUser.get_user_id",
+    ]
+    assert {"check_client", "get_auth_time", "is_revoked", "check_client_secret"} <= authlib_contract_names()
+
+
 # --- the rules on the real tree ---------------------------------------------------------
 
 
@@ -608,6 +653,11 @@ def test_comments_point_nowhere_outside_the_repository() -> None:
 
 def test_sqlalchemy_only_in_storage(server: list[Module]) -> None:
     _fail_with(sqlalchemy_outside_storage(server), "sqlalchemy imported outside server/storage/")
+
+
+def test_authlib_contracts_live_in_oauth(server: list[Module]) -> None:
+    offenders = authlib_contracts_outside_oauth(server, authlib_contract_names())
+    _fail_with(offenders, "Authlib model methods outside server/oauth/ (adapt the snapshot in oauth/)")
 
 
 def test_the_tree_is_read_at_all(server: list[Module]) -> None:

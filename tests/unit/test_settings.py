@@ -34,7 +34,7 @@ def test_no_variables_give_the_embedded_defaults() -> None:
     assert settings.workers == 1
     assert settings.keys_secret is None
     assert settings.keys_dir == Path("keys")
-    assert not settings.is_postgres
+    assert not settings.shared_database
     assert not settings.secure_cookies
 
 
@@ -52,6 +52,34 @@ def test_only_the_given_mapping_is_read(monkeypatch: pytest.MonkeyPatch) -> None
 
     assert settings.port == 8000
     assert settings.issuer == "http://127.0.0.1:8000"
+
+
+@pytest.mark.parametrize(
+    ("environ", "overrides"),
+    [({"OSTIARY_PORT": "9000"}, {}), ({}, {"port": "9000"}), ({"OSTIARY_PORT": "8001"}, {"port": "9000"})],
+    ids=["variable", "flag", "flag-over-variable"],
+)
+def test_an_unset_issuer_follows_the_listen_port(environ: dict[str, str], overrides: dict[str, str]) -> None:
+    settings = Settings.from_env(environ, **overrides)
+
+    assert settings.port == 9000
+    assert settings.issuer == "http://127.0.0.1:9000"
+    assert settings.endpoint("/token") == "http://127.0.0.1:9000/token"
+
+
+def test_a_set_issuer_stays_whatever_the_port() -> None:
+    settings = Settings.from_env({"OSTIARY_ISSUER": "https://id.example.com", "OSTIARY_SMTP_HOST": "mx"}, port="9000")
+
+    assert settings.port == 9000
+    assert settings.issuer == "https://id.example.com"
+
+
+def test_the_shutdown_grace_is_a_duration() -> None:
+    assert Settings.from_env({}).shutdown_grace_seconds == 20
+    assert Settings.from_env({"OSTIARY_SHUTDOWN_GRACE_SECONDS": "1m"}).shutdown_grace_seconds == 60
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({"OSTIARY_SHUTDOWN_GRACE_SECONDS": "soon"})
+    assert "OSTIARY_SHUTDOWN_GRACE_SECONDS" in raised.value.render()
 
 
 def test_unrelated_variables_are_ignored() -> None:
@@ -249,7 +277,7 @@ def test_database_urls_are_normalised_to_the_async_drivers(raw: str, expected: s
 
 
 def test_a_postgresql_url_selects_postgresql() -> None:
-    assert Settings.from_env({"OSTIARY_DATABASE_URL": "postgres://db/ostiary"}).is_postgres
+    assert Settings.from_env({"OSTIARY_DATABASE_URL": "postgres://db/ostiary"}).shared_database
 
 
 @pytest.mark.parametrize(

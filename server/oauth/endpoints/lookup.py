@@ -38,6 +38,26 @@ class AccessTokenState:
         return not self.active
 
 
+@dataclass(frozen=True, slots=True)
+class RefreshTokenState:
+    """Authlib's ``TokenMixin`` over a refresh token as storage reads it."""
+
+    record: TokenState
+
+    def check_client(self, client: Any) -> bool:
+        return bool(client.get_client_id() == self.record.client_id)
+
+    def is_expired(self) -> bool:
+        return not self.record.active
+
+    def is_revoked(self) -> bool:
+        return not self.record.active
+
+
+#: what revocation and introspection are given for a token they recognise
+KnownToken = AccessTokenState | RefreshTokenState
+
+
 def access_token_active(db: Session, claims: dict[str, Any]) -> bool:
     """Not on the deny list, its client enabled, and its grant (when user-bound) not
     revoked nor its user disabled: one statement."""
@@ -58,7 +78,7 @@ class TokenLookup:
         self.keys = keys
         self.issuer = issuer
 
-    def find(self, request: OstiaryRequest) -> AccessTokenState | TokenState | None:
+    def find(self, request: OstiaryRequest) -> KnownToken | None:
         db, token = request.extras.session, request.form["token"]
         if token.count(".") == 2:
             try:
@@ -68,7 +88,8 @@ class TokenLookup:
             return AccessTokenState(claims, access_token_active(db, claims))
         if len(token) > 256:
             return None
-        return refresh_store.lookup(db, token)
+        state = refresh_store.lookup(db, token)
+        return None if state is None else RefreshTokenState(state)
 
     def check_params(self, request: Any, client: Any) -> None:
         # Authlib answers an unknown token_type_hint with 401 (its UnsupportedTokenTypeError

@@ -7,11 +7,10 @@ from typing import Any
 
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 
-from ...storage import denylist, grants as grant_store
-from ...storage.refresh import TokenState
+from ...storage import audit, denylist, grants as grant_store
 from ..clients import SECRET_METHODS
 from ..request import OstiaryRequest
-from .lookup import AccessTokenState, TokenLookup
+from .lookup import AccessTokenState, KnownToken, TokenLookup
 
 
 class Revocation(TokenLookup, RevocationEndpoint):  # type: ignore[misc]
@@ -20,17 +19,27 @@ class Revocation(TokenLookup, RevocationEndpoint):  # type: ignore[misc]
 
     CLIENT_AUTH_METHODS = [*SECRET_METHODS, "none"]
 
-    def authenticate_token(self, request: OstiaryRequest, client: Any) -> AccessTokenState | TokenState | None:
+    def authenticate_token(self, request: OstiaryRequest, client: Any) -> KnownToken | None:
         # Another client's token is answered like an unknown one (200, nothing revoked):
         # Authlib's invalid_grant would tell the caller that the string is a live token.
         self.check_params(request, client)
         token = self.find(request)
         return token if token is not None and token.check_client(client) else None
 
-    def revoke_token(self, token: AccessTokenState | TokenState, request: OstiaryRequest) -> None:
+    def revoke_token(self, token: KnownToken, request: OstiaryRequest) -> None:
         db = request.extras.session
         if isinstance(token, AccessTokenState):
             expires = datetime.fromtimestamp(int(token.claims["exp"]), UTC)
             denylist.revoke(db, str(token.claims["jti"]), expires)
         else:
-            grant_store.revoke(db, token.grant_id, "revoked_by_client")
+            record = token.record
+            if grant_store.revoke(db, record.grant_id, "revoked_by_client"):
+                audit.record(
+                    db,
+                    "grant.revoked",
+                    actor=record.client_id,
+                    user=record.user_sub,
+                    client=record.client_id,
+                    subject=record.grant_id,
+                    details={"reason": "revoked_by_client"},
+                )

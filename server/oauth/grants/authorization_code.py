@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -12,13 +13,24 @@ from authlib.oauth2.rfc6749.errors import InvalidGrantError, InvalidRequestError
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7636.challenge import compare_s256_code_challenge
 
-from ...storage import codes as code_store, grants as grant_store, users as user_store
+from ...storage import Session, audit, codes as code_store, grants as grant_store, users as user_store
 from ...storage.base import utcnow
 from ...storage.codes import StoredCode
 from ...storage.users import StoredUser
 from ..clients import SECRET_METHODS, OAuthClient
 from ..request import OstiaryRequest
-from ..tokens import IssuingGrant
+from ..tokens import IssuingGrant, Origin
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizationCode(Origin[StoredCode]):
+    """Authlib's ``AuthorizationCodeMixin`` over a redeemed code."""
+
+    def get_redirect_uri(self) -> str:
+        return self.record.redirect_uri
+
+    def get_nonce(self) -> str | None:
+        return self.record.nonce
 
 
 class AuthorizationCodeGrant(IssuingGrant, grants.AuthorizationCodeGrant):  # type: ignore[misc]
@@ -57,7 +69,7 @@ class AuthorizationCodeGrant(IssuingGrant, grants.AuthorizationCodeGrant):  # ty
         expires_at = utcnow() + timedelta(seconds=self.CODE_TTL)
         code_store.insert_code(request.extras.session, code, stored, expires_at=expires_at)
 
-    def query_authorization_code(self, code: str, client: OAuthClient) -> StoredCode | None:
+    def query_authorization_code(self, code: str, client: OAuthClient) -> AuthorizationCode | None:
         if len(code) > 256:
             return None
         db = self.request.extras.session
@@ -65,18 +77,31 @@ class AuthorizationCodeGrant(IssuingGrant, grants.AuthorizationCodeGrant):  # ty
         if stored is None:
             replayed = code_store.replayed_grant(db, code, client.get_client_id())
             if replayed is not None:
-                self.request.extras.after_failure.append(lambda s: grant_store.revoke(s, replayed, "code_replay"))
-        return stored
+                grant_id, sub = replayed
+                client_id = client.get_client_id()
+                self.request.extras.after_failure.append(lambda s: revoke_replayed(s, grant_id, client_id, sub))
+            return None
+        return AuthorizationCode(stored)
 
     def delete_authorization_code(self, authorization_code: Any) -> None:
         # Consumed, not deleted: the row must outlive its use to recognise a replay.
         return None
 
-    def authenticate_user(self, authorization_code: StoredCode) -> StoredUser | None:
-        user = authorization_code.user or user_store.get_user(self.request.extras.session, authorization_code.user_id)
+    def authenticate_user(self, authorization_code: AuthorizationCode) -> StoredUser | None:
+        code = authorization_code.record
+        user = code.user or user_store.get_user(self.request.extras.session, code.user_id)
         if user is None or user.disabled_at is not None:
             return None
         return user
+
+
+def revoke_replayed(db: Session, grant_id: str, client_id: str, user_sub: str) -> None:
+    """A code came back after its exchange: the grant it created is revoked (RFC 6749 §4.1.2)."""
+    if grant_store.revoke(db, grant_id, "code_replay"):
+        details = {"reason": "code_replay"}
+        audit.record(
+            db, "grant.revoked", actor=client_id, user=user_sub, client=client_id, subject=grant_id, details=details
+        )
 
 
 class S256CodeChallenge(CodeChallenge):  # type: ignore[misc]
@@ -94,6 +119,12 @@ class S256CodeChallenge(CodeChallenge):  # type: ignore[misc]
         if data.get("code_challenge_method") != "S256":
             raise InvalidRequestError("code_challenge_method must be S256.")
         super().validate_code_challenge(grant, redirect_uri)
+
+    def get_authorization_code_challenge(self, authorization_code: AuthorizationCode) -> str:
+        return authorization_code.record.code_challenge
+
+    def get_authorization_code_challenge_method(self, authorization_code: AuthorizationCode) -> str:
+        return authorization_code.record.code_challenge_method
 
     def validate_code_verifier(self, grant: Any, result: Any) -> None:
         """A code issued for a ``code_challenge`` and redeemed without ``code_verifier`` is

@@ -21,9 +21,18 @@ from ...storage import Session, audit, grants as grant_store, outbox, refresh as
 from ...storage.base import utcnow
 from ...storage.refresh import Diagnosis, Failure, FamilyToken
 from ...storage.users import StoredUser
-from ..clients import SECRET_METHODS
+from ..clients import SECRET_METHODS, OAuthClient
 from ..errors import InvalidTargetError
-from ..tokens import IssuingGrant, new_refresh_token
+from ..tokens import IssuingGrant, Origin, new_refresh_token
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshToken(Origin[FamilyToken]):
+    """Authlib's ``TokenMixin`` over a rotated refresh token's family. A refreshed ID token
+    repeats the family's sign-in and carries no nonce (OIDC Core §12.2)."""
+
+    def check_client(self, client: OAuthClient) -> bool:
+        return client.get_client_id() == self.record.client_id
 
 
 class RefreshTokenGrant(IssuingGrant, grants.RefreshTokenGrant):  # type: ignore[misc]
@@ -35,7 +44,7 @@ class RefreshTokenGrant(IssuingGrant, grants.RefreshTokenGrant):  # type: ignore
     #: seconds a refresh token lives unused (within its family's lifetime)
     IDLE_TTL = 0
 
-    def authenticate_refresh_token(self, refresh_token: str) -> FamilyToken | None:
+    def authenticate_refresh_token(self, refresh_token: str) -> RefreshToken | None:
         """Rotate ``refresh_token``; None for Authlib's ``invalid_grant``. A refused resource
         or scope is raised only once the token itself is known to be usable, as Authlib's
         order of checks (client, token, scope) has it."""
@@ -55,7 +64,7 @@ class RefreshTokenGrant(IssuingGrant, grants.RefreshTokenGrant):  # type: ignore
             token = refresh_store.rotate(db, refresh_token, client.get_client_id(), successor, idle_expires_at, scopes)
             if token is not None:
                 request.extras.successor_refresh_token = successor
-                return token
+                return RefreshToken(token)
         diagnosis = refresh_store.diagnose(
             db, refresh_token, client.get_client_id(), grace_seconds=self.GRACE_SECONDS, scopes=scopes
         )
@@ -71,7 +80,7 @@ class RefreshTokenGrant(IssuingGrant, grants.RefreshTokenGrant):  # type: ignore
                 if refused is not None:
                     raise refused  # the replacement is rolled back with the request's transaction
                 request.extras.successor_refresh_token = successor
-                return token
+                return RefreshToken(token)
         if diagnosis.failure in (Failure.GRACE, Failure.REUSE):
             self._revoke_family_afterwards(diagnosis)
         return None
@@ -80,10 +89,10 @@ class RefreshTokenGrant(IssuingGrant, grants.RefreshTokenGrant):  # type: ignore
         report = ReuseReport(diagnosis, self.request.extras.client_ip, self.request.headers.get("user-agent"))
         self.request.extras.after_failure.append(lambda db: revoke_for_reuse(db, report))
 
-    def authenticate_user(self, refresh_token: FamilyToken) -> StoredUser:
-        return refresh_token.user
+    def authenticate_user(self, refresh_token: RefreshToken) -> StoredUser:
+        return refresh_token.record.user
 
-    def revoke_old_credential(self, refresh_token: FamilyToken) -> None:
+    def revoke_old_credential(self, refresh_token: RefreshToken) -> None:
         # Already consumed by authenticate_refresh_token, atomically.
         return None
 
@@ -114,7 +123,13 @@ def revoke_for_reuse(db: Session, report: ReuseReport) -> None:
         "user_agent": (report.user_agent or "")[:300],
     }
     audit.record(
-        db, "refresh_token.reuse", actor=diagnosis.client_id, subject=user.sub if user else None, details=details
+        db,
+        "refresh_token.reuse",
+        actor=diagnosis.client_id,
+        user=user.sub if user else None,
+        client=diagnosis.client_id,
+        subject=diagnosis.grant_id,
+        details=details,
     )
     if user is not None and user.email:
         outbox.enqueue(

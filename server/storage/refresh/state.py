@@ -34,26 +34,6 @@ class FamilyToken:
     family_expires_at: datetime | None
     user: StoredUser
 
-    # Authlib's token contract
-    def check_client(self, client: object) -> bool:
-        return getattr(client, "get_client_id", lambda: None)() == self.client_id
-
-    def get_scope(self) -> str:
-        return self.scope
-
-    # What a refreshed ID token repeats from the original authentication (OIDC Core §12.2)
-    def get_nonce(self) -> None:
-        return None
-
-    def get_auth_time(self) -> int | None:
-        return int(self.auth_time.timestamp()) if self.auth_time else None
-
-    def get_acr(self) -> str | None:
-        return self.acr
-
-    def get_amr(self) -> list[str]:
-        return list(self.amr)
-
 
 FAMILY_COLUMNS = (
     RefreshToken.client_id,
@@ -141,18 +121,6 @@ class TokenState:
     created_at: datetime
     expires_at: datetime
     active: bool
-
-    def check_client(self, client: object) -> bool:
-        return getattr(client, "get_client_id", lambda: None)() == self.client_id
-
-    def get_scope(self) -> str:
-        return self.scope
-
-    def is_expired(self) -> bool:
-        return not self.active
-
-    def is_revoked(self) -> bool:
-        return not self.active
 
 
 _LOOKUP = (
