@@ -85,3 +85,11 @@ async def submit_form(browser: Browser, page: httpx.Response, action: str, **val
     """Submit the page's form posting to ``action`` with ``values`` filled in."""
     (form,) = [f for f in forms_of(page.text) if f.action == action]
     return await browser.http.post(action, data={**form.fields, **values})
+
+
+async def change_password_at_account(browser: Browser, new: str, username: str = "alice") -> httpx.Response:
+    """``username`` signs in to /account with PASSWORD and changes it to ``new``."""
+    page = await sign_in_to_account(browser, username)
+    return await submit_form(
+        browser, page, "/account/password", current_password=PASSWORD, new_password=new, confirm_password=new
+    )

@@ -26,8 +26,8 @@ from tests.flows.test_password_reset import choose, mailed_link
 from tests.flows.test_refresh_tokens import Offline, make_offline
 from tests.helpers import TestDatabase
 from tests.mail import Mailed, mailed_server
-from tests.mfa import enrol, sign_in_to_account, submit_form
-from tests.oidc import LOGOUT_URI, PASSWORD, Browser, Flow
+from tests.mfa import change_password_at_account, enrol, sign_in_to_account, submit_form
+from tests.oidc import LOGOUT_URI, PASSWORD, Flow
 
 pytestmark = pytest.mark.anyio
 
@@ -200,25 +200,12 @@ async def test_turning_the_second_factor_on_and_off_on_the_account_page(signin: 
     assert event.id > on.id
 
 
-async def change_password_on_account_page(browser: Browser) -> None:
-    """Alice signs in to /account and changes her password to NEW_PASSWORD."""
-    page = await sign_in_to_account(browser, "alice")
-    changed = await submit_form(
-        browser,
-        page,
-        "/account/password",
-        current_password=PASSWORD,
-        new_password=NEW_PASSWORD,
-        confirm_password=NEW_PASSWORD,
-    )
-    assert changed.status_code == 303, changed.text
-
-
 # -- the password -----------------------------------------------------------------------
 
 
 async def test_a_password_change_on_the_account_page(signin: SignIn) -> None:
-    await change_password_on_account_page(signin.browser)
+    changed = await change_password_at_account(signin.browser, NEW_PASSWORD)
+    assert changed.status_code == 303, changed.text
     sub = await sub_of(signin.live)
     event = await only(signin.live.settings, "user.password_changed")
     assert (event.actor, event.user_sub, event.client_id) == (sub, sub, None)
@@ -356,7 +343,8 @@ async def test_no_row_of_a_full_flow_holds_a_secret(offline: Offline) -> None:
     assert revoked.status_code == 200
     secrets += [code, third.verifier, *tokens_in(issued.json())]
 
-    await change_password_on_account_page(signin.browser)
+    changed = await change_password_at_account(signin.browser, NEW_PASSWORD)
+    assert changed.status_code == 303, changed.text
 
     trail = await events(settings)
     assert {e.kind for e in trail} >= {

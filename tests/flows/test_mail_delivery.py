@@ -41,8 +41,8 @@ from tests.mail import (
     run_sql,
     smtp_server,
 )
-from tests.mfa import enrol, sign_in_to_account, submit_form
-from tests.oidc import PASSWORD, Browser
+from tests.mfa import change_password_at_account, enrol
+from tests.oidc import Browser
 
 pytestmark = pytest.mark.anyio
 
@@ -270,15 +270,7 @@ def assert_both_parts(message: EmailMessage, *texts: str) -> None:
 async def test_security_mails_come_with_a_plain_and_an_html_part(mailed: Mailed) -> None:
     issuer = mailed.live.settings.issuer
     browser = mailed.browser()
-    page = await sign_in_to_account(browser, "alice")
-    changed = await submit_form(
-        browser,
-        page,
-        "/account/password",
-        current_password=PASSWORD,
-        new_password=NEW_PASSWORD,
-        confirm_password=NEW_PASSWORD,
-    )
+    changed = await change_password_at_account(browser, NEW_PASSWORD)
     assert changed.status_code == 303 and changed.headers["location"] == "/account?done=password"
     (message,) = await mailed.mailbox.wait_for(1)
     assert (message["To"], message["Subject"]) == ("alice@example.com", "Your password was changed")

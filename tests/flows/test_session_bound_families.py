@@ -22,8 +22,8 @@ import pytest
 from tests.flows.conftest import Live, SignIn
 from tests.flows.test_refresh_tokens import Offline, make_offline, run_sql
 from tests.helpers import Client, TestDatabase, create_client, create_user, make_settings, serve_in_process
-from tests.mfa import sign_in_to_account, submit_form
-from tests.oidc import PASSWORD, Browser, Flow
+from tests.mfa import change_password_at_account, sign_in_to_account, submit_form
+from tests.oidc import Browser, Flow
 
 pytestmark = pytest.mark.anyio
 
@@ -140,15 +140,7 @@ async def test_a_password_change_ends_the_families_of_the_other_sessions_only(of
     here = await families_in(offline, offline.signin.browser)
     async with httpx.AsyncClient(base_url=offline.signin.live.base_url, timeout=10) as http:
         elsewhere = await families_in(offline, Browser(http))
-        page = await sign_in_to_account(here.browser, "alice")
-        changed = await submit_form(
-            here.browser,
-            page,
-            "/account/password",
-            current_password=PASSWORD,
-            new_password=NEW_PASSWORD,
-            confirm_password=NEW_PASSWORD,
-        )
+        changed = await change_password_at_account(here.browser, NEW_PASSWORD)
         assert changed.status_code == 303, changed.text
         assert await elsewhere.alive() == (False, True)
     # The session that made the change goes on, and so do its families.
