@@ -39,7 +39,7 @@ async def test_register_get_and_list(database: TestDatabase) -> None:
             from server.storage.models import AuditEvent, Client
 
             digests = (await session.execute(select(Client.secret_digest))).scalars().all()
-            events = (await session.execute(select(AuditEvent.kind, AuditEvent.subject))).all()
+            events = (await session.execute(select(AuditEvent.kind, AuditEvent.client_id))).all()
     finally:
         await engine.dispose()
     assert loaded == stored
