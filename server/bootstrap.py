@@ -69,7 +69,7 @@ async def prepare(settings: Settings) -> None:
 def _check_keys(db: Session, *, settings: Settings, wrappers: KeyWrappers) -> None:
     """Every stored key decrypts, and each algorithm in use has an active key (one transaction)."""
     key_service.verify_all(db, wrappers)
-    for alg in dict.fromkeys(("RS256", settings.access_token_alg)):
+    for alg in settings.signing_algorithms:
         kid = key_service.ensure_active_key(db, wrappers=wrappers, alg=alg, bits=settings.rsa_key_bits)
         if kid:
             log.info("created signing key %s (%s)", kid, alg)

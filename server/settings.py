@@ -655,6 +655,12 @@ class Settings:
     )
 
     @property
+    def signing_algorithms(self) -> tuple[str, ...]:
+        """The algorithms that need an active signing key: RS256 (ID tokens) and
+        ``OSTIARY_ACCESS_TOKEN_ALG``."""
+        return tuple(dict.fromkeys(("RS256", self.access_token_alg)))
+
+    @property
     def shared_database(self) -> bool:
         """The database is a server that several machines may share (PostgreSQL), not the
         embedded file of one machine: what they share (keys at rest, say) must match."""

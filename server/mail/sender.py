@@ -84,7 +84,7 @@ class OutboxSender:
         self.resolvers = dict(resolvers)
         #: when the loop last began a round or finished a message (``time.monotonic()``),
         #: for the readiness probe
-        self.last_round = time.monotonic()
+        self.last_progress = time.monotonic()
         #: messages of the current batch claimed but not yet begun
         self._waiting: dict[int, None] = {}
 
@@ -94,7 +94,7 @@ class OutboxSender:
         try:
             await asyncio.sleep(random.uniform(0, self.interval))  # noqa: S311  (spreading load)
             while True:
-                self.last_round = time.monotonic()
+                self.last_progress = time.monotonic()
                 try:
                     while await self.send_due() == BATCH:
                         pass
@@ -111,7 +111,7 @@ class OutboxSender:
         conversation, so the loop is overdue only when neither a round began nor a message
         ended for three poll intervals and an SMTP timeout, and a minute to spare."""
         allowed = 3 * self.interval + self.settings.smtp_timeout + 60
-        return max(0.0, time.monotonic() - self.last_round - allowed)
+        return max(0.0, time.monotonic() - self.last_progress - allowed)
 
     async def send_due(self) -> int:
         """Send one batch of due messages; returns how many were claimed."""
@@ -120,7 +120,7 @@ class OutboxSender:
         for mail in batch:
             del self._waiting[mail.id]
             await self._handle(mail)
-            self.last_round = time.monotonic()
+            self.last_progress = time.monotonic()
         return len(batch)
 
     async def hand_back(self) -> None:

@@ -66,13 +66,12 @@ class StoredEvent:
 @dataclass(frozen=True)
 class EventFilter:
     """Which events to read: each field set narrows them. ``kind`` matches itself and the
-    kinds under it (``login`` matches ``login.failed``); ``before_id`` continues a page."""
+    kinds under it (``login`` matches ``login.failed``)."""
 
     user_sub: str | None = None
     client_id: str | None = None
     kind: str | None = None
     since: datetime | None = None
-    before_id: int | None = None
 
 
 _COLUMNS = (
@@ -100,6 +99,4 @@ def events(session: Session, where: EventFilter, *, limit: int) -> list[StoredEv
         )
     if where.since is not None:
         query = query.where(AuditEvent.occurred_at >= where.since)
-    if where.before_id is not None:
-        query = query.where(AuditEvent.id < where.before_id)
     return [StoredEvent(**row._mapping) for row in session.execute(query)]

@@ -15,7 +15,7 @@ from typing import Any, cast
 
 from sqlalchemy import ColumnElement, Table, bindparam, case, func, insert, literal, null, select, update
 
-from . import Session, refresh
+from . import Session, audit, refresh
 from .base import sha256, utcnow
 from .models import BrowserSession, Grant, RefreshToken
 
@@ -144,6 +144,18 @@ def revoke(session: Session, grant_id: str, reason: str) -> bool:
         .returning(Grant.id)
     )
     return result.first() is not None
+
+
+def revoke_audited(
+    session: Session, grant_id: str, reason: str, *, actor: str | None, user: str | None, client: str | None
+) -> bool:
+    """:func:`revoke`, and a ``grant.revoked`` audit event when it revoked it."""
+    if not revoke(session, grant_id, reason):
+        return False
+    audit.record(
+        session, "grant.revoked", actor=actor, user=user, client=client, subject=grant_id, details={"reason": reason}
+    )
+    return True
 
 
 def revoke_for_session(session: Session, session_sid: str, reason: str) -> int:

@@ -22,9 +22,7 @@ log = logging.getLogger("ostiary")
 #: seconds a client is asked to wait when the database is unreachable (RFC 9110 10.2.3)
 RETRY_AFTER = "5"
 #: routes answered in JSON: machines call them
-_API_PATHS = frozenset(
-    {"/token", "/revoke", "/introspect", "/userinfo", "/livez", "/readyz", "/healthz", "/jwks", "/metrics"}
-)
+_API_PATHS = frozenset({"/token", "/revoke", "/introspect", "/userinfo", "/livez", "/readyz", "/healthz", "/jwks"})
 
 _UNAVAILABLE_TITLE = "Temporarily unavailable"
 _UNAVAILABLE_MESSAGE = "The service cannot complete this right now. Nothing was done: try again in a moment."

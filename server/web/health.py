@@ -104,8 +104,7 @@ async def _answers(runtime: Runtime) -> bool:
 
 
 def _keys(runtime: Runtime, readiness: Readiness) -> None:
-    needed = dict.fromkeys(("RS256", runtime.settings.access_token_alg))
-    missing = [alg for alg in needed if alg not in runtime.keys.current.signing]
+    missing = [alg for alg in runtime.settings.signing_algorithms if alg not in runtime.keys.current.signing]
     if missing:
         readiness.fail("keys", f"no active signing key for {', '.join(missing)}")
     else:

@@ -110,17 +110,16 @@ class Pages:
             self._set(response, self.browser_cookie, browser, max_age=None)
         return response
 
-    def plain(self, template: str, context: dict[str, Any]) -> Response:
+    def plain(self, template: str, context: dict[str, Any], *, status: int = 200) -> Response:
         """A page with no form: no CSRF token, no cookie."""
         html = self.env.get_template(template).render(**context, issuer=self.settings.issuer)
-        return HTMLResponse(html, headers=PAGE_HEADERS)
+        return HTMLResponse(html, status_code=status, headers=PAGE_HEADERS)
 
     def redirect(self, location: str, *, status: int = 303) -> Response:
         return RedirectResponse(location, status_code=status, headers={"Cache-Control": "no-store"})
 
     def error(self, title: str, message: str, status: int = 400) -> Response:
-        html = self.env.get_template("error.html").render(title=title, message=message, issuer=self.settings.issuer)
-        return HTMLResponse(html, status_code=status, headers=PAGE_HEADERS)
+        return self.plain("error.html", {"title": title, "message": message}, status=status)
 
     def set_session(self, response: Response, token: str) -> None:
         self._set(response, self.session_cookie, token, max_age=self.settings.session_ttl)

@@ -200,22 +200,22 @@ async def test_a_sender_is_stalled_only_when_neither_a_round_began_nor_a_message
     settings = smtp_settings(database, tmp_path, free_port(), smtp_timeout=10)  # a poll interval of 1 s
     allowed = 3 * 1 + 10 + 60
     async with outbox_sender(settings) as sender:
-        created = sender.last_round
+        created = sender.last_progress
         task = asyncio.create_task(sender.run())
         try:
-            await wait_until(lambda: sender.last_round > created, timeout=3)
+            await wait_until(lambda: sender.last_progress > created, timeout=3)
             assert sender.stalled_for() == 0
 
-            sender.last_round = time.monotonic() - allowed - 30  # as if nothing happened for 103 s
+            sender.last_progress = time.monotonic() - allowed - 30  # as if nothing happened for 103 s
             assert 29 < sender.stalled_for() < 35
             await wait_until(lambda: sender.stalled_for() == 0, timeout=3)  # the next round began
         finally:
             await stop(task)
 
         # the loop stopped, the time that passed is set by hand
-        sender.last_round = time.monotonic() - allowed + 2
+        sender.last_progress = time.monotonic() - allowed + 2
         assert sender.stalled_for() == 0, "a slow round is allowed its minute"
-        sender.last_round = time.monotonic() - allowed - 2
+        sender.last_progress = time.monotonic() - allowed - 2
         late = sender.stalled_for()
         assert 1.5 < late < 4
         await asyncio.sleep(0.3)
@@ -224,9 +224,9 @@ async def test_a_sender_is_stalled_only_when_neither_a_round_began_nor_a_message
     # the allowance grows with the interval and the SMTP timeout
     slow = smtp_settings(database, tmp_path, free_port(), mail_poll_interval=30, smtp_timeout=120)
     async with outbox_sender(slow) as sender:
-        sender.last_round = time.monotonic() - (3 * 30 + 120 + 60) + 2
+        sender.last_progress = time.monotonic() - (3 * 30 + 120 + 60) + 2
         assert sender.stalled_for() == 0
-        sender.last_round = time.monotonic() - (3 * 30 + 120 + 60) - 2
+        sender.last_progress = time.monotonic() - (3 * 30 + 120 + 60) - 2
         assert 1.5 < sender.stalled_for() < 4
 
 
@@ -238,7 +238,7 @@ async def test_a_long_round_draining_a_backlog_is_not_stalled(database: TestData
         settings = smtp_settings(database, tmp_path, port)
         await enqueue(settings, *((f"user{i}@example.com", "password_changed") for i in range(3)))
         async with outbox_sender(settings) as sender:
-            sender.last_round = time.monotonic() - 1000  # long before: the round began ages ago
+            sender.last_progress = time.monotonic() - 1000  # long before: the round began ages ago
             assert sender.stalled_for() > 0
             sent = await sender.send_due()
         assert sent == 3 and len(mailbox.messages) == 3

@@ -7,7 +7,7 @@ from typing import Any
 
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 
-from ...storage import audit, denylist, grants as grant_store
+from ...storage import denylist, grants as grant_store
 from ..clients import SECRET_METHODS
 from ..request import OstiaryRequest
 from .lookup import AccessTokenState, KnownToken, TokenLookup
@@ -33,13 +33,7 @@ class Revocation(TokenLookup, RevocationEndpoint):  # type: ignore[misc]
             denylist.revoke(db, str(token.claims["jti"]), expires)
         else:
             record = token.record
-            if grant_store.revoke(db, record.grant_id, "revoked_by_client"):
-                audit.record(
-                    db,
-                    "grant.revoked",
-                    actor=record.client_id,
-                    user=record.user_sub,
-                    client=record.client_id,
-                    subject=record.grant_id,
-                    details={"reason": "revoked_by_client"},
-                )
+            client_id = record.client_id
+            grant_store.revoke_audited(
+                db, record.grant_id, "revoked_by_client", actor=client_id, user=record.user_sub, client=client_id
+            )

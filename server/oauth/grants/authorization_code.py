@@ -13,7 +13,7 @@ from authlib.oauth2.rfc6749.errors import InvalidGrantError, InvalidRequestError
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7636.challenge import compare_s256_code_challenge
 
-from ...storage import Session, audit, codes as code_store, grants as grant_store, users as user_store
+from ...storage import codes as code_store, grants as grant_store, users as user_store
 from ...storage.base import utcnow
 from ...storage.codes import StoredCode
 from ...storage.users import StoredUser
@@ -73,13 +73,18 @@ class AuthorizationCodeGrant(IssuingGrant, grants.AuthorizationCodeGrant):  # ty
         if len(code) > 256:
             return None
         db = self.request.extras.session
-        stored = code_store.consume(db, code, client.get_client_id())
+        client_id = client.get_client_id()
+        stored = code_store.consume(db, code, client_id)
         if stored is None:
-            replayed = code_store.replayed_grant(db, code, client.get_client_id())
+            replayed = code_store.replayed_grant(db, code, client_id)
             if replayed is not None:
+                # a code back after its exchange: the grant it created is revoked (RFC 6749 §4.1.2)
                 grant_id, sub = replayed
-                client_id = client.get_client_id()
-                self.request.extras.after_failure.append(lambda s: revoke_replayed(s, grant_id, client_id, sub))
+                self.request.extras.after_failure.append(
+                    lambda s: grant_store.revoke_audited(
+                        s, grant_id, "code_replay", actor=client_id, user=sub, client=client_id
+                    )
+                )
             return None
         return AuthorizationCode(stored)
 
@@ -93,15 +98,6 @@ class AuthorizationCodeGrant(IssuingGrant, grants.AuthorizationCodeGrant):  # ty
         if user is None or user.disabled_at is not None:
             return None
         return user
-
-
-def revoke_replayed(db: Session, grant_id: str, client_id: str, user_sub: str) -> None:
-    """A code came back after its exchange: the grant it created is revoked (RFC 6749 §4.1.2)."""
-    if grant_store.revoke(db, grant_id, "code_replay"):
-        details = {"reason": "code_replay"}
-        audit.record(
-            db, "grant.revoked", actor=client_id, user=user_sub, client=client_id, subject=grant_id, details=details
-        )
 
 
 class S256CodeChallenge(CodeChallenge):  # type: ignore[misc]
