@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -21,6 +22,7 @@ from starlette.types import StatelessLifespan
 from .keys.watcher import watch
 from .mail.sender import OutboxSender
 from .mail.transport import transport_for
+from .observe import metrics, tracing
 from .settings import Settings
 from .storage import AsyncEngine
 from .storage.engine import create_engine
@@ -38,23 +40,38 @@ log = logging.getLogger("ostiary")
 STATIC = Path(__file__).parent / "web" / "static"
 
 
-def create_app(settings: Settings, *, engine: AsyncEngine | None = None, freeze_gc: bool = False) -> Starlette:
+def create_app(
+    settings: Settings,
+    *,
+    engine: AsyncEngine | None = None,
+    freeze_gc: bool = False,
+    tracer_provider: Any = None,
+) -> Starlette:
     """Build the app. The database must be prepared (``bootstrap.prepare``) beforehand.
 
     ``freeze_gc`` (for a process that runs only this app, as ``ostiary serve`` does): what
     start-up built (the key ring, compiled statements, templates, Authlib) lives as long as
     the process, so it is moved out of the garbage collector's way and a full collection
     under load scans only what requests allocate.
+
+    ``tracer_provider``: trace requests and database calls to this OpenTelemetry provider;
+    by default, to the one the ``OTEL_*`` variables describe when they ask for traces,
+    else not at all.
     """
+    if tracer_provider is None and tracing.wanted(os.environ):
+        tracer_provider = tracing.provider_from_environment()
+    traced = [tracing.middleware(tracer_provider)] if tracer_provider is not None else []
     return Starlette(
         routes=_routes(),
-        middleware=[*_proxies(settings), *_edge(settings)],
+        middleware=[*traced, *_proxies(settings), *_edge(settings)],
         exception_handlers=_exception_handlers(),
-        lifespan=_lifespan(settings, engine, freeze_gc=freeze_gc),
+        lifespan=_lifespan(settings, engine, freeze_gc=freeze_gc, tracer_provider=tracer_provider),
     )
 
 
-def _lifespan(settings: Settings, engine: AsyncEngine | None, *, freeze_gc: bool) -> StatelessLifespan[Starlette]:
+def _lifespan(
+    settings: Settings, engine: AsyncEngine | None, *, freeze_gc: bool, tracer_provider: Any
+) -> StatelessLifespan[Starlette]:
     """The runtime and the background tasks, for as long as the app serves: built at start,
     stopped at the end, and an engine made here (none was given) disposed of."""
 
@@ -64,6 +81,11 @@ def _lifespan(settings: Settings, engine: AsyncEngine | None, *, freeze_gc: bool
         active_engine = create_engine(settings) if engine is None else engine
         tasks: list[asyncio.Task[None]] = []
         runtime: Runtime | None = None
+        spans = tracing.DatabaseSpans(tracer_provider, active_engine) if tracer_provider is not None else None
+        if spans is not None:
+            spans.start()
+        if settings.metrics_port:
+            metrics.observe_pool(active_engine)
         try:
             runtime = await Runtime.start(settings, active_engine)
             app.state.runtime = runtime
@@ -81,6 +103,8 @@ def _lifespan(settings: Settings, engine: AsyncEngine | None, *, freeze_gc: bool
                 await runtime.close()
             if own_engine:
                 await active_engine.dispose()
+            if spans is not None:
+                spans.stop()
 
     return lifespan
 
@@ -88,8 +112,9 @@ def _lifespan(settings: Settings, engine: AsyncEngine | None, *, freeze_gc: bool
 def _start_background(
     tasks: list[asyncio.Task[None]], settings: Settings, engine: AsyncEngine, runtime: Runtime
 ) -> None:
-    """Start the key watcher, the sweeper and the mail sender (those configured), each added
-    to ``tasks`` as soon as it runs, so that one failing to start leaves none behind."""
+    """Start the key watcher, the sweeper, the mail sender and the metrics' database reads
+    (those configured), each added to ``tasks`` as soon as it runs, so that one failing to
+    start leaves none behind."""
     tasks.append(
         asyncio.create_task(
             watch(runtime.sessionmaker, runtime.wrappers, settings, runtime.keys, runtime.on_key_change)
@@ -110,6 +135,8 @@ def _start_background(
         )
         runtime.sender_task = asyncio.create_task(runtime.sender.run())
         tasks.append(runtime.sender_task)
+    if settings.metrics_port:
+        tasks.append(asyncio.create_task(metrics.refresh_periodically(runtime.sessionmaker)))
 
 
 def _exception_handlers() -> dict[Any, Any]:

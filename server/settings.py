@@ -178,6 +178,16 @@ def _int_range(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
+def _port_or_off(raw: str) -> int:
+    """A TCP port, or ``off`` (0)."""
+    if raw.strip().lower() in ("0", "off", ""):
+        return 0
+    try:
+        return _int_range(1, 65535)(raw)
+    except ValueError as exc:
+        raise ValueError(f"{exc} (or off)") from None
+
+
 def _int_or_auto(low: int, high: int) -> Callable[[str], int]:
     """A whole number, or ``auto`` (-1)."""
     bounded = _int_range(low, high)
@@ -391,6 +401,21 @@ class Settings:
         _log_level,
         default="INFO",
         doc="Ostiary's log level; libraries stay at WARNING (some log secrets at DEBUG)",
+    )
+    log_format: str = setting(
+        "OSTIARY_LOG_FORMAT",
+        _choice("auto", "json", "text"),
+        default="auto",
+        doc="`json`: one JSON object per line (time, level, logger, event, request_id, client_id, user_id); "
+        "`text`: one readable line; `auto`: text when the log goes to a terminal, else json",
+    )
+    metrics_port: int = setting(
+        "OSTIARY_METRICS_PORT",
+        _port_or_off,
+        default=0,
+        shown="off",
+        doc="serve Prometheus metrics at `/metrics` on this port of `OSTIARY_HOST`, for all workers together; "
+        "a port of its own so that the public one never shows them",
     )
     access_log: bool = setting(
         "OSTIARY_ACCESS_LOG",
@@ -697,6 +722,9 @@ class Settings:
             values["issuer"] = f"http://127.0.0.1:{values['port']}"
         _check_admin(values, reader.problems)
         _check_mail(values, reader.problems)
+        if values["metrics_port"] and values["metrics_port"] == values["port"]:
+            problem = "must differ from OSTIARY_PORT: metrics stay off the public port"
+            reader.problems.append(("OSTIARY_METRICS_PORT", problem))
         if reader.problems:
             raise SettingsError(reader.problems)
         return cls(**values)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..observe import metrics
 from ..storage import AsyncSession, Session, async_sessionmaker, audit, failures, transactions, users as user_store
 from ..storage.base import sha256
 from ..storage.users import StoredUser
@@ -65,6 +66,9 @@ class LoginGuard:
                 audit.record(db, "login.locked", actor=sub, user=sub, client=client_id, details=until)
 
         await transactions.run(self.sessionmaker, write)
+        metrics.SIGNINS_FAILED.labels(reason).inc()
+        if locked_now:
+            metrics.LOCKOUTS.labels("password").inc()
 
     def succeeded(self, db: Session, user_id: int, device: bytes | None) -> None:
         """The password was right: the counter it was counted on starts again."""

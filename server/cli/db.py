@@ -7,7 +7,7 @@ import asyncio
 from typing import Any
 
 from ..bootstrap import StartupError, connect_checked, open_database
-from ..logs import configure_logging
+from ..observe.logs import configure_logging
 from ..settings import Settings
 from ..storage import cleanup, migrate
 from ..storage.engine import create_engine, create_sessionmaker

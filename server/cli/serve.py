@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import logging
 import multiprocessing
+import os
 import signal
 import socket
 import sys
@@ -24,8 +25,10 @@ from typing import Any
 import uvicorn
 
 from ..app import create_app
-from ..bootstrap import prepare
-from ..logs import configure_logging
+from ..bootstrap import StartupError, prepare
+from ..observe import tracing
+from ..observe.exposition import MetricsExport
+from ..observe.logs import configure_logging
 from ..settings import Settings
 
 log = logging.getLogger("ostiary")
@@ -41,6 +44,11 @@ def add_parser(commands: Any) -> None:
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
     configure_logging(settings)
+    if tracing.wanted(os.environ):
+        try:
+            tracing.check_available()
+        except tracing.TracingUnavailable as exc:
+            raise StartupError(str(exc)) from None
     asyncio.run(prepare(settings))
     log.info(
         "Ostiary serving %s on http://%s:%d with %d worker(s)",
@@ -49,8 +57,10 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         settings.port,
         settings.workers,
     )
-    if settings.workers == 1:
+    if settings.workers == 1 and not settings.metrics_port:
         return _serve(settings, _bind(settings, reuse_port=False))
+    # Metrics are summed across worker processes by the supervisor, so they need one even
+    # for a single worker.
     return _supervise(settings)
 
 
@@ -115,10 +125,17 @@ def _supervise(settings: Settings) -> int:
     database gone, a bad configuration) restarting is no help: the others are stopped and the
     return value is 1, for the service manager to see.
     """
-    supervisor = _Supervisor(settings)
+    export = MetricsExport(settings) if settings.metrics_port else None
+    if export is not None:
+        export.start()
+    supervisor = _Supervisor(settings, export)
     signal.signal(signal.SIGTERM, supervisor.stop)
     signal.signal(signal.SIGINT, supervisor.stop)
-    return supervisor.run()
+    try:
+        return supervisor.run()
+    finally:
+        if export is not None:
+            export.close()
 
 
 _DEATH_WINDOW = 60.0
@@ -130,8 +147,9 @@ _STOP_MARGIN = 5.0
 
 
 class _Supervisor:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, export: MetricsExport | None = None) -> None:
         self.settings = settings
+        self.export = export
         self.context = multiprocessing.get_context("spawn")
         self.workers: list[BaseProcess] = []
         self.deaths: deque[float] = deque()
@@ -167,6 +185,8 @@ class _Supervisor:
                 continue
             log.error("%s (pid %s) %s", process.name, process.pid, _how_it_ended(process.exitcode))
             self.deaths.append(now)
+            if self.export is not None:
+                self.export.worker_died(process.pid)
             while self.deaths[0] < now - _DEATH_WINDOW:
                 self.deaths.popleft()
             if len(self.deaths) > _DEATHS_PER_WORKER * len(self.workers):

@@ -73,8 +73,13 @@ def plan(keys: Iterable[StoredKey], now: datetime, settings: Settings) -> list[S
     return steps
 
 
-def _rotation_due(active: StoredKey, now: datetime, settings: Settings) -> bool:
+def next_rotation(active: StoredKey, settings: Settings) -> datetime | None:
+    """When the active key is due to be replaced (None: no schedule)."""
     if settings.keys_rotate_every <= 0 or active.activated_at is None:
-        return False
-    due = active.activated_at + timedelta(seconds=settings.keys_rotate_every) - staging_delay(settings)
-    return due <= now
+        return None
+    return active.activated_at + timedelta(seconds=settings.keys_rotate_every)
+
+
+def _rotation_due(active: StoredKey, now: datetime, settings: Settings) -> bool:
+    due = next_rotation(active, settings)
+    return due is not None and due - staging_delay(settings) <= now

@@ -21,13 +21,15 @@ from collections.abc import Callable
 
 import anyio
 
+from ..observe import metrics
 from ..settings import Settings
 from ..storage import AsyncSession, async_sessionmaker, keys as key_store, transactions
 from ..storage.base import utcnow
+from ..storage.keys import StoredKey
 from . import service
 from .errors import KeyMaterialError
 from .holder import KeyRingHolder
-from .lifecycle import plan
+from .lifecycle import next_rotation, plan
 from .material import new_key
 from .ring import KeyRing, build_keyring, fingerprint
 from .wrapping import KeyWrappers
@@ -59,11 +61,19 @@ async def refresh_once(
         if steps:
             log.info("key lifecycle: %s", ", ".join(f"{s.action} {s.kid or s.alg}" for s in steps))
         stored = await transactions.run(sessionmaker, key_store.list_keys)
+    _observe(stored, settings)
     if fingerprint(stored) != holder.current.fingerprint:
         ring = build_keyring(stored, wrappers)
         holder.current = ring
         on_change(ring)
         log.info("key ring updated: signing with %s", ", ".join(signer.kid for signer in ring.signing.values()))
+
+
+def _observe(stored: list[StoredKey], settings: Settings) -> None:
+    """The active keys' age and next rotation, for the metrics."""
+    for key in stored:
+        if key.state == "active":
+            metrics.observe_signing_key(key.alg, key.activated_at, next_rotation(key, settings))
 
 
 async def watch(

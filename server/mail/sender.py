@@ -21,6 +21,7 @@ from typing import Protocol
 
 from ..keys.errors import KeyMaterialError
 from ..keys.wrapping import KeyWrappers
+from ..observe import metrics
 from ..settings import Settings
 from ..storage import AsyncSession, Session, async_sessionmaker, outbox, transactions
 from ..storage.base import utcnow
@@ -176,6 +177,7 @@ class OutboxSender:
             wait = backoff(mail.attempts)
             reason = _describe(error)
             log.warning("mail %d (%s) not sent: %s; retrying in %s", mail.id, mail.template, reason, wait)
+            metrics.MAIL_FAILED.inc()
             await transactions.run(
                 self.sessionmaker, lambda db: outbox.retry_later(db, mail.id, utcnow() + wait, reason)
             )

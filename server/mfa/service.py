@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from ..authn.lockout import FACTOR_OTP, Lockout, LockState
 from ..keys.errors import KeyMaterialError
 from ..keys.wrapping import KeyWrappers
+from ..observe import metrics
 from ..storage import Session, audit, mfa as mfa_store, outbox
 from ..storage.mfa import StoredTotp
 from ..storage.users import StoredUser
@@ -96,12 +97,15 @@ class SecondFactor:
         known = {"known_device": bool(device)}
         if lock.locked:
             audit.record(db, "mfa.failed", actor=user.sub, user=user.sub, details={"reason": "locked", **known})
+            metrics.SECOND_FACTOR_FAILURES.inc()
             return Verdict(ok=False, lock=lock)
         method = self._accept(db, user, code)
         if method is None:
             lock = self.lockout.fail(db, user.id, FACTOR_OTP, device)
             audit.record(db, "mfa.failed", actor=user.sub, user=user.sub, details={"reason": "wrong_code", **known})
+            metrics.SECOND_FACTOR_FAILURES.inc()
             if lock.locked:
+                metrics.LOCKOUTS.labels("second_factor").inc()
                 audit.record(db, "mfa.locked", actor=user.sub, user=user.sub, details={"known_device": bool(device)})
             return Verdict(ok=False, lock=lock)
         self.lockout.succeed(db, user.id, FACTOR_OTP, device)

@@ -15,10 +15,12 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 from sqlalchemy import event, exc, make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry, QueuePool
 
 from ..settings import Settings
 
@@ -37,6 +39,7 @@ def make_engine(url: str, *, pool_size: int = 5, timeout: int = 5, ping_after_id
         return engine
     engine = create_async_engine(
         url,
+        poolclass=_WaitCountingPool,
         pool_size=pool_size,
         max_overflow=0,
         pool_timeout=timeout,
@@ -45,6 +48,48 @@ def make_engine(url: str, *, pool_size: int = 5, timeout: int = 5, ping_after_id
     )
     _ping_when_idle(engine, ping_after_idle)
     return engine
+
+
+class _WaitCountingPool(AsyncAdaptedQueuePool):
+    """SQLAlchemy's pool for asyncio, telling ``on_wait`` of each checkout that finds every
+    connection in use and must wait for one (the pool never overflows)."""
+
+    on_wait: Callable[[], None] | None = None
+    #: log as SQLAlchemy's pool does (under "sqlalchemy", which stays at WARNING), not
+    #: under this module's name
+    _sqla_logger_namespace = "sqlalchemy.pool.impl.AsyncAdaptedQueuePool"
+
+    def _do_get(self) -> ConnectionPoolEntry:
+        if self.on_wait is not None and self.checkedout() >= self.size():
+            self.on_wait()
+        return super()._do_get()
+
+    def recreate(self) -> _WaitCountingPool:
+        fresh = cast(_WaitCountingPool, super().recreate())
+        fresh.on_wait = self.on_wait
+        return fresh
+
+
+def observe_pool(engine: AsyncEngine, *, in_use: Callable[[int], None], waited: Callable[[], None]) -> None:
+    """Tell ``in_use`` how many connections are checked out whenever one leaves or returns
+    to the pool, and ``waited`` of each checkout that had to wait. Read from the pool itself
+    at each event, the count cannot drift when a connection is invalidated on its way."""
+    pool = engine.sync_engine.pool
+    if not isinstance(pool, QueuePool):  # a pool that keeps no count (none of ours today)
+        return
+
+    def checked_out(*_: Any) -> None:
+        # the pool of the moment: disposing of the engine replaces it
+        in_use(cast(QueuePool, engine.sync_engine.pool).checkedout())
+
+    def checked_in(*_: Any) -> None:
+        # The checkin event comes before the connection is back in the pool.
+        in_use(cast(QueuePool, engine.sync_engine.pool).checkedout() - 1)
+
+    event.listen(engine.sync_engine, "checkout", checked_out)
+    event.listen(engine.sync_engine, "checkin", checked_in)
+    if isinstance(pool, _WaitCountingPool):
+        pool.on_wait = waited
 
 
 def _ping_when_idle(engine: AsyncEngine, after: float) -> None:

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import uuid4
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 
 from . import Session
 from .base import utcnow
@@ -129,6 +129,14 @@ def claim_due(session: Session, *, limit: int, lease: timedelta) -> list[QueuedM
         .returning(*_COLUMNS)
     )
     return sorted((QueuedMail(**row._mapping) for row in rows), key=lambda mail: mail.id)
+
+
+def backlog(session: Session) -> tuple[int, datetime | None]:
+    """How many messages are unsent, and when the oldest of them was queued (for metrics)."""
+    row = session.execute(
+        select(func.count(), func.min(MailOutbox.created_at)).where(MailOutbox.sent_at.is_(None))
+    ).one()
+    return int(row[0]), row[1]
 
 
 def release(session: Session, mail_ids: list[int]) -> None:

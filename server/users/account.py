@@ -21,6 +21,7 @@ from ..authn.levels import ACR_MFA, MULTI_FACTOR
 from ..authn.login import LoginGuard
 from ..mfa.errors import MfaError
 from ..mfa.service import Enrolment, SecondFactor
+from ..observe import metrics
 from ..settings import Settings
 from ..storage import (
     AsyncSession,
@@ -172,6 +173,7 @@ class Account:
         def end(db: Session) -> int:
             me = self._me(db, token)
             families = grant_store.revoke_for_user(db, me.user.id, SIGNED_OUT_EVERYWHERE)
+            metrics.family_revoked(SIGNED_OUT_EVERYWHERE, families)
             ended = session_store.end_user_sessions(db, me.user.id, SIGNED_OUT_EVERYWHERE)
             details = {"reason": SIGNED_OUT_EVERYWHERE, "sessions": ended, "families": families}
             audit.record(db, "session.ended", actor=me.user.sub, user=me.user.sub, details=details)

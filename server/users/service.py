@@ -6,6 +6,7 @@ import re
 import secrets
 
 from ..authn.lockout import FACTOR_PASSWORD
+from ..observe import metrics
 from ..storage import (
     Session,
     audit,
@@ -119,6 +120,7 @@ def change_password(
         families = grant_store.revoke_for_user(db, user.id, PASSWORD_CHANGED)
     else:
         families = grant_store.revoke_session_bound(db, user.id, PASSWORD_CHANGED, keep_sid=kept_session)
+    metrics.family_revoked(PASSWORD_CHANGED, families)
     sessions = session_store.end_user_sessions(db, user.id, PASSWORD_CHANGED, keep_sid=kept_session)
     links = resets.void_resets(db, user.id)
     failures.clear(db, user.id, FACTOR_PASSWORD, every_device=True)

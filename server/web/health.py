@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..observe import metrics
 from ..storage import migrate
 from ..storage.engine import ping
 from ..storage.errors import is_unavailable
@@ -56,6 +57,7 @@ async def readyz(request: Request) -> Response:
     await _database(runtime, readiness)
     _keys(runtime, readiness)
     _mail(runtime, readiness)
+    metrics.observe_readiness((name, name not in readiness.failing) for name in readiness.checks)
     if readiness.failing:
         log.warning("not ready: %s", ", ".join(f"{name} {readiness.checks[name]}" for name in readiness.failing))
         body = {"status": "unavailable", "failing": readiness.failing, "checks": readiness.checks}

@@ -1,5 +1,5 @@
 """Pure ASGI middleware for every response: body size and time limits, security headers,
-access log.
+request id, access log and request metrics.
 
 Pure ASGI (no BaseHTTPMiddleware) because these wrap the hot paths.
 """
@@ -14,7 +14,10 @@ from typing import Any
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..observe import context, metrics
+from .proxies import FORWARDED_REQUEST_ID
 from .responses import json_bytes
+from .wellknown import DOCUMENTS
 
 access_log = logging.getLogger("ostiary.access")
 
@@ -31,6 +34,10 @@ _API_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'n
 #: RFC 6797 §6.1: one year, this host only. includeSubDomains would also bind every host
 #: below the issuer's host name to https, which is not this server's decision to make.
 _HSTS = (b"strict-transport-security", b"max-age=31536000")
+_REQUEST_ID = b"x-request-id"
+#: the route label of a request that matched no route, or was refused before routing (413):
+#: request paths are chosen by clients, and each label value is a time series
+UNMATCHED = "unmatched"
 
 
 class BodyTimeout(Exception):
@@ -49,6 +56,10 @@ class EdgeMiddleware:
     - A client that leaves before sending its whole body is no error of ours: no traceback,
       logged at INFO with status 499.
     - ``hsts``: ``Strict-Transport-Security`` on every response (an https issuer).
+    - Each request has an id, echoed as ``X-Request-ID`` and in every log line written
+      while it runs (``observe.context``): the proxy's, when a trusted proxy sent one
+      (``web/proxies.py``), else a new one.
+    - It is counted and timed by route template (``observe.metrics``).
 
     The access log holds method, path (never the query string, which can carry an
     id_token_hint), status and duration: no token or secret can end up in it.
@@ -69,10 +80,12 @@ class EdgeMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        request_id = scope.get(FORWARDED_REQUEST_ID) or context.new_request_id()
+        headers_added = [*self.headers, (_REQUEST_ID, request_id.encode())]
         too_large, has_body = self._announced_body(scope)
         if too_large:
-            await _refuse(send, 413, "The request body is too large.", self.headers)
-            self._log(scope, 413, started)
+            await _refuse(send, 413, "The request body is too large.", headers_added)
+            self._done(scope, 413, started, request_id)
             return
         status = 500
         responded = False
@@ -83,7 +96,7 @@ class EdgeMiddleware:
                 status, responded = message["status"], True
                 headers = list(message.get("headers", []))
                 present = {name for name, _ in headers}
-                headers += [item for item in self.headers if item[0] not in present]
+                headers += [item for item in headers_added if item[0] not in present]
                 if _API_CSP[0] not in present:
                     headers.append(_API_CSP)
                 message = {**message, "headers": headers}
@@ -91,6 +104,7 @@ class EdgeMiddleware:
 
         if has_body:
             receive = self.deadlines.receive(receive, time.monotonic() + self.body_timeout)
+        _, token = context.begin(request_id)
         try:
             await self.app(scope, receive, send_with_headers)
         except ClientDisconnect:
@@ -98,9 +112,10 @@ class EdgeMiddleware:
         except BodyTimeout:
             if not responded:
                 status = 408
-                await _refuse(send, 408, "The request body did not arrive in time.", self.headers)
+                await _refuse(send, 408, "The request body did not arrive in time.", headers_added)
         finally:
-            self._log(scope, status, started)
+            self._done(scope, status, started, request_id)
+            context.end(token)
 
     def _announced_body(self, scope: Scope) -> tuple[bool, bool]:
         """(declared larger than the limit, has a body at all), from the headers alone."""
@@ -114,17 +129,38 @@ class EdgeMiddleware:
                 has_body = True
         return False, has_body
 
-    def _log(self, scope: Scope, status: int, started: float) -> None:
+    def _done(self, scope: Scope, status: int, started: float, request_id: str) -> None:
+        seconds = time.perf_counter() - started
+        metrics.observe_request(_route_template(scope), scope["method"], status, seconds)
         if self.log_access:
             client = scope.get("client")
+            address = client[0] if client else "-"
             access_log.info(
                 '%s "%s %s" %d %.1fms',
-                client[0] if client else "-",
+                address,
                 scope["method"],
                 scope["path"],
                 status,
-                (time.perf_counter() - started) * 1000,
+                seconds * 1000,
+                # the JSON log's fields (observe.logs); the text log shows the message only
+                extra={
+                    "request_id": request_id,
+                    "client_ip": address,
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status,
+                    "duration_ms": round(seconds * 1000, 1),
+                },
             )
+
+
+def _route_template(scope: Scope) -> str:
+    """The path as routed ("/token"), never the path as sent: the metrics' route label."""
+    route = scope.get("route")
+    if route is not None:
+        return str(route.path)
+    path = scope["path"]
+    return path if path in DOCUMENTS else UNMATCHED
 
 
 class _BodyDeadlines:

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ..observe.context import accepted_request_id
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _SCHEMES = frozenset({"http", "https"})
@@ -66,9 +68,14 @@ class ProxyTrust:
         return _normal(hops[0].node), hops[0].proto
 
 
+#: the scope key of the X-Request-ID a trusted proxy sent (a plain token, else absent)
+FORWARDED_REQUEST_ID = "ostiary.request_id"
+
+
 class TrustedProxies:
     """Pure ASGI middleware: ``scope["client"]`` (and ``scope["scheme"]``) become those of the
-    real client when the peer is a trusted proxy. Installed only when proxies are trusted."""
+    real client when the peer is a trusted proxy, whose ``X-Request-ID`` is kept for the logs
+    (:data:`FORWARDED_REQUEST_ID`). Installed only when proxies are trusted."""
 
     def __init__(self, app: ASGIApp, *, networks: Iterable[Network]) -> None:
         self.app = app
@@ -78,6 +85,7 @@ class TrustedProxies:
         if scope["type"] == "http":
             peer = scope.get("client")
             if peer is not None and self.trust.is_trusted(peer[0]):
+                _keep_request_id(scope)
                 origin = self.trust.origin(scope["headers"])
                 if origin is not None:
                     address, scheme = origin
@@ -85,6 +93,15 @@ class TrustedProxies:
                     if scheme is not None:
                         scope["scheme"] = scheme
         await self.app(scope, receive, send)
+
+
+def _keep_request_id(scope: Scope) -> None:
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            accepted = accepted_request_id(value)
+            if accepted is not None:
+                scope[FORWARDED_REQUEST_ID] = accepted
+            return
 
 
 def forwarding_hops(headers: Sequence[tuple[bytes, bytes]]) -> list[Hop]:

@@ -7,6 +7,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..oauth.request import OstiaryRequest
+from ..observe import context, metrics
 from .forms import BodyTooLarge, FormError, read_form, repeated
 from .responses import from_oauth, oauth_error
 from .runtime import Runtime
@@ -40,7 +41,11 @@ async def token(request: Request) -> Response:
         return oauth_error("invalid_request", "Use one client authentication method, not two.")
     oauth_request = OstiaryRequest("POST", runtime.token_uri, request.headers, form)
     oauth_request.extras.client_ip = address
-    return await runtime.token_endpoints.token(oauth_request, grant_type, from_oauth)
+    response = await runtime.token_endpoints.token(oauth_request, grant_type, from_oauth)
+    _note_parties(oauth_request)
+    if response.status_code == 200:  # only grant types we serve get this far: a bounded label
+        metrics.TOKENS_ISSUED.labels(grant_type).inc()
+    return response
 
 
 async def revoke(request: Request) -> Response:
@@ -59,7 +64,16 @@ async def _endpoint(request: Request, name: str, path: str) -> Response:
     if isinstance(form, Response):
         return form
     oauth_request = OstiaryRequest("POST", runtime.settings.endpoint(path), request.headers, form)
-    return from_oauth(await runtime.token_endpoints.endpoint(name, oauth_request))
+    response = from_oauth(await runtime.token_endpoints.endpoint(name, oauth_request))
+    _note_parties(oauth_request)
+    return response
+
+
+def _note_parties(oauth_request: OstiaryRequest) -> None:
+    """The authenticated client and the grant's user, for the request's log lines."""
+    client = oauth_request.client
+    context.note_client(client.get_client_id() if client is not None else None)
+    context.note_user(getattr(oauth_request.user, "sub", None))
 
 
 async def _checked_form(

@@ -8,6 +8,7 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -16,20 +17,25 @@ from tests.helpers import ostiary_command, ostiary_env, run_ostiary, wait_health
 from tests.oidc import PASSWORD, Flow, forms_of, query_of
 
 
+def start_serving(settings: Settings, tmp_path: Path, log: IO[str], *args: str, **env: str) -> subprocess.Popen[str]:
+    """``ostiary serve`` started in ``tmp_path``, its output to ``log``."""
+    return subprocess.Popen(
+        [*ostiary_command(), "serve", *args],
+        env=ostiary_env(settings, **env),
+        cwd=tmp_path,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
 @contextmanager
 def serving(settings: Settings, tmp_path: Path, *args: str, **env: str) -> Iterator[tuple[str, list[str]]]:
     """Run ``ostiary serve``; yields its base URL and, after stopping, holds its log lines."""
     log_path = tmp_path / "serve.log"
     lines: list[str] = []
     with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [*ostiary_command(), "serve", *args],
-            env=ostiary_env(settings, **env),
-            cwd=tmp_path,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        process = start_serving(settings, tmp_path, log, *args, **env)
         try:
             wait_healthy(f"http://127.0.0.1:{settings.port}", process)
             yield f"http://127.0.0.1:{settings.port}", lines

@@ -29,7 +29,8 @@ def test_first_start_serves_and_a_resource_server_verifies_the_token(
     empty_database: TestDatabase, tmp_path: Path
 ) -> None:
     settings = make_settings(empty_database, tmp_path)
-    with serving(settings, tmp_path, **{"OSTIARY_LOG_LEVEL": "DEBUG", "OSTIARY_ACCESS_LOG": "true"}) as (base, log):
+    text_log = {"OSTIARY_LOG_LEVEL": "DEBUG", "OSTIARY_ACCESS_LOG": "true", "OSTIARY_LOG_FORMAT": "text"}
+    with serving(settings, tmp_path, **text_log) as (base, log):
         client = create_client_with_cli(settings, tmp_path)
         response = httpx.post(
             base + "/token",

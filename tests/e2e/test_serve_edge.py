@@ -26,7 +26,7 @@ def test_forwarding_headers_count_only_from_a_trusted_proxy_and_log_lines_cannot
     database: TestDatabase, tmp_path: Path, trusted: str
 ) -> None:
     settings = make_settings(database, tmp_path)
-    env = {"OSTIARY_ACCESS_LOG": "true", "OSTIARY_TRUSTED_PROXIES": trusted}
+    env = {"OSTIARY_ACCESS_LOG": "true", "OSTIARY_TRUSTED_PROXIES": trusted, "OSTIARY_LOG_FORMAT": "text"}
     with serving(settings, tmp_path, **env) as (base, log):
         response = httpx.get(
             base + "/forged%0A127.0.0.1%20%22GET%20/admin%22%20200", headers={"X-Forwarded-For": FORGED}

@@ -11,6 +11,7 @@ from typing import Any
 
 import jwt
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import select
 
 from server.settings import Settings
@@ -98,11 +99,29 @@ async def mailed(database: TestDatabase, tmp_path: Path) -> AsyncIterator[Mailed
         yield server
 
 
+class Counted:
+    """The metrics (``observe.metrics``) counted since it was made. The server runs in the
+    test's process here, so its counters are this process's."""
+
+    def __init__(self) -> None:
+        self.start = {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in REGISTRY.collect()
+            for sample in family.samples
+        }
+
+    def since(self, name: str, **labels: str) -> float:
+        now = REGISTRY.get_sample_value(name, labels) or 0.0
+        return now - self.start.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
 # -- signing in -------------------------------------------------------------------------
 
 
 async def test_a_sign_in_names_the_user_and_the_client(signin: SignIn) -> None:
+    counted = Counted()
     await signin.code(Flow.start(signin.rp.client_id))
+    assert counted.since("ostiary_signins_succeeded_total") == 1
     sub = await sub_of(signin.live)
     event = await only(signin.live.settings, "login.succeeded")
     assert (event.actor, event.user_sub, event.client_id) == (sub, sub, signin.rp.client_id)
@@ -111,8 +130,11 @@ async def test_a_sign_in_names_the_user_and_the_client(signin: SignIn) -> None:
 
 
 async def test_a_wrong_password_is_a_failure_of_the_known_user(signin: SignIn) -> None:
+    counted = Counted()
     refused = await LoginBrowser(signin.http, signin.rp.client_id).attempt("alice", WRONG)
     assert refused.status_code == 200 and 'id="login-error"' in refused.text
+    assert counted.since("ostiary_signins_failed_total", reason="bad_password") == 1
+    assert counted.since("ostiary_signins_succeeded_total") == 0
     sub = await sub_of(signin.live)
     event = await only(signin.live.settings, "login.failed")
     assert (event.actor, event.user_sub, event.client_id) == (sub, sub, signin.rp.client_id)
@@ -136,9 +158,13 @@ async def test_an_unknown_username_is_a_failure_of_nobody_and_the_name_is_not_ke
 async def test_the_failure_that_locks_the_account_is_followed_by_one_lock_event(strict: SignIn) -> None:
     settings = strict.live.settings
     browser = LoginBrowser(strict.http, strict.rp.client_id)
+    counted = Counted()
     for _ in range(2):
         assert (await browser.attempt("alice", WRONG)).status_code == 200
     assert (await browser.attempt("alice", PASSWORD)).status_code == 429  # locked: not even checked
+    assert counted.since("ostiary_signins_failed_total", reason="bad_password") == 2
+    assert counted.since("ostiary_signins_failed_total", reason="locked") == 1
+    assert counted.since("ostiary_lockouts_total", factor="password") == 1
     sub = await sub_of(strict.live)
 
     trail = await events(settings, "login")
@@ -161,8 +187,10 @@ async def test_the_failure_that_locks_the_account_is_followed_by_one_lock_event(
 async def test_a_wrong_code_is_a_second_factor_failure(signin: SignIn) -> None:
     enrolled = await signed_out_with_totp(signin)
     page = await otp_page_after_password(signin, Flow.start(signin.rp.client_id))
+    counted = Counted()
     refused = await signin.browser.submit(page, {"code": enrolled.app.wrong()})
     assert refused.status_code == 200 and 'id="otp-error"' in refused.text
+    assert counted.since("ostiary_second_factor_failures_total") == 1
     sub = await sub_of(signin.live)
     event = await only(signin.live.settings, "mfa.failed")
     assert (event.actor, event.user_sub, event.client_id) == (sub, sub, None)
@@ -264,7 +292,10 @@ async def test_signing_out_everywhere_ends_every_session_in_one_event(signin: Si
 async def test_a_replayed_refresh_token_names_the_client_the_user_and_the_grant(offline: Offline) -> None:
     first = await offline.tokens()
     assert (await offline.refresh(first["refresh_token"])).status_code == 200
+    counted = Counted()
     assert (await offline.refresh(first["refresh_token"])).status_code == 400
+    assert counted.since("ostiary_refresh_reuse_detected_total") == 1
+    assert counted.since("ostiary_token_families_revoked_total", reason="refresh_token_reuse") == 1
     sub, grant = await sub_of(offline.signin.live), claims_of(first["access_token"])["gid"]
     event = await only(offline.signin.live.settings, "refresh_token.reuse")
     client_id = offline.rp.client_id
@@ -275,10 +306,12 @@ async def test_a_replayed_refresh_token_names_the_client_the_user_and_the_grant(
 
 async def test_a_client_revoking_its_refresh_token_revokes_the_grant(offline: Offline) -> None:
     tokens = await offline.tokens()
+    counted = Counted()
     revoked = await offline.http.post(
         "/revoke", data={"token": tokens["refresh_token"], "token_type_hint": "refresh_token"}, auth=offline.auth
     )
     assert revoked.status_code == 200
+    assert counted.since("ostiary_token_families_revoked_total", reason="revoked_by_client") == 1
     sub, grant = await sub_of(offline.signin.live), claims_of(tokens["access_token"])["gid"]
     event = await only(offline.signin.live.settings, "grant.revoked")
     client_id = offline.rp.client_id
@@ -292,8 +325,11 @@ async def test_a_replayed_code_revokes_the_grant_it_created(signin: SignIn) -> N
     auth = (signin.rp.client_id, signin.rp.client_secret)
     first = await signin.http.post("/token", data=flow.token_form(code), auth=auth)
     assert first.status_code == 200, first.text
+    counted = Counted()
     replayed = await signin.http.post("/token", data=flow.token_form(code), auth=auth)
     assert replayed.status_code == 400 and replayed.json()["error"] == "invalid_grant"
+    assert counted.since("ostiary_token_families_revoked_total", reason="code_replay") == 1
+    assert counted.since("ostiary_tokens_issued_total", grant_type="authorization_code") == 0
     sub, grant = await sub_of(signin.live), claims_of(first.json()["access_token"])["gid"]
     event = await only(signin.live.settings, "grant.revoked")
     client_id = signin.rp.client_id

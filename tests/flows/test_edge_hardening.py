@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from server.logs import handler
+from server.observe.logs import handler
 from server.settings import Settings
 from tests.helpers import TestDatabase, make_settings, serve_in_process
 

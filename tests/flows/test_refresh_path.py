@@ -34,13 +34,15 @@ pytestmark = pytest.mark.anyio
 #: says why the rest are not merged away.
 LIMIT = 22
 #: The edge: modules every request runs through whatever its route (the ASGI app and its
-#: middleware, forwarded-address handling, logging). They are the price of any endpoint,
+#: middleware, forwarded-address handling, logging, metrics). They are the price of any endpoint,
 #: not of a refresh, so they are not counted; the test prints what a request to no route
 #: at all crosses, to show this list is the edge and nothing more.
 EDGE_MODULES = frozenset(
     {
         "server.app",
-        "server.logs",
+        "server.observe.context",  # the request id, for the logs
+        "server.observe.logs",
+        "server.observe.metrics",  # each request counted and timed
         "server.web.middleware",
         "server.web.proxies",
         "server.web.wellknown",  # answers /jwks and discovery before routing: every request passes it

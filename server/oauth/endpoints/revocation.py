@@ -7,6 +7,7 @@ from typing import Any
 
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 
+from ...observe import metrics
 from ...storage import denylist, grants as grant_store
 from ..clients import SECRET_METHODS
 from ..request import OstiaryRequest
@@ -34,6 +35,8 @@ class Revocation(TokenLookup, RevocationEndpoint):  # type: ignore[misc]
         else:
             record = token.record
             client_id = record.client_id
-            grant_store.revoke_audited(
+            revoked = grant_store.revoke_audited(
                 db, record.grant_id, "revoked_by_client", actor=client_id, user=record.user_sub, client=client_id
             )
+            if revoked:
+                metrics.family_revoked("revoked_by_client")

@@ -13,7 +13,8 @@ from authlib.oauth2.rfc6749.errors import InvalidGrantError, InvalidRequestError
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7636.challenge import compare_s256_code_challenge
 
-from ...storage import codes as code_store, grants as grant_store, users as user_store
+from ...observe import metrics
+from ...storage import Session, codes as code_store, grants as grant_store, users as user_store
 from ...storage.base import utcnow
 from ...storage.codes import StoredCode
 from ...storage.users import StoredUser
@@ -81,9 +82,7 @@ class AuthorizationCodeGrant(IssuingGrant, grants.AuthorizationCodeGrant):  # ty
                 # a code back after its exchange: the grant it created is revoked (RFC 6749 §4.1.2)
                 grant_id, sub = replayed
                 self.request.extras.after_failure.append(
-                    lambda s: grant_store.revoke_audited(
-                        s, grant_id, "code_replay", actor=client_id, user=sub, client=client_id
-                    )
+                    lambda s: _revoke_replayed(s, grant_id, client_id=client_id, sub=sub)
                 )
             return None
         return AuthorizationCode(stored)
@@ -145,3 +144,8 @@ class S256CodeChallenge(CodeChallenge):  # type: ignore[misc]
                 raise InvalidGrantError("The code was issued for a code_challenge: send its code_verifier.")
             raise InvalidRequestError("Missing code_verifier.")
         super().validate_code_verifier(grant, result)
+
+
+def _revoke_replayed(db: Session, grant_id: str, *, client_id: str, sub: str | None) -> None:
+    if grant_store.revoke_audited(db, grant_id, "code_replay", actor=client_id, user=sub, client=client_id):
+        metrics.family_revoked("code_replay")

@@ -17,6 +17,7 @@ from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc6749.errors import InvalidScopeError
 from authlib.oauth2.rfc6749.util import scope_to_list
 
+from ...observe import metrics
 from ...storage import Session, audit, grants as grant_store, outbox, refresh as refresh_store, users as user_store
 from ...storage.base import utcnow
 from ...storage.refresh import Diagnosis, Failure, FamilyToken
@@ -86,6 +87,7 @@ class RefreshTokenGrant(IssuingGrant, grants.RefreshTokenGrant):  # type: ignore
         return None
 
     def _revoke_family_afterwards(self, diagnosis: Diagnosis) -> None:
+        metrics.REFRESH_REUSE.inc()
         report = ReuseReport(diagnosis, self.request.extras.client_ip, self.request.headers.get("user-agent"))
         self.request.extras.after_failure.append(lambda db: revoke_for_reuse(db, report))
 
@@ -114,6 +116,7 @@ def revoke_for_reuse(db: Session, report: ReuseReport) -> None:
     assert diagnosis.grant_id is not None and diagnosis.user_id is not None
     if not grant_store.revoke(db, diagnosis.grant_id, "refresh_token_reuse"):
         return  # already revoked: one alert per family, however many replays
+    metrics.family_revoked("refresh_token_reuse")
     user = user_store.get_user(db, diagnosis.user_id)
     details = {
         "grant_id": diagnosis.grant_id,
