@@ -28,7 +28,7 @@ def server_metadata(settings: Settings, algorithms: list[str]) -> dict[str, Any]
         "jwks_uri": settings.endpoint("/jwks"),
         "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token"],
         "response_types_supported": ["code"],
-        "response_modes_supported": ["query"],
+        "response_modes_supported": ["query", "fragment", "form_post"],
         "token_endpoint_auth_methods_supported": [*SECRET_METHODS, "none"],
         "code_challenge_methods_supported": ["S256"],
         "subject_types_supported": ["public"],

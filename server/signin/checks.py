@@ -21,6 +21,7 @@ from ..oauth.request import OstiaryRequest
 from ..storage.base import utcnow
 from ..storage.sessions import StoredSession
 from ..storage.users import StoredUser
+from . import response_modes
 
 _MAX_AGE = re.compile(r"[0-9]{1,9}")  # ASCII digits only: str.isdigit() accepts "²", which int() refuses
 
@@ -74,8 +75,7 @@ def check_extras(request: OstiaryRequest, pairs: list[tuple[str, str]], redirect
         raise RequestNotSupportedError(redirect_uri=redirect_uri)
     if "request_uri" in data:
         raise RequestURINotSupportedError(redirect_uri=redirect_uri)
-    if data.get("response_mode", "query") != "query":
-        raise InvalidRequestError("Only response_mode=query is supported.", redirect_uri=redirect_uri)
+    response_modes.check(data, redirect_uri)
     if len(data.get("nonce") or "") > 512:
         raise InvalidRequestError("The nonce is longer than 512 characters.", redirect_uri=redirect_uri)
     max_age = data.get("max_age")

@@ -7,6 +7,14 @@ from typing import Any
 
 
 @dataclass(frozen=True)
+class FormPost:
+    """An authorization response to post to the client (``response_mode=form_post``)."""
+
+    action: str
+    fields: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
 class Outcome:
     """What the web layer should do: redirect, or render a page (with these values)."""
 
@@ -25,6 +33,8 @@ class Outcome:
     browser_token: str | None = None
     #: a new known-device cookie value (set when a sign-in completed)
     device_cookie: str | None = None
+    #: the authorization response as a form to post to the client, in place of a redirect
+    post: FormPost | None = None
 
 
 def error_page(title: str, message: str, status: int = 400) -> Outcome:

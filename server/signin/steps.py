@@ -32,6 +32,7 @@ from ..storage.base import sha256 as digest, utcnow
 from ..storage.interactions import StoredInteraction
 from ..storage.sessions import StoredSession
 from ..storage.users import StoredUser
+from . import response_modes
 from .acr import NOTHING, requested_acr
 from .checks import Needs, stored_params
 from .id_token_hint import hinted_subject
@@ -248,7 +249,8 @@ def complete(
         grant_id=new_token()[:32],
     )
     response = server.create_authorization_response(request, grant_user=user, grant=grant)
-    return Outcome(redirect=_with_iss(issuer, dict(response.headers)["Location"]))
+    location = _with_iss(issuer, dict(response.headers)["Location"])
+    return response_modes.deliver(request.payload.data, grant.redirect_uri, location)
 
 
 def answer_error(server: Any, issuer: str, request: OstiaryRequest, error: OAuth2Error) -> Outcome:
@@ -261,7 +263,8 @@ def answer_error(server: Any, issuer: str, request: OstiaryRequest, error: OAuth
     error.redirect_fragment = False
     error.state = request.payload.data.get("state")
     _status, _body, headers = error()
-    return Outcome(redirect=_with_iss(issuer, dict(headers)["Location"]))
+    location = _with_iss(issuer, dict(headers)["Location"])
+    return response_modes.deliver(request.payload.data, redirect_uri, location)
 
 
 def _safe_redirect_uri(server: Any, request: OstiaryRequest) -> str | None:

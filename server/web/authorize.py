@@ -224,7 +224,11 @@ def respond(runtime: Runtime, outcome: Outcome, browser: str, new_browser: bool,
     pages = runtime.pages
     if outcome.browser_token is not None:
         browser, new_browser = outcome.browser_token, True
-    if outcome.redirect is not None:
+    if outcome.post is not None:
+        response = pages.form_post(outcome.post.action, outcome.post.fields)
+        if new_browser:
+            pages.set_browser(response, browser)
+    elif outcome.redirect is not None:
         response = pages.redirect(outcome.redirect, status=redirect_status)
         if new_browser:
             pages.set_browser(response, browser)

@@ -241,8 +241,8 @@ REDIRECT_ERRORS: dict[str, tuple[Callable[[Flow], Pairs], str]] = {
     "repeated prompt": (_plus(("prompt", "login"), ("prompt", "login")), "invalid_request"),
     "request object": (_with(request="eyJhbGciOiJub25lIn0.eyJzY29wZSI6Im9wZW5pZCJ9."), "request_not_supported"),
     "request_uri": (_with(request_uri="https://rp.example.com/request.jwt"), "request_uri_not_supported"),
-    "response_mode=fragment": (_with(response_mode="fragment"), "invalid_request"),
-    "response_mode=form_post": (_with(response_mode="form_post"), "invalid_request"),
+    # fragment and form_post are served (tests/flows/test_response_modes.py)
+    "response_mode=jwt": (_with(response_mode="jwt"), "invalid_request"),
     "max_age=abc": (_with(max_age="abc"), "invalid_request"),
     "max_age negative": (_with(max_age="-1"), "invalid_request"),
     # str.isdigit() is true for "²", which int() refuses.
