@@ -29,7 +29,7 @@ from .storage.engine import create_engine
 from .storage.errors import UNAVAILABLE_TYPES
 from .sweeper import run_periodically
 from .users.reset import LOOKUP_TEMPLATE
-from .web import account, authorize, errors, health, home, logout, password, token, userinfo
+from .web import account, authorize, cors, errors, health, home, logout, password, token, userinfo
 from .web.middleware import EdgeMiddleware
 from .web.proxies import TrustedProxies
 from .web.runtime import Runtime
@@ -175,6 +175,7 @@ def _routes() -> list[BaseRoute]:
         Route("/account/sign-out-everywhere", account.end_everywhere, methods=["POST"]),
         Route("/account/reauth", account.reauthenticate, methods=["POST"]),
         Route("/userinfo", userinfo.userinfo, methods=["GET", "POST"]),
+        *(Route(path, cors.preflight, methods=["OPTIONS"]) for path in cors.ENDPOINTS),
         Route("/logout", logout.logout, methods=["GET", "POST"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]

@@ -497,6 +497,12 @@ class Settings:
         default=30 * 86400,
         doc="a refresh token unused this long expires",
     )
+    refresh_token_idle_ttl_public: int = setting(
+        "OSTIARY_REFRESH_TOKEN_IDLE_TTL_PUBLIC",
+        _duration(60, 365 * 86400),
+        default=86400,
+        doc="the same for public clients (browser and native apps, whose tokens live on the device)",
+    )
     refresh_family_ttl: int = setting(
         "OSTIARY_REFRESH_FAMILY_TTL",
         _duration(60, 3650 * 86400),

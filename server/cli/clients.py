@@ -24,7 +24,7 @@ from .database import in_transaction
 #: who the audit rows of these commands name
 ACTOR = "cli"
 #: ``clients update`` options that hold a list: each replaces the client field of its name
-_LISTS = ("grant_types", "scopes", "redirect_uris", "audiences", "post_logout_redirect_uris")
+_LISTS = ("grant_types", "scopes", "redirect_uris", "audiences", "post_logout_redirect_uris", "allowed_cors_origins")
 _FLAGS = ("first_party", "introspection", "require_mfa")
 
 
@@ -48,6 +48,13 @@ def add_parser(commands: Any) -> None:
     )
     create.add_argument(
         "--post-logout-redirect-uri", action="append", default=[], dest="post_logout_redirect_uris", help="repeatable"
+    )
+    create.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        dest="allowed_cors_origins",
+        help="web origin whose pages call the token endpoints (https://app.example.com); repeatable",
     )
     create.add_argument("--public", action="store_true", help="no secret: a browser or native app (PKCE only)")
     create.add_argument("--first-party", action="store_true", help="trusted: users are not asked for consent")
@@ -81,6 +88,7 @@ def _add_admin_parsers(actions: Any) -> None:
         ("--redirect-uri", "redirect_uris", "repeatable"),
         ("--audience", "audiences", "repeatable; '' clears the list"),
         ("--post-logout-redirect-uri", "post_logout_redirect_uris", "repeatable; '' clears the list"),
+        ("--cors-origin", "allowed_cors_origins", "repeatable; '' clears the list"),
     ):
         update.add_argument(option, action="append", dest=dest, help=text)
     for flag in _FLAGS:
@@ -137,6 +145,7 @@ async def _create(settings: Settings, args: argparse.Namespace) -> tuple[StoredC
                 redirect_uris=args.redirect_uris,
                 audiences=args.audiences,
                 post_logout_redirect_uris=args.post_logout_redirect_uris,
+                allowed_cors_origins=args.allowed_cors_origins,
                 public=args.public,
                 first_party=args.first_party,
                 introspection=args.introspection,
@@ -173,6 +182,7 @@ def _describe(client: StoredClient) -> dict[str, Any]:
         "redirect_uris": list(client.redirect_uris),
         "audiences": list(client.audiences),
         "post_logout_redirect_uris": list(client.post_logout_redirect_uris),
+        "allowed_cors_origins": list(client.allowed_cors_origins),
         "public": client.is_public,
         "first_party": client.first_party,
         "introspection": client.introspection,

@@ -31,6 +31,7 @@ def register_client(
     redirect_uris: Iterable[str] = (),
     audiences: Iterable[str] = (),
     post_logout_redirect_uris: Iterable[str] = (),
+    allowed_cors_origins: Iterable[str] = (),
     public: bool = False,
     first_party: bool = False,
     introspection: bool = False,
@@ -54,6 +55,7 @@ def register_client(
         created_at=utcnow(),
         disabled_at=None,
         post_logout_redirect_uris=tuple(post_logout_redirect_uris),
+        allowed_cors_origins=tuple(allowed_cors_origins),
         first_party=first_party,
         introspection=introspection,
         id_token_alg=id_token_alg,
@@ -93,6 +95,7 @@ def validated(client: client_store.StoredClient) -> client_store.StoredClient:
         post_logout_redirect_uris=_unique(
             _redirect_uri(uri, "--post-logout-redirect-uri") for uri in client.post_logout_redirect_uris
         ),
+        allowed_cors_origins=_unique(_cors_origin(origin) for origin in client.allowed_cors_origins if origin.strip()),
         id_token_alg=_id_token_alg(client.id_token_alg),
     )
 
@@ -208,6 +211,37 @@ def _redirect_uri(uri: str, field: str = "--redirect-uri") -> str:
     if parts.scheme in ("http", "https") and not parts.hostname:
         raise ClientRegistrationError(field, f"{uri!r} has no host")
     return uri
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _cors_origin(value: str) -> str:
+    """A web origin (RFC 6454) exactly as a browser sends it in ``Origin``: scheme, host and
+    a port other than the scheme's default; no path, no wildcard. https, http on loopback."""
+    text = value.strip()
+    parts = _split("--cors-origin", text)
+    host = parts.hostname
+    if (
+        parts.scheme not in _DEFAULT_PORTS
+        or not host
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or parts.username is not None
+        or "*" in text
+        or text.endswith(("?", "#"))
+    ):
+        raise ClientRegistrationError(
+            "--cors-origin", f"{value!r} must be an origin such as https://app.example.com (no path, no wildcard)"
+        )
+    if parts.scheme == "http" and host not in LOOPBACK_HOSTS:
+        raise ClientRegistrationError("--cors-origin", f"{value!r} must use https (http only on loopback)")
+    port = parts.port
+    shown = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme}://{shown}" + (
+        f":{port}" if port is not None and port != _DEFAULT_PORTS[parts.scheme] else ""
+    )
 
 
 def _audience(value: str) -> str:

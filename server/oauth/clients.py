@@ -67,10 +67,13 @@ class OAuthClient(ClientMixin):  # type: ignore[misc]
         expires = self.stored.previous_secret_expires_at
         return current or (previous and expires is not None and utcnow() < expires)
 
+    @property
+    def is_public(self) -> bool:
+        """No secret: a browser or native app (``token_endpoint_auth_method=none``)."""
+        return self.stored.secret_digest is None
+
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
-        if self.stored.secret_digest is not None:
-            return method in SECRET_METHODS
-        return method == "none"
+        return method == "none" if self.is_public else method in SECRET_METHODS
 
     def check_response_type(self, response_type: str) -> bool:
         return response_type == "code" and "authorization_code" in self.stored.grant_types

@@ -47,6 +47,7 @@ class OstiaryAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
                 "GRACE_SECONDS": settings.refresh_reuse_grace_seconds,
                 "GRACE_COUNT": settings.refresh_reuse_grace_count,
                 "IDLE_TTL": settings.refresh_token_idle_ttl,
+                "PUBLIC_IDLE_TTL": settings.refresh_token_idle_ttl_public,
             },
         )
         self.register_grant(refresh_grant, [OpenIDRefresh(settings.issuer, keys, settings.id_token_ttl)])
@@ -107,7 +108,10 @@ class OstiaryAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         family_expires = now + timedelta(seconds=self.settings.refresh_family_ttl)
         first_refresh_token = None
         if refresh_token:
-            expires_at = min(now + timedelta(seconds=self.settings.refresh_token_idle_ttl), family_expires)
+            idle = self.settings.refresh_token_idle_ttl
+            if request.client.is_public:
+                idle = self.settings.refresh_token_idle_ttl_public
+            expires_at = min(now + timedelta(seconds=idle), family_expires)
             first_refresh_token = (refresh_token, expires_at)
         grant_store.insert_grant(
             request.extras.session,

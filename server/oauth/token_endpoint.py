@@ -89,8 +89,12 @@ class TokenEndpoints:
         """Snapshots of the clients ``request`` names (None for unknown ones) into its extras."""
         found: dict[str, StoredClient | None] = {}
         for client_id in request.claimed_client_ids():
-            found[client_id] = await self.server.client_cache.aget(client_id, partial(self._read, client_id))
+            found[client_id] = await self.client(client_id)
         request.extras.clients = found
+
+    async def client(self, client_id: str) -> StoredClient | None:
+        """One client's snapshot, from the cache or a read of its own."""
+        return await self.server.client_cache.aget(client_id, partial(self._read, client_id))
 
     async def _read(self, client_id: str) -> StoredClient | None:
         return await transactions.run(

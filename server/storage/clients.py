@@ -22,6 +22,7 @@ _BY_ID = select(
     Client.redirect_uris,
     Client.audiences,
     Client.post_logout_redirect_uris,
+    Client.allowed_cors_origins,
     Client.first_party,
     Client.introspection,
     Client.id_token_alg,
@@ -45,6 +46,7 @@ class StoredClient:
     created_at: datetime
     disabled_at: datetime | None
     post_logout_redirect_uris: tuple[str, ...] = ()
+    allowed_cors_origins: tuple[str, ...] = ()
     first_party: bool = False
     introspection: bool = False
     id_token_alg: str | None = None
@@ -58,19 +60,17 @@ class StoredClient:
         return self.secret_digest is None
 
 
-#: what an administrator may change after registration (``ostiary clients update``)
-UPDATABLE = (
-    "name",
+#: the fields stored as JSON lists
+_LIST_FIELDS = (
     "grant_types",
     "scopes",
     "redirect_uris",
     "audiences",
     "post_logout_redirect_uris",
-    "first_party",
-    "introspection",
-    "id_token_alg",
-    "require_mfa",
+    "allowed_cors_origins",
 )
+#: what an administrator may change after registration (``ostiary clients update``)
+UPDATABLE = ("name", *_LIST_FIELDS, "first_party", "introspection", "id_token_alg", "require_mfa")
 
 
 def get_client(session: Session, client_id: str) -> StoredClient | None:
@@ -94,6 +94,7 @@ def insert_client(session: Session, client: StoredClient) -> None:
             redirect_uris=list(client.redirect_uris),
             audiences=list(client.audiences),
             post_logout_redirect_uris=list(client.post_logout_redirect_uris),
+            allowed_cors_origins=list(client.allowed_cors_origins),
             first_party=client.first_party,
             introspection=client.introspection,
             id_token_alg=client.id_token_alg,
@@ -107,7 +108,7 @@ def insert_client(session: Session, client: StoredClient) -> None:
 def update_client(session: Session, client: StoredClient) -> bool:
     """Store the :data:`UPDATABLE` fields of ``client``; False when no such client exists."""
     values = {name: getattr(client, name) for name in UPDATABLE}
-    for name in ("grant_types", "scopes", "redirect_uris", "audiences", "post_logout_redirect_uris"):
+    for name in _LIST_FIELDS:
         values[name] = list(values[name])
     return _changed(session, client.client_id, values)
 
@@ -163,6 +164,7 @@ def _snapshot(row: object) -> StoredClient:
         redirect_uris=tuple(r["redirect_uris"]),
         audiences=tuple(r["audiences"]),
         post_logout_redirect_uris=tuple(r["post_logout_redirect_uris"]),
+        allowed_cors_origins=tuple(r["allowed_cors_origins"]),
         first_party=bool(r["first_party"]),
         introspection=bool(r["introspection"]),
         id_token_alg=r["id_token_alg"],

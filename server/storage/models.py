@@ -27,6 +27,9 @@ class Client(Base):
     redirect_uris: Mapped[list[str]] = mapped_column(JSON)
     audiences: Mapped[list[str]] = mapped_column(JSON)
     post_logout_redirect_uris: Mapped[list[str]] = mapped_column(JSON, server_default=text("'[]'"))
+    #: web origins (``https://app.example.com``) whose pages may read this client's answers
+    #: from the token endpoints (CORS)
+    allowed_cors_origins: Mapped[list[str]] = mapped_column(JSON, server_default=text("'[]'"))
     first_party: Mapped[bool] = mapped_column(Boolean, server_default=false())
     #: a resource server: may introspect any token, not only its own
     introspection: Mapped[bool] = mapped_column(Boolean, server_default=false())

@@ -1,15 +1,20 @@
-"""Response helpers shared by the endpoints."""
+"""Response helpers shared by the endpoints: JSON, RFC 6749 errors, and the CORS headers
+of the endpoints browser apps call (``web/cors.py`` answers their preflights)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
+from starlette.requests import Request
 from starlette.responses import Response
 
 from ..oauth.request import OAuthResponse
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+#: what a browser app's code may read of a response besides its body: the bearer challenge
+_EXPOSED_HEADERS = "WWW-Authenticate"
 
 
 def json_bytes(data: Any) -> bytes:
@@ -30,3 +35,14 @@ def from_oauth(response: OAuthResponse) -> Response:
     media_type = headers.pop("Content-Type", None)
     body = json_bytes(response.body) if isinstance(response.body, dict) else response.body.encode("utf-8")
     return Response(body, status_code=response.status, headers=headers, media_type=media_type)
+
+
+def allow_origin(request: Request, response: Response, origins: Iterable[str]) -> Response:
+    """``response``, readable by the page that sent ``request`` when its origin is one of
+    ``origins`` (the calling client's)."""
+    response.headers["Vary"] = "Origin"
+    origin = request.headers.get("origin")
+    if origin is not None and origin in origins:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Expose-Headers"] = _EXPOSED_HEADERS
+    return response

@@ -9,7 +9,7 @@ from starlette.responses import Response
 from ..oauth.request import OstiaryRequest
 from ..observe import context, metrics
 from .forms import BodyTooLarge, FormError, read_form, repeated
-from .responses import from_oauth, oauth_error
+from .responses import allow_origin, from_oauth, oauth_error
 from .runtime import Runtime
 
 #: RFC 8707 §2 lets ``resource`` repeat; RFC 6749 §3.2 forbids repeating anything else.
@@ -45,7 +45,7 @@ async def token(request: Request) -> Response:
     _note_parties(oauth_request)
     if response.status_code == 200:  # only grant types we serve get this far: a bounded label
         metrics.TOKENS_ISSUED.labels(grant_type).inc()
-    return response
+    return allow_origin(request, response, _origins_of(oauth_request))
 
 
 async def revoke(request: Request) -> Response:
@@ -66,7 +66,13 @@ async def _endpoint(request: Request, name: str, path: str) -> Response:
     oauth_request = OstiaryRequest("POST", runtime.settings.endpoint(path), request.headers, form)
     response = from_oauth(await runtime.token_endpoints.endpoint(name, oauth_request))
     _note_parties(oauth_request)
-    return response
+    return allow_origin(request, response, _origins_of(oauth_request))
+
+
+def _origins_of(oauth_request: OstiaryRequest) -> tuple[str, ...]:
+    """The web origins of the client the request authenticated as (none before that)."""
+    client = oauth_request.client
+    return client.stored.allowed_cors_origins if client is not None else ()
 
 
 def _note_parties(oauth_request: OstiaryRequest) -> None:

@@ -8,26 +8,35 @@ from starlette.responses import Response
 from ..oauth.endpoints.userinfo import InvalidToken, active_user, verify_access_token
 from ..oauth.openid import user_claims
 from .forms import BodyTooLarge, FormError, read_form
-from .responses import NO_STORE, json_response
+from .responses import NO_STORE, allow_origin, json_response
 from .runtime import Runtime
 
 
 async def userinfo(request: Request) -> Response:
+    """The claims, readable by a page of an origin the token's client registered."""
     runtime: Runtime = request.app.state.runtime
+    response, client_id = await _answer(request, runtime)
+    client = await runtime.token_endpoints.client(client_id) if client_id else None
+    return allow_origin(request, response, client.allowed_cors_origins if client is not None else ())
+
+
+async def _answer(request: Request, runtime: Runtime) -> tuple[Response, str | None]:
+    """The response, and the client the token was issued to (once the token is valid)."""
     token = await _bearer(request, runtime)
     if token is None:
-        return _challenge(401, None)
+        return _challenge(401, None), None
     try:
         claims = verify_access_token(runtime.keys.current, runtime.settings.issuer, token)
     except InvalidToken:
-        return _challenge(401, "invalid_token")
+        return _challenge(401, "invalid_token"), None
+    client_id = str(claims.get("client_id") or "") or None
     if "openid" not in str(claims.get("scope", "")).split():
-        return _challenge(403, "insufficient_scope")
+        return _challenge(403, "insufficient_scope"), client_id
     try:
         user = await active_user(runtime.sessionmaker, claims)
     except InvalidToken:
-        return _challenge(401, "invalid_token")
-    return json_response(dict(user_claims(user, str(claims["scope"]))), headers=NO_STORE)
+        return _challenge(401, "invalid_token"), client_id
+    return json_response(dict(user_claims(user, str(claims["scope"]))), headers=NO_STORE), client_id
 
 
 async def _bearer(request: Request, runtime: Runtime) -> str | None:

@@ -44,6 +44,9 @@ DOCUMENTS: dict[str, Callable[[Runtime], tuple[bytes, str]]] = {
 _METHOD_NOT_ALLOWED = json_bytes({"error": "invalid_request", "error_description": "Use GET."})
 
 
+_ANY_ORIGIN = (b"access-control-allow-origin", b"*")
+
+
 class PublishedDocuments:
     """GET and HEAD of :data:`DOCUMENTS`, with ``Cache-Control: public, max-age``, a strong
     ETag and ``304`` on ``If-None-Match``; any other method is ``405``."""
@@ -72,7 +75,8 @@ class PublishedDocuments:
     def _prepare(self, path: str, body: bytes, etag: str) -> _Prepared:
         prepared = self._prepared.get(path)
         if prepared is None or prepared.etag != etag:
-            cached = [(b"cache-control", self.cache_control), (b"etag", etag.encode())]
+            # public documents: a browser app of any origin may read them (CORS)
+            cached = [(b"cache-control", self.cache_control), (b"etag", etag.encode()), _ANY_ORIGIN]
             ok = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *cached]
             prepared = _Prepared(etag, body, ok, cached)
             self._prepared[path] = prepared

@@ -200,6 +200,33 @@ def test_clients_rotate_secret_with_and_without_an_overlap(settings: Settings, t
     refused(ostiary(settings, tmp_path, "clients", "rotate-secret", "--", public["client_id"]), "public")
 
 
+def test_clients_cors_origins_are_set_normalised_and_cleared(settings: Settings, tmp_path: Path, served: str) -> None:
+    created = create_client_with_cli(
+        settings,
+        tmp_path,
+        "--public",
+        "--grant-type",
+        "authorization_code",
+        "--redirect-uri",
+        REDIRECT_URI,
+        "--cors-origin",
+        "https://Photos.example.com:443/",
+        "--cors-origin",
+        "http://localhost:5173",
+    )
+    cid = created["client_id"]
+    (listed,) = [
+        c for c in succeeded(ostiary(settings, tmp_path, "clients", "list", "--json")) if c["client_id"] == cid
+    ]
+    assert listed["allowed_cors_origins"] == ["https://photos.example.com", "http://localhost:5173"]
+    refused(
+        ostiary(settings, tmp_path, "clients", "update", "--cors-origin", "https://*.example.com", "--", cid),
+        "--cors-origin",
+    )
+    cleared = succeeded(ostiary(settings, tmp_path, "clients", "update", "--cors-origin", "", "--json", "--", cid))
+    assert cleared["allowed_cors_origins"] == []
+
+
 def test_clients_update_follows_the_rules_of_create(settings: Settings, tmp_path: Path, served: str) -> None:
     client = create_client_with_cli(settings, tmp_path)
     updated = succeeded(

@@ -10,7 +10,7 @@ import pytest
 
 from server.clients.errors import ClientRegistrationError
 from server.clients.secrets import new_client_id, new_client_secret, secret_digest, secret_matches
-from server.clients.service import _audience, _grant_types, _redirect_uri, _scopes
+from server.clients.service import _audience, _cors_origin, _grant_types, _redirect_uri, _scopes
 
 # Grant types.
 
@@ -219,3 +219,44 @@ def test_a_wrong_secret_does_not_match(presented: str) -> None:
 def test_no_digest_matches_no_secret() -> None:
     assert not secret_matches("the secret", None)
     assert not secret_matches("", None)
+
+
+# Web origins for CORS (RFC 6454), as a browser sends them in Origin.
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        ("https://app.example.com", "https://app.example.com"),
+        ("https://App.Example.COM/", "https://app.example.com"),
+        ("https://app.example.com:443", "https://app.example.com"),
+        ("https://app.example.com:8443", "https://app.example.com:8443"),
+        ("http://127.0.0.1:5173", "http://127.0.0.1:5173"),
+        ("http://localhost:3000", "http://localhost:3000"),
+        ("http://[::1]:8080", "http://[::1]:8080"),
+    ],
+)
+def test_an_origin_is_kept_as_a_browser_sends_it(given: str, stored: str) -> None:
+    assert _cors_origin(given) == stored
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "*",
+        "https://*.example.com",
+        "https://app.example.com/path",
+        "https://app.example.com?x=1",
+        "https://app.example.com#top",
+        "https://user@app.example.com",
+        "http://app.example.com",
+        "app.example.com",
+        "ftp://app.example.com",
+        "null",
+        "https://app.example.com:99999",
+    ],
+)
+def test_anything_but_an_exact_origin_is_refused(origin: str) -> None:
+    with pytest.raises(ClientRegistrationError) as caught:
+        _cors_origin(origin)
+    assert caught.value.field == "--cors-origin"

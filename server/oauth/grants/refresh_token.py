@@ -42,8 +42,9 @@ class RefreshTokenGrant(IssuingGrant, grants.RefreshTokenGrant):  # type: ignore
     #: set from settings when the grant is registered
     GRACE_SECONDS = 0
     GRACE_COUNT = 0
-    #: seconds a refresh token lives unused (within its family's lifetime)
+    #: seconds a refresh token lives unused (within its family's lifetime); for a public client
     IDLE_TTL = 0
+    PUBLIC_IDLE_TTL = 0
 
     def authenticate_refresh_token(self, refresh_token: str) -> RefreshToken | None:
         """Rotate ``refresh_token``; None for Authlib's ``invalid_grant``. A refused resource
@@ -55,7 +56,8 @@ class RefreshTokenGrant(IssuingGrant, grants.RefreshTokenGrant):  # type: ignore
         db, client = request.extras.session, request.client
         scopes = tuple(scope_to_list(request.payload.scope) or ())
         successor = new_refresh_token()
-        idle_expires_at = utcnow() + timedelta(seconds=self.IDLE_TTL)
+        idle = self.PUBLIC_IDLE_TTL if client.is_public else self.IDLE_TTL
+        idle_expires_at = utcnow() + timedelta(seconds=idle)
         refused: InvalidTargetError | None = None
         try:
             self.check_resources(client)
