@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import gc
 import logging
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -54,12 +53,9 @@ def create_app(
     the process, so it is moved out of the garbage collector's way and a full collection
     under load scans only what requests allocate.
 
-    ``tracer_provider``: trace requests and database calls to this OpenTelemetry provider;
-    by default, to the one the ``OTEL_*`` variables describe when they ask for traces,
-    else not at all.
+    ``tracer_provider``: trace requests and database calls to this OpenTelemetry provider
+    (``ostiary serve`` passes the one the ``OTEL_*`` variables describe); None: no traces.
     """
-    if tracer_provider is None and tracing.wanted(os.environ):
-        tracer_provider = tracing.provider_from_environment()
     traced = [tracing.middleware(tracer_provider)] if tracer_provider is not None else []
     return Starlette(
         routes=_routes(),

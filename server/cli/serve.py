@@ -82,8 +82,9 @@ def _bind(settings: Settings, *, reuse_port: bool) -> socket.socket:
 
 
 def _serve(settings: Settings, sock: socket.socket) -> int:
+    traced = tracing.provider_from_environment() if tracing.wanted(os.environ) else None
     config = uvicorn.Config(
-        create_app(settings, freeze_gc=True),
+        create_app(settings, freeze_gc=True, tracer_provider=traced),
         loop="uvloop" if _has_uvloop() else "asyncio",
         http="httptools",
         lifespan="on",

@@ -85,6 +85,11 @@ def validated(client: client_store.StoredClient) -> client_store.StoredClient:
         )
     if public and "client_credentials" in granted:
         raise ClientRegistrationError("--grant-type", "a public client cannot use client_credentials")
+    if not public and any(origin.strip() for origin in client.allowed_cors_origins):
+        raise ClientRegistrationError(
+            "--cors-origin",
+            "only a public client is called from a browser page: one with a secret cannot keep it there",
+        )
     return replace(
         client,
         name=_name(client.name),

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from starlette.middleware import Middleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..storage import AsyncEngine
 
@@ -79,9 +80,40 @@ def provider_from_environment() -> Any:
 
 def middleware(provider: Any) -> Middleware:
     """The outermost middleware: one server span per request, around everything else."""
-    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+    return Middleware(_SpanWithoutQuery, provider=provider)
 
-    return Middleware(OpenTelemetryMiddleware, tracer_provider=provider, exclude_spans=["receive", "send"])
+
+class _SpanWithoutQuery:
+    """OpenTelemetry's ASGI middleware, shown each request without its query string.
+
+    It records the URL with its query (``http.url``, ``url.query``), and the query carries
+    what must not leave the server: a password-reset token, an ``id_token_hint``, a
+    ``login_hint``. The span gets the path; the app gets the whole request.
+    """
+
+    def __init__(self, app: ASGIApp, *, provider: Any) -> None:
+        from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+        self.app = app
+        self.traced = OpenTelemetryMiddleware(
+            self._restored, tracer_provider=provider, exclude_spans=["receive", "send"]
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope.get("query_string"):
+            await self.traced(scope, receive, send)
+            return
+        await self.traced({**scope, "query_string": b"", _QUERY: scope["query_string"]}, receive, send)
+
+    async def _restored(self, scope: Scope, receive: Receive, send: Send) -> None:
+        query = scope.pop(_QUERY, None)
+        if query is not None:
+            scope["query_string"] = query
+        await self.app(scope, receive, send)
+
+
+#: where the query string waits while the tracing middleware looks at the request
+_QUERY = "ostiary.query_string"
 
 
 class DatabaseSpans:

@@ -133,6 +133,9 @@ class Pages:
         headers = {
             **PAGE_HEADERS,
             "Content-Security-Policy": f"{_CSP}; script-src {_AUTO_SUBMIT_HASH}; form-action {origin}",
+            # no-referrer would make the post's Origin header "null" (Fetch §3.1), which
+            # clients that check Origin refuse; this page's URL holds nothing to hide
+            "Referrer-Policy": "origin",
         }
         return HTMLResponse(html, headers=headers)
 

@@ -40,7 +40,7 @@ def from_oauth(response: OAuthResponse) -> Response:
 def allow_origin(request: Request, response: Response, origins: Iterable[str]) -> Response:
     """``response``, readable by the page that sent ``request`` when its origin is one of
     ``origins`` (the calling client's)."""
-    response.headers["Vary"] = "Origin"
+    response.headers.add_vary_header("Origin")
     origin = request.headers.get("origin")
     if origin is not None and origin in origins:
         response.headers["Access-Control-Allow-Origin"] = origin

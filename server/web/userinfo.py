@@ -16,19 +16,22 @@ async def userinfo(request: Request) -> Response:
     """The claims, readable by a page of an origin the token's client registered."""
     runtime: Runtime = request.app.state.runtime
     response, client_id = await _answer(request, runtime)
-    client = await runtime.token_endpoints.client(client_id) if client_id else None
+    if client_id is None or "origin" not in request.headers:  # no page to answer: no lookup
+        return allow_origin(request, response, ())
+    client = await runtime.token_endpoints.client(client_id)
     return allow_origin(request, response, client.allowed_cors_origins if client is not None else ())
 
 
 async def _answer(request: Request, runtime: Runtime) -> tuple[Response, str | None]:
-    """The response, and the client the token was issued to (once the token is valid)."""
+    """The response, and the client the token was issued to (known once we know we signed
+    it: an expired token's app must read the challenge that tells it to refresh)."""
     token = await _bearer(request, runtime)
     if token is None:
         return _challenge(401, None), None
     try:
         claims = verify_access_token(runtime.keys.current, runtime.settings.issuer, token)
-    except InvalidToken:
-        return _challenge(401, "invalid_token"), None
+    except InvalidToken as invalid:
+        return _challenge(401, "invalid_token"), invalid.client_id
     client_id = str(claims.get("client_id") or "") or None
     if "openid" not in str(claims.get("scope", "")).split():
         return _challenge(403, "insufficient_scope"), client_id

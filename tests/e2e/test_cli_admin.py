@@ -200,6 +200,9 @@ def test_clients_rotate_secret_with_and_without_an_overlap(settings: Settings, t
     refused(ostiary(settings, tmp_path, "clients", "rotate-secret", "--", public["client_id"]), "public")
 
 
+APP_ORIGIN = "https://photos.example.com"
+
+
 def test_clients_cors_origins_are_set_normalised_and_cleared(settings: Settings, tmp_path: Path, served: str) -> None:
     created = create_client_with_cli(
         settings,
@@ -225,6 +228,12 @@ def test_clients_cors_origins_are_set_normalised_and_cleared(settings: Settings,
     )
     cleared = succeeded(ostiary(settings, tmp_path, "clients", "update", "--cors-origin", "", "--json", "--", cid))
     assert cleared["allowed_cors_origins"] == []
+    # a secret has no place in a browser page: only public clients are called from one
+    confidential = ("--grant-type", "authorization_code", "--redirect-uri", REDIRECT_URI)
+    refused(
+        ostiary(settings, tmp_path, "clients", "create", "--name", "x", *confidential, "--cors-origin", APP_ORIGIN),
+        "--cors-origin",
+    )
 
 
 def test_clients_update_follows_the_rules_of_create(settings: Settings, tmp_path: Path, served: str) -> None:

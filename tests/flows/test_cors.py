@@ -6,17 +6,20 @@ idle lifetime of a public client's refresh tokens. (The whole flow in Chromium i
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from server.settings import Settings
 from server.storage.base import utcnow
-from tests.flows.conftest import SignIn
+from tests.flows.conftest import Live, SignIn
 from tests.flows.test_refresh_tokens import run_sql
-from tests.helpers import Client, create_client
-from tests.oidc import REDIRECT_URI, Flow
+from tests.helpers import Client, TestDatabase, create_client, create_user, make_settings, serve_in_process
+from tests.oidc import REDIRECT_URI, Browser, Flow
 
 pytestmark = pytest.mark.anyio
 
@@ -25,8 +28,12 @@ ELSEWHERE = "https://evil.example.net"
 
 
 async def spa(signin: SignIn, **options: object) -> Client:
+    return await spa_client(signin.live.settings, **options)
+
+
+async def spa_client(settings: Settings, **options: object) -> Client:
     return await create_client(
-        signin.live.settings,
+        settings,
         name="Photos (browser app)",
         grant_types=["authorization_code", "refresh_token"],
         scopes=["openid", "profile", "offline_access"],
@@ -175,3 +182,22 @@ async def test_a_public_clients_refresh_tokens_idle_out_sooner(signin: SignIn) -
         client=public.client_id,
     )
     assert abs(expires_in(rows) - expected) < timedelta(minutes=5)
+
+
+async def test_an_expired_access_token_is_told_to_its_app(database: TestDatabase, tmp_path: Path) -> None:
+    # The app must read the invalid_token challenge to know it should refresh.
+    settings = make_settings(database, tmp_path, access_token_ttl=1)
+    async with serve_in_process(settings) as base_url, httpx.AsyncClient(base_url=base_url, timeout=10) as http:
+        await create_user(settings, "alice")
+        live = Live(settings, base_url, http, await create_client(settings))
+        signin = SignIn(live, await spa_client(settings), "alice", Browser(http))
+        response = await tokens_for(signin, signin.rp, Origin=APP)
+        assert response.status_code == 200, response.text
+        await asyncio.sleep(2)
+        expired = await http.get(
+            "/userinfo", headers={"Authorization": f"Bearer {response.json()['access_token']}", "Origin": APP}
+        )
+        forged = await http.get("/userinfo", headers={"Authorization": "Bearer not.a.token", "Origin": APP})
+    assert expired.status_code == 401 and 'error="invalid_token"' in expired.headers["www-authenticate"]
+    assert readable_by(expired, APP)
+    assert forged.status_code == 401 and "access-control-allow-origin" not in forged.headers

@@ -56,6 +56,7 @@ async def test_form_post_answers_with_a_form_to_the_redirect_uri_and_no_redirect
     digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
     assert csp["script-src"] == f"'sha256-{digest}'"  # that script and no other
     assert csp["default-src"] == "'none'" and csp["frame-ancestors"] == "'none'"
+    assert page.headers["referrer-policy"] == "origin"  # the post's Origin is ours, not "null"
 
     token = await signin.http.post(
         "/token", data=flow.token_form(form.fields["code"]), auth=(signin.rp.client_id, signin.rp.client_secret)
@@ -154,7 +155,7 @@ async def test_form_post_in_chromium_reaches_the_app(signin: SignIn, chromium: C
 
     async def app(route: Route) -> None:
         request = route.request
-        posted.update(method=request.method, body=request.post_data or "")
+        posted.update(method=request.method, body=request.post_data or "", origin=request.headers.get("origin", ""))
         await route.fulfill(status=200, content_type="text/html", body="<title>Back at the app</title>")
 
     await page.route("https://rp.example.com/**", app)
@@ -169,6 +170,7 @@ async def test_form_post_in_chromium_reaches_the_app(signin: SignIn, chromium: C
     await page.wait_for_url(f"{REDIRECT_URI}**")
     assert await page.title() == "Back at the app"
     assert posted["method"] == "POST"
+    assert posted["origin"] == signin.live.base_url  # not "null": the client can check it
     fields = dict(parse_qsl(posted["body"]))
     assert fields["state"] == flow.state and fields["iss"] == signin.live.settings.issuer
     assert problems == []  # no CSP violation: the script ran (or was not needed) and the post was allowed

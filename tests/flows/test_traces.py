@@ -72,6 +72,32 @@ async def test_one_token_request_is_one_trace_with_the_database_inside(database:
         assert client.client_secret not in str(query.attributes)
 
 
+async def test_no_span_holds_a_query_string(database: TestDatabase, tmp_path: Path) -> None:
+    settings = make_settings(database, tmp_path)
+    await prepare(settings)
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    app = create_app(settings, tracer_provider=provider)
+    secret = "reset-token-Zk9v3Qw8"
+    hint = "alice.hint@example.com"
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=settings.issuer) as http,
+    ):
+        exporter.clear()
+        reset = await http.get("/password/reset", params={"token": secret})
+        assert reset.status_code == 200  # the app still got the token (and found it unknown)
+        await http.get("/authorize", params={"client_id": "nobody", "login_hint": hint})
+        spans = exporter.get_finished_spans()
+    servers = [span for span in spans if span.kind is SpanKind.SERVER]
+    assert len(servers) == 2
+    recorded = " ".join(f"{span.name} {dict(span.attributes or {})}" for span in spans)
+    assert "/password/reset" in recorded
+    assert secret not in recorded and "token=" not in recorded
+    assert hint not in recorded and "alice.hint" not in recorded
+
+
 async def test_traces_are_off_unless_the_otel_variables_ask_for_them() -> None:
     assert not tracing.wanted({})
     assert not tracing.wanted({"OTEL_SERVICE_NAME": "ostiary"})

@@ -14,20 +14,30 @@ from ...storage.users import StoredUser
 
 
 class InvalidToken(Exception):
-    """The bearer token is malformed, not ours, expired, or revoked."""
+    """The bearer token is malformed, not ours, expired, or revoked. ``client_id``: the
+    client a token we signed was issued to (an expired one, say), else None."""
+
+    def __init__(self, reason: str, client_id: str | None = None) -> None:
+        super().__init__(reason)
+        self.client_id = client_id
 
 
 def verify_access_token(ring: KeyRing, issuer: str, token: str) -> dict[str, Any]:
     """Signature, ``typ: at+jwt`` (RFC 9068 §4: never an ID token), issuer and expiry."""
     try:
         decoded = jwt.decode(token, ring.verification, algorithms=list(SIGNING_ALGS))
-        if decoded.header.get("typ") != "at+jwt":
-            raise InvalidToken("not an access token")
+    except (JoseError, ValueError, TypeError, UnicodeError) as exc:
+        raise InvalidToken(type(exc).__name__) from None
+    client_id = decoded.claims.get("client_id")
+    signed_for = client_id if isinstance(client_id, str) else None
+    if decoded.header.get("typ") != "at+jwt":
+        raise InvalidToken("not an access token")
+    try:
         jwt.JWTClaimsRegistry(
             iss={"essential": True, "value": issuer}, exp={"essential": True}, sub={"essential": True}
         ).validate(decoded.claims)
-    except (JoseError, ValueError, TypeError, UnicodeError) as exc:
-        raise InvalidToken(type(exc).__name__) from None
+    except (JoseError, ValueError, TypeError) as exc:
+        raise InvalidToken(type(exc).__name__, signed_for) from None
     return dict(decoded.claims)
 
 

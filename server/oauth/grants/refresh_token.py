@@ -89,7 +89,6 @@ class RefreshTokenGrant(IssuingGrant, grants.RefreshTokenGrant):  # type: ignore
         return None
 
     def _revoke_family_afterwards(self, diagnosis: Diagnosis) -> None:
-        metrics.REFRESH_REUSE.inc()
         report = ReuseReport(diagnosis, self.request.extras.client_ip, self.request.headers.get("user-agent"))
         self.request.extras.after_failure.append(lambda db: revoke_for_reuse(db, report))
 
@@ -116,6 +115,9 @@ def revoke_for_reuse(db: Session, report: ReuseReport) -> None:
     the user is alerted through the mail outbox."""
     diagnosis = report.diagnosis
     assert diagnosis.grant_id is not None and diagnosis.user_id is not None
+    # here, after the failed request rolled back, and not where the reuse was found: that
+    # transaction may run again (a serialization retry), this runs once
+    metrics.REFRESH_REUSE.inc()
     if not grant_store.revoke(db, diagnosis.grant_id, "refresh_token_reuse"):
         return  # already revoked: one alert per family, however many replays
     metrics.family_revoked("refresh_token_reuse")
