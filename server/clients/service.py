@@ -37,6 +37,8 @@ def register_client(
     introspection: bool = False,
     id_token_alg: str | None = None,
     require_mfa: bool = False,
+    backchannel_logout_uri: str | None = None,
+    backchannel_logout_session_required: bool = False,
 ) -> tuple[client_store.StoredClient, str | None]:
     """Validate and store a client; returns it and its secret (shown once; None if public).
 
@@ -60,6 +62,9 @@ def register_client(
         introspection=introspection,
         id_token_alg=id_token_alg,
         require_mfa=require_mfa,
+        token_endpoint_auth_method="none" if public else "client_secret_basic",
+        backchannel_logout_uri=backchannel_logout_uri,
+        backchannel_logout_session_required=backchannel_logout_session_required,
     )
     client = validated(draft)
     client_store.insert_client(session, client)
@@ -102,7 +107,18 @@ def validated(client: client_store.StoredClient) -> client_store.StoredClient:
         ),
         allowed_cors_origins=_unique(_cors_origin(origin) for origin in client.allowed_cors_origins if origin.strip()),
         id_token_alg=_id_token_alg(client.id_token_alg),
+        backchannel_logout_uri=_backchannel_logout_uri(client.backchannel_logout_uri),
     )
+
+
+def _backchannel_logout_uri(uri: str | None) -> str | None:
+    """Back-Channel Logout 1.0 §2.2: an absolute URI, ours to POST to, without a fragment;
+    https except on a loopback host (as redirect URIs)."""
+    if not uri:
+        return None
+    if urlsplit(uri).scheme not in _DEFAULT_PORTS:
+        raise ClientRegistrationError("--backchannel-logout-uri", f"{uri!r} must be an https URI")
+    return _redirect_uri(uri, "--backchannel-logout-uri")
 
 
 def find(session: Session, client_id: str) -> client_store.StoredClient:

@@ -27,6 +27,14 @@ _BY_ID = select(
     Client.introspection,
     Client.id_token_alg,
     Client.require_mfa,
+    Client.token_endpoint_auth_method,
+    Client.response_types,
+    Client.backchannel_logout_uri,
+    Client.backchannel_logout_session_required,
+    Client.logo_uri,
+    Client.policy_uri,
+    Client.tos_uri,
+    Client.registration_token_digest,
     Client.created_at,
     Client.disabled_at,
 ).where(Client.client_id == bindparam("client_id"))
@@ -54,6 +62,16 @@ class StoredClient:
     #: the secret a rotation replaced, accepted until ``previous_secret_expires_at``
     previous_secret_digest: bytes | None = None
     previous_secret_expires_at: datetime | None = None
+    #: RFC 7591 §2: ``none`` for a public client, else how it sends its secret
+    token_endpoint_auth_method: str = "client_secret_basic"  # noqa: S105 (a method's name)
+    response_types: tuple[str, ...] = ("code",)
+    backchannel_logout_uri: str | None = None
+    backchannel_logout_session_required: bool = False
+    logo_uri: str | None = None
+    policy_uri: str | None = None
+    tos_uri: str | None = None
+    #: set for a client that registered itself (RFC 7592's registration access token)
+    registration_token_digest: bytes | None = None
 
     @property
     def is_public(self) -> bool:
@@ -68,9 +86,23 @@ _LIST_FIELDS = (
     "audiences",
     "post_logout_redirect_uris",
     "allowed_cors_origins",
+    "response_types",
 )
 #: what an administrator may change after registration (``ostiary clients update``)
-UPDATABLE = ("name", *_LIST_FIELDS, "first_party", "introspection", "id_token_alg", "require_mfa")
+UPDATABLE = (
+    "name",
+    *_LIST_FIELDS,
+    "first_party",
+    "introspection",
+    "id_token_alg",
+    "require_mfa",
+    "token_endpoint_auth_method",
+    "backchannel_logout_uri",
+    "backchannel_logout_session_required",
+    "logo_uri",
+    "policy_uri",
+    "tos_uri",
+)
 
 
 def get_client(session: Session, client_id: str) -> StoredClient | None:
@@ -99,6 +131,14 @@ def insert_client(session: Session, client: StoredClient) -> None:
             introspection=client.introspection,
             id_token_alg=client.id_token_alg,
             require_mfa=client.require_mfa,
+            token_endpoint_auth_method=client.token_endpoint_auth_method,
+            response_types=list(client.response_types),
+            backchannel_logout_uri=client.backchannel_logout_uri,
+            backchannel_logout_session_required=client.backchannel_logout_session_required,
+            logo_uri=client.logo_uri,
+            policy_uri=client.policy_uri,
+            tos_uri=client.tos_uri,
+            registration_token_digest=client.registration_token_digest,
             created_at=client.created_at,
             disabled_at=client.disabled_at,
         )
@@ -169,6 +209,14 @@ def _snapshot(row: object) -> StoredClient:
         introspection=bool(r["introspection"]),
         id_token_alg=r["id_token_alg"],
         require_mfa=bool(r["require_mfa"]),
+        token_endpoint_auth_method=r["token_endpoint_auth_method"],
+        response_types=tuple(r["response_types"]),
+        backchannel_logout_uri=r["backchannel_logout_uri"],
+        backchannel_logout_session_required=bool(r["backchannel_logout_session_required"]),
+        logo_uri=r["logo_uri"],
+        policy_uri=r["policy_uri"],
+        tos_uri=r["tos_uri"],
+        registration_token_digest=r["registration_token_digest"],
         created_at=r["created_at"],
         disabled_at=r["disabled_at"],
     )

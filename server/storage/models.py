@@ -37,6 +37,19 @@ class Client(Base):
     id_token_alg: Mapped[str | None] = mapped_column(String(16))
     #: every sign-in to this client needs a second factor
     require_mfa: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    #: RFC 7591 §2: ``client_secret_basic``, ``client_secret_post`` or ``none`` (public)
+    token_endpoint_auth_method: Mapped[str] = mapped_column(String(32), server_default=text("'client_secret_basic'"))
+    response_types: Mapped[list[str]] = mapped_column(JSON, server_default=text("'[\"code\"]'"))
+    #: OpenID Connect Back-Channel Logout 1.0 §2.2
+    backchannel_logout_uri: Mapped[str | None] = mapped_column(Text)
+    backchannel_logout_session_required: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    #: shown on the consent page (RFC 7591 §2)
+    logo_uri: Mapped[str | None] = mapped_column(Text)
+    policy_uri: Mapped[str | None] = mapped_column(Text)
+    tos_uri: Mapped[str | None] = mapped_column(Text)
+    #: SHA-256 of the RFC 7592 registration access token; set only for clients that
+    #: registered themselves at ``/register``
+    registration_token_digest: Mapped[bytes | None] = mapped_column(LargeBinary(32), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
@@ -371,3 +384,78 @@ __all__ = [
     "TotpCredential",
     "User",
 ]
+
+
+class SessionClient(Base):
+    """A client that was issued an authorization code in a browser session: the clients
+    that OpenID Connect Back-Channel Logout tells when the session ends."""
+
+    __tablename__ = "session_clients"
+
+    sid: Mapped[str] = mapped_column(ForeignKey("browser_sessions.sid", ondelete="CASCADE"), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class LogoutNotice(Base):
+    """A back-channel logout token still to be delivered to a client (an outbox row, as
+    ``mail_outbox`` is for mail): queued in the transaction that ends the session, signed
+    and posted by a background sender, retried with backoff until the client takes it."""
+
+    __tablename__ = "logout_notices"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    client_id: Mapped[str] = mapped_column(String(64))
+    sub: Mapped[str] = mapped_column(String(64))
+    sid: Mapped[str | None] = mapped_column(String(64))
+    #: the logout token's jti, the same on every attempt
+    jti: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: set when the notice was given up (the client gone or no longer asking for notices)
+    abandoned_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class DeviceAuthorization(Base):
+    """An RFC 8628 device authorization: the device polls with ``device_code``, a person
+    approves it at ``/device`` with ``user_code``. Both are kept as SHA-256 digests."""
+
+    __tablename__ = "device_authorizations"
+
+    device_code_digest: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    user_code_digest: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    client_id: Mapped[str] = mapped_column(String(64))
+    scope: Mapped[str] = mapped_column(Text)
+    #: the polling interval in seconds; raised by ``slow_down``
+    interval: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    last_polled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: ``pending``, ``approved`` or ``denied``
+    status: Mapped[str] = mapped_column(String(16), server_default=text("'pending'"))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    session_sid: Mapped[str | None] = mapped_column(String(64))
+    auth_time: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    acr: Mapped[str | None] = mapped_column(String(64))
+    amr: Mapped[list[str]] = mapped_column(JSON, server_default=text("'[]'"))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    consumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class RegistrationToken(Base):
+    """An RFC 7591 initial access token (``ostiary clients registration-token create``),
+    kept as the SHA-256 of its value."""
+
+    __tablename__ = "registration_tokens"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    token_digest: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: None: unlimited
+    max_uses: Mapped[int | None] = mapped_column(Integer)
+    uses: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
