@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import sys
 import tempfile
 import time
@@ -44,7 +45,8 @@ def basic(client: dict[str, str]) -> dict[str, str]:
 async def measure(case: str, requests: int) -> dict[str, float]:
     assert any(Path(p).resolve().is_relative_to(CHECKOUT) for p in server.__path__), list(server.__path__)
     work = Path(tempfile.mkdtemp())
-    database = "ostiary_inprocess_" + CHECKOUT.name
+    # one database per run: two runs at once (a test suite's workers) must not drop each other's
+    database = f"ostiary_inprocess_{CHECKOUT.name}_{os.getpid()}"
     setup, _ = prepare(work, runs=1, per_run=requests + 10, codes=False, database=database)
     try:
         return await _measure(Settings.from_env(setup.env), setup, case, requests)

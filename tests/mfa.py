@@ -25,15 +25,29 @@ class Authenticator:
     secret: str
     last_step: int = -1
 
-    async def code(self) -> str:
+    async def code(self, lasting: float = 10) -> str:
+        """The code of the earliest step not given out yet that the server takes for at
+        least ``lasting`` more seconds: the step before now while that much of this step is
+        left, else now or the next (both still pass if the server's clock moves on meanwhile).
+        Taking the earliest leaves three steps to give out before a test must wait."""
+        self.last_step = await self._next_step(lasting)
+        return pyotp.TOTP(self.secret).at(self.last_step * 30)
+
+    async def unspent(self, lasting: float = 10) -> str:
+        """The code :meth:`code` would give next, not counted as given out: a right code for a
+        request the server is to refuse unchecked (if it spent it, the next code() fails)."""
+        return pyotp.TOTP(self.secret).at(await self._next_step(lasting) * 30)
+
+    async def _next_step(self, lasting: float) -> int:
         while True:
-            now = int(time.time() // 30)
-            # now or the next step: both still pass if the server's clock moves on meanwhile.
-            for step in (now, now + 1):
-                if step > self.last_step:
-                    self.last_step = step
-                    return pyotp.TOTP(self.secret).at(step * 30)
-            await asyncio.sleep(1)
+            now = time.time()
+            step = int(now // 30)
+            # the server at step S takes S - 1 to S + 1: step s until the end of step s + 1
+            for candidate in range(max(self.last_step + 1, step - 1), step + 2):
+                if (candidate + 2) * 30 - now >= lasting:
+                    return candidate
+            # every step up to now + 1 is given out: the next one passes once now reaches last_step
+            await asyncio.sleep(max(self.last_step * 30 - now, 0) + 0.05)
 
     def replay(self) -> str:
         """The code of the last step given out (the server has used it)."""

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import select
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,6 +48,65 @@ def serving(settings: Settings, tmp_path: Path, *args: str, **env: str) -> Itera
     # uvicorn shuts down gracefully, then re-raises the signal it caught.
     assert returncode in (0, -signal.SIGTERM), "\n".join(lines)
     assert any("Application shutdown complete" in line for line in lines), "\n".join(lines)
+
+
+# What ``ostiary`` is (pyproject.toml: ``server.cli:main``), for each command line read from
+# stdin (a JSON line: its arguments and its standard input): its exit status and what it wrote
+# to stdout and stderr, as a JSON line. An exception out of main ends the process, traceback
+# on stderr, as it would end ``ostiary``.
+_COMMANDS = """
+import contextlib, io, json, sys
+from server.cli import main
+commands, replies = sys.stdin, sys.stdout
+for line in commands:
+    argv, stdin = json.loads(line)
+    out, err = io.StringIO(), io.StringIO()
+    sys.stdin = io.StringIO(stdin)
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            status = main(argv)
+        except SystemExit as exit:  # how argparse refuses a command line
+            status = exit.code
+    replies.write(json.dumps([status, out.getvalue(), err.getvalue()]) + "\\n")
+    replies.flush()
+"""
+
+
+class Commands:
+    """``ostiary`` command lines run one after another by one process, which calls the
+    command's entry point for each: a start of ``ostiary`` costs a second or two of imports,
+    paid once here. Same environment and working directory as :func:`run_ostiary` gives.
+    Not for ``serve`` or ``db``: they set up logging, which would outlive their run."""
+
+    def __init__(self, env: dict[str, str], cwd: Path, timeout: float = 120) -> None:
+        self.timeout = timeout
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", _COMMANDS],
+            env=env,
+            cwd=cwd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def run(self, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(json.dumps([list(args), stdin]) + "\n")
+        self.process.stdin.flush()
+        ready, _, _ = select.select([self.process.stdout], [], [], self.timeout)
+        line = self.process.stdout.readline() if ready else ""
+        if not line:
+            self.process.kill()
+            _, stderr = self.process.communicate(timeout=30)
+            raise AssertionError(f"ostiary {' '.join(args)} gave no answer:\n{stderr}")
+        status, out, err = json.loads(line)
+        return subprocess.CompletedProcess(list(args), status, out, err)
+
+    def close(self) -> None:
+        """Ends the process, which must have met no error outside the commands' own."""
+        _, stderr = self.process.communicate(timeout=30)
+        assert self.process.returncode == 0 and "Traceback" not in stderr, stderr
 
 
 def create_client_with_cli(settings: Settings, tmp_path: Path, *options: str) -> dict[str, str]:

@@ -6,6 +6,10 @@ it) and ``--since`` narrow it, alone or together; ``--limit`` caps it; ``--json`
 object per line. Admin changes name their actor (``admin`` for what ``create`` does, ``cli``
 for the other commands) and the user or client they concern. Bad input gets one clear line
 and a non-zero exit, never a traceback.
+
+Each start of ``ostiary`` costs a second or two of imports: most command lines here are run
+one after another by one process calling the command's entry point
+(:class:`tests.e2e.process.Commands`); the listings of the whole trail run ``ostiary`` itself.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from sqlalchemy import insert
 from server.settings import Settings
 from server.storage.engine import make_engine
 from server.storage.models import AuditEvent, User
+from tests.e2e.process import Commands
 from tests.helpers import TestDatabase, make_settings, ostiary_command, ostiary_env
 from tests.oidc import PASSWORD
 
@@ -77,11 +82,23 @@ def succeeded(result: Completed) -> str:
 
 def listed(trail: Trail, *filters: str) -> list[dict[str, Any]]:
     """``ostiary audit list --json`` with ``filters``: every line one JSON object."""
-    out = succeeded(ostiary(trail.settings, trail.tmp_path, "audit", "list", "--json", *filters))
+    return events_of(succeeded(ostiary(trail.settings, trail.tmp_path, "audit", "list", "--json", *filters)))
+
+
+def events_of(out: str) -> list[dict[str, Any]]:
     events = [json.loads(line) for line in out.splitlines()]
     for event in events:
         assert set(event) == FIELDS, event
     return events
+
+
+def ostiary_each(settings: Settings, tmp_path: Path, *command_lines: list[str]) -> list[Completed]:
+    """:func:`ostiary` for each of ``command_lines`` in turn, all run by one process."""
+    commands = Commands(ostiary_env(settings, **CHEAP_HASHING), tmp_path)
+    try:
+        return [commands.run(*command_line) for command_line in command_lines]
+    finally:
+        commands.close()
 
 
 def kinds(events: list[dict[str, Any]]) -> list[str]:
@@ -116,16 +133,22 @@ def trail(database: TestDatabase, tmp_path: Path) -> Trail:
     settings = make_settings(database, tmp_path)
     asyncio.run(_write_carols_past(database.url))
 
-    def run(*args: str, stdin: str | None = None) -> Any:
-        return json.loads(succeeded(ostiary(settings, tmp_path, *args, stdin=stdin)))
+    commands = Commands(ostiary_env(settings, **CHEAP_HASHING), tmp_path)
+    try:
 
-    alice = run("users", "create", "--username", "alice", "--password-stdin", "--json", stdin=PASSWORD + "\n")["sub"]
-    client_id = run("clients", "create", "--name", "reports", "--scope", "reports:read", "--json")["client_id"]
-    run("users", "disable", "alice", "--json")
-    run("clients", "disable", "--json", "--", client_id)
-    run("sessions", "end", "alice", "--all", "--json")
-    # `--client=ID` throughout: a generated client id may begin with "-".
-    succeeded(ostiary(settings, tmp_path, "grants", "revoke", "--user", "alice", f"--client={client_id}"))
+        def run(*args: str, stdin: str = "") -> Any:
+            return json.loads(succeeded(commands.run(*args, stdin=stdin)))
+
+        created = run("users", "create", "--username", "alice", "--password-stdin", "--json", stdin=PASSWORD + "\n")
+        alice = created["sub"]
+        client_id = run("clients", "create", "--name", "reports", "--scope", "reports:read", "--json")["client_id"]
+        run("users", "disable", "alice", "--json")
+        run("clients", "disable", "--json", "--", client_id)
+        run("sessions", "end", "alice", "--all", "--json")
+        # `--client=ID` throughout: a generated client id may begin with "-".
+        succeeded(commands.run("grants", "revoke", "--user", "alice", f"--client={client_id}"))
+    finally:
+        commands.close()
     return Trail(settings, tmp_path, alice, client_id)
 
 
@@ -167,50 +190,80 @@ def test_the_trail_newest_first_names_actor_user_and_client(trail: Trail) -> Non
 
 def test_each_filter_alone_and_together(trail: Trail) -> None:
     alice, client_id = trail.alice, trail.client_id
+    client = f"--client={client_id}"
+    filter_sets = [
+        ("--user", "alice"),
+        (client,),
+        ("--user", "alice", client),
+        ("--type", "user"),
+        ("--type", "login"),
+        ("--type", "login.failed"),
+        ("--type", "log"),
+        ("--type", "%"),
+        ("--since", "2h"),
+        ("--since", "45m"),
+        ("--user", "carol", "--type", "login", "--since", "2h"),
+        ("--client", "legacy", "--since", "2h"),
+        ("--user", "carol", "--client", "legacy", "--type", "login"),
+        ("--limit", "2"),
+        ("--user", "carol", "--limit", "3"),
+    ]
+    runs = ostiary_each(
+        trail.settings, trail.tmp_path, *(["audit", "list", "--json", *filters] for filters in filter_sets)
+    )
+    listing = {filters: events_of(succeeded(run)) for filters, run in zip(filter_sets, runs, strict=True)}
 
-    by_alice = listed(trail, "--user", "alice")
+    def filtered(*filters: str) -> list[dict[str, Any]]:
+        return listing[filters]
+
+    by_alice = filtered("--user", "alice")
     assert kinds(by_alice) == ["grants.revoked", "session.ended", "user.disabled", "user.created"]
     assert {event["user_sub"] for event in by_alice} == {alice}
-    by_client = listed(trail, f"--client={client_id}")
+    by_client = filtered(client)
     assert kinds(by_client) == ["grants.revoked", "client.disabled", "client.created"]
     assert {event["client_id"] for event in by_client} == {client_id}
-    assert kinds(listed(trail, "--user", "alice", f"--client={client_id}")) == ["grants.revoked"]
+    assert kinds(filtered("--user", "alice", client)) == ["grants.revoked"]
 
-    assert kinds(listed(trail, "--type", "user")) == ["user.disabled", "user.created"]
-    assert kinds(listed(trail, "--type", "login")) == ["login.failed", "login.failed", "login.succeeded"]
-    assert kinds(listed(trail, "--type", "login.failed")) == ["login.failed", "login.failed"]
-    assert listed(trail, "--type", "log") == []  # a kind's prefix is not a kind
-    assert listed(trail, "--type", "%") == []  # nor is a LIKE pattern
+    assert kinds(filtered("--type", "user")) == ["user.disabled", "user.created"]
+    assert kinds(filtered("--type", "login")) == ["login.failed", "login.failed", "login.succeeded"]
+    assert kinds(filtered("--type", "login.failed")) == ["login.failed", "login.failed"]
+    assert filtered("--type", "log") == []  # a kind's prefix is not a kind
+    assert filtered("--type", "%") == []  # nor is a LIKE pattern
 
-    assert kinds(listed(trail, "--since", "2h")) == [*BY_COMMANDS, "login.failed", "consent.granted"]
-    assert kinds(listed(trail, "--since", "45m")) == [*BY_COMMANDS, "login.failed"]
-    recent_carol = listed(trail, "--user", "carol", "--type", "login", "--since", "2h")
+    assert kinds(filtered("--since", "2h")) == [*BY_COMMANDS, "login.failed", "consent.granted"]
+    assert kinds(filtered("--since", "45m")) == [*BY_COMMANDS, "login.failed"]
+    recent_carol = filtered("--user", "carol", "--type", "login", "--since", "2h")
     assert [(event["kind"], event["client_id"]) for event in recent_carol] == [("login.failed", "other")]
-    assert kinds(listed(trail, "--client", "legacy", "--since", "2h")) == ["consent.granted"]
-    assert kinds(listed(trail, "--user", "carol", "--client", "legacy", "--type", "login")) == [
+    assert kinds(filtered("--client", "legacy", "--since", "2h")) == ["consent.granted"]
+    assert kinds(filtered("--user", "carol", "--client", "legacy", "--type", "login")) == [
         "login.failed",
         "login.succeeded",
     ]
 
-    assert kinds(listed(trail, "--limit", "2")) == KINDS[:2]
+    assert kinds(filtered("--limit", "2")) == KINDS[:2]
     carols = [kind for _, kind, _ in OLDER]
-    assert kinds(listed(trail, "--user", "carol", "--limit", "3")) == carols[:3]
+    assert kinds(filtered("--user", "carol", "--limit", "3")) == carols[:3]
 
 
 def test_bad_input_gets_one_clear_line(database: TestDatabase, tmp_path: Path) -> None:
     settings = make_settings(database, tmp_path)
 
-    unknown = ostiary(settings, tmp_path, "audit", "list", "--user", "nobody")
+    bad_values = (("--since", "yesterday"), ("--since", "-2h"), ("--limit", "0"))
+    unknown, *bad_ones, empty = ostiary_each(
+        settings,
+        tmp_path,
+        ["audit", "list", "--user", "nobody"],
+        *(["audit", "list", f"{option}={value}"] for option, value in bad_values),
+        ["audit", "list", "--since", "1d"],
+    )
     assert unknown.returncode == 2, (unknown.stdout, unknown.stderr)
     assert unknown.stderr.strip().splitlines() == ["ostiary: --user: no user named 'nobody'"]
     assert unknown.stdout == ""
 
-    for option, value in (("--since", "yesterday"), ("--since", "-2h"), ("--limit", "0")):
-        bad = ostiary(settings, tmp_path, "audit", "list", f"{option}={value}")
+    for (option, value), bad in zip(bad_values, bad_ones, strict=True):
         assert bad.returncode == 2, (bad.stdout, bad.stderr)
         assert "Traceback" not in bad.stderr
         assert f"error: argument {option}:" in bad.stderr.splitlines()[-1]
         assert value in bad.stderr.splitlines()[-1]
 
-    empty = succeeded(ostiary(settings, tmp_path, "audit", "list", "--since", "1d"))
-    assert empty.strip() == "no audit events match"
+    assert succeeded(empty).strip() == "no audit events match"
