@@ -21,6 +21,7 @@ from starlette.types import StatelessLifespan
 from .keys.watcher import watch
 from .mail.sender import OutboxSender
 from .mail.transport import transport_for
+from .notify.backchannel import LogoutNotifier
 from .observe import metrics, tracing
 from .settings import Settings
 from .storage import AsyncEngine
@@ -28,7 +29,20 @@ from .storage.engine import create_engine
 from .storage.errors import UNAVAILABLE_TYPES
 from .sweeper import run_periodically
 from .users.reset import LOOKUP_TEMPLATE
-from .web import account, authorize, cors, errors, health, home, logout, password, token, userinfo
+from .web import (
+    account,
+    authorize,
+    cors,
+    device,
+    errors,
+    health,
+    home,
+    logout,
+    password,
+    registration,
+    token,
+    userinfo,
+)
 from .web.middleware import EdgeMiddleware
 from .web.proxies import TrustedProxies
 from .web.runtime import Runtime
@@ -108,7 +122,8 @@ def _lifespan(
 def _start_background(
     tasks: list[asyncio.Task[None]], settings: Settings, engine: AsyncEngine, runtime: Runtime
 ) -> None:
-    """Start the key watcher, the sweeper, the mail sender and the metrics' database reads
+    """Start the key watcher, the sweeper, the mail sender, the back-channel logout sender
+    and the metrics' database reads
     (those configured), each added to ``tasks`` as soon as it runs, so that one failing to
     start leaves none behind."""
     tasks.append(
@@ -131,6 +146,11 @@ def _start_background(
         )
         runtime.sender_task = asyncio.create_task(runtime.sender.run())
         tasks.append(runtime.sender_task)
+    if settings.backchannel_logout_poll_interval > 0:
+        runtime.notifier = LogoutNotifier(
+            settings.issuer, runtime.sessionmaker, runtime.keys, interval=settings.backchannel_logout_poll_interval
+        )
+        tasks.append(asyncio.create_task(runtime.notifier.run()))
     if settings.metrics_port:
         tasks.append(asyncio.create_task(metrics.refresh_periodically(runtime.sessionmaker)))
 
@@ -158,6 +178,9 @@ def _routes() -> list[BaseRoute]:
         Route("/login/otp", authorize.second_factor_page, methods=["GET"]),
         Route("/login/password", authorize.forced_password_change, methods=["POST"]),
         Route("/consent", authorize.consent, methods=["POST"]),
+        Route("/device/authorize", token.device_authorization, methods=["POST"]),
+        Route("/device", device.device, methods=["GET"]),
+        Route("/device/confirm", device.confirm, methods=["POST"]),
         Route("/password/forgot", password.forgot_page, methods=["GET"]),
         Route("/password/forgot", password.forgot, methods=["POST"]),
         Route("/password/reset", password.reset_page, methods=["GET"]),
@@ -171,6 +194,8 @@ def _routes() -> list[BaseRoute]:
         Route("/account/sign-out-everywhere", account.end_everywhere, methods=["POST"]),
         Route("/account/reauth", account.reauthenticate, methods=["POST"]),
         Route("/userinfo", userinfo.userinfo, methods=["GET", "POST"]),
+        Route("/register", registration.register, methods=["POST"]),
+        Route("/register/{client_id}", registration.configure, methods=["GET", "PUT", "DELETE"]),
         *(Route(path, cors.preflight, methods=["OPTIONS"]) for path in cors.ENDPOINTS),
         Route("/logout", logout.logout, methods=["GET", "POST"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),

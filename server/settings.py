@@ -485,6 +485,18 @@ class Settings:
     auth_code_ttl: int = setting(
         "OSTIARY_AUTH_CODE_TTL", _duration(10, 600), default=60, doc="authorization code lifetime, 10 s to 10 min"
     )
+    device_code_ttl: int = setting(
+        "OSTIARY_DEVICE_CODE_TTL",
+        _duration(2, 3600),
+        default=600,
+        doc="how long a device authorization (RFC 8628) waits for its user code to be entered and approved",
+    )
+    device_code_interval: int = setting(
+        "OSTIARY_DEVICE_CODE_INTERVAL",
+        _duration(1, 60),
+        default=5,
+        doc="the seconds a device waits between polls of `/token` (each `slow_down` adds 5)",
+    )
     session_ttl: int = setting(
         "OSTIARY_SESSION_TTL",
         _duration(300, 90 * 86400),
@@ -536,6 +548,13 @@ class Settings:
         default=5,
         doc="how long a process caches a client's registration (0: off). A changed client is seen everywhere "
         "within this time",
+    )
+    registration: str = setting(
+        "OSTIARY_REGISTRATION",
+        _choice("off", "initial-token", "open"),
+        default="off",
+        doc="dynamic client registration at `/register` (RFC 7591, 7592): `off`; `initial-token`: with a token "
+        "from `ostiary clients registration-token create`; `open`: anyone may register a client",
     )
     cleanup_interval: int = setting(
         "OSTIARY_CLEANUP_INTERVAL",
@@ -627,6 +646,18 @@ class Settings:
         default=0,
         doc="`/token` requests per client address per minute (0: off, the default: a hot path)",
     )
+    rate_limit_device: int = setting(
+        "OSTIARY_RATE_LIMIT_DEVICE_PER_MINUTE",
+        _int_range(0, 100000),
+        default=10,
+        doc="user codes entered at `/device` per client address, and per code, per minute (0: off)",
+    )
+    rate_limit_register: int = setting(
+        "OSTIARY_RATE_LIMIT_REGISTER_PER_MINUTE",
+        _int_range(0, 100000),
+        default=10,
+        doc="client registrations at `/register` per client address per minute (0: off)",
+    )
     redis_url: str | None = setting(
         "OSTIARY_REDIS_URL",
         _redis_url,
@@ -668,6 +699,13 @@ class Settings:
         _duration(0, 3600),
         default=5,
         doc="time between each process's look at the outbox (0: this process sends nothing)",
+    )
+    backchannel_logout_poll_interval: int = setting(
+        "OSTIARY_BACKCHANNEL_LOGOUT_POLL_INTERVAL",
+        _duration(0, 3600),
+        default=5,
+        doc="time between each process's look at the queue of back-channel logout notices; a "
+        "session ended in the process is announced at once (0: this process posts none)",
     )
 
     # The first administrator, created once at startup when both are set.

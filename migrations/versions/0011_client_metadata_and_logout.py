@@ -26,8 +26,11 @@ depends_on = None
 
 _clients = sa.table(
     "clients",
+    sa.column("client_id", sa.String),
     sa.column("secret_digest", sa.LargeBinary),
+    sa.column("grant_types", sa.JSON),
     sa.column("token_endpoint_auth_method", sa.String),
+    sa.column("response_types", sa.JSON),
 )
 
 
@@ -55,6 +58,11 @@ def upgrade() -> None:
         batch_op.create_unique_constraint("uq_clients_registration_token_digest", ["registration_token_digest"])
     public = _clients.c.secret_digest.is_(None)
     op.execute(_clients.update().where(public).values(token_endpoint_auth_method="none"))  # noqa: S106 (a method's name)
+    # the code response type only for clients of the code flow, as a registration now says
+    connection = op.get_bind()
+    for client_id, grant_types in connection.execute(sa.select(_clients.c.client_id, _clients.c.grant_types)).all():
+        if "authorization_code" not in grant_types:
+            connection.execute(_clients.update().where(_clients.c.client_id == client_id).values(response_types=[]))
 
     op.create_table(
         "session_clients",
@@ -74,8 +82,6 @@ def upgrade() -> None:
         sa.Column("created_at", UTCDateTime(timezone=True), nullable=False),
         sa.Column("next_attempt_at", UTCDateTime(timezone=True), nullable=False),
         sa.Column("attempts", sa.Integer(), server_default=sa.text("0"), nullable=False),
-        sa.Column("delivered_at", UTCDateTime(timezone=True), nullable=True),
-        sa.Column("abandoned_at", UTCDateTime(timezone=True), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("id"),
     )

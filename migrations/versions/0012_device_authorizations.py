@@ -31,6 +31,7 @@ def upgrade() -> None:
         sa.Column("last_polled_at", UTCDateTime(timezone=True), nullable=True),
         sa.Column("status", sa.String(length=16), server_default=sa.text("'pending'"), nullable=False),
         sa.Column("user_id", sa.Integer(), nullable=True),
+        sa.Column("grant_id", sa.String(length=64), nullable=True),
         sa.Column("session_sid", sa.String(length=64), nullable=True),
         sa.Column("auth_time", UTCDateTime(timezone=True), nullable=True),
         sa.Column("acr", sa.String(length=64), nullable=True),

@@ -75,12 +75,18 @@ class RateLimiter:
         refuse it past ``limit`` a minute.
         A limit of 0 is off. If the counter store fails, the request is let through (a
         limiter must not turn an outage of Redis into an outage of sign-in) and logged."""
-        if limit <= 0 or not address:
+        if not address:
+            return ALLOWED
+        return await self.check_key(endpoint, network_of(address), limit)
+
+    async def check_key(self, endpoint: str, key: str, limit: int) -> Decision:
+        """The same, counting by ``key`` (a thing asked for, e.g. a code, whoever asks)."""
+        if limit <= 0:
             return ALLOWED
         now = time.time()
         window_start = int(now // 60)
         try:
-            hits = await self.counter.hit(f"{endpoint}|{network_of(address)}", window_start)
+            hits = await self.counter.hit(f"{endpoint}|{key}", window_start)
         except Exception as error:
             log.warning("rate limit unavailable (%s); request let through", type(error).__name__)
             return ALLOWED

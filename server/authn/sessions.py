@@ -35,23 +35,31 @@ def start(
     replaces: str | None,
     auth_time: datetime | None = None,
 ) -> StartedSession:
-    """A new session for ``user_id``; the browser's previous session (``replaces``) ends.
-    Its families end with it when it was another user's; the same user signing in again
-    keeps them, bound to the new session."""
-    sid = new_token()[:32]
-    if replaces and len(replaces) <= 128:
-        session_store.end_session(db, digest(replaces), REPLACED, handover=(user_id, sid))
+    """A new session for ``user_id`` under a new token (no fixation). The browser's previous
+    session (``replaces``) ends when it was another user's, with its families and a logout
+    notice to its clients; when it is the same user's, it goes on, signed in anew: its sid,
+    its families and the clients told of its end stay (the ID tokens they hold name it)."""
     token = new_token()
     now = utcnow()
+    expires_at = now + timedelta(seconds=ttl)
+    if replaces and len(replaces) <= 128:
+        current = session_store.get_live_session(db, digest(replaces))
+        if current is not None and current.user_id == user_id:
+            again = session_store.step_up(
+                db, digest(replaces), digest(token), amr=amr, acr=acr, auth_time=auth_time or now, expires_at=expires_at
+            )
+            if again is not None:
+                return StartedSession(token, again)
+        session_store.end_session(db, digest(replaces), REPLACED)
     stored = session_store.insert_session(
         db,
         token_digest=digest(token),
-        sid=sid,
+        sid=new_token()[:32],
         user_id=user_id,
         auth_time=auth_time or now,
         amr=amr,
         acr=acr,
-        expires_at=now + timedelta(seconds=ttl),
+        expires_at=expires_at,
     )
     return StartedSession(token, stored)
 

@@ -1,4 +1,8 @@
-"""``ostiary clients create | list | update | disable | enable | rotate-secret | delete``.
+"""``ostiary clients create | list | show | update | disable | enable | rotate-secret | delete``
+and ``ostiary clients registration-token create | list | revoke``.
+
+Client metadata goes in as options or as a JSON document of RFC 7591 names
+(``--metadata FILE``, ``server/clients/metadata.py``) and comes out in those names.
 
 A client id may begin with ``-`` (one in 64 do): put ``--`` before it, as in
 ``ostiary clients disable -- -x4...``.
@@ -9,31 +13,52 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-from typing import Any
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from ..bootstrap import open_database
-from ..clients import service as client_service
+from ..clients import metadata, registration, service as client_service
 from ..clients.errors import ClientRegistrationError
-from ..clients.service import GRANT_TYPES, register_client
+from ..clients.service import AUTH_METHODS, GRANT_TYPES, register_client
 from ..settings import Settings, parse_duration
 from ..storage import clients as client_store, transactions
+from ..storage.base import utcnow
 from ..storage.clients import StoredClient
 from ..storage.engine import create_sessionmaker
 from .database import in_transaction
+
+T = TypeVar("T")
 
 #: who the audit rows of these commands name
 ACTOR = "cli"
 #: ``clients update`` options that hold a list: each replaces the client field of its name
 _LISTS = ("grant_types", "scopes", "redirect_uris", "audiences", "post_logout_redirect_uris", "allowed_cors_origins")
 _FLAGS = ("first_party", "introspection", "require_mfa")
+#: options that hold one value, named as the client field they set
+_VALUES = ("name", "id_token_alg", "token_endpoint_auth_method", "logo_uri", "policy_uri", "tos_uri")
 
 
 def add_parser(commands: Any) -> None:
     parser = commands.add_parser("clients", help="OAuth clients")
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
 
+    _add_create_parser(actions)
+
+    listing = actions.add_parser("list", help="list clients (never their secrets)")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    listing.set_defaults(run=run_list)
+
+    show = actions.add_parser("show", help="one client's metadata as JSON, in RFC 7591 names")
+    show.add_argument("client_id", metavar="CLIENT_ID")
+    show.set_defaults(run=run_show)
+    _add_admin_parsers(actions)
+    _add_token_parsers(actions)
+
+
+def _add_create_parser(actions: Any) -> None:
     create = actions.add_parser("create", help="register a client; prints its secret once")
-    create.add_argument("--name", required=True)
+    create.add_argument("--name", help="client_name (required here or in --metadata)")
     create.add_argument(
         "--grant-type", action="append", default=[], dest="grant_types", help=f"repeatable: {', '.join(GRANT_TYPES)}"
     )
@@ -67,13 +92,42 @@ def add_parser(commands: Any) -> None:
     create.add_argument(
         "--require-mfa", action="store_true", help="every sign-in to this client needs a second factor (TOTP)"
     )
+    _add_metadata_options(create)
     create.add_argument("--json", action="store_true", help="print JSON")
     create.set_defaults(run=run_create)
 
-    listing = actions.add_parser("list", help="list clients (never their secrets)")
+
+def _add_metadata_options(parser: Any) -> None:
+    """Options of ``create`` and ``update`` beyond the original ones."""
+    parser.add_argument(
+        "--metadata",
+        metavar="FILE",
+        help=f"a JSON object of RFC 7591 client metadata ('-': standard input): {', '.join(metadata.NAMES)}; "
+        "options given as well win",
+    )
+    parser.add_argument("--token-endpoint-auth-method", choices=AUTH_METHODS, help="how the client sends its secret")
+    parser.add_argument("--logo-uri", help="https URI of a logo shown on the consent page")
+    parser.add_argument("--policy-uri", help="https URI of the client's privacy policy, linked on the consent page")
+    parser.add_argument("--tos-uri", help="https URI of the client's terms of service, linked on the consent page")
+
+
+def _add_token_parsers(actions: Any) -> None:
+    tokens = actions.add_parser(
+        "registration-token", help="initial access tokens for dynamic registration (OSTIARY_REGISTRATION=initial-token)"
+    )
+    token_actions = tokens.add_subparsers(dest="token_action", required=True, metavar="ACTION")
+    create = token_actions.add_parser("create", help="a new token, printed once")
+    create.add_argument("--expires-in", metavar="DURATION", help="seconds, or 15m, 12h, 30d (default: never)")
+    create.add_argument("--max-uses", type=int, metavar="N", help="registrations it allows (default: any number)")
+    create.add_argument("--json", action="store_true", help="print JSON")
+    create.set_defaults(run=run_token_create)
+    listing = token_actions.add_parser("list", help="the tokens (never their values) and their uses")
     listing.add_argument("--json", action="store_true", help="print JSON")
-    listing.set_defaults(run=run_list)
-    _add_admin_parsers(actions)
+    listing.set_defaults(run=run_token_list)
+    revoke = token_actions.add_parser("revoke", help="refuse a token from now on; its clients stay")
+    revoke.add_argument("token_id", metavar="ID")
+    revoke.add_argument("--json", action="store_true", help="print JSON")
+    revoke.set_defaults(run=run_token_revoke)
 
 
 def _add_admin_parsers(actions: Any) -> None:
@@ -94,6 +148,7 @@ def _add_admin_parsers(actions: Any) -> None:
     for flag in _FLAGS:
         update.add_argument(f"--{flag.replace('_', '-')}", action=argparse.BooleanOptionalAction, dest=flag)
     update.add_argument("--id-token-alg", help="RS256, ES256 or Ed25519")
+    _add_metadata_options(update)
     update.add_argument("--json", action="store_true", help="print JSON")
     update.set_defaults(run=run_update)
 
@@ -134,25 +189,67 @@ def run_create(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _create(settings: Settings, args: argparse.Namespace) -> tuple[StoredClient, str | None]:
+    options = _create_options(args)
     async with open_database(settings) as engine:
         return await transactions.run(
             create_sessionmaker(engine),
-            lambda s: register_client(
-                s,
-                name=args.name,
-                grant_types=args.grant_types or ["client_credentials"],
-                scopes=args.scopes,
-                redirect_uris=args.redirect_uris,
-                audiences=args.audiences,
-                post_logout_redirect_uris=args.post_logout_redirect_uris,
-                allowed_cors_origins=args.allowed_cors_origins,
-                public=args.public,
-                first_party=args.first_party,
-                introspection=args.introspection,
-                id_token_alg=args.id_token_alg,
-                require_mfa=args.require_mfa,
-            ),
+            lambda s: _named(args, lambda: register_client(s, **options)),
         )
+
+
+def _create_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``register_client``'s options: the ``--metadata`` document (with RFC 7591's defaults
+    for what it leaves out), then the options given, which win."""
+    document = _metadata_document(args)
+    options: dict[str, Any] = metadata.fields_from(metadata.with_defaults(document)) if document is not None else {}
+    for field in _LISTS:
+        if getattr(args, field):
+            options[field] = getattr(args, field)
+    for field in _VALUES:
+        if getattr(args, field) is not None:
+            options[field] = getattr(args, field)
+    for flag in _FLAGS:
+        if getattr(args, flag):
+            options[flag] = True
+    options.setdefault("grant_types", ["client_credentials"])
+    options.setdefault("scopes", [])
+    if "name" not in options:
+        raise ClientRegistrationError("--name", "give the client's name (or client_name in --metadata)")
+    if args.public:
+        explicit = args.token_endpoint_auth_method or (document or {}).get("token_endpoint_auth_method")
+        if explicit not in (None, "none"):
+            raise ClientRegistrationError("--public", "a public client's token_endpoint_auth_method is none")
+        options["token_endpoint_auth_method"] = "none"  # noqa: S105 (a method's name)
+    return options
+
+
+def _metadata_document(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The JSON object ``--metadata`` names, or None without the option."""
+    if args.metadata is None:
+        return None
+    try:
+        if args.metadata == "-":
+            text = sys.stdin.read()
+        else:
+            with open(args.metadata, encoding="utf-8") as file:
+                text = file.read()
+        document = json.loads(text)
+    except OSError as exc:
+        raise ClientRegistrationError("--metadata", f"cannot read {args.metadata}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise ClientRegistrationError("--metadata", f"{args.metadata} is not JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise ClientRegistrationError("--metadata", f"{args.metadata} must hold a JSON object of client metadata")
+    metadata.fields_from(document)  # unknown names and wrong types are refused here, by name
+    return document
+
+
+def _named(args: argparse.Namespace, work: Callable[[], T]) -> T:
+    """``work()``; with ``--metadata``, its errors name the metadata in RFC 7591 terms."""
+    try:
+        return work()
+    except ClientRegistrationError as error:
+        raise (error.in_metadata_terms() if args.metadata is not None else error) from None
 
 
 def run_list(settings: Settings, args: argparse.Namespace) -> int:
@@ -174,23 +271,27 @@ async def _list(settings: Settings) -> list[StoredClient]:
 
 
 def _describe(client: StoredClient) -> dict[str, Any]:
+    """The client in RFC 7591 names, with what only an administrator sets."""
     return {
         "client_id": client.client_id,
-        "name": client.name,
-        "grant_types": list(client.grant_types),
-        "scope": " ".join(client.scopes),
-        "redirect_uris": list(client.redirect_uris),
+        "client_id_issued_at": int(client.created_at.timestamp()),
+        **metadata.document_of(client),
         "audiences": list(client.audiences),
-        "post_logout_redirect_uris": list(client.post_logout_redirect_uris),
-        "allowed_cors_origins": list(client.allowed_cors_origins),
-        "public": client.is_public,
         "first_party": client.first_party,
         "introspection": client.introspection,
         "id_token_signed_response_alg": client.id_token_alg or "RS256",
         "require_mfa": client.require_mfa,
+        "public": client.is_public,
+        "self_registered": client.registration_token_digest is not None,
         "created_at": client.created_at.isoformat(),
         "disabled": client.disabled_at is not None,
     }
+
+
+def run_show(settings: Settings, args: argparse.Namespace) -> int:
+    client = in_transaction(settings, lambda db: client_service.find(db, args.client_id))
+    print(json.dumps(_describe(client), indent=2))
+    return 0
 
 
 def _seconds(option: str, value: str) -> int:
@@ -205,13 +306,17 @@ def _seconds(option: str, value: str) -> int:
 
 
 def run_update(settings: Settings, args: argparse.Namespace) -> int:
-    changes: dict[str, Any] = {
-        field: tuple(getattr(args, field)) for field in _LISTS if getattr(args, field) is not None
-    }
-    for field in (*_FLAGS, "name", "id_token_alg"):
+    document = _metadata_document(args)
+    changes: dict[str, Any] = metadata.fields_from(document) if document is not None else {}
+    for field in _LISTS:
+        if getattr(args, field) is not None:
+            changes[field] = tuple(getattr(args, field))
+    for field in (*_FLAGS, *_VALUES):
         if getattr(args, field) is not None:
             changes[field] = getattr(args, field)
-    client = in_transaction(settings, lambda db: client_service.update(db, args.client_id, changes, actor=ACTOR))
+    client = in_transaction(
+        settings, lambda db: _named(args, lambda: client_service.update(db, args.client_id, changes, actor=ACTOR))
+    )
     if args.json:
         print(json.dumps(_describe(client), indent=2))
     else:
@@ -263,7 +368,69 @@ def run_rotate_secret(settings: Settings, args: argparse.Namespace) -> int:
 def run_delete(settings: Settings, args: argparse.Namespace) -> int:
     client = in_transaction(settings, lambda db: client_service.delete(db, args.client_id, actor=ACTOR))
     if args.json:
-        print(json.dumps({"client_id": client.client_id, "name": client.name, "deleted": True}, indent=2))
+        print(json.dumps({"client_id": client.client_id, "client_name": client.name, "deleted": True}, indent=2))
     else:
         print(f"client {client.client_id} ({client.name!r}) deleted; its grants and tokens ended")
+    return 0
+
+
+def run_token_create(settings: Settings, args: argparse.Namespace) -> int:
+    expires_in = _seconds("--expires-in", args.expires_in) if args.expires_in is not None else None
+    if expires_in == 0:
+        raise ClientRegistrationError("--expires-in", "must be 1 second or more")
+    token_id, token = in_transaction(
+        settings,
+        lambda db: registration.create_initial_token(db, expires_in=expires_in, max_uses=args.max_uses, actor=ACTOR),
+    )
+    if args.json:
+        print(json.dumps({"id": token_id, "token": token, "expires_in": expires_in, "max_uses": args.max_uses}))
+        return 0
+    print(f"id:    {token_id}")
+    print(f"token: {token}")
+    print("The token is shown only this once. A client registers with it at /register as")
+    print("'Authorization: Bearer <token>' while OSTIARY_REGISTRATION=initial-token.")
+    if settings.registration != "initial-token":
+        print(f"Note: OSTIARY_REGISTRATION is {settings.registration!r} here, not 'initial-token'.")
+    return 0
+
+
+def run_token_list(settings: Settings, args: argparse.Namespace) -> int:
+    tokens = in_transaction(settings, registration.list_initial_tokens)
+    now = utcnow()
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "id": t.id,
+                        "state": t.state(now),
+                        "created_at": t.created_at.isoformat(),
+                        "expires_at": t.expires_at.isoformat() if t.expires_at else None,
+                        "max_uses": t.max_uses,
+                        "uses": t.uses,
+                        "revoked_at": t.revoked_at.isoformat() if t.revoked_at else None,
+                    }
+                    for t in tokens
+                ],
+                indent=2,
+            )
+        )
+        return 0
+    if not tokens:
+        print("no registration tokens")
+    for t in tokens:
+        limit = f"/{t.max_uses}" if t.max_uses is not None else ""
+        expires = t.expires_at.isoformat() if t.expires_at else "never"
+        print(f"{t.id}  {t.state(now)}  uses={t.uses}{limit}  expires={expires}")
+    return 0
+
+
+def run_token_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    revoked = in_transaction(settings, lambda db: registration.revoke_initial_token(db, args.token_id, actor=ACTOR))
+    if args.json:
+        print(json.dumps({"id": args.token_id, "revoked": True, "changed": revoked}))
+    elif revoked:
+        print(f"registration token {args.token_id} revoked; the clients it registered stay")
+    else:
+        print(f"registration token {args.token_id} was already revoked")
     return 0

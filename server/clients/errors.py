@@ -1,12 +1,38 @@
 from __future__ import annotations
 
+#: the RFC 7591 name (``server.clients.metadata``) of the metadata each command-line option sets
+METADATA_NAMES = {
+    "--name": "client_name",
+    "--grant-type": "grant_types",
+    "--response-type": "response_types",
+    "--scope": "scope",
+    "--redirect-uri": "redirect_uris",
+    "--post-logout-redirect-uri": "post_logout_redirect_uris",
+    "--cors-origin": "allowed_cors_origins",
+    "--token-endpoint-auth-method": "token_endpoint_auth_method",
+    "--backchannel-logout-uri": "backchannel_logout_uri",
+    "--logo-uri": "logo_uri",
+    "--policy-uri": "policy_uri",
+    "--tos-uri": "tos_uri",
+}
+
 
 class ClientRegistrationError(ValueError):
     """A registration value is invalid; ``field`` names the option it came from."""
 
     def __init__(self, field: str, message: str) -> None:
         self.field = field
+        self.message = message
         super().__init__(f"{field}: {message}")
+
+    @property
+    def metadata_name(self) -> str:
+        """The RFC 7591 name of the metadata at fault (``field`` itself when it has none)."""
+        return METADATA_NAMES.get(self.field, self.field)
+
+    def in_metadata_terms(self) -> ClientRegistrationError:
+        """The same error naming the RFC 7591 metadata, for those who wrote it in those terms."""
+        return ClientRegistrationError(self.metadata_name, self.message)
 
 
 class UnknownClient(ClientRegistrationError):

@@ -15,13 +15,17 @@ from ..storage.base import utcnow
 from .errors import ClientRegistrationError, UnknownClient
 from .secrets import new_client_id, new_client_secret, secret_digest
 
+DEVICE_CODE = "urn:ietf:params:oauth:grant-type:device_code"
 #: Grant types a client may be registered for.
-GRANT_TYPES = ("client_credentials", "authorization_code", "refresh_token")
+GRANT_TYPES = ("client_credentials", "authorization_code", "refresh_token", DEVICE_CODE)
+#: the grants through which a user signs in (and may be asked for a second factor)
+USER_GRANTS = frozenset({"authorization_code", DEVICE_CODE})
 
 # RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
 _SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]{1,128}$")
 
 
+# long: one keyword per piece of metadata, each passed on to the stored client
 def register_client(
     session: Session,
     *,
@@ -39,12 +43,23 @@ def register_client(
     require_mfa: bool = False,
     backchannel_logout_uri: str | None = None,
     backchannel_logout_session_required: bool = False,
+    token_endpoint_auth_method: str | None = None,
+    response_types: Iterable[str] = ("code",),
+    logo_uri: str | None = None,
+    policy_uri: str | None = None,
+    tos_uri: str | None = None,
+    registration_token_digest: bytes | None = None,
+    actor: str = "admin",
 ) -> tuple[client_store.StoredClient, str | None]:
     """Validate and store a client; returns it and its secret (shown once; None if public).
 
     A public client (a browser or native app, RFC 6749 §2.1) has no secret and may only use
-    the authorization code grant, with PKCE like every client.
+    the authorization code grant, with PKCE like every client. ``token_endpoint_auth_method``
+    (RFC 7591 §2) defaults to ``none`` for a public client, else ``client_secret_basic``;
+    ``none`` makes the client public.
     """
+    if token_endpoint_auth_method is not None:
+        public = token_endpoint_auth_method == "none"  # noqa: S105 (a method's name)
     secret = None if public else new_client_secret()
     draft = client_store.StoredClient(
         client_id=new_client_id(),
@@ -62,34 +77,41 @@ def register_client(
         introspection=introspection,
         id_token_alg=id_token_alg,
         require_mfa=require_mfa,
-        token_endpoint_auth_method="none" if public else "client_secret_basic",
+        token_endpoint_auth_method=token_endpoint_auth_method or ("none" if public else "client_secret_basic"),
+        response_types=tuple(response_types),
         backchannel_logout_uri=backchannel_logout_uri,
         backchannel_logout_session_required=backchannel_logout_session_required,
+        logo_uri=logo_uri,
+        policy_uri=policy_uri,
+        tos_uri=tos_uri,
+        registration_token_digest=registration_token_digest,
     )
     client = validated(draft)
     client_store.insert_client(session, client)
-    audit.record(session, "client.created", actor="admin", client=client.client_id, details={"name": client.name})
+    audit.record(session, "client.created", actor=actor, client=client.client_id, details={"name": client.name})
     return client, secret
 
 
 def validated(client: client_store.StoredClient) -> client_store.StoredClient:
     """``client`` with its metadata normalised, or ClientRegistrationError naming the option
     at fault: the rules of registration, which an update follows too."""
+    _plain_text(client)
     public = client.is_public
     granted = _grant_types(client.grant_types)
     uris = _unique(_redirect_uri(uri) for uri in client.redirect_uris)
     if "authorization_code" in granted and not uris:
         raise ClientRegistrationError("--redirect-uri", "the authorization_code grant needs at least one")
-    if "refresh_token" in granted and "authorization_code" not in granted:
-        raise ClientRegistrationError("--grant-type", "refresh_token comes with authorization_code")
+    if "refresh_token" in granted and not USER_GRANTS & set(granted):
+        raise ClientRegistrationError("--grant-type", "refresh_token comes with authorization_code or the device grant")
     if public and client.introspection:
         raise ClientRegistrationError("--introspection", "a public client cannot authenticate to introspect")
-    if client.require_mfa and "authorization_code" not in granted:
+    if client.require_mfa and not USER_GRANTS & set(granted):
         raise ClientRegistrationError(
-            "--require-mfa", "only users sign in with a second factor: needs authorization_code"
+            "--require-mfa", "only users sign in with a second factor: needs authorization_code or the device grant"
         )
     if public and "client_credentials" in granted:
         raise ClientRegistrationError("--grant-type", "a public client cannot use client_credentials")
+    _check_auth_method(client)
     if not public and any(origin.strip() for origin in client.allowed_cors_origins):
         raise ClientRegistrationError(
             "--cors-origin",
@@ -108,7 +130,64 @@ def validated(client: client_store.StoredClient) -> client_store.StoredClient:
         allowed_cors_origins=_unique(_cors_origin(origin) for origin in client.allowed_cors_origins if origin.strip()),
         id_token_alg=_id_token_alg(client.id_token_alg),
         backchannel_logout_uri=_backchannel_logout_uri(client.backchannel_logout_uri),
+        response_types=_response_types(client.response_types, granted),
+        logo_uri=_web_page_uri(client.logo_uri, "--logo-uri"),
+        policy_uri=_web_page_uri(client.policy_uri, "--policy-uri"),
+        tos_uri=_web_page_uri(client.tos_uri, "--tos-uri"),
     )
+
+
+#: RFC 7591 §2's token endpoint authentication methods we serve (``none``: a public client)
+AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
+#: RFC 7591 §2.1: the response types we serve, each with the grant type it needs
+RESPONSE_TYPES = {"code": "authorization_code"}
+
+
+def _check_auth_method(client: client_store.StoredClient) -> None:
+    """The method must be one we serve and fit the client: ``none`` exactly when it has no secret."""
+    method = client.token_endpoint_auth_method
+    if method not in AUTH_METHODS:
+        raise ClientRegistrationError(
+            "--token-endpoint-auth-method", f"{method!r} is not supported (supported: {', '.join(AUTH_METHODS)})"
+        )
+    if client.is_public and method != "none":
+        raise ClientRegistrationError(
+            "--token-endpoint-auth-method", f"a public client has no secret to send: use none, not {method}"
+        )
+    if not client.is_public and method == "none":
+        raise ClientRegistrationError(
+            "--token-endpoint-auth-method",
+            "a client with a secret sends it: client_secret_basic or client_secret_post",
+        )
+
+
+def _response_types(values: Iterable[str], granted: tuple[str, ...]) -> tuple[str, ...]:
+    """Those we serve, each present exactly when the client has its grant type: ``code``
+    with ``authorization_code``; a client of other grants (client credentials, the device
+    grant) uses the authorization endpoint for nothing. RFC 7591 §2.1 lets the server settle
+    such a mismatch, which an update of the grant types would otherwise leave behind."""
+    for response_type in _unique(values):
+        if response_type not in RESPONSE_TYPES:
+            raise ClientRegistrationError(
+                "--response-type", f"{response_type!r} is not supported (supported: {', '.join(RESPONSE_TYPES)})"
+            )
+    return tuple(value for value, grant_type in RESPONSE_TYPES.items() if grant_type in granted)
+
+
+def _web_page_uri(uri: str | None, field: str) -> str | None:
+    """A logo or a page shown to users (RFC 7591 §2): an absolute https URI (http on
+    loopback), which the consent page puts in ``src``/``href``."""
+    if not uri or not uri.strip():
+        return None
+    uri = uri.strip()
+    parts = _split(field, uri)
+    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname or parts.username is not None:
+        raise ClientRegistrationError(field, f"{uri!r} must be an absolute https URI")
+    if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
+        raise ClientRegistrationError(field, f"{uri!r} must use https (http only on loopback)")
+    if any(char.isspace() or char in "\"'<>" for char in uri):
+        raise ClientRegistrationError(field, f"{uri!r} holds characters a URI cannot")
+    return uri
 
 
 def _backchannel_logout_uri(uri: str | None) -> str | None:
@@ -189,6 +268,39 @@ def delete(session: Session, client_id: str, *, actor: str) -> client_store.Stor
     client_store.delete_client(session, client_id)
     audit.record(session, "client.deleted", actor=actor, client=client_id, details={"name": client.name})
     return client
+
+
+#: each text field of a client, and the option that sets it
+_TEXT_FIELDS = {
+    "name": "--name",
+    "grant_types": "--grant-type",
+    "response_types": "--response-type",
+    "scopes": "--scope",
+    "redirect_uris": "--redirect-uri",
+    "audiences": "--audience",
+    "post_logout_redirect_uris": "--post-logout-redirect-uri",
+    "allowed_cors_origins": "--cors-origin",
+    "token_endpoint_auth_method": "--token-endpoint-auth-method",
+    "backchannel_logout_uri": "--backchannel-logout-uri",
+    "logo_uri": "--logo-uri",
+    "policy_uri": "--policy-uri",
+    "tos_uri": "--tos-uri",
+}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _plain_text(client: client_store.StoredClient) -> None:
+    """No control character and nothing but Unicode text (no lone surrogate) in any field:
+    neither can be stored everywhere, shown on a page or written in a header."""
+    for attribute, field in _TEXT_FIELDS.items():
+        value = getattr(client, attribute)
+        for text in (value,) if isinstance(value, str) else value or ():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ClientRegistrationError(field, "holds characters that are not text") from None
+            if _CONTROL.search(text):
+                raise ClientRegistrationError(field, "holds control characters")
 
 
 def _name(name: str) -> str:

@@ -26,6 +26,7 @@ from ..settings import Settings
 from ..storage import AsyncSession, Session, async_sessionmaker, outbox, transactions
 from ..storage.base import utcnow
 from ..storage.errors import is_unavailable
+from ..storage.leases import backoff
 from ..storage.outbox import QueuedMail
 from .messages import Messages, UnknownTemplate, associated, message_domain
 from .transport import Transport
@@ -37,13 +38,6 @@ log = logging.getLogger("ostiary.mail")
 BATCH = 20
 #: how long a claimed message is left to its sender before another may try it
 LEASE = timedelta(minutes=5)
-FIRST_RETRY = 30
-LAST_RETRY = 3600
-
-
-def backoff(attempts: int) -> timedelta:
-    """The wait after the ``attempts``-th failed attempt."""
-    return timedelta(seconds=min(LAST_RETRY, FIRST_RETRY * 2 ** max(0, attempts - 1)))
 
 
 def message_id_of(mail: QueuedMail, domain: str) -> str:

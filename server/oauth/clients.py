@@ -1,8 +1,9 @@
 """The Authlib view of a client (``ClientMixin``) over a stored snapshot, and how a client
 authenticates at the token endpoints (RFC 6749 §2.3.1).
 
-Our own ``client_secret_basic``, ``client_secret_post`` and ``none``: an unknown client, a
-wrong secret or a malformed header all end the same way, 401 ``invalid_client`` with
+Our own ``client_secret_basic``, ``client_secret_post`` and ``none``, each accepted only
+from a client registered for it; an unknown client, a wrong secret, a method the client did
+not register or a malformed header all end the same way, 401 ``invalid_client`` with
 ``WWW-Authenticate: Basic`` (RFC 9110 §15.5.2 requires the header on every 401), instead
 of Authlib's mix of 400 and 401 depending on the method tried first. Each reads the
 clients the endpoint looked up before the call (``request.extras.clients``), never the
@@ -73,7 +74,12 @@ class OAuthClient(ClientMixin):  # type: ignore[misc]
         return self.stored.secret_digest is None
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
-        return method == "none" if self.is_public else method in SECRET_METHODS
+        """Only the method the client registered (RFC 7591 §2 ``token_endpoint_auth_method``),
+        at every endpoint that authenticates clients: a secret registered to travel in the
+        Authorization header is refused in a form body. A public client's is ``none``."""
+        if self.is_public:
+            return method == "none"
+        return method in SECRET_METHODS and method == self.stored.token_endpoint_auth_method
 
     def check_response_type(self, response_type: str) -> bool:
         return response_type == "code" and "authorization_code" in self.stored.grant_types

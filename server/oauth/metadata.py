@@ -21,12 +21,20 @@ def server_metadata(settings: Settings, algorithms: list[str]) -> dict[str, Any]
         "token_endpoint": settings.endpoint("/token"),
         "userinfo_endpoint": settings.endpoint("/userinfo"),
         "end_session_endpoint": settings.endpoint("/logout"),
+        "backchannel_logout_supported": True,
+        "backchannel_logout_session_supported": True,
         "revocation_endpoint": settings.endpoint("/revoke"),
         "revocation_endpoint_auth_methods_supported": [*SECRET_METHODS, "none"],
         "introspection_endpoint": settings.endpoint("/introspect"),
         "introspection_endpoint_auth_methods_supported": list(SECRET_METHODS),
         "jwks_uri": settings.endpoint("/jwks"),
-        "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token"],
+        "grant_types_supported": [
+            "authorization_code",
+            "client_credentials",
+            "refresh_token",
+            "urn:ietf:params:oauth:grant-type:device_code",
+        ],
+        "device_authorization_endpoint": settings.endpoint("/device/authorize"),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query", "fragment", "form_post"],
         "token_endpoint_auth_methods_supported": [*SECRET_METHODS, "none"],
@@ -45,4 +53,12 @@ def server_metadata(settings: Settings, algorithms: list[str]) -> dict[str, Any]
         "claims_parameter_supported": False,
         "request_parameter_supported": False,
         "request_uri_parameter_supported": False,
+        **_registration(settings),
     }
+
+
+def _registration(settings: Settings) -> dict[str, Any]:
+    """RFC 7591 §3 (RFC 8414 §2): the registration endpoint, only when it is on."""
+    if settings.registration == "off":
+        return {}
+    return {"registration_endpoint": settings.endpoint("/register")}

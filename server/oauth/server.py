@@ -16,11 +16,13 @@ from ..storage import clients as client_store, grants as grant_store
 from ..storage.base import utcnow
 from .calls import current_request
 from .clients import OAuthClient, authenticate_basic, authenticate_none, authenticate_post, known_client
+from .endpoints.device_authorization import DeviceAuthorization
 from .endpoints.end_session import EndSession
 from .endpoints.introspection import Introspection
 from .endpoints.revocation import Revocation
 from .grants.authorization_code import AuthorizationCodeGrant, S256CodeChallenge
 from .grants.client_credentials import ClientCredentialsGrant
+from .grants.device_code import DeviceCodeGrant, OpenIDDevice
 from .grants.refresh_token import RefreshTokenGrant
 from .openid import OpenIDCode, OpenIDRefresh
 from .request import OAuthResponse, OstiaryRequest
@@ -51,6 +53,8 @@ class OstiaryAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
             },
         )
         self.register_grant(refresh_grant, [OpenIDRefresh(settings.issuer, keys, settings.id_token_ttl)])
+        self.register_grant(DeviceCodeGrant, [OpenIDDevice(settings.issuer, keys, settings.id_token_ttl)])
+        self.register_endpoint(DeviceAuthorization(self, settings))
         self.register_endpoint(EndSession(self, keys))
         self.register_endpoint(Revocation(self, keys, settings.issuer))
         self.register_endpoint(Introspection(self, keys, settings.issuer))
@@ -95,10 +99,10 @@ class OstiaryAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
     def save_token(self, token: dict[str, Any], request: OstiaryRequest) -> None:
         """Record what a user-bound token needs; JWT access tokens themselves are not stored.
 
-        A code exchange creates the grant (the family) and its first refresh token. A
-        refresh stored its successor already, when it consumed the presented token. A
-        family without ``offline_access`` is bound to the browser session it came from, so
-        signing out ends it.
+        A code exchange (or a device code's redemption, RFC 8628) creates the grant (the
+        family) and its first refresh token. A refresh stored its successor already, when
+        it consumed the presented token. A family without ``offline_access`` is bound to
+        the browser session it came from, so signing out ends it; a device's never is.
         """
         if request.authorization_code is None:
             return

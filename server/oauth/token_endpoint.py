@@ -10,7 +10,8 @@ that costs least for what it touches:
 - ``refresh_token`` validates in a transaction, where its token rotates (on PostgreSQL in
   one statement, without BEGIN and COMMIT); what it issues needs no database, so the
   signing runs detached.
-- every other grant, revocation and introspection run whole in one transaction.
+- every other grant (the device code's polls included), revocation, introspection and
+  device authorization (RFC 8628) run whole in one transaction.
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ class TokenEndpoints:
         return render(response)
 
     async def endpoint(self, name: str, request: OstiaryRequest) -> OAuthResponse:
-        """``revocation`` or ``introspection`` (which only reads, each read one statement)."""
+        """``revocation``, ``introspection`` (which only reads, each read one statement) or
+        ``device_authorization``."""
         await self.load_clients(request)
         return await in_transaction(
             self.sessionmaker,

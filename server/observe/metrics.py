@@ -13,6 +13,7 @@ age is exact at every scrape, however rarely a worker refreshes the instant.
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib.metadata
 import logging
 import platform
@@ -25,7 +26,15 @@ from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ..storage import AsyncEngine, AsyncSession, async_sessionmaker, engine as engine_module, outbox, transactions
+from ..storage import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    engine as engine_module,
+    logout_notices,
+    outbox,
+    transactions,
+)
 
 log = logging.getLogger("ostiary.metrics")
 
@@ -51,6 +60,11 @@ SIGNINS_FAILED = Counter("ostiary_signins_failed", "Refused sign-in attempts, by
 LOCKOUTS = Counter("ostiary_lockouts", "Accounts locked after repeated failures, by factor", ["factor"])
 SECOND_FACTOR_FAILURES = Counter("ostiary_second_factor_failures", "Wrong or refused second-factor codes")
 MAIL_FAILED = Counter("ostiary_mail_deliveries_failed", "Mail deliveries that failed (each is retried)")
+LOGOUT_NOTICES = Counter(
+    "ostiary_backchannel_logout_notices",
+    "Back-channel logout notices posted to clients, by outcome (delivered, failed, abandoned)",
+    ["outcome"],
+)
 POOL_IN_USE = Gauge(
     "ostiary_db_pool_connections_in_use", "Database connections checked out", multiprocess_mode="livesum"
 )
@@ -62,7 +76,17 @@ READINESS = Gauge(
     multiprocess_mode="livemin",
 )
 OUTBOX_PENDING = Gauge("ostiary_outbox_pending", "Mail queued and not yet sent", multiprocess_mode="livemax")
+LOGOUT_PENDING = Gauge(
+    "ostiary_logout_notices_pending",
+    "Back-channel logout notices queued and not yet delivered",
+    multiprocess_mode="livemax",
+)
 # Instants, turned into ages at each scrape (AgesFromInstants); never exposed as they are.
+LOGOUT_OLDEST = Gauge(
+    "ostiary_logout_notices_oldest_pending_timestamp_seconds",
+    "When the oldest undelivered back-channel logout notice was queued (0: none)",
+    multiprocess_mode="livemax",
+)
 OUTBOX_OLDEST = Gauge(
     "ostiary_outbox_oldest_pending_timestamp_seconds",
     "When the oldest unsent mail was queued (0: none)",
@@ -86,6 +110,11 @@ _AGES: dict[str, tuple[str, str, int]] = {
     "ostiary_outbox_oldest_pending_timestamp_seconds": (
         "ostiary_outbox_oldest_pending_age_seconds",
         "Seconds since the oldest unsent mail was queued (0: nothing pending)",
+        1,
+    ),
+    "ostiary_logout_notices_oldest_pending_timestamp_seconds": (
+        "ostiary_logout_notices_oldest_pending_age_seconds",
+        "Seconds since the oldest undelivered back-channel logout notice was queued (0: nothing pending)",
         1,
     ),
     "ostiary_signing_key_activated_timestamp_seconds": (
@@ -112,11 +141,14 @@ _WORKER_METRICS: tuple[Counter | Gauge | Histogram, ...] = (
     LOCKOUTS,
     SECOND_FACTOR_FAILURES,
     MAIL_FAILED,
+    LOGOUT_NOTICES,
     POOL_IN_USE,
     POOL_WAITS,
     READINESS,
     OUTBOX_PENDING,
     OUTBOX_OLDEST,
+    LOGOUT_PENDING,
+    LOGOUT_OLDEST,
     KEY_ACTIVATED,
     KEY_NEXT_ROTATION,
 )
@@ -162,10 +194,14 @@ def observe_pool(engine: AsyncEngine) -> None:
 
 
 async def refresh_outbox(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
-    pending, oldest = await transactions.run(sessionmaker, outbox.backlog, read_only=True)
-    OUTBOX_PENDING.set(pending)
-    # No mail pending: an age of 0, i.e. the oldest "was queued" now.
-    OUTBOX_OLDEST.set(oldest.timestamp() if oldest is not None else 0)
+    """The mail outbox's and the logout notices' backlogs. Nothing pending: an age of 0."""
+    for backlog, pending_gauge, oldest_gauge in (
+        (outbox.backlog, OUTBOX_PENDING, OUTBOX_OLDEST),
+        (logout_notices.backlog, LOGOUT_PENDING, LOGOUT_OLDEST),
+    ):
+        pending, oldest = await transactions.run(sessionmaker, backlog, read_only=True)
+        pending_gauge.set(pending)
+        oldest_gauge.set(oldest.timestamp() if oldest is not None else 0)
 
 
 async def refresh_periodically(sessionmaker: async_sessionmaker[AsyncSession], interval: float = 15) -> None:
@@ -208,7 +244,9 @@ def build_info() -> GaugeMetricFamily:
     return info
 
 
+@functools.cache
 def _version() -> str:
+    """The installed version, read once (a scrape need not read the package metadata)."""
     try:
         return importlib.metadata.version("ostiary")
     except importlib.metadata.PackageNotFoundError:  # run from a source tree that was not installed
@@ -218,10 +256,7 @@ def _version() -> str:
 def exposed_names() -> frozenset[str]:
     """Every sample name /metrics can show (for the alert rules and dashboards to be checked
     against)."""
-    names = {_BUILD_INFO}
-    for metric in _WORKER_METRICS:
-        names.update(name for name, _labels in _samples_of(metric))
-    return frozenset(names)
+    return frozenset(label_names())
 
 
 def label_names() -> dict[str, tuple[str, ...]]:

@@ -360,7 +360,7 @@ class Authorizer:
     ) -> Outcome:
         if user.must_change_password:  # before anything else, once signed in
             return password_change_page(handle, steps.client_name(self.server, stored))
-        if stored.client_id is None:  # an account sign-in
+        if stored.client_id is None or stored.return_to is not None:  # for our own pages (account, device)
             if not interactions.complete_interaction(db, digest(handle)):
                 return EXPIRED
             return Outcome(redirect=stored.return_to or "/account")
@@ -403,7 +403,7 @@ class Authorizer:
     def _decide(
         self, db: Session, handle: str, stored: StoredInteraction, session_token: str | None, allow: bool
     ) -> Outcome:
-        if stored.client_id is None:
+        if stored.client_id is None or stored.return_to is not None:  # no authorization request to consent to
             return EXPIRED
         session, user = steps.signed_in(db, session_token)
         if session is None or user is None or stored.session_sid != session.sid:

@@ -161,13 +161,17 @@ def begin_account(
     browser: str,
     return_to: str,
     origin: bytes | None,
+    client: Any = None,
 ) -> Outcome | None:
     """Sign-in for our own account pages: None when the browser's session is good enough,
-    else a new interaction and its page (password, second factor, new password)."""
+    else a new interaction and its page (password, second factor, new password).
+
+    With ``client``, sign-in for a page that acts for that client (a device's
+    confirmation, RFC 8628): at the level the client needs, with its name on the pages."""
     session, user = signed_in(db, session_token)
     step_up = must_change = False
     if session is not None and user is not None:
-        level = levels.for_request(db, NOTHING, None, user)
+        level = levels.for_request(db, NOTHING, client, user)
         step_up = level is Level.MFA and session.acr != ACR_MFA
         must_change = user.must_change_password
         if not step_up and not must_change:
@@ -179,16 +183,17 @@ def begin_account(
         handle,
         browser,
         origin,
-        client_id=None,
+        client_id=client.get_client_id() if client is not None else None,
         params=[],
         session_sid=session.sid if session is not None and (step_up or must_change) else None,
         return_to=return_to,
     )
+    name = client.stored.name if client is not None else ACCOUNT_NAME
     if step_up:
-        return otp_page(handle, ACCOUNT_NAME)
+        return otp_page(handle, name)
     if must_change:
-        return password_change_page(handle, ACCOUNT_NAME)
-    return Outcome(page="login.html", context={"handle": handle, "client_name": ACCOUNT_NAME, "username": ""})
+        return password_change_page(handle, name)
+    return Outcome(page="login.html", context={"handle": handle, "client_name": name, "username": ""})
 
 
 def framed(
@@ -293,11 +298,16 @@ def client_name(server: Any, stored: StoredInteraction) -> str:
 
 
 def consent_page(handle: str, grant: Any) -> Outcome:
+    client = grant.client.stored
     return Outcome(
         page="consent.html",
         context={
             "handle": handle,
-            "client_name": grant.client.stored.name,
+            "client_name": client.name,
+            # RFC 7591 §2: shown to the user (the page's CSP allows the logo's origin)
+            "client_logo": client.logo_uri,
+            "client_policy": client.policy_uri,
+            "client_tos": client.tos_uri,
             "scopes": [describe_scope(scope) for scope in grant.request.scope.split()],
         },
     )

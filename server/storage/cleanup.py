@@ -21,6 +21,7 @@ from .models import (
     AuthFailure,
     AuthorizationCode,
     BrowserSession,
+    DeviceAuthorization,
     Grant,
     Interaction,
     MailOutbox,
@@ -55,6 +56,13 @@ TARGETS = (
         AuthorizationCode,
         AuthorizationCode.code_digest,
         lambda now: AuthorizationCode.expires_at < now - CODE_RETENTION,
+    ),
+    # as codes: kept a while past expiry, so a late poll hears expired_token and a replay is known
+    Target(
+        "device_authorizations",
+        DeviceAuthorization,
+        DeviceAuthorization.device_code_digest,
+        lambda now: DeviceAuthorization.expires_at < now - CODE_RETENTION,
     ),
     Target("refresh_tokens", RefreshToken, RefreshToken.token_digest, lambda now: RefreshToken.expires_at < now),
     Target(

@@ -110,6 +110,23 @@ def get_client(session: Session, client_id: str) -> StoredClient | None:
     return _snapshot(row) if row else None
 
 
+_BY_REGISTRATION_TOKEN = select(*_BY_ID.selected_columns).where(
+    Client.client_id == bindparam("client_id"),
+    Client.registration_token_digest == bindparam("digest"),
+    Client.disabled_at.is_(None),
+)
+
+
+def get_registered_client(session: Session, client_id: str, registration_token_digest: bytes) -> StoredClient | None:
+    """The client ``client_id`` if ``registration_token_digest`` is its RFC 7592 registration
+    access token's and it is enabled; None otherwise, whether no such client exists, the token
+    is not its own, or an administrator disabled it. The database compares digests, never the
+    token itself."""
+    row = session.execute(_BY_REGISTRATION_TOKEN, {"client_id": client_id, "digest": registration_token_digest})
+    found = row.one_or_none()
+    return _snapshot(found) if found else None
+
+
 def list_clients(session: Session) -> list[StoredClient]:
     query = select(*_BY_ID.selected_columns).order_by(Client.created_at, Client.client_id)
     return [_snapshot(row) for row in session.execute(query)]

@@ -12,7 +12,7 @@ from datetime import datetime
 
 from sqlalchemy import bindparam, select, update
 
-from . import Session
+from . import Session, logout_notices
 from .base import insert_row, sha256, utcnow
 from .models import AuthorizationCode, User
 from .users import USER_COLUMNS, StoredUser, user_from
@@ -93,6 +93,8 @@ def insert_code(session: Session, code: str, stored: StoredCode, *, expires_at: 
         "expires_at": expires_at,
     }
     session.connection().execute(_INSERT_CODE, row)
+    if stored.session_sid is not None:
+        logout_notices.remember_client(session, stored.session_sid, stored.client_id)
 
 
 def consume(session: Session, code: str, client_id: str) -> StoredCode | None:

@@ -183,18 +183,6 @@ def revoke_session_bound(session: Session, user_id: int, reason: str, *, keep_si
     return len(result.all())
 
 
-def hand_over(session: Session, from_sid: str, to_sid: str, user_id: int) -> int:
-    """Bind ``user_id``'s live grants of session ``from_sid`` to ``to_sid`` (the same user
-    signing in again in the same browser); their end stays where it was. Returns how many."""
-    result = session.execute(
-        update(Grant)
-        .where(Grant.session_sid == from_sid, Grant.user_id == user_id, Grant.revoked_at.is_(None))
-        .values(session_sid=to_sid)
-        .returning(Grant.id)
-    )
-    return len(result.all())
-
-
 def revoke_for_user(session: Session, user_id: int, reason: str, *, client_id: str | None = None) -> int:
     """Revoke every grant of a user, or of a user and one client (password change or
     reset, admin action)."""

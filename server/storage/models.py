@@ -400,7 +400,8 @@ class SessionClient(Base):
 class LogoutNotice(Base):
     """A back-channel logout token still to be delivered to a client (an outbox row, as
     ``mail_outbox`` is for mail): queued in the transaction that ends the session, signed
-    and posted by a background sender, retried with backoff until the client takes it."""
+    and posted by a background sender, retried with backoff until the client takes it or a
+    day has passed. The row is deleted then, so the table holds only what is pending."""
 
     __tablename__ = "logout_notices"
 
@@ -413,9 +414,6 @@ class LogoutNotice(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
-    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    #: set when the notice was given up (the client gone or no longer asking for notices)
-    abandoned_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_error: Mapped[str | None] = mapped_column(Text)
 
 
@@ -437,6 +435,9 @@ class DeviceAuthorization(Base):
     #: ``pending``, ``approved`` or ``denied``
     status: Mapped[str] = mapped_column(String(16), server_default=text("'pending'"))
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    #: the grant (refresh family) its tokens belong to, chosen at approval: a replayed
+    #: device code revokes it
+    grant_id: Mapped[str | None] = mapped_column(String(64))
     session_sid: Mapped[str | None] = mapped_column(String(64))
     auth_time: Mapped[datetime | None] = mapped_column(UTCDateTime())
     acr: Mapped[str | None] = mapped_column(String(64))

@@ -1,9 +1,8 @@
 """The mail outbox: messages are queued in the transaction that causes them, and a
 background sender in every server process delivers them (``server.mail.sender``).
 
-A message is *claimed* by moving its next attempt a lease into the future, in one
-statement (``FOR UPDATE SKIP LOCKED`` on PostgreSQL), so two processes never send the
-same message at once; a sender that dies mid-send leaves it to be retried after the lease.
+A message is *claimed* for a lease (:mod:`.leases`), so two processes never send the same
+message at once; a sender that dies mid-send leaves it to be retried after the lease.
 
 Each row carries the unique left part of its ``Message-ID`` (RFC 5322 3.6.4), chosen when
 it is queued; the sender adds our issuer's host and sends the same header on every
@@ -20,7 +19,7 @@ from uuid import uuid4
 
 from sqlalchemy import func, insert, select, update
 
-from . import Session
+from . import Session, leases
 from .base import utcnow
 from .models import MailOutbox
 
@@ -113,20 +112,8 @@ def _insert(
 
 def claim_due(session: Session, *, limit: int, lease: timedelta) -> list[QueuedMail]:
     """Take up to ``limit`` messages due now, oldest first, for ``lease``."""
-    now = utcnow()
-    due = (
-        select(MailOutbox.id)
-        .where(MailOutbox.sent_at.is_(None), MailOutbox.next_attempt_at <= now)
-        .order_by(MailOutbox.next_attempt_at)
-        .limit(limit)
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        due = due.with_for_update(skip_locked=True)
-    rows = session.execute(
-        update(MailOutbox)
-        .where(MailOutbox.id.in_(due.scalar_subquery()))
-        .values(next_attempt_at=now + lease, attempts=MailOutbox.attempts + 1)
-        .returning(*_COLUMNS)
+    rows = leases.claim_due(
+        session, MailOutbox, pending=(MailOutbox.sent_at.is_(None),), returning=_COLUMNS, limit=limit, lease=lease
     )
     return sorted((QueuedMail(**row._mapping) for row in rows), key=lambda mail: mail.id)
 
@@ -141,11 +128,7 @@ def backlog(session: Session) -> tuple[int, datetime | None]:
 
 def release(session: Session, mail_ids: list[int]) -> None:
     """Hand claims back unused: due now, the claim's attempt not counted."""
-    session.execute(
-        update(MailOutbox)
-        .where(MailOutbox.id.in_(mail_ids), MailOutbox.sent_at.is_(None))
-        .values(next_attempt_at=utcnow(), attempts=MailOutbox.attempts - 1)
-    )
+    leases.release(session, MailOutbox, mail_ids, pending=(MailOutbox.sent_at.is_(None),))
 
 
 def mark_sent(session: Session, mail_id: int) -> None:

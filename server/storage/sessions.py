@@ -1,9 +1,11 @@
 """Browser sessions (single sign-on). Looked up by the SHA-256 of the cookie token.
 
 Ending a session here also revokes, in the same transaction, the refresh-token families
-bound to it (issued without ``offline_access``, OIDC Core §11): no caller can end one
-without the other. A session that expires needs nothing: its families were inserted
-ending with it.
+bound to it (issued without ``offline_access``, OIDC Core §11), and queues the
+back-channel logout notices of the clients it signed in to (:mod:`.logout_notices`): no
+caller can end one without the others. A session that expires needs nothing: its
+families were inserted ending with it, and its clients' own sessions end by their clocks
+(no notice is sent for an expiry, as in Keycloak).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
 
-from . import Session, grants as grant_store
+from . import Session, grants as grant_store, logout_notices
 from .base import utcnow
 from .models import BrowserSession
 
@@ -93,27 +95,19 @@ def get_live_session(session: Session, token_digest: bytes) -> StoredSession | N
     return _stored(row) if row else None
 
 
-def end_session(
-    session: Session, token_digest: bytes, reason: str, *, handover: tuple[int, str] | None = None
-) -> str | None:
+def end_session(session: Session, token_digest: bytes, reason: str) -> str | None:
     """End the live session with this token and revoke its families (``reason``); returns
-    its sid, or None if there was none.
-
-    ``handover`` (user id, new sid): the browser's next session, when the same user signs in
-    again; that user's families move to it instead of ending (a new sign-in of the same
-    person does not sign them out of their applications). Another user's sign-in in the
-    browser ends them (RP-Initiated Logout §2's "End-User has logged out" for the old one).
-    """
-    return _end_one(session, BrowserSession.token_digest == token_digest, reason, handover)
+    its sid, or None if there was none."""
+    return _end_one(session, BrowserSession.token_digest == token_digest, reason)
 
 
 def end_session_by_sid(session: Session, sid: str, reason: str) -> bool:
     """End the live session ``sid`` (an administrator ending it) and revoke its families;
     True if it was live."""
-    return _end_one(session, BrowserSession.sid == sid, reason, None) is not None
+    return _end_one(session, BrowserSession.sid == sid, reason) is not None
 
 
-def _end_one(session: Session, which: Any, reason: str, handover: tuple[int, str] | None) -> str | None:
+def _end_one(session: Session, which: Any, reason: str) -> str | None:
     row = session.execute(
         update(BrowserSession)
         .where(which, BrowserSession.ended_at.is_(None))
@@ -122,8 +116,7 @@ def _end_one(session: Session, which: Any, reason: str, handover: tuple[int, str
     ).one_or_none()
     if row is None:
         return None
-    if handover is not None and handover[0] == row.user_id:
-        grant_store.hand_over(session, row.sid, handover[1], row.user_id)
+    logout_notices.queue(session, [row.sid])
     grant_store.revoke_for_session(session, row.sid, reason)
     return str(row.sid)
 
@@ -139,17 +132,27 @@ def end_user_sessions(session: Session, user_id: int, reason: str, *, keep_sid: 
         .values(ended_at=utcnow())
         .returning(BrowserSession.sid)
     )
-    ended = len(result.all())
+    ended = [row.sid for row in result]
+    logout_notices.queue(session, ended)
     grant_store.revoke_session_bound(session, user_id, reason, keep_sid=keep_sid)
-    return ended
+    return len(ended)
 
 
 def step_up(
-    session: Session, old_digest: bytes, new_digest: bytes, *, amr: list[str], acr: str, auth_time: datetime
+    session: Session,
+    old_digest: bytes,
+    new_digest: bytes,
+    *,
+    amr: list[str],
+    acr: str,
+    auth_time: datetime,
+    expires_at: datetime | None = None,
 ) -> StoredSession | None:
     """Raise a live session to a new authentication level under a new token (the old cookie
-    stops working: no fixation across a privilege change). The sid stays, so ID tokens and
-    grants already tied to it still are. None if the session ended meanwhile."""
+    stops working: no fixation across a privilege change), and to ``expires_at`` if given
+    (a new sign-in). The sid stays, so ID tokens and grants already tied to it still are.
+    None if the session ended meanwhile."""
+    extended = {"expires_at": expires_at} if expires_at is not None else {}
     row = session.execute(
         update(BrowserSession)
         .where(
@@ -157,7 +160,7 @@ def step_up(
             BrowserSession.ended_at.is_(None),
             BrowserSession.expires_at > utcnow(),
         )
-        .values(token_digest=new_digest, amr=amr, acr=acr, auth_time=auth_time)
+        .values(token_digest=new_digest, amr=amr, acr=acr, auth_time=auth_time, **extended)
         .returning(*_COLUMNS)
     ).one_or_none()
     return _stored(row) if row else None

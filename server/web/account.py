@@ -151,6 +151,7 @@ async def _password(posted: Posted) -> Response:
         posted.field("new_password"),
         posted.field("confirm_password"),
     )
+    posted.runtime.announce_logouts()
     response = posted.runtime.pages.redirect("/account?done=password")
     posted.runtime.pages.set_session(response, new_token)
     return response
@@ -167,6 +168,7 @@ async def _reauthenticate(posted: Posted) -> Response:
 
 async def _end_everywhere(posted: Posted) -> Response:
     await posted.runtime.account.end_everywhere(posted.token)
+    posted.runtime.announce_logouts()
     response = posted.runtime.pages.redirect("/account")
     posted.runtime.pages.clear_session(response)
     return response

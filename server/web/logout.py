@@ -39,13 +39,14 @@ async def logout(request: Request) -> Response:
     if result.kind == "error":
         return pages.error("This sign-out request cannot be used", result.message)
     if result.kind == "confirm":
-        context = {"params": params, "client_name": result.client_name}
+        context = {"params": params, "client_name": result.client_name, "apps": result.apps}
         return pages.render(
             "logout_confirm.html", context, browser=browser, new_browser=new_browser, client_redirect=result.redirect
         )
+    runtime.announce_logouts()
     if result.location:
         response = pages.redirect(result.location, status=303 if request.method == "POST" else 302)
     else:
-        response = pages.render("logged_out.html", {}, browser=browser, new_browser=new_browser)
+        response = pages.render("logged_out.html", {"apps": result.apps}, browser=browser, new_browser=new_browser)
     pages.clear_session(response)
     return response

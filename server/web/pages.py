@@ -31,11 +31,12 @@ TEMPLATES = Path(__file__).parent / "templates"
 _CSP = "default-src 'none'; style-src 'self'; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'"
 
 
-def page_headers(form_action: str = "'self'") -> dict[str, str]:
+def page_headers(form_action: str = "'self'", image_origin: str | None = None) -> dict[str, str]:
+    csp = _CSP.replace("img-src 'self' data:", f"img-src 'self' data: {image_origin}") if image_origin else _CSP
     return {
         "Cache-Control": "no-store",
         "Pragma": "no-cache",
-        "Content-Security-Policy": f"{_CSP}; form-action {form_action}",
+        "Content-Security-Policy": f"{csp}; form-action {form_action}",
         "X-Frame-Options": "DENY",
         "Referrer-Policy": "no-referrer",
     }
@@ -111,7 +112,10 @@ class Pages:
             **context, csrf_token=self.csrf.token_for(browser), issuer=self.settings.issuer
         )
         origin = csp_origin(client_redirect) if client_redirect else None
-        headers = page_headers(f"'self' {origin}") if origin else PAGE_HEADERS
+        # a client's logo (the consent page): its origin may serve the page's images
+        logo = context.get("client_logo")
+        image = csp_origin(logo) if isinstance(logo, str) else None
+        headers = page_headers(f"'self' {origin}" if origin else "'self'", image) if origin or image else PAGE_HEADERS
         response = HTMLResponse(html, status_code=status, headers=headers)
         if new_browser:
             self._set(response, self.browser_cookie, browser, max_age=None)

@@ -67,6 +67,7 @@ async def reset(request: Request) -> Response:
         user = await runtime.resets.user_of(token)
         context = {"token": token, "username": user.username if user else "", "error": str(error), "expired": not user}
         return pages.render("password_reset.html", context, browser=browser, new_browser=False)
+    runtime.announce_logouts()
     response = pages.render("password_reset.html", {"done": True}, browser=browser, new_browser=False)
     pages.clear_session(response)
     return response

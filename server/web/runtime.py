@@ -19,6 +19,7 @@ from ..keys.secret import resolve_secret
 from ..keys.wrapping import KeyWrappers, derive_key, key_wrappers
 from ..mail.sender import OutboxSender
 from ..mfa.service import SecondFactor
+from ..notify.backchannel import LogoutNotifier
 from ..oauth.calls import Threads
 from ..oauth.metadata import server_metadata
 from ..oauth.server import OstiaryAuthorizationServer
@@ -61,6 +62,14 @@ class Runtime:
     #: the mail sender and its task, when this process sends mail (OSTIARY_MAIL_POLL_INTERVAL)
     sender: OutboxSender | None = None
     sender_task: asyncio.Task[None] | None = None
+    #: the back-channel logout sender, when this process posts notices
+    notifier: LogoutNotifier | None = None
+
+    def announce_logouts(self) -> None:
+        """Sessions may just have ended here: post their back-channel logout notices now
+        rather than at the sender's next look."""
+        if self.notifier is not None:
+            self.notifier.wake()
 
     def on_key_change(self, ring: KeyRing) -> None:
         """A new key ring: the metadata lists the algorithms that now have an active key."""

@@ -58,6 +58,11 @@ async def introspect(request: Request) -> Response:
     return await _endpoint(request, "introspection", "/introspect")
 
 
+async def device_authorization(request: Request) -> Response:
+    """``POST /device/authorize`` (RFC 8628 §3.1)."""
+    return await _endpoint(request, "device_authorization", "/device/authorize")
+
+
 async def _endpoint(request: Request, name: str, path: str) -> Response:
     runtime: Runtime = request.app.state.runtime
     form = await _checked_form(request, runtime)

@@ -1,4 +1,4 @@
-"""End to end: the administration commands, run as ``ostiary`` processes against a served one.
+"""End to end: the administration commands, run against a served ``ostiary``.
 
 ``ostiary users disable | enable | update | delete | unlock``, ``ostiary clients
 disable | enable | rotate-secret | update | delete`` and ``ostiary sessions list | end``:
@@ -7,7 +7,9 @@ it changes for a client or a user of the running server, the audit row naming th
 ``cli``, and one clear line with a non-zero exit for bad input.
 
 The server runs with ``OSTIARY_CLIENT_CACHE_TTL=0``, so that a change is seen at once
-rather than within the cache's lifetime.
+rather than within the cache's lifetime. The commands of a test are run one after another
+by one process calling the command's entry point (:class:`tests.e2e.process.Commands`): each
+start of ``ostiary`` costs a second or two of imports.
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ from sqlalchemy import func, select
 from server.settings import Settings
 from server.storage.engine import make_engine
 from server.storage.models import AuditEvent
-from tests.e2e.process import create_client_with_cli, create_user_with_cli, serving, sign_in
-from tests.helpers import TestDatabase, make_settings, ostiary_env, run_ostiary
+from tests.e2e.process import Commands, serving, sign_in
+from tests.helpers import TestDatabase, make_settings, ostiary_env
 from tests.oidc import PASSWORD, REDIRECT_URI, Flow, forms_of
 
 SERVE_ENV = {
@@ -39,8 +41,48 @@ SERVE_ENV = {
 }
 
 
-def ostiary(settings: Settings, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return run_ostiary(list(args), ostiary_env(settings, **SERVE_ENV), cwd=tmp_path)
+#: the process running each test's commands, started by its first one
+_COMMANDS: dict[tuple[str, Path], Commands] = {}
+
+
+@pytest.fixture(autouse=True)
+def _end_commands(database: TestDatabase) -> Iterator[None]:
+    """Ends the test's commands process before its database goes."""
+    yield
+    while _COMMANDS:
+        _COMMANDS.popitem()[1].close()
+
+
+def ostiary(settings: Settings, tmp_path: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    key = (settings.database_url, tmp_path)
+    if key not in _COMMANDS:
+        _COMMANDS[key] = Commands(ostiary_env(settings, **SERVE_ENV), tmp_path)
+    return _COMMANDS[key].run(*args, stdin=stdin)
+
+
+def create_client_with_cli(settings: Settings, tmp_path: Path, *options: str) -> dict[str, str]:
+    """``ostiary clients create --json``; without options, a client_credentials client."""
+    default = ("--scope", "reports:read", "--audience", "https://reports.example.com")
+    created: dict[str, str] = succeeded(
+        ostiary(settings, tmp_path, "clients", "create", "--name", "reports", *(options or default), "--json")
+    )
+    return created
+
+
+def create_user_with_cli(settings: Settings, tmp_path: Path, username: str) -> None:
+    created = ostiary(
+        settings,
+        tmp_path,
+        "users",
+        "create",
+        "--username",
+        username,
+        "--email",
+        f"{username}@example.com",
+        "--password-stdin",
+        stdin=PASSWORD + "\n",
+    )
+    assert created.returncode == 0, created.stderr
 
 
 def succeeded(result: subprocess.CompletedProcess[str]) -> Any:
@@ -255,7 +297,7 @@ def test_clients_update_follows_the_rules_of_create(settings: Settings, tmp_path
             client["client_id"],
         )
     )
-    assert updated["name"] == "Reports v2"
+    assert updated["client_name"] == "Reports v2"
     assert updated["scope"] == "reports:read reports:write"
     assert updated["audiences"] == ["https://reports.example.com/v2"]
     answer = httpx.post(
@@ -285,7 +327,7 @@ def test_clients_update_follows_the_rules_of_create(settings: Settings, tmp_path
     refused(ostiary(settings, tmp_path, "clients", "update", "--", cid), "nothing to change")
     refused(ostiary(settings, tmp_path, "clients", "update", "--name", "x", "--", "nope"), "no client")
     listed = succeeded(ostiary(settings, tmp_path, "clients", "list", "--json"))
-    assert [entry["name"] for entry in listed] == ["Reports v2"]  # nothing half-written
+    assert [entry["client_name"] for entry in listed] == ["Reports v2"]  # nothing half-written
 
 
 def test_clients_delete_ends_its_tokens(
@@ -296,7 +338,7 @@ def test_clients_delete_ends_its_tokens(
     assert introspect(served, access, resource_server)["active"] is True
 
     deleted = succeeded(ostiary(settings, tmp_path, "clients", "delete", "--json", "--", client["client_id"]))
-    assert deleted == {"client_id": client["client_id"], "name": "reports", "deleted": True}
+    assert deleted == {"client_id": client["client_id"], "client_name": "reports", "deleted": True}
     assert introspect(served, access, resource_server) == {"active": False}
     assert token(served, client).status_code == 401
     assert cli_audit(settings) == [("client.deleted", client["client_id"])]

@@ -164,6 +164,7 @@ async def test_a_restart_under_load_answers_503_never_500_and_loses_no_token(tmp
                 grant_types=["authorization_code", "refresh_token"],
                 scopes=["openid", "offline_access"],
                 redirect_uris=[REDIRECT_URI],
+                token_endpoint_auth_method="client_secret_post",
             )
             resource_server = await create_client(settings, name="resource server", introspection=True)
             tokens = [f"restart-refresh-token-{i}" for i in range(CHAINS)]

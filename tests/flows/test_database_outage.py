@@ -82,7 +82,7 @@ async def test_token_and_health_answer_503_while_down_and_recover(
     # No client cache: every token request reaches the database.
     settings = make_settings(proxied, tmp_path, client_cache_ttl=0, db_pool_timeout=2)
     async with serve_in_process(settings) as base_url, httpx.AsyncClient(base_url=base_url, timeout=30) as http:
-        client = await create_client(settings)
+        client = await create_client(settings, token_endpoint_auth_method="client_secret_post")
         form = {
             "grant_type": "client_credentials",
             "client_id": client.client_id,
@@ -125,6 +125,7 @@ async def test_a_refresh_answers_503_while_down_and_its_token_works_afterwards(
             grant_types=["authorization_code", "refresh_token"],
             scopes=["offline_access"],
             redirect_uris=["https://app.example.com/cb"],
+            token_endpoint_auth_method="client_secret_post",
         )
         tokens = [f"refresh-token-{i}" for i in range(3)]
         await seed_families(postgres_database.url, client.client_id, tokens)

@@ -235,5 +235,11 @@ async def test_without_an_overlap_the_old_secret_stops_at_once(live: Live) -> No
     )
     assert_invalid_client(await client_credentials(live, old))
     assert (await client_credentials(live, Client(old.client_id, secret))).status_code == 200
-    form = {"grant_type": "client_credentials", "client_id": old.client_id, "client_secret": old.client_secret}
+
+    poster = await create_client(live.settings, token_endpoint_auth_method="client_secret_post")
+    secret = await as_admin(
+        live, lambda db: client_service.rotate_secret(db, poster.client_id, keep_old_for=0, actor="test")
+    )
+    form = {"grant_type": "client_credentials", "client_id": poster.client_id, "client_secret": poster.client_secret}
     assert_invalid_client(await live.http.post("/token", data=form))
+    assert (await live.http.post("/token", data={**form, "client_secret": secret})).status_code == 200

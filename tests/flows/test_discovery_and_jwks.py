@@ -25,7 +25,13 @@ async def test_metadata_advertises_what_is_implemented(live: Live, path: str) ->
     assert metadata["authorization_endpoint"] == live.base_url + "/authorize"
     assert metadata["userinfo_endpoint"] == live.base_url + "/userinfo"
     assert metadata["end_session_endpoint"] == live.base_url + "/logout"
-    assert metadata["grant_types_supported"] == ["authorization_code", "client_credentials", "refresh_token"]
+    assert metadata["grant_types_supported"] == [
+        "authorization_code",
+        "client_credentials",
+        "refresh_token",
+        "urn:ietf:params:oauth:grant-type:device_code",
+    ]
+    assert metadata["device_authorization_endpoint"] == live.base_url + "/device/authorize"
     assert metadata["revocation_endpoint"] == live.base_url + "/revoke"
     assert metadata["introspection_endpoint"] == live.base_url + "/introspect"
     assert "offline_access" in metadata["scopes_supported"]
@@ -37,11 +43,11 @@ async def test_metadata_advertises_what_is_implemented(live: Live, path: str) ->
     assert metadata["request_uri_parameter_supported"] is False  # OIDC's default is true
     assert metadata["token_endpoint_auth_methods_supported"] == ["client_secret_basic", "client_secret_post", "none"]
     # Nothing that is not served yet.
-    for absent in ("registration_endpoint", "device_authorization_endpoint", "pushed_authorization_request_endpoint"):
+    for absent in ("registration_endpoint", "pushed_authorization_request_endpoint"):
         assert absent not in metadata
     # Every advertised endpoint exists (it may want another method or a token, never 404).
     endpoints = ("authorization_endpoint", "token_endpoint", "userinfo_endpoint", "end_session_endpoint", "jwks_uri")
-    for name in (*endpoints, "revocation_endpoint", "introspection_endpoint"):
+    for name in (*endpoints, "revocation_endpoint", "introspection_endpoint", "device_authorization_endpoint"):
         response = await live.http.get(metadata[name].removeprefix(live.base_url))
         assert response.status_code != 404, name
 

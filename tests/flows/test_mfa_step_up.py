@@ -221,7 +221,7 @@ async def test_a_session_with_both_factors_goes_straight_through_until_told_to_a
     page = await signin.browser.submit(page, {"code": enrolled.backup_codes[0]})
     claims = await id_token(signin, flow, await code_from(signin, page, flow))
     assert claims["acr"] == ACR_MFA and claims["amr"] == ["pwd", "otp", "mfa"]
-    assert claims["sid"] != first["sid"]
+    assert claims["sid"] == first["sid"]  # the same person signed in again: the same session
 
 
 # -- codes ---------------------------------------------------------------------------------
@@ -285,7 +285,7 @@ async def test_three_wrong_codes_lock_out_even_the_right_one_which_is_not_spent(
     assert 0 < int(page.headers["retry-after"]) <= 10
     assert otp_error(page).startswith("Too many wrong codes. Try again in")
 
-    right = await enrolled.app.code()
+    right = await enrolled.app.code(lasting=20)  # still taken after the lock's ten seconds
     page = await signin.browser.submit(page, {"code": right})
     assert page.status_code == 429 and otp_error(page).startswith("Too many wrong codes.")
 
@@ -313,7 +313,8 @@ async def test_a_stranger_who_knows_the_password_cannot_lock_the_owners_browser_
     owner = signin.browser
     flow = Flow.start(signin.rp.client_id)
     page = await otp_page_after_password(signin, flow)
-    page = await owner.submit(page, {"code": await enrolled.app.code()})
+    # A backup code completes this sign-in: the app's time steps are kept for the codes below.
+    page = await owner.submit(page, {"code": enrolled.backup_codes[0]})
     await code_from(signin, page, flow)
     assert "ostiary_device" in signin.http.cookies
     signin.http.cookies.delete(SESSION)  # signed out; the known-device cookie stays
@@ -331,13 +332,15 @@ async def test_a_stranger_who_knows_the_password_cannot_lock_the_owners_browser_
             page = await stranger.browser.submit(page, {"code": enrolled.app.wrong()})
         assert page.status_code == 429, page.text
 
-        # Another new browser shares the account's counter: locked, even the right code.
+        # Another new browser shares the account's counter: locked, even the right code,
+        # which is refused unchecked ...
         newcomer = SignIn(signin.live, signin.rp, signin.username, Browser(newcomer_http))
         page = await otp_page_after_password(newcomer, Flow.start(signin.rp.client_id))
-        page = await newcomer.browser.submit(page, {"code": await enrolled.app.code()})
+        page = await newcomer.browser.submit(page, {"code": await enrolled.app.unspent()})
         assert page.status_code == 429 and otp_error(page).startswith("Too many wrong codes.")
 
-        # The owner's known browser completes its second factor meanwhile.
+        # ... so the owner's known browser completes its second factor meanwhile, with the
+        # app's next code (that same one, unless its step has nearly run out).
         flow = Flow.start(signin.rp.client_id)
         page = await otp_page_after_password(signin, flow)
         page = await owner.submit(page, {"code": await enrolled.app.code()})

@@ -26,6 +26,7 @@ from server.app import create_app
 from server.settings import Settings
 from server.web.wellknown import DOCUMENTS
 from tests.flows.conftest import SignIn
+from tests.helpers import create_client
 from tests.oidc import REDIRECT_URI, Flow, forms_of
 
 pytestmark = pytest.mark.anyio
@@ -53,6 +54,9 @@ class Known:
     rp_secret: str
     cc_id: str
     cc_secret: str
+    #: a client_credentials client registered to send its secret in the body
+    post_id: str
+    post_secret: str
     cookies: bytes
     csrf: str
     access_token: str
@@ -133,11 +137,11 @@ def parameter_sets(known: Known) -> Iterator[tuple[str, dict[str, str]]]:
     yield "token: refresh huge", {"grant_type": "refresh_token", "refresh_token": "r" * 20_000, "scope": "openid x"}
     yield (
         "token: post auth",
-        {"grant_type": "client_credentials", "client_id": known.cc_id, "client_secret": "\u00e9", "scope": "\u00e9"},
+        {"grant_type": "client_credentials", "client_id": known.post_id, "client_secret": "\u00e9", "scope": "\u00e9"},
     )
     yield (
         "token: resources",
-        {"grant_type": "client_credentials", "client_id": known.cc_id, "client_secret": known.cc_secret,
+        {"grant_type": "client_credentials", "client_id": known.post_id, "client_secret": known.post_secret,
          "resource": "https://x.example/#frag"},
     )  # fmt: skip
     yield "token: odd grant type", {"grant_type": "urn:\u00e9", "client_id": rp, "assertion": "a.b.c"}
@@ -210,11 +214,14 @@ async def known_values(signin: SignIn) -> Known:
     cookies = "; ".join(f"{name}={value}" for name, value in signin.http.cookies.items())
     account = await signin.http.get("/account")
     csrf = next((form.fields["csrf_token"] for form in forms_of(account.text) if "csrf_token" in form.fields), "")
+    poster = await create_client(signin.live.settings, token_endpoint_auth_method="client_secret_post")
     return Known(
         rp_id=signin.rp.client_id,
         rp_secret=signin.rp.client_secret,
         cc_id=signin.live.client.client_id,
         cc_secret=signin.live.client.client_secret,
+        post_id=poster.client_id,
+        post_secret=poster.client_secret,
         cookies=cookies.encode(),
         csrf=csrf,
         access_token=tokens["access_token"],

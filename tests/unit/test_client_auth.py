@@ -175,8 +175,13 @@ def test_a_redirect_uri_matches_only_exactly(uri: str) -> None:
 
 
 @pytest.mark.parametrize("method", ["client_secret_basic", "client_secret_post"])
-def test_a_confidential_client_authenticates_with_its_secret(method: str) -> None:
-    assert make_client().check_endpoint_auth_method(method, "token")
+def test_a_confidential_client_authenticates_with_its_registered_method_only(method: str) -> None:
+    client = make_client(token_endpoint_auth_method=method)
+    other = "client_secret_post" if method == "client_secret_basic" else "client_secret_basic"
+
+    for endpoint in ("token", "revocation", "introspection"):
+        assert client.check_endpoint_auth_method(method, endpoint)
+        assert not client.check_endpoint_auth_method(other, endpoint)
 
 
 @pytest.mark.parametrize("method", ["none", "private_key_jwt", "client_secret_jwt", "tls_client_auth"])

@@ -21,7 +21,8 @@ from joserfc.jwk import KeySet
 from ...authn import sessions
 from ...keys.holder import KeyRingHolder
 from ...settings import SIGNING_ALGS
-from ...storage import Session, users as user_store
+from ...storage import Session, logout_notices, users as user_store
+from ...storage.logout_notices import SignedInClient
 from ...storage.sessions import StoredSession
 from ..request import OstiaryRequest
 
@@ -66,6 +67,9 @@ class Decision:
     #: "confirm": where the confirmed sign-out will redirect (a registered
     #: post_logout_redirect_uri), so the page's CSP lets its form lead there
     redirect: str | None = None
+    #: the applications the session signed in to: those told by back-channel logout, and
+    #: those the user must sign out of themselves
+    apps: tuple[SignedInClient, ...] = ()
 
 
 def decide(server: Any, request: OstiaryRequest, confirmed: bool) -> Decision:
@@ -80,13 +84,14 @@ def decide(server: Any, request: OstiaryRequest, confirmed: bool) -> Decision:
         return Decision("error", message=error.get_error_description() or error.error)
     db = request.extras.session
     session = sessions.load(db, request.extras.browser_session_token)
+    apps = tuple(logout_notices.signed_in_clients(db, session.sid)) if session is not None else ()
     if session is not None and not confirmed and not _hint_matches(db, validated.id_token_claims, session):
         client = validated.client
         name = client.stored.name if client is not None else None
-        return Decision("confirm", client_name=name, redirect=validated.redirect_uri)
+        return Decision("confirm", client_name=name, redirect=validated.redirect_uri, apps=apps)
     response = server.create_endpoint_response("end_session", validated)
     location = dict(response.headers).get("Location") if response is not None else None
-    return Decision("done", location=location)
+    return Decision("done", location=location, apps=apps)
 
 
 def _hint_matches(db: Session, claims: dict[str, Any] | None, session: StoredSession) -> bool:

@@ -1,0 +1,1 @@
+"""Telling other parties what happened: back-channel logout notices to clients."""

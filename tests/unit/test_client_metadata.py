@@ -1,0 +1,210 @@
+"""Client metadata in RFC 7591's names (``server/clients/metadata.py``), and the rules of
+registration for what RFC 7591 adds: the authentication method, the response types and the
+URIs shown to users."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from server.clients.errors import ClientRegistrationError
+from server.clients.metadata import NAMES, document_of, fields_from, with_defaults
+from server.clients.secrets import secret_digest
+from server.clients.service import validated
+from server.storage.clients import StoredClient
+
+REDIRECT_URI = "https://rp.example.com/callback"
+
+#: every name, as a client would send it
+DOCUMENT: dict[str, Any] = {
+    "client_name": "Photo Prints",
+    "redirect_uris": [REDIRECT_URI],
+    "post_logout_redirect_uris": ["https://rp.example.com/signed-out"],
+    "grant_types": ["authorization_code", "refresh_token"],
+    "response_types": ["code"],
+    "token_endpoint_auth_method": "client_secret_post",
+    "scope": "openid profile",
+    "allowed_cors_origins": [],
+    "backchannel_logout_uri": "https://rp.example.com/backchannel",
+    "backchannel_logout_session_required": True,
+    "logo_uri": "https://rp.example.com/logo.png",
+    "policy_uri": "https://rp.example.com/privacy",
+    "tos_uri": "https://rp.example.com/terms",
+}
+
+
+def stored(**changes: Any) -> StoredClient:
+    client = StoredClient(
+        client_id="client-1",
+        name="Photo Prints",
+        secret_digest=secret_digest("s" * 43),
+        grant_types=("authorization_code",),
+        scopes=("openid",),
+        redirect_uris=(REDIRECT_URI,),
+        audiences=(),
+        created_at=datetime(2026, 1, 1, tzinfo=UTC),
+        disabled_at=None,
+    )
+    return replace(client, **changes)
+
+
+def test_the_vocabulary_is_rfc_7591s() -> None:
+    assert set(NAMES) == set(DOCUMENT)
+
+
+def test_a_document_round_trips_through_a_stored_client() -> None:
+    client = validated(stored(**fields_from(DOCUMENT)))
+    assert document_of(client) == DOCUMENT
+
+
+def test_scope_is_a_space_separated_string() -> None:
+    assert fields_from({"scope": " openid  email "})["scopes"] == ("openid", "email")
+
+
+def test_unknown_names_are_refused_naming_them() -> None:
+    with pytest.raises(ClientRegistrationError) as caught:
+        fields_from({**DOCUMENT, "contacts": [], "jwks_uri": "x"})
+    assert caught.value.field == "contacts, jwks_uri"
+    assert "unknown client metadata" in str(caught.value)
+
+
+def test_unknown_names_may_be_ignored() -> None:
+    assert fields_from({"contacts": ["a@example.com"], "client_name": "x"}, ignore_unknown=True) == {"name": "x"}
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("redirect_uris", REDIRECT_URI),
+        ("grant_types", [1]),
+        ("scope", ["openid"]),
+        ("logo_uri", 5),
+        ("backchannel_logout_session_required", "true"),
+        ("client_name", None),
+    ],
+)
+def test_a_value_of_the_wrong_type_is_refused_naming_it(name: str, value: Any) -> None:
+    with pytest.raises(ClientRegistrationError) as caught:
+        fields_from({name: value})
+    assert caught.value.field == name
+
+
+def test_defaults_fill_what_a_registration_leaves_out() -> None:
+    assert with_defaults({"redirect_uris": [REDIRECT_URI], "grant_types": None}) == {
+        "grant_types": ["authorization_code"],
+        "response_types": ["code"],
+        "token_endpoint_auth_method": "client_secret_basic",
+        "redirect_uris": [REDIRECT_URI],
+    }
+
+
+def test_absent_uris_are_left_out_of_the_document() -> None:
+    document = document_of(validated(stored()))
+    for name in ("logo_uri", "policy_uri", "tos_uri", "backchannel_logout_uri"):
+        assert name not in document
+
+
+# The rules of registration
+
+
+@pytest.mark.parametrize("method", ["client_secret_basic", "client_secret_post"])
+def test_a_client_with_a_secret_sends_it_in_either_way(method: str) -> None:
+    assert validated(stored(token_endpoint_auth_method=method)).token_endpoint_auth_method == method
+
+
+def test_a_client_with_a_secret_cannot_use_none() -> None:
+    with pytest.raises(ClientRegistrationError, match="client_secret_basic or client_secret_post") as caught:
+        validated(stored(token_endpoint_auth_method="none"))
+    assert caught.value.metadata_name == "token_endpoint_auth_method"
+
+
+@pytest.mark.parametrize("method", ["client_secret_basic", "client_secret_post"])
+def test_a_public_client_uses_none(method: str) -> None:
+    assert validated(stored(secret_digest=None, token_endpoint_auth_method="none")).is_public
+    with pytest.raises(ClientRegistrationError, match="no secret"):
+        validated(stored(secret_digest=None, token_endpoint_auth_method=method))
+
+
+@pytest.mark.parametrize("method", ["private_key_jwt", "client_secret_jwt", "tls_client_auth", ""])
+def test_other_methods_are_not_supported(method: str) -> None:
+    with pytest.raises(ClientRegistrationError, match="not supported"):
+        validated(stored(token_endpoint_auth_method=method))
+
+
+@pytest.mark.parametrize("response_type", ["token", "id_token", "code id_token", "none"])
+def test_only_the_code_response_type_is_served(response_type: str) -> None:
+    with pytest.raises(ClientRegistrationError, match="not supported") as caught:
+        validated(stored(response_types=("code", response_type)))
+    assert caught.value.metadata_name == "response_types"
+
+
+def test_response_types_follow_the_grant_types() -> None:
+    assert validated(stored(response_types=())).response_types == ("code",)
+    machine = stored(grant_types=("client_credentials",), redirect_uris=(), response_types=("code",))
+    assert validated(machine).response_types == ()
+
+
+@pytest.mark.parametrize("name", ["logo_uri", "policy_uri", "tos_uri"])
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "http://rp.example.com/x",
+        "javascript:alert(1)",
+        "data:image/png;base64,AAAA",
+        "/relative/logo.png",
+        "https://",
+        "https://user@rp.example.com/x",
+        'https://rp.example.com/"onerror="x',
+        "https://rp.example.com/a b",
+        "https://rp.example.com:99999/x",
+    ],
+)
+def test_uris_shown_to_users_are_absolute_https(name: str, uri: str) -> None:
+    with pytest.raises(ClientRegistrationError) as caught:
+        validated(stored(**{name: uri}))
+    assert caught.value.metadata_name == name
+
+
+@pytest.mark.parametrize("uri", ["https://rp.example.com/logo.png?v=2", "http://127.0.0.1:8080/logo.png"])
+def test_https_or_loopback_http_uris_are_kept(uri: str) -> None:
+    assert validated(stored(logo_uri=uri)).logo_uri == uri
+
+
+def test_an_empty_uri_is_none() -> None:
+    assert validated(stored(policy_uri="  ")).policy_uri is None
+
+
+def test_an_error_names_the_metadata_in_rfc_7591_terms() -> None:
+    with pytest.raises(ClientRegistrationError) as caught:
+        validated(stored(redirect_uris=("http://rp.example.com/cb",)))
+    assert caught.value.field == "--redirect-uri"
+    converted = caught.value.in_metadata_terms()
+    assert converted.field == "redirect_uris" and str(converted).startswith("redirect_uris: ")
+
+
+DEVICE_CODE = "urn:ietf:params:oauth:grant-type:device_code"
+
+
+def test_a_device_client_may_have_refresh_tokens_and_require_a_second_factor() -> None:
+    # a television app: no redirect URI, no code flow
+    device = stored(grant_types=(DEVICE_CODE, "refresh_token"), redirect_uris=(), require_mfa=True)
+    client = validated(device)
+    assert client.grant_types == (DEVICE_CODE, "refresh_token") and client.require_mfa
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"grant_types": ("client_credentials", "refresh_token"), "redirect_uris": ()}, "--grant-type"),
+        ({"grant_types": ("client_credentials",), "redirect_uris": (), "require_mfa": True}, "--require-mfa"),
+    ],
+)
+def test_refresh_tokens_and_second_factors_need_a_grant_a_user_signs_in_through(
+    changes: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(ClientRegistrationError) as caught:
+        validated(stored(**changes))
+    assert caught.value.field == field
