@@ -650,7 +650,8 @@ class Settings:
         "OSTIARY_RATE_LIMIT_DEVICE_PER_MINUTE",
         _int_range(0, 100000),
         default=10,
-        doc="user codes entered at `/device` per client address, and per code, per minute (0: off)",
+        doc="device authorizations asked at `/device/authorize`, and user codes entered at `/device`, "
+        "per client address (codes: and per code) per minute (0: off)",
     )
     rate_limit_register: int = setting(
         "OSTIARY_RATE_LIMIT_REGISTER_PER_MINUTE",

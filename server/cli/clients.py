@@ -1,5 +1,5 @@
 """``ostiary clients create | list | show | update | disable | enable | rotate-secret | delete``
-and ``ostiary clients registration-token create | list | revoke``.
+(``registration-token``: :mod:`.registration_tokens`).
 
 Client metadata goes in as options or as a JSON document of RFC 7591 names
 (``--metadata FILE``, ``server/clients/metadata.py``) and comes out in those names.
@@ -18,15 +18,16 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from ..bootstrap import open_database
-from ..clients import metadata, registration, service as client_service
+from ..clients import metadata, service as client_service
 from ..clients.errors import ClientRegistrationError
 from ..clients.service import AUTH_METHODS, GRANT_TYPES, register_client
-from ..settings import Settings, parse_duration
+from ..settings import Settings
 from ..storage import clients as client_store, transactions
-from ..storage.base import utcnow
 from ..storage.clients import StoredClient
 from ..storage.engine import create_sessionmaker
+from . import registration_tokens
 from .database import in_transaction
+from .options import duration
 
 T = TypeVar("T")
 
@@ -53,7 +54,7 @@ def add_parser(commands: Any) -> None:
     show.add_argument("client_id", metavar="CLIENT_ID")
     show.set_defaults(run=run_show)
     _add_admin_parsers(actions)
-    _add_token_parsers(actions)
+    registration_tokens.add_parser(actions)
 
 
 def _add_create_parser(actions: Any) -> None:
@@ -109,25 +110,6 @@ def _add_metadata_options(parser: Any) -> None:
     parser.add_argument("--logo-uri", help="https URI of a logo shown on the consent page")
     parser.add_argument("--policy-uri", help="https URI of the client's privacy policy, linked on the consent page")
     parser.add_argument("--tos-uri", help="https URI of the client's terms of service, linked on the consent page")
-
-
-def _add_token_parsers(actions: Any) -> None:
-    tokens = actions.add_parser(
-        "registration-token", help="initial access tokens for dynamic registration (OSTIARY_REGISTRATION=initial-token)"
-    )
-    token_actions = tokens.add_subparsers(dest="token_action", required=True, metavar="ACTION")
-    create = token_actions.add_parser("create", help="a new token, printed once")
-    create.add_argument("--expires-in", metavar="DURATION", help="seconds, or 15m, 12h, 30d (default: never)")
-    create.add_argument("--max-uses", type=int, metavar="N", help="registrations it allows (default: any number)")
-    create.add_argument("--json", action="store_true", help="print JSON")
-    create.set_defaults(run=run_token_create)
-    listing = token_actions.add_parser("list", help="the tokens (never their values) and their uses")
-    listing.add_argument("--json", action="store_true", help="print JSON")
-    listing.set_defaults(run=run_token_list)
-    revoke = token_actions.add_parser("revoke", help="refuse a token from now on; its clients stay")
-    revoke.add_argument("token_id", metavar="ID")
-    revoke.add_argument("--json", action="store_true", help="print JSON")
-    revoke.set_defaults(run=run_token_revoke)
 
 
 def _add_admin_parsers(actions: Any) -> None:
@@ -294,17 +276,6 @@ def run_show(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _seconds(option: str, value: str) -> int:
-    """A duration (``90``, ``15m``, ``12h``, ``30d``) up to ten years; else one line naming the option."""
-    try:
-        seconds = parse_duration(value)
-    except ValueError:
-        seconds = -1
-    if not 0 <= seconds <= 10 * 365 * 86400:
-        raise ClientRegistrationError(option, f"{value!r} is not a duration such as 3600, 15m or 1d (up to ten years)")
-    return seconds
-
-
 def run_update(settings: Settings, args: argparse.Namespace) -> int:
     document = _metadata_document(args)
     changes: dict[str, Any] = metadata.fields_from(document) if document is not None else {}
@@ -347,7 +318,7 @@ def _set_disabled(settings: Settings, args: argparse.Namespace, disabled: bool) 
 
 
 def run_rotate_secret(settings: Settings, args: argparse.Namespace) -> int:
-    keep = _seconds("--keep-old-for", args.keep_old_for)
+    keep = duration("--keep-old-for", args.keep_old_for)
     secret = in_transaction(
         settings, lambda db: client_service.rotate_secret(db, args.client_id, keep_old_for=keep, actor=ACTOR)
     )
@@ -371,66 +342,4 @@ def run_delete(settings: Settings, args: argparse.Namespace) -> int:
         print(json.dumps({"client_id": client.client_id, "client_name": client.name, "deleted": True}, indent=2))
     else:
         print(f"client {client.client_id} ({client.name!r}) deleted; its grants and tokens ended")
-    return 0
-
-
-def run_token_create(settings: Settings, args: argparse.Namespace) -> int:
-    expires_in = _seconds("--expires-in", args.expires_in) if args.expires_in is not None else None
-    if expires_in == 0:
-        raise ClientRegistrationError("--expires-in", "must be 1 second or more")
-    token_id, token = in_transaction(
-        settings,
-        lambda db: registration.create_initial_token(db, expires_in=expires_in, max_uses=args.max_uses, actor=ACTOR),
-    )
-    if args.json:
-        print(json.dumps({"id": token_id, "token": token, "expires_in": expires_in, "max_uses": args.max_uses}))
-        return 0
-    print(f"id:    {token_id}")
-    print(f"token: {token}")
-    print("The token is shown only this once. A client registers with it at /register as")
-    print("'Authorization: Bearer <token>' while OSTIARY_REGISTRATION=initial-token.")
-    if settings.registration != "initial-token":
-        print(f"Note: OSTIARY_REGISTRATION is {settings.registration!r} here, not 'initial-token'.")
-    return 0
-
-
-def run_token_list(settings: Settings, args: argparse.Namespace) -> int:
-    tokens = in_transaction(settings, registration.list_initial_tokens)
-    now = utcnow()
-    if args.json:
-        print(
-            json.dumps(
-                [
-                    {
-                        "id": t.id,
-                        "state": t.state(now),
-                        "created_at": t.created_at.isoformat(),
-                        "expires_at": t.expires_at.isoformat() if t.expires_at else None,
-                        "max_uses": t.max_uses,
-                        "uses": t.uses,
-                        "revoked_at": t.revoked_at.isoformat() if t.revoked_at else None,
-                    }
-                    for t in tokens
-                ],
-                indent=2,
-            )
-        )
-        return 0
-    if not tokens:
-        print("no registration tokens")
-    for t in tokens:
-        limit = f"/{t.max_uses}" if t.max_uses is not None else ""
-        expires = t.expires_at.isoformat() if t.expires_at else "never"
-        print(f"{t.id}  {t.state(now)}  uses={t.uses}{limit}  expires={expires}")
-    return 0
-
-
-def run_token_revoke(settings: Settings, args: argparse.Namespace) -> int:
-    revoked = in_transaction(settings, lambda db: registration.revoke_initial_token(db, args.token_id, actor=ACTOR))
-    if args.json:
-        print(json.dumps({"id": args.token_id, "revoked": True, "changed": revoked}))
-    elif revoked:
-        print(f"registration token {args.token_id} revoked; the clients it registered stay")
-    else:
-        print(f"registration token {args.token_id} was already revoked")
     return 0

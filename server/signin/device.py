@@ -88,6 +88,7 @@ class DeviceConfirmation:
             return refusal
         context = {
             "client_name": client.stored.name,
+            "client_unverified": client.stored.registration_token_digest is not None,
             "user_code": shown,
             "username": user.username,
             "scopes": [describe_scope(scope) for scope in pending.scope.split()],

@@ -308,6 +308,7 @@ def consent_page(handle: str, grant: Any) -> Outcome:
             "client_logo": client.logo_uri,
             "client_policy": client.policy_uri,
             "client_tos": client.tos_uri,
+            "client_unverified": client.registration_token_digest is not None,
             "scopes": [describe_scope(scope) for scope in grant.request.scope.split()],
         },
     )

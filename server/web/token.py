@@ -16,20 +16,29 @@ from .runtime import Runtime
 _MAY_REPEAT = frozenset({"resource"})
 
 
+async def _too_many(request: Request, runtime: Runtime, endpoint: str, limit: int) -> Response | None:
+    """The answer to a request past ``limit`` a minute from its address, if it is."""
+    if not limit:
+        return None
+    address = request.client.host if request.client else None
+    limited = await runtime.limiter.check(endpoint, address, limit)
+    if limited.allowed:
+        return None
+    # RFC 6749 has no code for this; RFC 6585's 429 with Retry-After says it, and the
+    # error is the one RFC 6749 uses for "try again later".
+    return oauth_error(
+        "temporarily_unavailable",
+        "Too many requests from this address.",
+        status=429,
+        headers={"Retry-After": str(limited.retry_after)},
+    )
+
+
 async def token(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
-    address = request.client.host if request.client else None
-    if runtime.settings.rate_limit_token:
-        limited = await runtime.limiter.check("token", address, runtime.settings.rate_limit_token)
-        if not limited.allowed:
-            # RFC 6749 has no code for this; RFC 6585's 429 with Retry-After says it, and the
-            # error is the one RFC 6749 uses for "try again later".
-            return oauth_error(
-                "temporarily_unavailable",
-                "Too many requests from this address.",
-                status=429,
-                headers={"Retry-After": str(limited.retry_after)},
-            )
+    refused = await _too_many(request, runtime, "token", runtime.settings.rate_limit_token)
+    if refused is not None:
+        return refused
     form = await _checked_form(request, runtime, _MAY_REPEAT)
     if isinstance(form, Response):
         return form
@@ -40,7 +49,7 @@ async def token(request: Request) -> Response:
         # RFC 6749 §2.3: a client MUST NOT use more than one authentication method.
         return oauth_error("invalid_request", "Use one client authentication method, not two.")
     oauth_request = OstiaryRequest("POST", runtime.token_uri, request.headers, form)
-    oauth_request.extras.client_ip = address
+    oauth_request.extras.client_ip = request.client.host if request.client else None
     response = await runtime.token_endpoints.token(oauth_request, grant_type, from_oauth)
     _note_parties(oauth_request)
     if response.status_code == 200:  # only grant types we serve get this far: a bounded label
@@ -59,7 +68,12 @@ async def introspect(request: Request) -> Response:
 
 
 async def device_authorization(request: Request) -> Response:
-    """``POST /device/authorize`` (RFC 8628 §3.1)."""
+    """``POST /device/authorize`` (RFC 8628 §3.1). Each call stores a device authorization
+    until it expires: limited per address as the codes typed at ``/device`` are."""
+    runtime: Runtime = request.app.state.runtime
+    refused = await _too_many(request, runtime, "device-authorize", runtime.settings.rate_limit_device)
+    if refused is not None:
+        return refused
     return await _endpoint(request, "device_authorization", "/device/authorize")
 
 

@@ -104,6 +104,7 @@ async def test_the_consent_page_shows_the_logo_and_links_the_policy_and_terms(si
     assert f'<a href="{TOS}" rel="noopener noreferrer"' in page.text
     assert img_src(page) == ["'self'", "data:", "https://cdn.rp.example.com"]
     assert len(forms_of(page.text)) == 1  # still one form, with its CSRF token
+    assert 'id="client-unverified"' not in page.text, "an administrator registered it"
 
 
 async def test_without_them_the_page_and_its_csp_are_as_before(signin: SignIn) -> None:

@@ -355,6 +355,22 @@ async def test_one_code_is_rate_limited_from_every_address(limited: Device) -> N
     assert page.status_code == 429
 
 
+async def test_device_authorizations_are_rate_limited_per_address(limited: Device) -> None:
+    await _wait_for_a_fresh_minute()
+    for _ in range(3):
+        await limited.authorize()
+    response = await limited.http.post("/device/authorize", data={"scope": "openid"}, auth=_auth(limited.tv))
+    assert _error(response, 429) == "temporarily_unavailable"
+    assert int(response.headers["retry-after"]) >= 1
+    other = await limited.http.post(
+        "/device/authorize",
+        data={"scope": "openid"},
+        auth=_auth(limited.tv),
+        headers={"X-Forwarded-For": "192.0.2.7"},
+    )
+    assert other.status_code == 200, other.text
+
+
 async def test_a_client_that_requires_mfa_steps_the_person_up(device: Device) -> None:
     enrolled = await enrol(device.browser, "alice")
     tv = await create_client(
@@ -368,7 +384,7 @@ async def test_a_client_that_requires_mfa_steps_the_person_up(device: Device) ->
     # a fresh browser: password, then the second factor, then the confirmation
     async with httpx.AsyncClient(base_url=device.base_url, timeout=10) as fresh:
         browser = Browser(fresh)
-        codes = await device.authorize(tv, scope="openid")
+        codes = await device.authorize(tv, scope="openid", client_id=tv.client_id)
         page = await fresh.get("/device", params={"user_code": codes["user_code"]})
         assert "Bank TV" in page.text
         page = await browser.sign_in(page, "alice")
@@ -402,3 +418,27 @@ async def test_a_client_that_requires_mfa_refuses_a_person_without_one(device: D
     assert "A second factor is needed" in page.text
     assert "decision" not in page.text
     assert _error(await device.poll(codes["device_code"], tv)) == "authorization_pending"
+
+
+async def test_a_self_registered_device_client_is_shown_as_unverified(database: TestDatabase, tmp_path: Path) -> None:
+    async for device in make_device(database, tmp_path, registration="open"):
+        registered = await device.http.post(
+            "/register",
+            json={
+                "client_name": "Totally Your Bank TV",
+                "grant_types": [DEVICE_GRANT],
+                "token_endpoint_auth_method": "none",
+                "scope": "openid",
+            },
+        )
+        assert registered.status_code == 201, registered.text
+        tv = Client(registered.json()["client_id"], "")
+        codes = await device.authorize(tv, scope="openid", client_id=tv.client_id)
+        page = await device.browser.http.get("/device", params={"user_code": codes["user_code"]})
+        page = await device.browser.sign_in(page, "alice")
+        page = await device.browser.http.get(page.headers["location"])
+        assert 'action="/device/confirm"' in page.text, page.text
+        assert 'id="client-unverified"' in page.text and "registered itself" in page.text
+        # the administrator's TV carries no such mark
+        ours = await device.browser.http.get("/device", params={"user_code": (await device.authorize())["user_code"]})
+        assert 'action="/device/confirm"' in ours.text and 'id="client-unverified"' not in ours.text

@@ -151,6 +151,7 @@ async def test_a_stock_client_registers_itself_and_signs_a_user_in(open_server: 
 
     consent, tokens = await code_flow(open_server, client.client_id, client.client_secret)
     assert "Allow Photo Prints?" in consent.text  # never first-party: the user is asked
+    assert 'id="client-unverified"' in consent.text, "nobody here vouches for the name it chose"
     claims = jwt.decode(tokens["id_token"], options={"verify_signature": False})
     assert claims["aud"] == client.client_id
 
