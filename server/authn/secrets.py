@@ -20,6 +20,14 @@ def new_token() -> str:
     return secrets.token_urlsafe(32)
 
 
+def new_sid() -> str:
+    """A session id: 192 random bits, never starting with ``-`` (``ostiary sessions end
+    --sid -abc`` would take it for an option)."""
+    while (sid := secrets.token_urlsafe(24)).startswith("-"):
+        pass
+    return sid
+
+
 class CsrfTokens:
     def __init__(self, key: bytes) -> None:
         self._key = key

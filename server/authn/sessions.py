@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from ..storage import Session, audit, sessions as session_store, users as user_store
 from ..storage.base import sha256 as digest, utcnow
 from ..storage.sessions import StoredSession
-from .secrets import new_token
+from .secrets import new_sid, new_token
 
 #: why families bound to a session ended, by how the session ended
 LOGOUT = "logout"
@@ -54,7 +54,7 @@ def start(
     stored = session_store.insert_session(
         db,
         token_digest=digest(token),
-        sid=new_token()[:32],
+        sid=new_sid(),
         user_id=user_id,
         auth_time=auth_time or now,
         amr=amr,
