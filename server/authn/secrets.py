@@ -23,9 +23,20 @@ def new_token() -> str:
 def new_sid() -> str:
     """A session id: 192 random bits, never starting with ``-`` (``ostiary sessions end
     --sid -abc`` would take it for an option)."""
-    while (sid := secrets.token_urlsafe(24)).startswith("-"):
+    return _undashed(24)
+
+
+def new_grant_id() -> str:
+    """A grant id: 192 random bits in 32 characters, never starting with ``-`` (``ostiary
+    grants end --grant -abc`` would take it for an option)."""
+    return _undashed(24)
+
+
+def _undashed(nbytes: int) -> str:
+    """``nbytes`` random bytes in base64url, drawn again while they begin with ``-``."""
+    while (value := secrets.token_urlsafe(nbytes)).startswith("-"):
         pass
-    return sid
+    return value
 
 
 class CsrfTokens:

@@ -175,7 +175,7 @@ async def _create(settings: Settings, args: argparse.Namespace) -> tuple[StoredC
     async with open_database(settings) as engine:
         return await transactions.run(
             create_sessionmaker(engine),
-            lambda s: _named(args, lambda: register_client(s, **options)),
+            lambda s: _named(args, lambda: register_client(s, **options, actor=ACTOR)),
         )
 
 
@@ -252,22 +252,8 @@ async def _list(settings: Settings) -> list[StoredClient]:
         return await transactions.run(create_sessionmaker(engine), client_store.list_clients)
 
 
-def _describe(client: StoredClient) -> dict[str, Any]:
-    """The client in RFC 7591 names, with what only an administrator sets."""
-    return {
-        "client_id": client.client_id,
-        "client_id_issued_at": int(client.created_at.timestamp()),
-        **metadata.document_of(client),
-        "audiences": list(client.audiences),
-        "first_party": client.first_party,
-        "introspection": client.introspection,
-        "id_token_signed_response_alg": client.id_token_alg or "RS256",
-        "require_mfa": client.require_mfa,
-        "public": client.is_public,
-        "self_registered": client.registration_token_digest is not None,
-        "created_at": client.created_at.isoformat(),
-        "disabled": client.disabled_at is not None,
-    }
+#: the client in RFC 7591 names, with what only an administrator sets (as the admin API shows it)
+_describe = metadata.describe
 
 
 def run_show(settings: Settings, args: argparse.Namespace) -> int:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from ..keys import service
-from ..keys.lifecycle import activates_at, published_until
+from ..keys.lifecycle import activates_at, describe
 from ..keys.secret import resolve_secret
 from ..keys.wrapping import key_wrappers
 from ..mfa.service import rewrap_all
@@ -29,9 +29,11 @@ def add_parser(commands: Any) -> None:
     rotate = actions.add_parser("rotate", help="stage a new key; it signs once every JWKS cache has seen it")
     rotate.add_argument("--alg", default="RS256", choices=SIGNING_ALGS)
     rotate.add_argument("--now", action="store_true", help="emergency: sign with the new key at once")
+    rotate.add_argument("--json", action="store_true", help="print the new key as JSON")
     rotate.set_defaults(run=run_rotate)
     revoke = actions.add_parser("revoke", help="compromised key: unpublish at once, activate a replacement")
     revoke.add_argument("kid")
+    revoke.add_argument("--json", action="store_true", help="print JSON")
     revoke.set_defaults(run=run_revoke)
     rewrap = actions.add_parser(
         "rewrap",
@@ -41,6 +43,8 @@ def add_parser(commands: Any) -> None:
 
 
 _HELP = ("-h", "--help")
+#: the options of ``keys revoke``, which stay options when a KID beginning with ``-`` follows
+_REVOKE_OPTIONS = frozenset({*_HELP, "--json"})
 
 
 def separate_kid(argv: list[str]) -> list[str]:
@@ -50,8 +54,12 @@ def separate_kid(argv: list[str]) -> list[str]:
     would take for an option ("the following arguments are required: kid"), in the middle
     of revoking a compromised key.
     """
-    if len(argv) == 3 and argv[:2] == ["keys", "revoke"] and argv[2].startswith("-") and argv[2] not in _HELP:
-        return [*argv[:2], "--", argv[2]]
+    if argv[:2] != ["keys", "revoke"] or "--" in argv:
+        return argv
+    options = [arg for arg in argv[2:] if arg in _REVOKE_OPTIONS]
+    others = [arg for arg in argv[2:] if arg not in _REVOKE_OPTIONS]
+    if len(others) == 1 and others[0].startswith("-"):
+        return [*argv[:2], *options, "--", others[0]]
     return argv
 
 
@@ -67,7 +75,7 @@ def _with_keys(settings: Settings, work: Callable[[Session, Any], T]) -> T:
 
 def run_list(settings: Settings, args: argparse.Namespace) -> int:
     rows = _with_keys(settings, lambda db, _w: key_store.list_keys(db))
-    described = [_describe(row, settings) for row in rows]
+    described = [describe(row, settings) for row in rows]
     if args.json:
         print(json.dumps(described, indent=2))
         return 0
@@ -83,30 +91,17 @@ def run_list(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _describe(row: StoredKey, settings: Settings) -> dict[str, Any]:
-    until = published_until(row, settings)
-    described = {
-        "kid": row.kid,
-        "alg": row.alg,
-        "state": row.state,
-        "created_at": row.created_at.isoformat(),
-        "activated_at": row.activated_at.isoformat() if row.activated_at else None,
-        "retired_at": row.retired_at.isoformat() if row.retired_at else None,
-        "removed_at": row.removed_at.isoformat() if row.removed_at else None,
-        "published_until": until.isoformat() if until else None,
-    }
-    if row.state == "next":
-        described["activates_at"] = activates_at(row, settings).isoformat()
-    return described
-
-
 def run_rotate(settings: Settings, args: argparse.Namespace) -> int:
     def rotate(db: Session, wrappers: Any) -> StoredKey:
         if args.now:
-            return service.rotate_now(db, wrappers, alg=args.alg, bits=settings.rsa_key_bits, actor="admin")
-        return service.stage(db, wrappers, alg=args.alg, bits=settings.rsa_key_bits, actor="admin")
+            return service.rotate_now(db, wrappers, alg=args.alg, bits=settings.rsa_key_bits, actor="cli")
+        return service.stage(db, wrappers, alg=args.alg, bits=settings.rsa_key_bits, actor="cli")
 
     key = _with_keys(settings, rotate)
+    if args.json:
+        current = _with_keys(settings, lambda db, _w: key_store.get_key(db, key.kid)) or key
+        print(json.dumps(describe(current, settings), indent=2))
+        return 0
     if args.now:
         print(f"{key.kid} ({key.alg}) is active now; any previous {key.alg} key is retired")
     else:
@@ -116,8 +111,11 @@ def run_rotate(settings: Settings, args: argparse.Namespace) -> int:
 
 def run_revoke(settings: Settings, args: argparse.Namespace) -> int:
     replacement = _with_keys(
-        settings, lambda db, wrappers: service.revoke(db, wrappers, args.kid, bits=settings.rsa_key_bits, actor="admin")
+        settings, lambda db, wrappers: service.revoke(db, wrappers, args.kid, bits=settings.rsa_key_bits, actor="cli")
     )
+    if args.json:
+        print(json.dumps({"kid": args.kid, "state": "removed", "replaced_by": replacement}, indent=2))
+        return 0
     print(f"{args.kid} is revoked: unpublished, and tokens it signed no longer verify")
     if replacement:
         print(f"{replacement} signs from now on")

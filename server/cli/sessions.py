@@ -19,6 +19,7 @@ ACTOR = "cli"
 
 
 def add_parser(commands: Any) -> None:
+    """``ostiary sessions`` and its actions."""
     parser = commands.add_parser("sessions", help="users' browser sessions")
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
 
@@ -37,18 +38,25 @@ def add_parser(commands: Any) -> None:
 
 
 def run_list(settings: Settings, args: argparse.Namespace) -> int:
+    """The user's live browser sessions, newest first."""
     user, live = in_transaction(settings, lambda db: admin.sessions(db, args.user))
     if args.json:
-        print(json.dumps([_describe(session) for session in live], indent=2))
+        print(json.dumps([admin.describe_session(session) for session in live], indent=2))
         return 0
     if not live:
         print(f"{user.username} has no live session")
     for session in live:
-        print(f"{session.sid}  signed in {session.auth_time:%Y-%m-%d %H:%M} UTC  {session.acr}")
+        print(line(session))
     return 0
 
 
+def line(session: StoredSession) -> str:
+    """One session on one line, as ``sessions list`` and ``users show`` print it."""
+    return f"{session.sid}  signed in {session.auth_time:%Y-%m-%d %H:%M} UTC  {session.acr}"
+
+
 def run_end(settings: Settings, args: argparse.Namespace) -> int:
+    """End one session (``--sid``) or all of them (``--all``)."""
     if args.all:
         user, ended = in_transaction(settings, lambda db: admin.end_sessions(db, args.user, actor=ACTOR))
     else:
@@ -59,14 +67,3 @@ def run_end(settings: Settings, args: argparse.Namespace) -> int:
     else:
         print(f"{ended} session(s) of {user.username} ended, with the tokens bound to them")
     return 0
-
-
-def _describe(session: StoredSession) -> dict[str, Any]:
-    return {
-        "sid": session.sid,
-        "auth_time": session.auth_time.isoformat(),
-        "acr": session.acr,
-        "amr": list(session.amr),
-        "created_at": session.created_at.isoformat(),
-        "expires_at": session.expires_at.isoformat(),
-    }

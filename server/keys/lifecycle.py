@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from ..settings import Settings
 from ..storage.keys import StoredKey
@@ -83,3 +84,22 @@ def next_rotation(active: StoredKey, settings: Settings) -> datetime | None:
 def _rotation_due(active: StoredKey, now: datetime, settings: Settings) -> bool:
     due = next_rotation(active, settings)
     return due is not None and due - staging_delay(settings) <= now
+
+
+def describe(key: StoredKey, settings: Settings) -> dict[str, Any]:
+    """A key as ``ostiary keys list --json`` and the admin API show it: its state and dates
+    (never key material)."""
+    until = published_until(key, settings)
+    described: dict[str, Any] = {
+        "kid": key.kid,
+        "alg": key.alg,
+        "state": key.state,
+        "created_at": key.created_at.isoformat(),
+        "activated_at": key.activated_at.isoformat() if key.activated_at else None,
+        "retired_at": key.retired_at.isoformat() if key.retired_at else None,
+        "removed_at": key.removed_at.isoformat() if key.removed_at else None,
+        "published_until": until.isoformat() if until else None,
+    }
+    if key.state == "next":
+        described["activates_at"] = activates_at(key, settings).isoformat()
+    return described

@@ -7,11 +7,14 @@ transaction, and revoking the active key activates a replacement before it commi
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from datetime import datetime
 
+import anyio
+
 from ..settings import Settings
-from ..storage import Session, audit, keys as key_store
+from ..storage import AsyncSession, Session, async_sessionmaker, audit, keys as key_store, transactions
 from ..storage.base import utcnow
 from ..storage.keys import StoredKey
 from .errors import KeyMaterialError
@@ -64,6 +67,31 @@ def activate(session: Session, kid: str, alg: str, *, actor: str) -> bool:
         raise KeyMaterialError(f"key {kid} is not staged (next), so it cannot be activated")
     audit.record(session, "key.activated", actor=actor, subject=kid, details={"alg": alg})
     return True
+
+
+async def rotate(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    wrappers: KeyWrappers,
+    *,
+    alg: str,
+    bits: int,
+    now: bool,
+    actor: str,
+) -> StoredKey:
+    """Stage a new ``alg`` key, or with ``now`` (an emergency) make it sign at once: what the
+    admin API and console do, the key made in a worker thread. Returns it as stored now.
+    Every process, this one included, signs with it once its key watcher has seen it."""
+    made = await anyio.to_thread.run_sync(
+        functools.partial(new_key, wrappers.current, alg=alg, rsa_bits=bits, state="next")
+    )
+
+    def work(db: Session) -> StoredKey:
+        staged = stage(db, wrappers, alg=alg, bits=bits, actor=actor, key=made)
+        if now:
+            activate(db, staged.kid, alg, actor=actor)
+        return key_store.get_key(db, staged.kid) or staged
+
+    return await transactions.run(sessionmaker, work)
 
 
 def rotate_now(session: Session, wrappers: KeyWrappers, *, alg: str, bits: int, actor: str) -> StoredKey:

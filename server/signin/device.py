@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from ..authn.levels import ACR_MFA
-from ..authn.secrets import new_token
+from ..authn.secrets import new_grant_id
 from ..oauth.calls import in_transaction
 from ..oauth.endpoints.device_authorization import displayed_user_code
 from ..oauth.request import OstiaryRequest
@@ -116,7 +116,7 @@ class DeviceConfirmation:
             db,
             pending.key,
             user_id=user.id,
-            grant_id=new_token()[:32],
+            grant_id=new_grant_id(),
             auth_time=session.auth_time,
             acr=session.acr,
             amr=session.amr,

@@ -22,7 +22,7 @@ from authlib.oauth2.rfc6749.errors import InvalidClientError
 
 from ..authn import sessions
 from ..authn.levels import ACR_MFA
-from ..authn.secrets import new_token
+from ..authn.secrets import new_grant_id, new_token
 from ..keys.holder import KeyRingHolder
 from ..oauth.errors import MalformedRequestError
 from ..oauth.request import OstiaryRequest
@@ -251,7 +251,7 @@ def complete(
         auth_time=session.auth_time,
         amr=session.amr,
         acr=session.acr,
-        grant_id=new_token()[:32],
+        grant_id=new_grant_id(),
     )
     response = server.create_authorization_response(request, grant_user=user, grant=grant)
     location = _with_iss(issuer, dict(response.headers)["Location"])

@@ -4,7 +4,7 @@ newest first (the cleanup deletes them after ``OSTIARY_AUDIT_RETENTION_DAYS``)."
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import insert, or_, select
@@ -66,12 +66,17 @@ class StoredEvent:
 @dataclass(frozen=True)
 class EventFilter:
     """Which events to read: each field set narrows them. ``kind`` matches itself and the
-    kinds under it (``login`` matches ``login.failed``)."""
+    kinds under it (``login`` matches ``login.failed``); ``since`` and ``until`` bound the
+    time (inclusive, exclusive); ``before_id`` is the cursor of the next page: the ``id`` of
+    the last event of the previous one (ids grow in the order written, so a page never
+    repeats or skips an event, however many are written meanwhile)."""
 
     user_sub: str | None = None
     client_id: str | None = None
     kind: str | None = None
     since: datetime | None = None
+    until: datetime | None = None
+    before_id: int | None = None
 
 
 _COLUMNS = (
@@ -99,4 +104,18 @@ def events(session: Session, where: EventFilter, *, limit: int) -> list[StoredEv
         )
     if where.since is not None:
         query = query.where(AuditEvent.occurred_at >= where.since)
+    if where.until is not None:
+        query = query.where(AuditEvent.occurred_at < where.until)
+    if where.before_id is not None:
+        query = query.where(AuditEvent.id < where.before_id)
     return [StoredEvent(**row._mapping) for row in session.execute(query)]
+
+
+def moment(raw: str) -> datetime:
+    """A point in time for :class:`EventFilter`, from ISO 8601 / RFC 3339 text (UTC when it
+    names no offset); ValueError for text that is not one, or one out of range in UTC."""
+    parsed = datetime.fromisoformat(raw)
+    try:
+        return parsed.astimezone(UTC) if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    except OverflowError:
+        raise ValueError(f"{raw!r} is out of range") from None

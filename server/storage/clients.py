@@ -132,6 +132,14 @@ def list_clients(session: Session) -> list[StoredClient]:
     return [_snapshot(row) for row in session.execute(query)]
 
 
+def list_clients_page(session: Session, *, offset: int, limit: int) -> list[StoredClient]:
+    """At most ``limit`` clients after the first ``offset``, oldest first (by creation, then
+    id): the admin API's pages. Offset paging: a client created or deleted while someone
+    pages may shift an item across a page boundary (clients are few and rarely change)."""
+    query = select(*_BY_ID.selected_columns).order_by(Client.created_at, Client.client_id).offset(offset).limit(limit)
+    return [_snapshot(row) for row in session.execute(query)]
+
+
 def insert_client(session: Session, client: StoredClient) -> None:
     session.execute(
         insert(Client).values(

@@ -10,10 +10,11 @@ session does (:func:`insert_grant`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, bindparam, case, func, insert, literal, null, select, update
+from sqlalchemy import ColumnElement, Table, bindparam, case, func, insert, literal, null, or_, select, update
 
 from . import Session, audit, refresh
 from .base import sha256, utcnow
@@ -194,3 +195,53 @@ def revoke_for_user(session: Session, user_id: int, reason: str, *, client_id: s
         .returning(Grant.id)
     )
     return len(result.all())
+
+
+@dataclass(frozen=True, slots=True)
+class StoredGrant:
+    """A live authorization as an administrator sees it. ``session_sid`` is None for a
+    family with ``offline_access`` (it outlives the browser session); ``expires_at`` is the
+    family's absolute end (None: no end)."""
+
+    grant_id: str
+    client_id: str
+    scope: str
+    created_at: datetime
+    session_sid: str | None
+    expires_at: datetime | None
+    auth_time: datetime | None
+
+
+_LIVE_COLUMNS = (
+    Grant.id.label("grant_id"),
+    Grant.client_id,
+    Grant.scope,
+    Grant.created_at,
+    Grant.session_sid,
+    Grant.expires_at,
+    Grant.auth_time,
+)
+
+
+def _live_for_user(user_id: int) -> Any:
+    """The user's grants still working now: not revoked, not past their end."""
+    now = utcnow()
+    return select(*_LIVE_COLUMNS).where(
+        Grant.user_id == user_id,
+        Grant.revoked_at.is_(None),
+        or_(Grant.expires_at.is_(None), Grant.expires_at > now),
+    )
+
+
+def list_live_for_user(session: Session, user_id: int) -> list[StoredGrant]:
+    """A user's grants that are neither revoked nor past their end, newest first (a family
+    bound to a session that expired ends with it: its ``expires_at`` is capped at insert)."""
+    rows = session.execute(_live_for_user(user_id).order_by(Grant.created_at.desc(), Grant.id).limit(500))
+    return [StoredGrant(**row._mapping) for row in rows]
+
+
+def get_live_for_user(session: Session, user_id: int, grant_id: str) -> StoredGrant | None:
+    """The live grant ``grant_id`` if it belongs to the user; None otherwise (no such grant,
+    another user's, revoked or ended), so an administrator cannot end another's grant by id."""
+    row = session.execute(_live_for_user(user_id).where(Grant.id == grant_id)).one_or_none()
+    return StoredGrant(**row._mapping) if row else None

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, or_, select, update
 
 from . import Session
 from .base import utcnow
@@ -32,6 +32,7 @@ USER_COLUMNS = _COLUMNS
 _BY_ID = select(*_COLUMNS).where(User.id == bindparam("id"))
 _BY_USERNAME = select(*_COLUMNS).where(User.username_key == bindparam("key"))
 _BY_EMAIL = select(*_COLUMNS).where(User.email_key == bindparam("key"))
+_BY_SUB = select(*_COLUMNS).where(User.sub == bindparam("sub"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,8 +127,40 @@ def get_user_by_email(session: Session, email: str) -> StoredUser | None:
     return to_user(row) if row else None
 
 
+def get_user_by_sub(session: Session, sub: str) -> StoredUser | None:
+    """The account with this ``sub`` (the stable identifier the admin API addresses)."""
+    row = session.execute(_BY_SUB, {"sub": sub}).one_or_none()
+    return to_user(row) if row else None
+
+
+def list_users(session: Session, *, query: str | None, after: int | None, limit: int) -> list[StoredUser]:
+    """One page of accounts in id order: those with an id above ``after`` (the last id of
+    the previous page; a cursor stays right while accounts are added or deleted, where an
+    offset would skip or repeat), and, with ``query``, whose username or e-mail address
+    contains it, case-insensitively (both keys are stored casefolded; ``%`` and ``_`` in
+    ``query`` match themselves)."""
+    statement = select(*_COLUMNS).order_by(User.id).limit(limit)
+    if after is not None:
+        statement = statement.where(User.id > after)
+    needle = query.strip().casefold() if query is not None else ""
+    if needle:
+        statement = statement.where(
+            or_(User.username_key.contains(needle, autoescape=True), User.email_key.contains(needle, autoescape=True))
+        )
+    return [to_user(row) for row in session.execute(statement)]
+
+
 def any_admin(session: Session) -> bool:
     return session.execute(select(User.id).where(User.is_admin.is_(True)).limit(1)).first() is not None
+
+
+def other_active_admins(session: Session, user_id: int) -> int:
+    """How many enabled administrators there are besides ``user_id`` (locked on PostgreSQL,
+    so that two requests cannot each remove one of the last two)."""
+    query = (
+        select(User.id).where(User.is_admin.is_(True), User.disabled_at.is_(None), User.id != user_id).with_for_update()
+    )
+    return len(session.execute(query).all())
 
 
 def username_or_email_taken(session: Session, username: str, email: str | None) -> str | None:
@@ -191,6 +224,28 @@ def update_profile(
 def set_disabled(session: Session, user_id: int, disabled_at: datetime | None) -> None:
     """Disable (a time) or enable (None) an account."""
     session.execute(update(User).where(User.id == user_id).values(disabled_at=disabled_at, updated_at=utcnow()))
+
+
+def set_must_change_password(session: Session, user_id: int, required: bool) -> bool:
+    """Require (or no longer require) a new password at the next sign-in; True if the flag changed."""
+    result = session.execute(
+        update(User)
+        .where(User.id == user_id, User.must_change_password != required)
+        .values(must_change_password=required, updated_at=utcnow())
+        .returning(User.id)
+    )
+    return result.first() is not None
+
+
+def set_admin(session: Session, user_id: int, is_admin: bool) -> bool:
+    """Give or take the admin role; True if it changed."""
+    result = session.execute(
+        update(User)
+        .where(User.id == user_id, User.is_admin != is_admin)
+        .values(is_admin=is_admin, updated_at=utcnow())
+        .returning(User.id)
+    )
+    return result.first() is not None
 
 
 def delete_user(session: Session, user_id: int) -> bool:

@@ -12,3 +12,17 @@ class UserError(ValueError):
 
 class AccountError(Exception):
     """An account action that cannot be done as asked; ``str()`` is shown to the user."""
+
+
+class Unknown(UserError):
+    """Nothing answers to the name given (``field`` says what was looked for: ``USER``,
+    ``SID``, ``GRANT``): the CLI prints one line for it, the admin API answers 404 rather
+    than a validation error."""
+
+
+class UnknownUser(Unknown):
+    """No account answers to the username or ``sub`` given (``field`` is ``"USER"``)."""
+
+
+class LastAdministrator(UserError):
+    """The change would leave no enabled administrator (the admin API answers 409)."""

@@ -52,8 +52,10 @@ def create_user(
     name: str | None,
     password_hash: str | None,
     email_verified: bool = False,
+    actor: str = "admin",
 ) -> StoredUser:
-    """Store a new account; validate with :func:`validate_new_user` and hash the password first."""
+    """Store a new account; validate with :func:`validate_new_user` and hash the password
+    first. ``actor``: who the audit row names (``cli``, ``client:<id>``, ``user:<sub>``)."""
     taken = user_store.username_or_email_taken(session, username, email)
     if taken:
         raise UserError(f"--{taken}", f"that {taken} is already in use")
@@ -66,7 +68,7 @@ def create_user(
         password_hash=password_hash,
         email_verified=email_verified,
     )
-    audit.record(session, "user.created", actor="admin", user=user.sub, details={"username": username})
+    audit.record(session, "user.created", actor=actor, user=user.sub, details={"username": username})
     return user
 
 

@@ -160,12 +160,12 @@ def test_the_trail_newest_first_names_actor_user_and_client(trail: Trail) -> Non
     assert ids == sorted(ids, reverse=True) and len(set(ids)) == len(ids)
     concern = {event["kind"]: (event["actor"], event["user_sub"], event["client_id"]) for event in events[:6]}
     assert concern == {
-        "user.created": ("admin", trail.alice, None),
-        "client.created": ("admin", None, trail.client_id),
+        "user.created": ("cli", trail.alice, None),
+        "client.created": ("cli", None, trail.client_id),
         "user.disabled": ("cli", trail.alice, None),
         "client.disabled": ("cli", None, trail.client_id),
         "session.ended": ("cli", trail.alice, None),
-        "grants.revoked": ("admin", trail.alice, trail.client_id),
+        "grants.revoked": ("cli", trail.alice, trail.client_id),
     }
     assert events[5]["details"] == {"username": "alice"}
     assert events[0]["details"] == {"count": 0}
@@ -181,7 +181,7 @@ def test_the_trail_newest_first_names_actor_user_and_client(trail: Trail) -> Non
 
     assert len(lines) == len(KINDS)
     assert [line.split()[2] for line in lines] == KINDS
-    assert "actor=admin" in lines[-5] and f"user={trail.alice}" in lines[-5]  # user.created
+    assert "actor=cli" in lines[-5] and f"user={trail.alice}" in lines[-5]  # user.created
     assert "actor=cli" in lines[2] and f"client={trail.client_id}" in lines[2]  # client.disabled
     assert f"user={CAROL}" in lines[-1] and "client=legacy" in lines[-1]
     for line in lines:

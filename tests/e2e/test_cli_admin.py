@@ -103,8 +103,10 @@ def refused(result: subprocess.CompletedProcess[str], *expected: str) -> None:
 
 def cli_audit(settings: Settings) -> list[tuple[str, str | None]]:
     """``(kind, whom)`` of the audit rows whose actor is the command line, oldest first: whom
-    is the user's sub, else the client id, else the subject."""
-    return [(kind, subject) for kind, actor, subject in audit_rows(settings) if actor == "cli"]
+    is the user's sub, else the client id, else the subject. The setup's ``users create``
+    rows (and ``clients create``'s) are left out."""
+    rows = audit_rows(settings)
+    return [(kind, subject) for kind, actor, subject in rows if actor == "cli" and not kind.endswith(".created")]
 
 
 def audit_rows(settings: Settings) -> list[tuple[str, str | None, str | None]]:

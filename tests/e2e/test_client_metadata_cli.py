@@ -66,7 +66,7 @@ def test_clients_create_takes_a_metadata_document(settings: Settings, tmp_path: 
     assert shown == {key: value for key, value in created.items() if key != "client_secret"}
     listed = succeeded(ostiary(settings, tmp_path, "clients", "list", "--json"))
     assert listed == [shown]
-    assert [row[:2] for row in audit_rows(settings) if row[0] == "client.created"] == [("client.created", "admin")]
+    assert [row[:2] for row in audit_rows(settings) if row[0] == "client.created"] == [("client.created", "cli")]
 
 
 def test_options_given_with_a_document_win(settings: Settings, tmp_path: Path, served: str) -> None:

@@ -15,10 +15,14 @@ _DASHED_KID = "-6zNrbVusgV279ROHicNhoOKm0X7ZtvNuIYh0OMmk3g"
     [
         ["keys", "revoke", _DASHED_KID],
         ["keys", "revoke", "--", _DASHED_KID],
+        ["keys", "revoke", "--json", _DASHED_KID],
+        ["keys", "revoke", _DASHED_KID, "--json"],
     ],
 )
 def test_a_key_id_beginning_with_a_dash_is_a_key_id(argv: list[str]) -> None:
-    assert parse_args(argv).kid == _DASHED_KID
+    parsed = parse_args(argv)
+    assert parsed.kid == _DASHED_KID
+    assert parsed.json is ("--json" in argv)
 
 
 def test_an_ordinary_key_id() -> None:
