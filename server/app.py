@@ -31,6 +31,8 @@ from .sweeper import run_periodically
 from .users.reset import LOOKUP_TEMPLATE
 from .web import (
     account,
+    admin_api,
+    admin_console,
     authorize,
     cors,
     device,
@@ -198,6 +200,8 @@ def _routes() -> list[BaseRoute]:
         Route("/register/{client_id}", registration.configure, methods=["GET", "PUT", "DELETE"]),
         *(Route(path, cors.preflight, methods=["OPTIONS"]) for path in cors.ENDPOINTS),
         Route("/logout", logout.logout, methods=["GET", "POST"]),
+        *admin_api.routes(),
+        *admin_console.routes(),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
 

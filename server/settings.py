@@ -659,6 +659,18 @@ class Settings:
         default=10,
         doc="client registrations at `/register` per client address per minute (0: off)",
     )
+    rate_limit_admin: int = setting(
+        "OSTIARY_RATE_LIMIT_ADMIN_PER_MINUTE",
+        _int_range(0, 1000000),
+        default=300,
+        doc="admin API requests per access token per minute (0: off)",
+    )
+    admin_step_up_seconds: int = setting(
+        "OSTIARY_ADMIN_STEP_UP_SECONDS",
+        _duration(60, 86400),
+        default=900,
+        doc="how recent an administrator's second factor must be for the admin console (at least 60 s)",
+    )
     redis_url: str | None = setting(
         "OSTIARY_REDIS_URL",
         _redis_url,

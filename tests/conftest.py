@@ -23,6 +23,9 @@ from server.storage import migrate
 from server.storage.engine import make_engine
 from tests.helpers import TestDatabase
 
+#: fixtures of more than one directory's tests
+pytest_plugins = ["tests.admin"]
+
 PG_URL = os.environ.get("OSTIARY_TEST_POSTGRES_URL")
 DB_KINDS = ["sqlite", "postgresql"]
 

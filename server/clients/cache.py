@@ -32,6 +32,11 @@ class ClientCache:
         cached = self._fresh(client_id)
         return cached if cached is not None else self._keep(client_id, await load())
 
+    def forget(self, client_id: str) -> None:
+        """Drop the snapshot of a client this process just changed (other processes see the
+        change within the TTL)."""
+        self._entries.pop(client_id, None)
+
     def _fresh(self, client_id: str) -> StoredClient | None:
         entry = self._entries.get(client_id)
         return entry[1] if entry is not None and entry[0] > time.monotonic() else None

@@ -123,3 +123,22 @@ def document_of(client: StoredClient) -> dict[str, Any]:
         if getattr(client, name):
             document[name] = getattr(client, name)
     return document
+
+
+def describe(client: StoredClient) -> dict[str, Any]:
+    """The client as administrators see it (the admin API, ``ostiary clients show|list
+    --json``): its RFC 7591 metadata, with what only an administrator sets. Never a secret."""
+    return {
+        "client_id": client.client_id,
+        "client_id_issued_at": int(client.created_at.timestamp()),
+        **document_of(client),
+        "audiences": list(client.audiences),
+        "first_party": client.first_party,
+        "introspection": client.introspection,
+        "id_token_signed_response_alg": client.id_token_alg or "RS256",
+        "require_mfa": client.require_mfa,
+        "public": client.is_public,
+        "self_registered": client.registration_token_digest is not None,
+        "created_at": client.created_at.isoformat(),
+        "disabled": client.disabled_at is not None,
+    }

@@ -115,7 +115,7 @@ class TokenIssuer:
             "jti": random_token(16),
             "scope": scope,
             "sub": user.sub if user else client.get_client_id(),
-            "aud": audiences_for(client, request.extras.resources),
+            "aud": self.audience(client, request.extras.resources, scope),
         }
         origin: Origin[Any] | None = request.authorization_code or request.refresh_token
         if origin is not None:
@@ -130,6 +130,14 @@ class TokenIssuer:
             # and introspection. Absent for client_credentials.
             claims["gid"] = origin.grant_id
         return self.keys.current.signer(self.alg).sign(claims, typ="at+jwt")
+
+    def audience(self, client: OAuthClient, requested: tuple[str, ...], scope: str) -> str | list[str]:
+        """:func:`audiences_for`; but a token with an admin scope and no ``resource`` is for
+        the admin API alone (``{issuer}/admin/api/v1``), which accepts no other: a resource
+        server that receives a token cannot replay it there."""
+        if not requested and holds_admin_scope(scope):
+            return self.issuer + ADMIN_API_PATH
+        return audiences_for(client, requested)
 
 
 class IssuingGrant:
@@ -173,6 +181,18 @@ def validate_resources(values: Sequence[str], client: OAuthClient) -> tuple[str,
             raise InvalidTargetError("The client may not request a token for this resource.")
         accepted.append(value)
     return tuple(dict.fromkeys(accepted))
+
+
+#: the admin API's scopes (``ostiary:admin`` and ``ostiary:admin:<area>``) and its address,
+#: under the issuer: a token holding an admin scope is for the admin API alone
+ADMIN_SCOPE = "ostiary:admin"
+ADMIN_API_PATH = "/admin/api/v1"
+
+
+def holds_admin_scope(scope: str | None) -> bool:
+    if not scope or ADMIN_SCOPE not in scope:  # the usual answer, from one substring test
+        return False
+    return any(item == ADMIN_SCOPE or item.startswith(ADMIN_SCOPE + ":") for item in scope.split())
 
 
 def audiences_for(client: OAuthClient, requested: tuple[str, ...]) -> str | list[str]:

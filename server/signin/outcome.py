@@ -56,6 +56,12 @@ _SCOPE_WORDS = {
     "profile": "See your name and username",
     "email": "See your email address",
     "offline_access": "Stay connected when you are not using it",
+    # the admin API's scopes (server/admin/principal.py): they work only for administrators
+    "ostiary:admin": "Administer this sign-in service as you: clients, users, keys and the audit trail",
+    "ostiary:admin:clients": "Manage the applications registered here, as you",
+    "ostiary:admin:users": "Manage user accounts, their sessions and sign-ins, as you",
+    "ostiary:admin:keys": "Rotate and revoke this service's signing keys, as you",
+    "ostiary:admin:audit": "Read the audit trail of this service",
 }
 
 

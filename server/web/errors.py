@@ -8,13 +8,14 @@ a person reads in a browser, and gets a page.
 from __future__ import annotations
 
 import logging
+from http import HTTPStatus
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from ..storage.errors import is_unavailable
-from .responses import NO_STORE, json_response
+from .responses import NO_STORE, json_bytes, json_response
 from .runtime import Runtime
 
 log = logging.getLogger("ostiary")
@@ -31,7 +32,7 @@ _UNAVAILABLE_MESSAGE = "The service cannot complete this right now. Nothing was 
 def is_page(request: Request) -> bool:
     """True for routes a browser shows to a person (they get HTML, not JSON)."""
     path = request.url.path
-    return path not in _API_PATHS and not path.startswith("/.well-known/")
+    return path not in _API_PATHS and not path.startswith(("/.well-known/", "/admin/api/"))
 
 
 async def unavailable_or_raise(request: Request, exc: Exception) -> Response:
@@ -48,6 +49,8 @@ def unavailable(request: Request, exc: BaseException) -> Response:
     headers = {**NO_STORE, "Retry-After": RETRY_AFTER}
     if is_page(request):
         return _page(request, _UNAVAILABLE_TITLE, _UNAVAILABLE_MESSAGE, 503, headers)
+    if _is_admin_api(request):
+        return _problem(503, "the service is temporarily unavailable: nothing was done", headers)
     return json_response(
         {"error": "temporarily_unavailable", "error_description": "The service is temporarily unavailable."},
         503,
@@ -63,6 +66,8 @@ async def server_error(request: Request, exc: Exception) -> Response:
         return unavailable(request, exc)
     if is_page(request):
         return _page(request, "Something went wrong", "The server met an unexpected error.", 500, NO_STORE)
+    if _is_admin_api(request):
+        return _problem(500, "the server met an unexpected error", NO_STORE)
     return json_response(
         {"error": "server_error", "error_description": "The server met an unexpected error."}, 500, NO_STORE
     )
@@ -75,6 +80,16 @@ async def http_error(request: Request, exc: Exception) -> Response:
         exc.status_code,
         dict(exc.headers or {}),
     )
+
+
+def _is_admin_api(request: Request) -> bool:
+    return request.url.path.startswith("/admin/api/")
+
+
+def _problem(status: int, detail: str, headers: dict[str, str]) -> Response:
+    """The admin API's errors are RFC 9457 problems, its 5xx too."""
+    document = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status, "detail": detail}
+    return Response(json_bytes(document), status, headers, media_type="application/problem+json")
 
 
 def _page(request: Request, title: str, message: str, status: int, headers: dict[str, str]) -> Response:

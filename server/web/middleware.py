@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from http import HTTPStatus
 from typing import Any
 
 from starlette.requests import ClientDisconnect
@@ -84,7 +85,7 @@ class EdgeMiddleware:
         headers_added = [*self.headers, (_REQUEST_ID, request_id.encode())]
         too_large, has_body = self._announced_body(scope)
         if too_large:
-            await _refuse(send, 413, "The request body is too large.", headers_added)
+            await _refuse(send, 413, "The request body is too large.", headers_added, path=scope["path"])
             self._done(scope, 413, started, request_id)
             return
         status = 500
@@ -112,7 +113,7 @@ class EdgeMiddleware:
         except BodyTimeout:
             if not responded:
                 status = 408
-                await _refuse(send, 408, "The request body did not arrive in time.", headers_added)
+                await _refuse(send, 408, "The request body did not arrive in time.", headers_added, path=scope["path"])
         finally:
             self._done(scope, status, started, request_id)
             context.end(token)
@@ -221,16 +222,25 @@ class _BodyDeadlines:
         self.timer = loop.call_later(1, self._sweep, loop) if self.reads else None
 
 
-async def _refuse(send: Send, status: int, description: str, security_headers: list[tuple[bytes, bytes]]) -> None:
+async def _refuse(
+    send: Send, status: int, description: str, security_headers: list[tuple[bytes, bytes]], *, path: str = ""
+) -> None:
     """A JSON error sent before the body was read; the connection closes after it, since
-    the rest of the body (if any) would otherwise be taken for the next request."""
-    body = json_bytes({"error": "invalid_request", "error_description": description})
+    the rest of the body (if any) would otherwise be taken for the next request. The admin
+    API's errors are RFC 9457 problems, these too."""
+    if path.startswith("/admin/api/"):
+        media_type = b"application/problem+json"
+        problem = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status, "detail": description}
+        body = json_bytes(problem)
+    else:
+        media_type = b"application/json"
+        body = json_bytes({"error": "invalid_request", "error_description": description})
     await send(
         {
             "type": "http.response.start",
             "status": status,
             "headers": [
-                (b"content-type", b"application/json"),
+                (b"content-type", media_type),
                 (b"content-length", str(len(body)).encode()),
                 (b"cache-control", b"no-store"),
                 (b"connection", b"close"),

@@ -14,34 +14,27 @@ from authlib.oauth2.rfc6749 import OAuth2Error
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..oauth.endpoints.registration import Registration
-from ..oauth.metadata import server_metadata
 from ..storage import transactions
-from .authorize import client_address
 from .forms import BodyTooLarge, read_body
 from .responses import NO_STORE, json_response, oauth_error
 from .runtime import Runtime
+from .token import too_many
 
 
 async def register(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
     if runtime.settings.registration == "off":
         return _off()
-    limited = await runtime.limiter.check("register", client_address(request), runtime.settings.rate_limit_register)
-    if not limited.allowed:
-        return oauth_error(
-            "temporarily_unavailable",
-            "Too many registrations from this address.",
-            status=429,
-            headers={"Retry-After": str(limited.retry_after)},
-        )
+    refused = await too_many(request, runtime, "register", runtime.settings.rate_limit_register, "registrations")
+    if refused is not None:
+        return refused
     token = _bearer(request)
     if runtime.settings.registration == "initial-token" and token is None:
         return _challenge("An initial access token is required (Authorization: Bearer).")
     document = await _document(request, runtime)
     if isinstance(document, Response):
         return document
-    calls = _calls(runtime)
+    calls = runtime.registration
     initial = token if runtime.settings.registration == "initial-token" else None
     return await _answer(runtime, lambda db: calls.register(db, document, initial), 201)
 
@@ -54,7 +47,7 @@ async def configure(request: Request) -> Response:
     if token is None:
         return _challenge("The registration access token is required (Authorization: Bearer).")
     client_id: str = request.path_params["client_id"]
-    calls = _calls(runtime)
+    calls = runtime.registration
     if request.method in ("GET", "HEAD"):  # Starlette routes HEAD with GET
         return await _answer(runtime, lambda db: calls.read(db, client_id, token))
     if request.method == "DELETE":
@@ -63,12 +56,6 @@ async def configure(request: Request) -> Response:
     if isinstance(document, Response):
         return document
     return await _answer(runtime, lambda db: calls.update(db, client_id, token, document))
-
-
-def _calls(runtime: Runtime) -> Registration:
-    """Built per request: registration is rare, and this keeps it out of the runtime."""
-    scopes = server_metadata(runtime.settings, [])["scopes_supported"]
-    return Registration(runtime.settings, scopes)
 
 
 async def _answer(runtime: Runtime, work: Any, status: int = 200) -> Response:

@@ -18,7 +18,9 @@ _EXPOSED_HEADERS = "WWW-Authenticate"
 
 
 def json_bytes(data: Any) -> bytes:
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    """Compact UTF-8 JSON; a lone surrogate (valid in JSON text, not in UTF-8), echoed
+    from a request, is written as its ``\\uXXXX`` escape."""
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "backslashreplace")
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from dataclasses import dataclass
 
+from ..admin.calls import Services as AdminServices
 from ..authn.devices import DeviceCookies
 from ..authn.lockout import Lockout
 from ..authn.login import LoginGuard
@@ -21,6 +23,7 @@ from ..mail.sender import OutboxSender
 from ..mfa.service import SecondFactor
 from ..notify.backchannel import LogoutNotifier
 from ..oauth.calls import Threads
+from ..oauth.endpoints.registration import Registration
 from ..oauth.metadata import server_metadata
 from ..oauth.server import OstiaryAuthorizationServer
 from ..oauth.token_endpoint import TokenEndpoints
@@ -59,6 +62,10 @@ class Runtime:
     breached: BreachedPasswords
     resets: PasswordResets
     token_endpoints: TokenEndpoints
+    #: what the admin API's resources use (``server/admin``)
+    admin: AdminServices
+    #: RFC 7591/7592 registration (``/register``), offering the scopes discovery lists
+    registration: Registration
     #: the mail sender and its task, when this process sends mail (OSTIARY_MAIL_POLL_INTERVAL)
     sender: OutboxSender | None = None
     sender_task: asyncio.Task[None] | None = None
@@ -84,21 +91,8 @@ class Runtime:
     @classmethod
     async def start(cls, settings: Settings, engine: AsyncEngine) -> Runtime:
         sessionmaker = create_sessionmaker(engine)
-        stored = await transactions.run(sessionmaker, key_store.list_keys)
-        if not stored:
-            raise KeyMaterialError("the database holds no signing key: start with `ostiary serve`")
-        secret = resolve_secret(settings, keys_exist=True)
-        wrappers = key_wrappers(settings, secret)
-        key_service.check_wrapping(stored, wrappers)
-        orphans = await transactions.run(
-            sessionmaker, lambda db: mfa_store.count_wrapped_by_others(db, wrappers.key_ids)
-        )
-        if orphans:
-            raise KeyMaterialError(
-                f"{orphans} TOTP secret(s) are encrypted under a key-encryption secret that is not configured: "
-                "set the old one in OSTIARY_KEYS_SECRET_PREVIOUS and run `ostiary keys rewrap`"
-            )
-        keys = KeyRingHolder(build_keyring(stored, wrappers))
+        ring, secret, wrappers = await _load_keys(sessionmaker, settings)
+        keys = KeyRingHolder(ring)
         metadata = json_bytes(server_metadata(settings, keys.current.algorithms))
         oauth = OstiaryAuthorizationServer(settings, keys)
         csrf = CsrfTokens(derive_key(secret, "csrf"))
@@ -131,7 +125,31 @@ class Runtime:
             breached=breached,
             resets=PasswordResets(settings, sessionmaker, wrappers, passwords, breached),
             token_endpoints=TokenEndpoints(oauth, sessionmaker, _token_threads(settings)),
+            admin=AdminServices(
+                settings, sessionmaker, keys, wrappers, passwords, breached, lockout, oauth.client_cache
+            ),
+            registration=Registration(settings, json.loads(metadata)["scopes_supported"]),
         )
+
+
+async def _load_keys(
+    sessionmaker: async_sessionmaker[AsyncSession], settings: Settings
+) -> tuple[KeyRing, str, KeyWrappers]:
+    """The signing keys, the key-encryption secret and its wrappers; KeyMaterialError unless
+    every key and every TOTP secret can be decrypted with them."""
+    stored = await transactions.run(sessionmaker, key_store.list_keys)
+    if not stored:
+        raise KeyMaterialError("the database holds no signing key: start with `ostiary serve`")
+    secret = resolve_secret(settings, keys_exist=True)
+    wrappers = key_wrappers(settings, secret)
+    key_service.check_wrapping(stored, wrappers)
+    orphans = await transactions.run(sessionmaker, lambda db: mfa_store.count_wrapped_by_others(db, wrappers.key_ids))
+    if orphans:
+        raise KeyMaterialError(
+            f"{orphans} TOTP secret(s) are encrypted under a key-encryption secret that is not configured: "
+            "set the old one in OSTIARY_KEYS_SECRET_PREVIOUS and run `ostiary keys rewrap`"
+        )
+    return build_keyring(stored, wrappers), secret, wrappers
 
 
 def _token_threads(settings: Settings) -> Threads | None:

@@ -16,7 +16,9 @@ from .runtime import Runtime
 _MAY_REPEAT = frozenset({"resource"})
 
 
-async def _too_many(request: Request, runtime: Runtime, endpoint: str, limit: int) -> Response | None:
+async def too_many(
+    request: Request, runtime: Runtime, endpoint: str, limit: int, what: str = "requests"
+) -> Response | None:
     """The answer to a request past ``limit`` a minute from its address, if it is."""
     if not limit:
         return None
@@ -28,7 +30,7 @@ async def _too_many(request: Request, runtime: Runtime, endpoint: str, limit: in
     # error is the one RFC 6749 uses for "try again later".
     return oauth_error(
         "temporarily_unavailable",
-        "Too many requests from this address.",
+        f"Too many {what} from this address.",
         status=429,
         headers={"Retry-After": str(limited.retry_after)},
     )
@@ -36,7 +38,7 @@ async def _too_many(request: Request, runtime: Runtime, endpoint: str, limit: in
 
 async def token(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
-    refused = await _too_many(request, runtime, "token", runtime.settings.rate_limit_token)
+    refused = await too_many(request, runtime, "token", runtime.settings.rate_limit_token)
     if refused is not None:
         return refused
     form = await _checked_form(request, runtime, _MAY_REPEAT)
@@ -71,7 +73,7 @@ async def device_authorization(request: Request) -> Response:
     """``POST /device/authorize`` (RFC 8628 §3.1). Each call stores a device authorization
     until it expires: limited per address as the codes typed at ``/device`` are."""
     runtime: Runtime = request.app.state.runtime
-    refused = await _too_many(request, runtime, "device-authorize", runtime.settings.rate_limit_device)
+    refused = await too_many(request, runtime, "device-authorize", runtime.settings.rate_limit_device)
     if refused is not None:
         return refused
     return await _endpoint(request, "device_authorization", "/device/authorize")

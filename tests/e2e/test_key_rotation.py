@@ -77,7 +77,7 @@ def test_a_full_rotation_cycle_fails_no_verification(postgres_database: TestData
     kids = [kid for _, kid in timeline]
     new_kid = next(kid for kid in kids if kid != old_kid)
     switched = next(t for t, kid in timeline if kid == new_kid)
-    assert 2 + 4 <= switched <= 2 + 4 + 3  # staging delay: max-age 2 + 2 polls of 1 s (plus poll lag)
+    assert 2 + 4 <= switched <= 2 + 4 + 6  # staging delay: max-age 2 + 2 polls of 1 s (plus poll lag under load)
     # Both processes switch within a couple of poll intervals, and never go back.
     assert all(kid == new_kid for t, kid in timeline if t > switched + 2.5)
     # The old key is retired, kept while its tokens live (5 s + 2 polls), then removed.
