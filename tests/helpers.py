@@ -8,11 +8,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import uvicorn
@@ -22,6 +22,7 @@ from server.app import create_app
 from server.bootstrap import prepare
 from server.clients.service import register_client
 from server.settings import Settings
+from server.storage import AsyncSession, Session, async_sessionmaker
 from server.storage.engine import create_sessionmaker, make_engine
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -33,6 +34,21 @@ class TestDatabase:
 
     kind: str
     url: str
+
+
+T = TypeVar("T")
+
+
+@dataclass
+class Db:
+    """Repository calls on a test database: each call runs in its own committed
+    transaction, as the server's requests do (fixture ``db`` in tests/storage/conftest.py)."""
+
+    sessionmaker: async_sessionmaker[AsyncSession]
+
+    async def __call__(self, work: Callable[[Session], T]) -> T:
+        async with self.sessionmaker.begin() as session:
+            return await session.run_sync(work)
 
 
 @dataclass(frozen=True)

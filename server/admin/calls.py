@@ -103,13 +103,14 @@ class Call:
             raise Invalid(errors)
         return Page(position, limit)
 
-    def check_version(self, current: Mapping[str, Any]) -> None:
-        """Refuse the change (412) when ``If-Match`` names another version than ``current``'s
-        (the resource as it is now, read in the transaction that changes it)."""
+    def check_version(self, current: Callable[[], Mapping[str, Any]]) -> None:
+        """Refuse the change (412) when ``If-Match`` names another version than that of
+        ``current()``, the resource as it is now, read in the transaction that changes it
+        (and only read when ``If-Match`` asks for a comparison)."""
         if self.if_match is None:
             return
         wanted = [tag.strip() for tag in self.if_match.split(",")]
-        if "*" not in wanted and version_of(current) not in wanted:
+        if "*" not in wanted and version_of(current()) not in wanted:
             raise PreconditionFailed("the resource changed since it was read: read it again (If-Match)")
 
 

@@ -6,6 +6,11 @@ from __future__ import annotations
 from http import HTTPStatus
 
 
+def problem_document(status: int, detail: str, type_: str = "about:blank") -> dict[str, object]:
+    """RFC 9457's members: with ``about:blank`` the title is the status's own phrase."""
+    return {"type": type_, "title": HTTPStatus(status).phrase, "status": status, "detail": detail}
+
+
 class Problem(Exception):
     """An RFC 9457 problem: ``type`` is ``about:blank`` (the status says it all) unless a
     subclass names a type of ours, documented in docs/admin.md."""
@@ -18,12 +23,8 @@ class Problem(Exception):
         self.detail = detail
         self.headers = headers or {}
 
-    @property
-    def title(self) -> str:
-        return HTTPStatus(self.status).phrase
-
     def document(self) -> dict[str, object]:
-        return {"type": self.type, "title": self.title, "status": self.status, "detail": self.detail}
+        return problem_document(self.status, self.detail, self.type)
 
 
 class BadRequest(Problem):

@@ -63,14 +63,20 @@ class ProfileChanges:
 
 
 @dataclass(frozen=True)
-class UserOverview:
-    """All an administrator looks at for one account: ``locked_factors`` names the lockout
-    counters (``password``, ``otp``) refusing attempts now; sessions and grants are the
-    live ones, newest first."""
+class Standing:
+    """An account with what guards its sign-in: ``locked_factors`` names the lockout
+    counters (``password``, ``otp``) refusing attempts now."""
 
     user: StoredUser
     mfa_enrolled: bool
     locked_factors: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class UserOverview(Standing):
+    """All an administrator looks at for one account: its standing, and its live sessions
+    and grants, newest first."""
+
     sessions: list[StoredSession]
     grants: list[StoredGrant]
 
@@ -320,17 +326,23 @@ def end_grants(db: Session, username: str, *, actor: str, client_id: str | None 
     return user, count
 
 
-def overview(db: Session, username: str, lockout: Lockout) -> UserOverview:
-    """The account with its second factor, the lockout counters refusing it now (those
-    every browser shares), and its live sessions and grants."""
+def standing(db: Session, username: str, lockout: Lockout) -> Standing:
+    """The account with its second factor and the lockout counters refusing it now (those
+    every browser shares)."""
     user = find(db, username)
     locked = tuple(factor for factor in (FACTOR_PASSWORD, FACTOR_OTP) if lockout.check(db, user.id, factor).locked)
+    return Standing(user=user, mfa_enrolled=mfa_store.has_confirmed_totp(db, user.id), locked_factors=locked)
+
+
+def overview(db: Session, username: str, lockout: Lockout) -> UserOverview:
+    """:func:`standing`, with the account's live sessions and grants."""
+    seen = standing(db, username, lockout)
     return UserOverview(
-        user=user,
-        mfa_enrolled=mfa_store.has_confirmed_totp(db, user.id),
-        locked_factors=locked,
-        sessions=session_store.list_live_sessions(db, user.id),
-        grants=grant_store.list_live_for_user(db, user.id),
+        user=seen.user,
+        mfa_enrolled=seen.mfa_enrolled,
+        locked_factors=seen.locked_factors,
+        sessions=session_store.list_live_sessions(db, seen.user.id),
+        grants=grant_store.list_live_for_user(db, seen.user.id),
     )
 
 

@@ -8,12 +8,12 @@ a person reads in a browser, and gets a page.
 from __future__ import annotations
 
 import logging
-from http import HTTPStatus
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
+from ..admin.errors import problem_document
 from ..storage.errors import is_unavailable
 from .responses import NO_STORE, json_bytes, json_response
 from .runtime import Runtime
@@ -88,8 +88,9 @@ def _is_admin_api(request: Request) -> bool:
 
 def _problem(status: int, detail: str, headers: dict[str, str]) -> Response:
     """The admin API's errors are RFC 9457 problems, its 5xx too."""
-    document = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status, "detail": detail}
-    return Response(json_bytes(document), status, headers, media_type="application/problem+json")
+    return Response(
+        json_bytes(problem_document(status, detail)), status, headers, media_type="application/problem+json"
+    )
 
 
 def _page(request: Request, title: str, message: str, status: int, headers: dict[str, str]) -> Response:

@@ -9,12 +9,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from http import HTTPStatus
 from typing import Any
 
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..admin.errors import problem_document
 from ..observe import context, metrics
 from .proxies import FORWARDED_REQUEST_ID
 from .responses import json_bytes
@@ -230,8 +230,7 @@ async def _refuse(
     API's errors are RFC 9457 problems, these too."""
     if path.startswith("/admin/api/"):
         media_type = b"application/problem+json"
-        problem = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status, "detail": description}
-        body = json_bytes(problem)
+        body = json_bytes(problem_document(status, description))
     else:
         media_type = b"application/json"
         body = json_bytes({"error": "invalid_request", "error_description": description})

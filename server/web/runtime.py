@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 from dataclasses import dataclass
 
@@ -93,7 +92,8 @@ class Runtime:
         sessionmaker = create_sessionmaker(engine)
         ring, secret, wrappers = await _load_keys(sessionmaker, settings)
         keys = KeyRingHolder(ring)
-        metadata = json_bytes(server_metadata(settings, keys.current.algorithms))
+        discovery = server_metadata(settings, keys.current.algorithms)
+        metadata = json_bytes(discovery)
         oauth = OstiaryAuthorizationServer(settings, keys)
         csrf = CsrfTokens(derive_key(secret, "csrf"))
         lockout = Lockout(settings.lockout_threshold, settings.lockout_window_seconds)
@@ -128,7 +128,7 @@ class Runtime:
             admin=AdminServices(
                 settings, sessionmaker, keys, wrappers, passwords, breached, lockout, oauth.client_cache
             ),
-            registration=Registration(settings, json.loads(metadata)["scopes_supported"]),
+            registration=Registration(settings, discovery["scopes_supported"]),
         )
 
 

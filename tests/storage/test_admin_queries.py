@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from datetime import timedelta
-from typing import TypeVar
 
 import pytest
 from sqlalchemy import insert, select
@@ -23,9 +20,7 @@ from sqlalchemy import insert, select
 from server.authn import sessions
 from server.authn.lockout import FACTOR_PASSWORD, Lockout
 from server.storage import (
-    AsyncSession,
     Session,
-    async_sessionmaker,
     audit,
     failures,
     grants as grant_store,
@@ -33,37 +28,14 @@ from server.storage import (
 )
 from server.storage.audit import EventFilter
 from server.storage.base import utcnow
-from server.storage.engine import create_sessionmaker, make_engine
 from server.storage.models import AuditEvent, MailOutbox
 from server.storage.users import StoredUser
 from server.users import admin
 from server.users.errors import LastAdministrator, UnknownUser, UserError
 from server.users.reset import LOOKUP_TEMPLATE
-from tests.helpers import TestDatabase
+from tests.helpers import Db
 
 pytestmark = pytest.mark.anyio
-
-T = TypeVar("T")
-
-
-@dataclass
-class Db:
-    """Each call runs in its own committed transaction, as the server's requests do."""
-
-    sessionmaker: async_sessionmaker[AsyncSession]
-
-    async def __call__(self, work: Callable[[Session], T]) -> T:
-        async with self.sessionmaker.begin() as session:
-            return await session.run_sync(work)
-
-
-@pytest.fixture
-async def db(database: TestDatabase) -> AsyncIterator[Db]:
-    engine = make_engine(database.url)
-    try:
-        yield Db(create_sessionmaker(engine))
-    finally:
-        await engine.dispose()
 
 
 async def make_user(db: Db, username: str, email: str | None = None) -> StoredUser:

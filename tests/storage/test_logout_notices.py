@@ -9,45 +9,22 @@ at once; a notice is deleted once done, so the queue holds only what is pending.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from datetime import timedelta
-from typing import TypeVar
 
 import pytest
 from sqlalchemy import func, select
 
 from server.authn import sessions
 from server.clients.service import register_client
-from server.storage import AsyncSession, Session, async_sessionmaker, logout_notices, sessions as session_store
+from server.storage import logout_notices, sessions as session_store
 from server.storage.base import utcnow
-from server.storage.engine import create_sessionmaker, make_engine
 from server.storage.models import LogoutNotice
 from server.users.service import create_user
-from tests.helpers import TestDatabase
+from tests.helpers import Db
 
 pytestmark = pytest.mark.anyio
 
-T = TypeVar("T")
 LEASE = timedelta(minutes=2)
-
-
-@dataclass
-class Db:
-    sessionmaker: async_sessionmaker[AsyncSession]
-
-    async def __call__(self, work: Callable[[Session], T]) -> T:
-        async with self.sessionmaker.begin() as session:
-            return await session.run_sync(work)
-
-
-@pytest.fixture
-async def db(database: TestDatabase) -> AsyncIterator[Db]:
-    engine = make_engine(database.url)
-    try:
-        yield Db(create_sessionmaker(engine))
-    finally:
-        await engine.dispose()
 
 
 async def client(db: Db, name: str, uri: str | None) -> str:

@@ -12,19 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TypeVar
 
 import pytest
 from sqlalchemy import insert, select
 
 from server.authn import sessions
 from server.storage import (
-    AsyncSession,
     Session,
-    async_sessionmaker,
     grants as grant_store,
     refresh as refresh_store,
     resets,
@@ -32,37 +27,15 @@ from server.storage import (
     users as user_store,
 )
 from server.storage.base import utcnow
-from server.storage.engine import create_sessionmaker, make_engine
 from server.storage.models import Grant, PasswordReset
 from server.users import admin
 from server.users.service import change_password, create_user
-from tests.helpers import TestDatabase
+from tests.helpers import Db
 
 pytestmark = pytest.mark.anyio
 
-T = TypeVar("T")
 FAMILY_TTL = timedelta(days=30)
 IDLE_TTL = timedelta(days=1)
-
-
-@dataclass
-class Db:
-    """Each call runs in its own committed transaction, as the server's requests do."""
-
-    sessionmaker: async_sessionmaker[AsyncSession]
-
-    async def __call__(self, work: Callable[[Session], T]) -> T:
-        async with self.sessionmaker.begin() as session:
-            return await session.run_sync(work)
-
-
-@pytest.fixture
-async def db(database: TestDatabase) -> AsyncIterator[Db]:
-    engine = make_engine(database.url)
-    try:
-        yield Db(create_sessionmaker(engine))
-    finally:
-        await engine.dispose()
 
 
 async def user(db: Db, name: str = "alice") -> int:

@@ -235,7 +235,7 @@ def _changeable(db: Session, call: Call, client_id: str) -> StoredClient:
     that holds them too, and ``If-Match``, when given, must name its current version."""
     lock_client(db, client_id)
     client = service.find(db, client_id)
-    call.check_version(describe(client))
+    call.check_version(lambda: describe(client))
     _check_grantable(call, client.scopes)
     return client
 

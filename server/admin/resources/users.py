@@ -44,7 +44,7 @@ def detail(db: Session, username: str, lockout: Lockout) -> dict[str, Any]:
     """One account as GET, PATCH and the actions answer it (its ETag is this document's
     version): the summary, whether a second factor is enrolled, and the lockout counters
     (``password``, ``otp``) refusing sign-ins now."""
-    seen = admin.overview(db, username, lockout)
+    seen = admin.standing(db, username, lockout)
     return {
         **admin.describe_user(seen.user),
         "second_factor": {"enrolled": seen.mfa_enrolled},
@@ -126,7 +126,7 @@ def _changeable(db: Session, call: Call) -> str:
     user = admin.find_by_sub(db, call.params["sub"])
     if user.is_admin:
         call.principal.require_full("changing an administrator's account")
-    call.check_version(stable(detail(db, user.username, call.services.lockout)))
+    call.check_version(lambda: stable(detail(db, user.username, call.services.lockout)))
     return user.username
 
 
