@@ -181,6 +181,8 @@ def _routes() -> list[BaseRoute]:
         Route("/login/password", authorize.forced_password_change, methods=["POST"]),
         Route("/consent", authorize.consent, methods=["POST"]),
         Route("/device/authorize", token.device_authorization, methods=["POST"]),
+        Route("/par", token.pushed_authorization, methods=["POST"]),
+        Route("/par", token.par_wrong_method, methods=["GET", "PUT", "DELETE", "PATCH"]),
         Route("/device", device.device, methods=["GET"]),
         Route("/device/confirm", device.confirm, methods=["POST"]),
         Route("/password/forgot", password.forgot_page, methods=["GET"]),

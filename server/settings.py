@@ -556,6 +556,33 @@ class Settings:
         doc="dynamic client registration at `/register` (RFC 7591, 7592): `off`; `initial-token`: with a token "
         "from `ostiary clients registration-token create`; `open`: anyone may register a client",
     )
+    par_ttl: int = setting(
+        "OSTIARY_PAR_TTL",
+        _duration(10, 600),
+        default=60,
+        doc="how long the `request_uri` of a pushed authorization request (RFC 9126, `/par`) stays usable",
+    )
+    require_par: bool = setting(
+        "OSTIARY_REQUIRE_PAR",
+        _bool,
+        default=False,
+        doc="every client must push its authorization requests to `/par` first (a client can also be "
+        "required alone: `require_pushed_authorization_requests`)",
+    )
+    client_assertion_max_lifetime: int = setting(
+        "OSTIARY_CLIENT_ASSERTION_MAX_LIFETIME",
+        _duration(10, 3600),
+        default=3600,
+        doc="the longest a `private_key_jwt` client assertion (RFC 7523) may be valid, `iat` (or now) to `exp` "
+        "(an hour is what Authlib's client signs; openid-client signs for a minute)",
+    )
+    jwks_uri_allow_private: bool = setting(
+        "OSTIARY_JWKS_URI_ALLOW_PRIVATE",
+        _bool,
+        default=False,
+        doc="fetch a client's `jwks_uri` from a loopback, private or link-local address too (off: public "
+        "addresses only, so a client's metadata cannot make the server call its own network)",
+    )
     cleanup_interval: int = setting(
         "OSTIARY_CLEANUP_INTERVAL",
         _duration(0, 7 * 86400),

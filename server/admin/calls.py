@@ -174,6 +174,7 @@ _KINDS: dict[str, Callable[[Any], bool]] = {
     "boolean": lambda v: isinstance(v, bool),
     "integer": lambda v: isinstance(v, int) and not isinstance(v, bool) and abs(v) < 2**53,
     "strings": lambda v: isinstance(v, list) and all(_text(item) for item in v),
+    "object?": lambda v: v is None or isinstance(v, dict),
 }
 _KIND_NAMES = {
     "string": "a string of text",
@@ -181,6 +182,7 @@ _KIND_NAMES = {
     "boolean": "true or false",
     "integer": "an integer",
     "strings": "an array of strings of text",
+    "object?": "a JSON object, or null",
 }
 
 

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from ..bootstrap import open_database
 from ..clients import metadata, service as client_service
 from ..clients.errors import ClientRegistrationError
+from ..clients.jwks import ASSERTION_ALGS
 from ..clients.service import AUTH_METHODS, GRANT_TYPES, register_client
 from ..settings import Settings
 from ..storage import clients as client_store, transactions
@@ -35,9 +36,18 @@ T = TypeVar("T")
 ACTOR = "cli"
 #: ``clients update`` options that hold a list: each replaces the client field of its name
 _LISTS = ("grant_types", "scopes", "redirect_uris", "audiences", "post_logout_redirect_uris", "allowed_cors_origins")
-_FLAGS = ("first_party", "introspection", "require_mfa")
+_FLAGS = ("first_party", "introspection", "require_mfa", "require_pushed_authorization_requests")
 #: options that hold one value, named as the client field they set
-_VALUES = ("name", "id_token_alg", "token_endpoint_auth_method", "logo_uri", "policy_uri", "tos_uri")
+_VALUES = (
+    "name",
+    "id_token_alg",
+    "token_endpoint_auth_method",
+    "logo_uri",
+    "policy_uri",
+    "tos_uri",
+    "jwks_uri",
+    "token_endpoint_auth_signing_alg",
+)
 
 
 def add_parser(commands: Any) -> None:
@@ -93,6 +103,11 @@ def _add_create_parser(actions: Any) -> None:
     create.add_argument(
         "--require-mfa", action="store_true", help="every sign-in to this client needs a second factor (TOTP)"
     )
+    create.add_argument(
+        "--require-pushed-authorization-requests",
+        action="store_true",
+        help="authorization requests only through /par (RFC 9126)",
+    )
     _add_metadata_options(create)
     create.add_argument("--json", action="store_true", help="print JSON")
     create.set_defaults(run=run_create)
@@ -106,7 +121,19 @@ def _add_metadata_options(parser: Any) -> None:
         help=f"a JSON object of RFC 7591 client metadata ('-': standard input): {', '.join(metadata.NAMES)}; "
         "options given as well win",
     )
-    parser.add_argument("--token-endpoint-auth-method", choices=AUTH_METHODS, help="how the client sends its secret")
+    parser.add_argument(
+        "--token-endpoint-auth-method",
+        choices=AUTH_METHODS,
+        help="how the client authenticates: a secret (basic or post), private_key_jwt (its own key), none (public)",
+    )
+    parser.add_argument(
+        "--jwks-uri", help="private_key_jwt: https URI of the client's public keys (inline keys: jwks in --metadata)"
+    )
+    parser.add_argument(
+        "--token-endpoint-auth-signing-alg",
+        choices=ASSERTION_ALGS,
+        help="private_key_jwt: the one algorithm its assertions are signed with (default: any of these)",
+    )
     parser.add_argument("--logo-uri", help="https URI of a logo shown on the consent page")
     parser.add_argument("--policy-uri", help="https URI of the client's privacy policy, linked on the consent page")
     parser.add_argument("--tos-uri", help="https URI of the client's terms of service, linked on the consent page")

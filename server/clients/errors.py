@@ -14,6 +14,10 @@ METADATA_NAMES = {
     "--logo-uri": "logo_uri",
     "--policy-uri": "policy_uri",
     "--tos-uri": "tos_uri",
+    "--jwks": "jwks",
+    "--jwks-uri": "jwks_uri",
+    "--token-endpoint-auth-signing-alg": "token_endpoint_auth_signing_alg",
+    "--require-pushed-authorization-requests": "require_pushed_authorization_requests",
 }
 
 

@@ -44,6 +44,14 @@ def _scope(name: str, value: Any) -> tuple[str, ...]:
     return tuple(text.split()) if text else ()
 
 
+def _object(name: str, value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ClientRegistrationError(name, "must be a JSON object")
+    return value
+
+
 def _client_name(name: str, value: Any) -> str:
     text = _text(name, value)
     if text is None:
@@ -66,6 +74,10 @@ _FIELDS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "logo_uri": ("logo_uri", _text),
     "policy_uri": ("policy_uri", _text),
     "tos_uri": ("tos_uri", _text),
+    "jwks": ("jwks", _object),
+    "jwks_uri": ("jwks_uri", _text),
+    "token_endpoint_auth_signing_alg": ("token_endpoint_auth_signing_alg", _text),
+    "require_pushed_authorization_requests": ("require_pushed_authorization_requests", _flag),
 }
 #: the names this vocabulary has
 NAMES = tuple(_FIELDS)
@@ -119,9 +131,13 @@ def document_of(client: StoredClient) -> dict[str, Any]:
     if client.backchannel_logout_uri:
         document["backchannel_logout_uri"] = client.backchannel_logout_uri
         document["backchannel_logout_session_required"] = client.backchannel_logout_session_required
-    for name in ("logo_uri", "policy_uri", "tos_uri"):
+    for name in ("logo_uri", "policy_uri", "tos_uri", "jwks_uri", "token_endpoint_auth_signing_alg"):
         if getattr(client, name):
             document[name] = getattr(client, name)
+    if client.jwks is not None:
+        document["jwks"] = dict(client.jwks)
+    if client.require_pushed_authorization_requests:
+        document["require_pushed_authorization_requests"] = True
     return document
 
 

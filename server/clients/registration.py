@@ -125,6 +125,10 @@ def replace_self(
         "logo_uri": None,
         "policy_uri": None,
         "tos_uri": None,
+        "jwks": None,
+        "jwks_uri": None,
+        "token_endpoint_auth_signing_alg": None,
+        "require_pushed_authorization_requests": False,
     }
     changes = {**cleared, **fields}
     try:
@@ -152,9 +156,9 @@ def _self_fields(document: Mapping[str, Any], allowed_scopes: Collection[str]) -
             "scope", f"{' '.join(refused)} cannot be registered here (allowed: {' '.join(allowed_scopes)})"
         )
     fields["scopes"] = scopes
-    backchannel = fields.get("backchannel_logout_uri")
-    if backchannel:
-        _public_https("backchannel_logout_uri", backchannel)
+    for name in ("backchannel_logout_uri", "jwks_uri"):  # the server itself calls both
+        if fields.get(name):
+            _public_https(name, fields[name])
     fields.setdefault("name", _default_name(fields.get("redirect_uris", ())))
     return fields
 

@@ -13,6 +13,7 @@ from ..settings import LOOPBACK_HOSTS, SIGNING_ALGS
 from ..storage import Session, audit, clients as client_store
 from ..storage.base import utcnow
 from .errors import ClientRegistrationError, UnknownClient
+from .jwks import ASSERTION_ALGS, checked_jwks, checked_jwks_uri
 from .secrets import new_client_id, new_client_secret, secret_digest
 
 DEVICE_CODE = "urn:ietf:params:oauth:grant-type:device_code"
@@ -48,19 +49,24 @@ def register_client(
     logo_uri: str | None = None,
     policy_uri: str | None = None,
     tos_uri: str | None = None,
+    jwks: dict[str, Any] | None = None,
+    jwks_uri: str | None = None,
+    token_endpoint_auth_signing_alg: str | None = None,
+    require_pushed_authorization_requests: bool = False,
     registration_token_digest: bytes | None = None,
     actor: str = "admin",
 ) -> tuple[client_store.StoredClient, str | None]:
-    """Validate and store a client; returns it and its secret (shown once; None if public).
+    """Validate and store a client; returns it and its secret (shown once; None when it
+    authenticates without one).
 
     A public client (a browser or native app, RFC 6749 §2.1) has no secret and may only use
     the authorization code grant, with PKCE like every client. ``token_endpoint_auth_method``
     (RFC 7591 §2) defaults to ``none`` for a public client, else ``client_secret_basic``;
-    ``none`` makes the client public.
+    ``none`` makes the client public. A ``private_key_jwt`` client has no secret either: it
+    signs with a key of its own, registered as ``jwks`` or ``jwks_uri``.
     """
-    if token_endpoint_auth_method is not None:
-        public = token_endpoint_auth_method == "none"  # noqa: S105 (a method's name)
-    secret = None if public else new_client_secret()
+    method = token_endpoint_auth_method or ("none" if public else "client_secret_basic")
+    secret = new_client_secret() if method in SECRET_METHODS else None
     draft = client_store.StoredClient(
         client_id=new_client_id(),
         name=name,
@@ -77,13 +83,17 @@ def register_client(
         introspection=introspection,
         id_token_alg=id_token_alg,
         require_mfa=require_mfa,
-        token_endpoint_auth_method=token_endpoint_auth_method or ("none" if public else "client_secret_basic"),
+        token_endpoint_auth_method=method,
         response_types=tuple(response_types),
         backchannel_logout_uri=backchannel_logout_uri,
         backchannel_logout_session_required=backchannel_logout_session_required,
         logo_uri=logo_uri,
         policy_uri=policy_uri,
         tos_uri=tos_uri,
+        jwks=jwks,
+        jwks_uri=jwks_uri,
+        token_endpoint_auth_signing_alg=token_endpoint_auth_signing_alg,
+        require_pushed_authorization_requests=require_pushed_authorization_requests,
         registration_token_digest=registration_token_digest,
     )
     client = validated(draft)
@@ -96,6 +106,7 @@ def validated(client: client_store.StoredClient) -> client_store.StoredClient:
     """``client`` with its metadata normalised, or ClientRegistrationError naming the option
     at fault: the rules of registration, which an update follows too."""
     _plain_text(client)
+    keys = _client_keys(client)  # first: whether the client is public follows from its method
     public = client.is_public
     granted = _grant_types(client.grant_types)
     uris = _unique(_redirect_uri(uri) for uri in client.redirect_uris)
@@ -111,7 +122,6 @@ def validated(client: client_store.StoredClient) -> client_store.StoredClient:
         )
     if public and "client_credentials" in granted:
         raise ClientRegistrationError("--grant-type", "a public client cannot use client_credentials")
-    _check_auth_method(client)
     if not public and any(origin.strip() for origin in client.allowed_cors_origins):
         raise ClientRegistrationError(
             "--cors-origin",
@@ -134,31 +144,51 @@ def validated(client: client_store.StoredClient) -> client_store.StoredClient:
         logo_uri=_web_page_uri(client.logo_uri, "--logo-uri"),
         policy_uri=_web_page_uri(client.policy_uri, "--policy-uri"),
         tos_uri=_web_page_uri(client.tos_uri, "--tos-uri"),
+        **keys,
     )
 
 
 #: RFC 7591 §2's token endpoint authentication methods we serve (``none``: a public client)
-AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
+SECRET_METHODS = ("client_secret_basic", "client_secret_post")
+PRIVATE_KEY_JWT = "private_key_jwt"
+AUTH_METHODS = (*SECRET_METHODS, PRIVATE_KEY_JWT, "none")
 #: RFC 7591 §2.1: the response types we serve, each with the grant type it needs
 RESPONSE_TYPES = {"code": "authorization_code"}
 
 
-def _check_auth_method(client: client_store.StoredClient) -> None:
-    """The method must be one we serve and fit the client: ``none`` exactly when it has no secret."""
+def _client_keys(client: client_store.StoredClient) -> dict[str, Any]:
+    """The method must be one we serve and fit the client's credentials: a secret method
+    exactly when it has a secret, and for ``private_key_jwt`` its public keys, inline
+    (``jwks``) or at a URI (``jwks_uri``), one of the two. Returns the keys' fields, checked."""
     method = client.token_endpoint_auth_method
+    option = "--token-endpoint-auth-method"
     if method not in AUTH_METHODS:
+        raise ClientRegistrationError(option, f"{method!r} is not supported (supported: {', '.join(AUTH_METHODS)})")
+    if method in SECRET_METHODS and client.secret_digest is None:
         raise ClientRegistrationError(
-            "--token-endpoint-auth-method", f"{method!r} is not supported (supported: {', '.join(AUTH_METHODS)})"
+            option, f"the client has no secret to send: use none or private_key_jwt, not {method}"
         )
-    if client.is_public and method != "none":
+    if method not in SECRET_METHODS and client.secret_digest is not None:
         raise ClientRegistrationError(
-            "--token-endpoint-auth-method", f"a public client has no secret to send: use none, not {method}"
+            option, "a client with a secret sends it: client_secret_basic or client_secret_post"
         )
-    if not client.is_public and method == "none":
+    keyed = client.jwks is not None or bool(client.jwks_uri) or bool(client.token_endpoint_auth_signing_alg)
+    if method != PRIVATE_KEY_JWT:
+        if keyed:
+            raise ClientRegistrationError("--jwks-uri", "keys and their algorithm are for private_key_jwt clients")
+        return {"jwks": None, "jwks_uri": None, "token_endpoint_auth_signing_alg": None}
+    if (client.jwks is None) == (not client.jwks_uri):
+        raise ClientRegistrationError("--jwks-uri", "a private_key_jwt client registers jwks or jwks_uri, one of them")
+    alg = client.token_endpoint_auth_signing_alg
+    if alg is not None and alg not in ASSERTION_ALGS:
         raise ClientRegistrationError(
-            "--token-endpoint-auth-method",
-            "a client with a secret sends it: client_secret_basic or client_secret_post",
+            "--token-endpoint-auth-signing-alg", f"must be one of {', '.join(ASSERTION_ALGS)}, got {alg!r}"
         )
+    return {
+        "jwks": checked_jwks(client.jwks, "--jwks") if client.jwks is not None else None,
+        "jwks_uri": checked_jwks_uri(client.jwks_uri, "--jwks-uri") if client.jwks_uri else None,
+        "token_endpoint_auth_signing_alg": alg,
+    }
 
 
 def _response_types(values: Iterable[str], granted: tuple[str, ...]) -> tuple[str, ...]:
@@ -227,8 +257,10 @@ def rotate_secret(session: Session, client_id: str, *, keep_old_for: int, actor:
     if keep_old_for < 0:
         raise ClientRegistrationError("--keep-old-for", "must be a number of seconds, 0 or more")
     client = find(session, client_id)
-    if client.secret_digest is None:
-        raise ClientRegistrationError("CLIENT_ID", "a public client has no secret to rotate")
+    if client.token_endpoint_auth_method not in SECRET_METHODS:
+        raise ClientRegistrationError(
+            "CLIENT_ID", f"a client of {client.token_endpoint_auth_method} has no secret to rotate"
+        )
     secret = new_client_secret()
     keep = keep_old_for > 0
     client_store.set_secret(
@@ -254,8 +286,14 @@ def update(session: Session, client_id: str, changes: dict[str, Any], *, actor: 
     if not changes:
         raise ClientRegistrationError("clients update", "nothing to change: give at least one option")
     client = find(session, client_id)
-    updated = validated(replace(client, **changes))
+    changed_client = replace(client, **changes)
+    if changed_client.token_endpoint_auth_method == PRIVATE_KEY_JWT and client.secret_digest is not None:
+        # a client moving to its own keys gives its secret up, and the secret stops working
+        changed_client = replace(changed_client, secret_digest=None, previous_secret_digest=None)
+    updated = validated(changed_client)
     client_store.update_client(session, updated)
+    if updated.secret_digest is None and client.secret_digest is not None:
+        client_store.clear_secret(session, client_id)
     changed = [name for name in client_store.UPDATABLE if getattr(client, name) != getattr(updated, name)]
     audit.record(session, "client.updated", actor=actor, client=client_id, details={"changed": changed})
     return updated
@@ -285,6 +323,8 @@ _TEXT_FIELDS = {
     "logo_uri": "--logo-uri",
     "policy_uri": "--policy-uri",
     "tos_uri": "--tos-uri",
+    "jwks_uri": "--jwks-uri",
+    "token_endpoint_auth_signing_alg": "--token-endpoint-auth-signing-alg",
 }
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 

@@ -1,7 +1,8 @@
 """The Authlib view of a client (``ClientMixin``) over a stored snapshot, and how a client
 authenticates at the token endpoints (RFC 6749 §2.3.1).
 
-Our own ``client_secret_basic``, ``client_secret_post`` and ``none``, each accepted only
+Our own ``client_secret_basic``, ``client_secret_post``, ``private_key_jwt`` (its assertion
+verified before the call, :mod:`server.oauth.assertions`) and ``none``, each accepted only
 from a client registered for it; an unknown client, a wrong secret, a method the client did
 not register or a malformed header all end the same way, 401 ``invalid_client`` with
 ``WWW-Authenticate: Basic`` (RFC 9110 §15.5.2 requires the header on every 401), instead
@@ -22,6 +23,10 @@ from ..storage.clients import StoredClient
 from .request import OstiaryRequest
 
 SECRET_METHODS = ("client_secret_basic", "client_secret_post")
+#: RFC 7523 §2.2 (OpenID Connect Core §9): a JWT signed with the client's own private key
+PRIVATE_KEY_JWT = "private_key_jwt"
+#: the methods of a client that holds credentials (RFC 6749 §2.1 "confidential")
+CONFIDENTIAL_METHODS = (*SECRET_METHODS, PRIVATE_KEY_JWT)
 
 
 class OAuthClient(ClientMixin):  # type: ignore[misc]
@@ -70,16 +75,17 @@ class OAuthClient(ClientMixin):  # type: ignore[misc]
 
     @property
     def is_public(self) -> bool:
-        """No secret: a browser or native app (``token_endpoint_auth_method=none``)."""
-        return self.stored.secret_digest is None
+        """No credentials: a browser or native app (``token_endpoint_auth_method=none``)."""
+        return self.stored.token_endpoint_auth_method == "none"  # noqa: S105 (a method's name)
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
         """Only the method the client registered (RFC 7591 §2 ``token_endpoint_auth_method``),
         at every endpoint that authenticates clients: a secret registered to travel in the
-        Authorization header is refused in a form body. A public client's is ``none``."""
+        Authorization header is refused in a form body, and a client registered for
+        ``private_key_jwt`` cannot fall back to a secret. A public client's is ``none``."""
         if self.is_public:
             return method == "none"
-        return method in SECRET_METHODS and method == self.stored.token_endpoint_auth_method
+        return method in CONFIDENTIAL_METHODS and method == self.stored.token_endpoint_auth_method
 
     def check_response_type(self, response_type: str) -> bool:
         return response_type == "code" and "authorization_code" in self.stored.grant_types
@@ -108,6 +114,12 @@ def authenticate_none(_query_client: Any, request: OstiaryRequest) -> OAuthClien
     if not client_id or request.payload.data.get("client_secret"):
         return None
     return known_client(request, client_id)
+
+
+def authenticate_private_key_jwt(_query_client: Any, request: OstiaryRequest) -> OAuthClient | None:
+    """A client whose assertion :mod:`server.oauth.assertions` verified before the call."""
+    client_id = request.extras.asserted_client_id
+    return known_client(request, client_id) if client_id is not None else None
 
 
 def known_client(request: OstiaryRequest, client_id: str) -> OAuthClient | None:

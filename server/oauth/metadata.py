@@ -9,7 +9,8 @@ from typing import Any
 
 from ..authn.levels import ACR_VALUES
 from ..settings import Settings
-from .clients import SECRET_METHODS
+from .assertions import ASSERTION_ALGS
+from .clients import CONFIDENTIAL_METHODS
 from .openid import SCOPE_CLAIMS
 
 
@@ -24,9 +25,11 @@ def server_metadata(settings: Settings, algorithms: list[str]) -> dict[str, Any]
         "backchannel_logout_supported": True,
         "backchannel_logout_session_supported": True,
         "revocation_endpoint": settings.endpoint("/revoke"),
-        "revocation_endpoint_auth_methods_supported": [*SECRET_METHODS, "none"],
+        "revocation_endpoint_auth_methods_supported": [*CONFIDENTIAL_METHODS, "none"],
+        "revocation_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGS),
         "introspection_endpoint": settings.endpoint("/introspect"),
-        "introspection_endpoint_auth_methods_supported": list(SECRET_METHODS),
+        "introspection_endpoint_auth_methods_supported": list(CONFIDENTIAL_METHODS),
+        "introspection_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGS),
         "jwks_uri": settings.endpoint("/jwks"),
         "grant_types_supported": [
             "authorization_code",
@@ -35,9 +38,13 @@ def server_metadata(settings: Settings, algorithms: list[str]) -> dict[str, Any]
             "urn:ietf:params:oauth:grant-type:device_code",
         ],
         "device_authorization_endpoint": settings.endpoint("/device/authorize"),
+        # RFC 9126 §5; its clients authenticate as at the token endpoint
+        "pushed_authorization_request_endpoint": settings.endpoint("/par"),
+        "require_pushed_authorization_requests": settings.require_par,
         "response_types_supported": ["code"],
         "response_modes_supported": ["query", "fragment", "form_post"],
-        "token_endpoint_auth_methods_supported": [*SECRET_METHODS, "none"],
+        "token_endpoint_auth_methods_supported": [*CONFIDENTIAL_METHODS, "none"],
+        "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGS),
         "code_challenge_methods_supported": ["S256"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": algorithms,

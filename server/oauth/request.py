@@ -44,6 +44,9 @@ class RequestExtras:
     #: the clients this request names, looked up before the call (client_id to snapshot,
     #: None for an unknown one): client authentication reads them here
     clients: Mapping[str, StoredClient | None] = field(default_factory=dict, repr=False)
+    #: the client a ``private_key_jwt`` assertion authenticated, verified before the call
+    #: (:mod:`server.oauth.assertions`)
+    asserted_client_id: str | None = None
     #: RFC 8707 resource indicators accepted for this request (set by the grant)
     resources: tuple[str, ...] = ()
     #: the authenticated browser sign-in an authorization response is issued for

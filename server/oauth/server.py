@@ -15,10 +15,19 @@ from ..settings import Settings
 from ..storage import clients as client_store, grants as grant_store
 from ..storage.base import utcnow
 from .calls import current_request
-from .clients import OAuthClient, authenticate_basic, authenticate_none, authenticate_post, known_client
+from .clients import (
+    PRIVATE_KEY_JWT,
+    OAuthClient,
+    authenticate_basic,
+    authenticate_none,
+    authenticate_post,
+    authenticate_private_key_jwt,
+    known_client,
+)
 from .endpoints.device_authorization import DeviceAuthorization
 from .endpoints.end_session import EndSession
 from .endpoints.introspection import Introspection
+from .endpoints.pushed_authorization import PushedAuthorization
 from .endpoints.revocation import Revocation
 from .grants.authorization_code import AuthorizationCodeGrant, S256CodeChallenge
 from .grants.client_credentials import ClientCredentialsGrant
@@ -38,6 +47,7 @@ class OstiaryAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         self.register_client_auth_method("client_secret_basic", authenticate_basic)
         self.register_client_auth_method("client_secret_post", authenticate_post)
         self.register_client_auth_method("none", authenticate_none)
+        self.register_client_auth_method(PRIVATE_KEY_JWT, authenticate_private_key_jwt)
         self.register_grant(ClientCredentialsGrant)
         code_grant = type("CodeGrant", (AuthorizationCodeGrant,), {"CODE_TTL": settings.auth_code_ttl})
         id_tokens = OpenIDCode(settings.issuer, keys, settings.id_token_ttl)
@@ -58,6 +68,9 @@ class OstiaryAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         self.register_endpoint(EndSession(self, keys))
         self.register_endpoint(Revocation(self, keys, settings.issuer))
         self.register_endpoint(Introspection(self, keys, settings.issuer))
+        #: RFC 9126 ``/par``; the sign-in flow installs the authorization endpoint's rules
+        self.pushed_authorization = PushedAuthorization(self, settings)
+        self.register_endpoint(self.pushed_authorization)
 
     def validated_token_grant(self, request: OstiaryRequest) -> Any:
         """The first half of Authlib's ``create_token_response``: the request's grant, its

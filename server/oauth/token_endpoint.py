@@ -22,8 +22,10 @@ from typing import TypeVar
 
 from authlib.oauth2.rfc6749 import OAuth2Error
 
+from ..clients.jwks import ClientKeySets
 from ..storage import AsyncSession, async_sessionmaker, clients as client_store, transactions
 from ..storage.clients import StoredClient
+from . import assertions
 from .calls import Threads, detached, in_transaction
 from .request import OAuthResponse, OstiaryRequest
 from .server import OstiaryAuthorizationServer
@@ -44,6 +46,9 @@ class TokenEndpoints:
     ) -> None:
         self.server = server
         self.sessionmaker = sessionmaker
+        settings = server.settings
+        keys = ClientKeySets(allow_private=settings.jwks_uri_allow_private)
+        self.assertions = assertions.AssertionVerifier(settings, keys, sessionmaker)
         #: threads for what runs detached; None: on the event loop (every core has a worker)
         self.threads = threads
 
@@ -88,11 +93,19 @@ class TokenEndpoints:
         )
 
     async def load_clients(self, request: OstiaryRequest) -> None:
-        """Snapshots of the clients ``request`` names (None for unknown ones) into its extras."""
+        """Snapshots of the clients ``request`` names (None for unknown ones) into its extras,
+        and the client its ``private_key_jwt`` assertion authenticates, if it carries one."""
+        # checked here first: a request without an assertion (the hot paths') runs no more code
+        assertion = assertions.presented(request) if "client_assertion" in request.form else None
+        claimed = request.claimed_client_ids()
+        if assertion is not None and assertion.client_id not in claimed:
+            claimed.append(assertion.client_id)
         found: dict[str, StoredClient | None] = {}
-        for client_id in request.claimed_client_ids():
+        for client_id in claimed:
             found[client_id] = await self.client(client_id)
         request.extras.clients = found
+        if assertion is not None:
+            request.extras.asserted_client_id = await self.assertions.verify(request, assertion)
 
     async def client(self, client_id: str) -> StoredClient | None:
         """One client's snapshot, from the cache or a read of its own."""

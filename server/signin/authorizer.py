@@ -22,7 +22,7 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 from authlib.oauth2 import OAuth2Error
-from authlib.oauth2.rfc6749.errors import AccessDeniedError
+from authlib.oauth2.rfc6749.errors import AccessDeniedError, InvalidRequestError
 
 from ..authn import sessions
 from ..authn.levels import ACR_MFA, ACR_PASSWORD, AMR_PASSWORD, MULTI_FACTOR, PASSWORD_ONLY
@@ -40,7 +40,7 @@ from ..storage.interactions import StoredInteraction
 from ..storage.sessions import StoredSession
 from ..storage.users import StoredUser
 from ..users.service import change_password
-from . import steps
+from . import pushed, steps
 from .acr import AcrRequest, requested_acr
 from .checks import Needs, check_extras, prompt_none_refusal, prompts, reusable_session
 from .levels import Level, LevelPolicy, otp_page, password_change_page, same_credential, unmet
@@ -162,6 +162,17 @@ class Authorizer:
             handle, browser, lambda db, stored: self._decide(db, handle, stored, session_token, allow)
         )
 
+    def check_pushed(self, push: OstiaryRequest, pairs: list[tuple[str, str]]) -> dict[str, str]:
+        """The parameters of a pushed authorization request (RFC 9126 §2.1, ``pairs`` of the
+        authenticated ``push``) once the authorization endpoint's rules accept them; else an
+        ``OAuth2Error``. Runs in the push's transaction."""
+        pairs = pushed.with_client_id(pairs, push.client.get_client_id())
+        request = self._request(pairs, push.extras.session)
+        grant = pushed.validated_push(self.server, request)
+        check_extras(request, pairs, grant.redirect_uri)
+        steps.subject_hint(self.keys, self.settings.issuer, request, grant)
+        return dict(pairs)
+
     async def _run(self, request: OstiaryRequest, call: Callable[[], T]) -> T:
         return await in_transaction(self.sessionmaker, request, call)
 
@@ -199,6 +210,10 @@ class Authorizer:
         browser: str,
         origin: bytes | None,
     ) -> Outcome:
+        own = self._own_or_pushed(request, pairs)
+        if isinstance(own, Outcome):
+            return own
+        request, pairs = own
         session, user = steps.signed_in(request.extras.session, session_token)
         try:
             grant, acr, hinted = self._checked(request, pairs, user)
@@ -214,6 +229,25 @@ class Authorizer:
             assert needs.session is not None and user is not None
             return self._complete(grant, user, needs.session)
         return steps.wait_for_user(self.settings, request, grant, needs, pairs=pairs, browser=browser, origin=origin)
+
+    def _own_or_pushed(
+        self, request: OstiaryRequest, pairs: list[tuple[str, str]]
+    ) -> tuple[OstiaryRequest, list[tuple[str, str]]] | Outcome:
+        """The request to go on with: the one pushed earlier that ``pairs`` refers to (taken,
+        RFC 9126 §4), or ``request`` itself unless its client must push (RFC 9126 §6); else
+        the outcome that refuses it."""
+        db = request.extras.session
+        if pushed.is_reference(pairs):
+            try:
+                taken = pushed.take(db, pairs)
+            except OAuth2Error as error:
+                return steps.refusal_page(error)
+            return self._request(taken, db), taken
+        client_id = request.payload.data.get("client_id")
+        client = self.server.query_client(client_id) if client_id else None
+        if client is not None and pushed.push_required(self.settings, client):
+            return self._error(request, InvalidRequestError(pushed.PUSH_REQUIRED))
+        return request, pairs
 
     def _checked(
         self, request: OstiaryRequest, pairs: list[tuple[str, str]], user: StoredUser | None

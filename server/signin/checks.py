@@ -74,6 +74,8 @@ def check_extras(request: OstiaryRequest, pairs: list[tuple[str, str]], redirect
     if "request" in data:
         raise RequestNotSupportedError(redirect_uri=redirect_uri)
     if "request_uri" in data:
+        # A pushed request's reference (RFC 9126) was taken before these rules run: what is
+        # left is a request object by reference (OIDC Core §6.2), which is not served.
         raise RequestURINotSupportedError(redirect_uri=redirect_uri)
     response_modes.check(data, redirect_uri)
     if len(data.get("nonce") or "") > 512:

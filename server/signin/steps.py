@@ -263,13 +263,18 @@ def answer_error(server: Any, issuer: str, request: OstiaryRequest, error: OAuth
     is known to be registered for the client; otherwise an error page."""
     redirect_uri = error.redirect_uri or _safe_redirect_uri(server, request)
     if redirect_uri is None or isinstance(error, InvalidClientError | MalformedRequestError):
-        return error_page("The application's request cannot be used", _describe(error))
+        return refusal_page(error)
     error.redirect_uri = redirect_uri
     error.redirect_fragment = False
     error.state = request.payload.data.get("state")
     _status, _body, headers = error()
     location = _with_iss(issuer, dict(headers)["Location"])
     return response_modes.deliver(request.payload.data, redirect_uri, location)
+
+
+def refusal_page(error: OAuth2Error) -> Outcome:
+    """The error page of a request that cannot be answered at a redirect URI."""
+    return error_page("The application's request cannot be used", _describe(error))
 
 
 def _safe_redirect_uri(server: Any, request: OstiaryRequest) -> str | None:

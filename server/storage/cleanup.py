@@ -26,9 +26,11 @@ from .models import (
     Interaction,
     MailOutbox,
     PasswordReset,
+    PushedAuthorizationRequest,
     RateLimit,
     RefreshToken,
     RevokedAccessToken,
+    UsedJti,
 )
 
 BATCH = 1000
@@ -94,6 +96,14 @@ TARGETS = (
         PasswordReset,
         PasswordReset.token_digest,
         lambda now: PasswordReset.expires_at < now - FAILURE_RETENTION,
+    ),
+    # an id past its token's expiry cannot be replayed: the token is refused as expired
+    Target("used_jtis", UsedJti, UsedJti.digest, lambda now: UsedJti.expires_at < now),
+    Target(
+        "pushed_authorization_requests",
+        PushedAuthorizationRequest,
+        PushedAuthorizationRequest.digest,
+        lambda now: PushedAuthorizationRequest.expires_at < now,
     ),
     Target("mail_outbox", MailOutbox, MailOutbox.id, lambda now: MailOutbox.sent_at < now - SENT_MAIL_RETENTION),
 )

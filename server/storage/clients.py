@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from .models import AuthorizationCode, Client, Consent, Grant
+from .models import AuthorizationCode, Client, Consent, Grant, PushedAuthorizationRequest
 
 _BY_ID = select(
     Client.client_id,
@@ -35,6 +36,10 @@ _BY_ID = select(
     Client.policy_uri,
     Client.tos_uri,
     Client.registration_token_digest,
+    Client.jwks,
+    Client.jwks_uri,
+    Client.token_endpoint_auth_signing_alg,
+    Client.require_pushed_authorization_requests,
     Client.created_at,
     Client.disabled_at,
 ).where(Client.client_id == bindparam("client_id"))
@@ -72,10 +77,18 @@ class StoredClient:
     tos_uri: str | None = None
     #: set for a client that registered itself (RFC 7592's registration access token)
     registration_token_digest: bytes | None = None
+    #: ``private_key_jwt`` (RFC 7523 §2.2): the client's public keys (a JWK Set, or where
+    #: to fetch it) and the algorithm its assertions must be signed with
+    jwks: Mapping[str, Any] | None = field(default=None, repr=False)
+    jwks_uri: str | None = None
+    token_endpoint_auth_signing_alg: str | None = None
+    #: RFC 9126 §6: authorization requests only through ``/par``
+    require_pushed_authorization_requests: bool = False
 
     @property
     def is_public(self) -> bool:
-        return self.secret_digest is None
+        """No credentials at all (``none``): a browser or native app."""
+        return self.token_endpoint_auth_method == "none"  # noqa: S105 (a method's name)
 
 
 #: the fields stored as JSON lists
@@ -102,6 +115,10 @@ UPDATABLE = (
     "logo_uri",
     "policy_uri",
     "tos_uri",
+    "jwks",
+    "jwks_uri",
+    "token_endpoint_auth_signing_alg",
+    "require_pushed_authorization_requests",
 )
 
 
@@ -164,6 +181,10 @@ def insert_client(session: Session, client: StoredClient) -> None:
             policy_uri=client.policy_uri,
             tos_uri=client.tos_uri,
             registration_token_digest=client.registration_token_digest,
+            jwks=dict(client.jwks) if client.jwks is not None else None,
+            jwks_uri=client.jwks_uri,
+            token_endpoint_auth_signing_alg=client.token_endpoint_auth_signing_alg,
+            require_pushed_authorization_requests=client.require_pushed_authorization_requests,
             created_at=client.created_at,
             disabled_at=client.disabled_at,
         )
@@ -175,6 +196,8 @@ def update_client(session: Session, client: StoredClient) -> bool:
     values = {name: getattr(client, name) for name in UPDATABLE}
     for name in _LIST_FIELDS:
         values[name] = list(values[name])
+    if client.jwks is not None:
+        values["jwks"] = dict(client.jwks)
     return _changed(session, client.client_id, values)
 
 
@@ -195,6 +218,12 @@ def set_secret(
     return _changed(session, client_id, values)
 
 
+def clear_secret(session: Session, client_id: str) -> bool:
+    """Forget the client's secrets (it authenticates without one now)."""
+    values = {"secret_digest": None, "previous_secret_digest": None, "previous_secret_expires_at": None}
+    return _changed(session, client_id, values)
+
+
 def delete_client(session: Session, client_id: str) -> bool:
     """Delete a client and what it was given: its codes, its grants (with their refresh
     tokens, by the foreign key's cascade) and its users' consents. JWT access tokens are
@@ -203,6 +232,7 @@ def delete_client(session: Session, client_id: str) -> bool:
         (AuthorizationCode, AuthorizationCode.client_id),
         (Grant, Grant.client_id),
         (Consent, Consent.client_id),
+        (PushedAuthorizationRequest, PushedAuthorizationRequest.client_id),
     ):
         session.execute(delete(table).where(column == client_id))
     result = session.execute(delete(Client).where(Client.client_id == client_id).returning(Client.client_id))
@@ -242,6 +272,10 @@ def _snapshot(row: object) -> StoredClient:
         policy_uri=r["policy_uri"],
         tos_uri=r["tos_uri"],
         registration_token_digest=r["registration_token_digest"],
+        jwks=r["jwks"],
+        jwks_uri=r["jwks_uri"],
+        token_endpoint_auth_signing_alg=r["token_endpoint_auth_signing_alg"],
+        require_pushed_authorization_requests=bool(r["require_pushed_authorization_requests"]),
         created_at=r["created_at"],
         disabled_at=r["disabled_at"],
     )

@@ -47,6 +47,13 @@ class Client(Base):
     logo_uri: Mapped[str | None] = mapped_column(Text)
     policy_uri: Mapped[str | None] = mapped_column(Text)
     tos_uri: Mapped[str | None] = mapped_column(Text)
+    #: ``private_key_jwt`` (RFC 7523 §2.2): the client's public keys, inline (a JWK Set) or
+    #: at ``jwks_uri``, and the one algorithm its assertions are signed with
+    jwks: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    jwks_uri: Mapped[str | None] = mapped_column(Text)
+    token_endpoint_auth_signing_alg: Mapped[str | None] = mapped_column(String(16))
+    #: RFC 9126 §6: authorization requests only through the pushed authorization endpoint
+    require_pushed_authorization_requests: Mapped[bool] = mapped_column(Boolean, server_default=false())
     #: SHA-256 of the RFC 7592 registration access token; set only for clients that
     #: registered themselves at ``/register``
     registration_token_digest: Mapped[bytes | None] = mapped_column(LargeBinary(32), unique=True)
@@ -460,3 +467,32 @@ class RegistrationToken(Base):
     max_uses: Mapped[int | None] = mapped_column(Integer)
     uses: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class UsedJti(Base):
+    """A JWT id that was accepted once and must never be again, until its token expires:
+    client assertions (RFC 7523 §3 point 7) and DPoP proofs (RFC 9449 §11.1). Kept as the
+    SHA-256 of the issuer and the id, so that neither a long id nor one issuer's ids can
+    collide with another's; the primary key makes a second use fail in every process."""
+
+    __tablename__ = "used_jtis"
+
+    #: ``client_assertion`` or ``dpop``
+    purpose: Mapped[str] = mapped_column(String(16), primary_key=True)
+    digest: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class PushedAuthorizationRequest(Base):
+    """An RFC 9126 pushed authorization request: the parameters a client posted to ``/par``,
+    waiting for the browser to bring their ``request_uri`` to ``/authorize`` once. Kept by
+    the SHA-256 of the reference's random part."""
+
+    __tablename__ = "pushed_authorization_requests"
+
+    digest: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64))
+    #: the authorization request's parameters, name to value
+    parameters: Mapped[dict[str, str]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

@@ -23,7 +23,7 @@ _ALLOWED_HEADERS = "Authorization, Content-Type, DPoP"
 _MAX_AGE = "600"
 
 #: the endpoints that answer browser apps, and their methods
-ENDPOINTS = {"/token": "POST", "/revoke": "POST", "/introspect": "POST", "/userinfo": "GET, POST"}
+ENDPOINTS = {"/token": "POST", "/revoke": "POST", "/introspect": "POST", "/par": "POST", "/userinfo": "GET, POST"}
 
 
 async def preflight(request: Request) -> Response:

@@ -103,6 +103,10 @@ class Runtime:
         login_guard = LoginGuard(lockout, devices, sessionmaker)
         counter = RedisCounter(settings.redis_url) if settings.redis_url else DatabaseCounter(sessionmaker)
         breached = BreachedPasswords(settings)
+        authorizer = Authorizer(oauth, settings, sessionmaker, second_factor, login_guard, keys)
+        # /par (oauth/) holds pushes to the authorization endpoint's rules, which are the
+        # sign-in flow's
+        oauth.pushed_authorization.install(authorizer.check_pushed)
         return cls(
             settings=settings,
             engine=engine,
@@ -115,7 +119,7 @@ class Runtime:
             csrf=csrf,
             pages=Pages(settings, csrf),
             passwords=passwords,
-            authorizer=Authorizer(oauth, settings, sessionmaker, second_factor, login_guard, keys),
+            authorizer=authorizer,
             wrappers=wrappers,
             second_factor=second_factor,
             account=Account(settings, sessionmaker, passwords, second_factor, login_guard, breached),

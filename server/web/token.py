@@ -1,4 +1,5 @@
-"""``POST /token`` (RFC 6749 §3.2), ``/revoke`` and ``/introspect``: read and check the body,
+"""``POST /token`` (RFC 6749 §3.2), ``/revoke``, ``/introspect``, ``/device/authorize`` and
+``/par``: read and check the body,
 then let :class:`~server.oauth.token_endpoint.TokenEndpoints` answer."""
 
 from __future__ import annotations
@@ -79,6 +80,17 @@ async def device_authorization(request: Request) -> Response:
     return await _endpoint(request, "device_authorization", "/device/authorize")
 
 
+async def pushed_authorization(request: Request) -> Response:
+    """``POST /par`` (RFC 9126 §2): the client authenticates as at ``/token``; each accepted
+    push is kept until its ``request_uri`` expires, so it counts toward the per-address
+    limit of ``/token`` (``OSTIARY_RATE_LIMIT_TOKEN_PER_MINUTE``)."""
+    runtime: Runtime = request.app.state.runtime
+    refused = await too_many(request, runtime, "par", runtime.settings.rate_limit_token)
+    if refused is not None:
+        return refused
+    return await _endpoint(request, "pushed_authorization", "/par")
+
+
 async def _endpoint(request: Request, name: str, path: str) -> Response:
     runtime: Runtime = request.app.state.runtime
     form = await _checked_form(request, runtime)
@@ -121,3 +133,10 @@ async def _checked_form(
 
 async def token_wrong_method(request: Request) -> Response:
     return oauth_error("invalid_request", "The token endpoint accepts POST only.", 405, {"Allow": "POST"})
+
+
+async def par_wrong_method(request: Request) -> Response:
+    """RFC 9126 §2: the pushed authorization request endpoint takes POST alone."""
+    return oauth_error(
+        "invalid_request", "The pushed authorization request endpoint accepts POST only.", 405, {"Allow": "POST"}
+    )

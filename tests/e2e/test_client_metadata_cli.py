@@ -95,10 +95,13 @@ def test_a_code_flow_client_from_a_document_gets_rfc_7591s_defaults(settings: Se
 @pytest.mark.parametrize(
     "document, expected",
     [
-        ({**REPORTS, "contacts": ["ops@example.com"], "jwks": {}}, ["contacts, jwks", "unknown client metadata"]),
+        (
+            {**REPORTS, "contacts": ["ops@example.com"], "software_id": "x"},
+            ["contacts, software_id", "unknown client metadata"],
+        ),
         ({**REPORTS, "grant_types": "client_credentials"}, ["grant_types", "array"]),
         ({**REPORTS, "logo_uri": "http://reports.example.com/logo.png"}, ["logo_uri", "https"]),
-        ({**REPORTS, "token_endpoint_auth_method": "private_key_jwt"}, ["token_endpoint_auth_method"]),
+        ({**REPORTS, "token_endpoint_auth_method": "client_secret_jwt"}, ["token_endpoint_auth_method"]),
         ({"client_name": "x", "redirect_uris": ["http://rp.example.com/cb"]}, ["redirect_uris", "https"]),
         ({"grant_types": ["client_credentials"]}, ["--name"]),
         ("[1, 2]", ["--metadata", "JSON object"]),
@@ -176,3 +179,49 @@ def test_registration_tokens_let_clients_register(settings: Settings, tmp_path: 
         ("registration_token.created", "cli"),
         ("registration_token.revoked", "cli"),
     ]
+
+
+def test_a_private_key_jwt_client_from_the_command_line(settings: Settings, tmp_path: Path) -> None:
+    created = succeeded(
+        ostiary(
+            settings,
+            tmp_path,
+            "clients",
+            "create",
+            "--name",
+            "bank sync",
+            "--scope",
+            "reports:read",
+            "--token-endpoint-auth-method",
+            "private_key_jwt",
+            "--jwks-uri",
+            "https://bank.example.com/jwks.json",
+            "--token-endpoint-auth-signing-alg",
+            "PS256",
+            "--json",
+        )
+    )
+    assert "client_secret" not in created and created["public"] is False
+    assert created["jwks_uri"] == "https://bank.example.com/jwks.json"
+    assert created["token_endpoint_auth_signing_alg"] == "PS256"
+    refused(ostiary(settings, tmp_path, "clients", "rotate-secret", "--", created["client_id"]), "no secret to rotate")
+    refused(
+        ostiary(
+            settings, tmp_path, "clients", "update", "--jwks-uri", "http://bank.example.com/k", created["client_id"]
+        ),
+        "--jwks-uri",
+        "https",
+    )
+    updated = succeeded(
+        ostiary(
+            settings,
+            tmp_path,
+            "clients",
+            "update",
+            "--require-pushed-authorization-requests",
+            "--json",
+            "--",
+            created["client_id"],
+        )
+    )
+    assert updated["require_pushed_authorization_requests"] is True

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 import pytest
+from joserfc.jwk import ECKey
 
 from server.admin.resources.clients import METADATA_KINDS
 from server.clients import metadata
@@ -103,6 +104,30 @@ async def test_a_public_client_gets_no_secret(admin_api: AdminApi) -> None:
     assert created["response_types"] == ["code"]
     rotated = await admin_api.call("POST", f"/clients/{created['client_id']}/rotate-secret")
     assert_problem(rotated, 409)
+
+
+async def test_a_client_with_its_own_keys_gets_no_secret(admin_api: AdminApi) -> None:
+    key = ECKey.generate_key("P-256", parameters={"kid": "k1"})
+    jwks = {"keys": [key.as_dict(private=False)]}
+    created = await create(
+        admin_api, token_endpoint_auth_method="private_key_jwt", jwks=jwks, token_endpoint_auth_signing_alg="ES256"
+    )
+    assert "client_secret" not in created and created["public"] is False
+    assert created["jwks"] == jwks and created["token_endpoint_auth_signing_alg"] == "ES256"
+    rotated = await admin_api.call("POST", f"/clients/{created['client_id']}/rotate-secret")
+    assert_problem(rotated, 409)
+    both = await admin_api.call(
+        "POST",
+        "/clients",
+        json={
+            **SERVICE,
+            "token_endpoint_auth_method": "private_key_jwt",
+            "jwks": jwks,
+            "jwks_uri": "https://x.example",
+        },
+    )
+    assert_problem(both, 422)
+    assert "jwks_uri" in both.text
 
 
 async def test_the_list_pages_through_every_client_once(admin_api: AdminApi) -> None:

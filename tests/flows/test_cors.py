@@ -64,7 +64,7 @@ def readable_by(response: httpx.Response, origin: str) -> bool:
     return response.headers.get("access-control-allow-origin") == origin
 
 
-@pytest.mark.parametrize("path", ["/token", "/revoke", "/introspect", "/userinfo"])
+@pytest.mark.parametrize("path", ["/token", "/revoke", "/introspect", "/par", "/userinfo"])
 async def test_a_preflight_says_what_the_endpoint_takes(signin: SignIn, path: str) -> None:
     preflight = await signin.http.options(
         path,
@@ -105,6 +105,9 @@ async def test_a_public_clients_tokens_are_readable_by_its_origin_only(signin: S
     foreign = await signin.http.get("/userinfo", headers={"Authorization": f"Bearer {access}", "Origin": ELSEWHERE})
     assert foreign.status_code == 200 and not readable_by(foreign, ELSEWHERE)
 
+    flow = Flow.start(client.client_id)
+    pushed = await signin.http.post("/par", data=flow.params(scope="openid"), headers={"Origin": APP})
+    assert pushed.status_code == 201 and readable_by(pushed, APP)
     revoked = await signin.http.post(
         "/revoke",
         data={"token": refreshed.json()["refresh_token"], "client_id": client.client_id},

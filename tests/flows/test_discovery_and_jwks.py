@@ -41,13 +41,20 @@ async def test_metadata_advertises_what_is_implemented(live: Live, path: str) ->
     assert metadata["id_token_signing_alg_values_supported"] == ["RS256"]
     assert metadata["subject_types_supported"] == ["public"]
     assert metadata["request_uri_parameter_supported"] is False  # OIDC's default is true
-    assert metadata["token_endpoint_auth_methods_supported"] == ["client_secret_basic", "client_secret_post", "none"]
-    # Nothing that is not served yet.
-    for absent in ("registration_endpoint", "pushed_authorization_request_endpoint"):
-        assert absent not in metadata
+    assert metadata["token_endpoint_auth_methods_supported"] == [
+        "client_secret_basic",
+        "client_secret_post",
+        "private_key_jwt",
+        "none",
+    ]
+    assert metadata["pushed_authorization_request_endpoint"] == live.base_url + "/par"
+    assert metadata["require_pushed_authorization_requests"] is False
+    # Nothing that is not served (registration is off by default).
+    assert "registration_endpoint" not in metadata
     # Every advertised endpoint exists (it may want another method or a token, never 404).
     endpoints = ("authorization_endpoint", "token_endpoint", "userinfo_endpoint", "end_session_endpoint", "jwks_uri")
-    for name in (*endpoints, "revocation_endpoint", "introspection_endpoint", "device_authorization_endpoint"):
+    others = ("revocation_endpoint", "introspection_endpoint", "device_authorization_endpoint")
+    for name in (*endpoints, *others, "pushed_authorization_request_endpoint"):
         response = await live.http.get(metadata[name].removeprefix(live.base_url))
         assert response.status_code != 404, name
 

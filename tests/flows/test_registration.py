@@ -326,7 +326,7 @@ async def test_registration_is_audited(open_server: Served) -> None:
         ({"grant_types": ["password"]}, "invalid_client_metadata", "grant_types"),
         ({"response_types": ["token"]}, "invalid_client_metadata", "response_types"),
         ({"scope": "openid api:write"}, "invalid_client_metadata", "scope"),
-        ({"token_endpoint_auth_method": "private_key_jwt"}, "invalid_client_metadata", "token_endpoint_auth_method"),
+        ({"token_endpoint_auth_method": "client_secret_jwt"}, "invalid_client_metadata", "token_endpoint_auth_method"),
         ({"logo_uri": "http://rp.example.com/logo.png"}, "invalid_client_metadata", "logo_uri"),
         ({"policy_uri": "javascript:alert(1)"}, "invalid_client_metadata", "policy_uri"),
         ({"tos_uri": 42}, "invalid_client_metadata", "tos_uri"),

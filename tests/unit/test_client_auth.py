@@ -189,12 +189,23 @@ def test_a_confidential_client_may_not_use_another_method(method: str) -> None:
     assert not make_client().check_endpoint_auth_method(method, "token")
 
 
-def test_a_client_without_a_secret_may_only_use_none() -> None:
-    public = make_client(secret_digest=None)
+def test_a_public_client_may_only_use_none() -> None:
+    public = make_client(secret_digest=None, token_endpoint_auth_method="none")
 
+    assert public.is_public
     assert public.check_endpoint_auth_method("none", "token")
     assert not public.check_endpoint_auth_method("client_secret_basic", "token")
     assert not public.check_endpoint_auth_method("client_secret_post", "token")
+    assert not public.check_endpoint_auth_method("private_key_jwt", "token")
+
+
+def test_a_private_key_jwt_client_is_confidential_and_may_only_use_its_keys() -> None:
+    keyed = make_client(secret_digest=None, token_endpoint_auth_method="private_key_jwt")
+
+    assert not keyed.is_public
+    assert keyed.check_endpoint_auth_method("private_key_jwt", "token")
+    for method in ("none", "client_secret_basic", "client_secret_post"):
+        assert not keyed.check_endpoint_auth_method(method, "introspection")
 
 
 def test_the_client_secret_is_checked_against_the_digest() -> None:

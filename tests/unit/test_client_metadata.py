@@ -4,11 +4,13 @@ URIs shown to users."""
 
 from __future__ import annotations
 
+import base64
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from joserfc.jwk import ECKey, RSAKey
 
 from server.clients.errors import ClientRegistrationError
 from server.clients.metadata import NAMES, document_of, fields_from, with_defaults
@@ -51,8 +53,18 @@ def stored(**changes: Any) -> StoredClient:
     return replace(client, **changes)
 
 
+#: the names a secret's client cannot have: a private_key_jwt client's keys (RFC 7591 §2), and
+#: RFC 9126 §6's flag
+KEYED: dict[str, Any] = {
+    "token_endpoint_auth_method": "private_key_jwt",
+    "jwks_uri": "https://rp.example.com/jwks.json",
+    "token_endpoint_auth_signing_alg": "ES256",
+    "require_pushed_authorization_requests": True,
+}
+
+
 def test_the_vocabulary_is_rfc_7591s() -> None:
-    assert set(NAMES) == set(DOCUMENT)
+    assert set(NAMES) == set(DOCUMENT) | set(KEYED) | {"jwks"}
 
 
 def test_a_document_round_trips_through_a_stored_client() -> None:
@@ -66,8 +78,8 @@ def test_scope_is_a_space_separated_string() -> None:
 
 def test_unknown_names_are_refused_naming_them() -> None:
     with pytest.raises(ClientRegistrationError) as caught:
-        fields_from({**DOCUMENT, "contacts": [], "jwks_uri": "x"})
-    assert caught.value.field == "contacts, jwks_uri"
+        fields_from({**DOCUMENT, "contacts": [], "software_id": "x"})
+    assert caught.value.field == "contacts, software_id"
     assert "unknown client metadata" in str(caught.value)
 
 
@@ -128,7 +140,7 @@ def test_a_public_client_uses_none(method: str) -> None:
         validated(stored(secret_digest=None, token_endpoint_auth_method=method))
 
 
-@pytest.mark.parametrize("method", ["private_key_jwt", "client_secret_jwt", "tls_client_auth", ""])
+@pytest.mark.parametrize("method", ["client_secret_jwt", "tls_client_auth", "self_signed_tls_client_auth", ""])
 def test_other_methods_are_not_supported(method: str) -> None:
     with pytest.raises(ClientRegistrationError, match="not supported"):
         validated(stored(token_endpoint_auth_method=method))
@@ -208,3 +220,70 @@ def test_refresh_tokens_and_second_factors_need_a_grant_a_user_signs_in_through(
     with pytest.raises(ClientRegistrationError) as caught:
         validated(stored(**changes))
     assert caught.value.field == field
+
+
+# private_key_jwt: the client's keys (RFC 7591 §2 jwks, jwks_uri; RFC 7523 §2.2).
+
+RSA_PUBLIC = RSAKey.generate_key(2048).as_dict(private=False)
+
+
+def _weak_rsa() -> dict[str, Any]:
+    """A 1024-bit RSA public key, made with cryptography (joserfc warns at making one)."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    numbers = rsa.generate_private_key(65537, 1024).public_key().public_numbers()
+
+    def b64(value: int) -> str:
+        return base64.urlsafe_b64encode(value.to_bytes((value.bit_length() + 7) // 8)).rstrip(b"=").decode()
+
+    return {"kty": "RSA", "n": b64(numbers.n), "e": b64(numbers.e)}
+
+
+EC_PUBLIC = ECKey.generate_key("P-256").as_dict(private=False)
+
+
+def keyed(**changes: Any) -> StoredClient:
+    return stored(secret_digest=None, token_endpoint_auth_method="private_key_jwt", **changes)
+
+
+def test_a_private_key_jwt_client_has_its_keys_inline_or_at_a_uri() -> None:
+    inline = validated(keyed(jwks={"keys": [RSA_PUBLIC, EC_PUBLIC]}, token_endpoint_auth_signing_alg="ES256"))
+    assert not inline.is_public and inline.jwks == {"keys": [RSA_PUBLIC, EC_PUBLIC]}
+    at_uri = validated(keyed(jwks_uri="https://rp.example.com/jwks.json"))
+    assert at_uri.jwks_uri == "https://rp.example.com/jwks.json" and at_uri.token_endpoint_auth_signing_alg is None
+    assert document_of(inline)["jwks"] == {"keys": [RSA_PUBLIC, EC_PUBLIC]}
+    assert fields_from(KEYED)["jwks_uri"] == KEYED["jwks_uri"]
+
+
+@pytest.mark.parametrize(
+    "changes, name, text",
+    [
+        ({}, "jwks_uri", "jwks or jwks_uri"),
+        ({"jwks": {"keys": [EC_PUBLIC]}, "jwks_uri": "https://rp.example.com/k"}, "jwks_uri", "jwks or jwks_uri"),
+        ({"jwks": {"keys": [RSAKey.generate_key(2048).as_dict(private=True)]}}, "jwks", "public keys only"),
+        ({"jwks": {"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}}, "jwks", "public keys only"),
+        ({"jwks": {"keys": [_weak_rsa()]}}, "jwks", "2048 bits"),
+        ({"jwks": {"keys": [ECKey.generate_key("P-384").as_dict(private=False)]}}, "jwks", "EC P-256"),
+        ({"jwks": {"keys": []}}, "jwks", "1 to 20 keys"),
+        ({"jwks": {"kty": "RSA"}}, "jwks", "JWK Set"),
+        ({"jwks_uri": "http://rp.example.com/jwks.json"}, "jwks_uri", "https"),
+        ({"jwks_uri": "https://rp.example.com/jwks.json#frag"}, "jwks_uri", "fragment"),
+        (
+            {"jwks_uri": "https://rp.example.com/k", "token_endpoint_auth_signing_alg": "HS256"},
+            "token_endpoint_auth_signing_alg",
+            "RS256, PS256, ES256",
+        ),
+    ],
+)
+def test_a_private_key_jwt_clients_keys_must_be_usable(changes: dict[str, Any], name: str, text: str) -> None:
+    with pytest.raises(ClientRegistrationError, match=text) as caught:
+        validated(keyed(**changes))
+    assert caught.value.metadata_name == name
+
+
+def test_keys_are_only_for_private_key_jwt_and_such_a_client_has_no_secret() -> None:
+    with pytest.raises(ClientRegistrationError, match="private_key_jwt clients") as caught:
+        validated(stored(jwks_uri="https://rp.example.com/jwks.json"))
+    assert caught.value.metadata_name == "jwks_uri"
+    with pytest.raises(ClientRegistrationError, match="a client with a secret sends it"):
+        validated(stored(token_endpoint_auth_method="private_key_jwt", jwks={"keys": [EC_PUBLIC]}))

@@ -47,6 +47,10 @@ METADATA_KINDS = {
     "logo_uri": "string?",
     "policy_uri": "string?",
     "tos_uri": "string?",
+    "jwks": "object?",
+    "jwks_uri": "string?",
+    "token_endpoint_auth_signing_alg": "string?",
+    "require_pushed_authorization_requests": "boolean",
 }
 #: what only an administrator sets: each field's stored name and JSON kind
 ADMIN_FIELDS = {
@@ -183,8 +187,8 @@ async def rotate_secret(call: Call) -> Reply:
 
     def work(db: Session) -> str:
         client = _changeable(db, call, client_id)
-        if client.is_public:
-            raise Conflict("a public client has no secret to rotate")
+        if client.token_endpoint_auth_method not in service.SECRET_METHODS:
+            raise Conflict(f"a client of {client.token_endpoint_auth_method} has no secret to rotate")
         return service.rotate_secret(db, client_id, keep_old_for=keep, actor=call.actor)
 
     secret = await _run(call, work)

@@ -19,7 +19,7 @@ from ...settings import Settings
 from ...storage import device_authorizations as device_store
 from ...storage.base import utcnow
 from ..calls import current_request
-from ..clients import SECRET_METHODS, OAuthClient
+from ..clients import CONFIDENTIAL_METHODS, OAuthClient
 from ..request import OstiaryRequest
 from ..tokens import random_token
 
@@ -45,7 +45,7 @@ class DeviceAuthorization(DeviceAuthorizationEndpoint):  # type: ignore[misc]
     """Authlib's endpoint over :mod:`server.storage.device_authorizations`; public and
     confidential clients alike, each authenticating as at the token endpoint."""
 
-    CLIENT_AUTH_METHODS = [*SECRET_METHODS, "none"]
+    CLIENT_AUTH_METHODS = [*CONFIDENTIAL_METHODS, "none"]
 
     def __init__(self, server: Any, settings: Settings) -> None:
         super().__init__(server)

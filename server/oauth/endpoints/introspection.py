@@ -11,13 +11,13 @@ from typing import Any
 
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 
-from ..clients import SECRET_METHODS
+from ..clients import CONFIDENTIAL_METHODS
 from ..request import OstiaryRequest
 from .lookup import AccessTokenState, KnownToken, TokenLookup
 
 
 class Introspection(TokenLookup, IntrospectionEndpoint):  # type: ignore[misc]
-    CLIENT_AUTH_METHODS = list(SECRET_METHODS)
+    CLIENT_AUTH_METHODS = list(CONFIDENTIAL_METHODS)
 
     def authenticate_token(self, request: OstiaryRequest, client: Any) -> KnownToken | None:
         self.check_params(request, client)

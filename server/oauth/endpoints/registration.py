@@ -110,7 +110,7 @@ class Registration:
         }
         if secret is not None:
             body["client_secret"] = secret
-        if not client.is_public:
+        if client.secret_digest is not None:
             body["client_secret_expires_at"] = 0  # never
         body["registration_access_token"] = token
         body["registration_client_uri"] = self.settings.endpoint(f"/register/{client.client_id}")

@@ -9,7 +9,7 @@ from authlib.oauth2.rfc7009 import RevocationEndpoint
 
 from ...observe import metrics
 from ...storage import denylist, grants as grant_store
-from ..clients import SECRET_METHODS
+from ..clients import CONFIDENTIAL_METHODS
 from ..request import OstiaryRequest
 from .lookup import AccessTokenState, KnownToken, TokenLookup
 
@@ -18,7 +18,7 @@ class Revocation(TokenLookup, RevocationEndpoint):  # type: ignore[misc]
     """Revoking a refresh token revokes its family (RFC 7009 §2.1); an access token goes on
     the deny list until it expires; an unknown token is a 200 all the same."""
 
-    CLIENT_AUTH_METHODS = [*SECRET_METHODS, "none"]
+    CLIENT_AUTH_METHODS = [*CONFIDENTIAL_METHODS, "none"]
 
     def authenticate_token(self, request: OstiaryRequest, client: Any) -> KnownToken | None:
         # Another client's token is answered like an unknown one (200, nothing revoked):

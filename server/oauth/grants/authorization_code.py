@@ -18,7 +18,7 @@ from ...storage import Session, codes as code_store, grants as grant_store, user
 from ...storage.base import utcnow
 from ...storage.codes import StoredCode
 from ...storage.users import StoredUser
-from ..clients import SECRET_METHODS, OAuthClient
+from ..clients import CONFIDENTIAL_METHODS, OAuthClient
 from ..request import OstiaryRequest
 from ..tokens import IssuingGrant, Origin
 
@@ -41,7 +41,7 @@ class AuthorizationCodeGrant(IssuingGrant, grants.AuthorizationCodeGrant):  # ty
     working (RFC 6749 §4.1.2).
     """
 
-    TOKEN_ENDPOINT_AUTH_METHODS = [*SECRET_METHODS, "none"]
+    TOKEN_ENDPOINT_AUTH_METHODS = [*CONFIDENTIAL_METHODS, "none"]
     AUTHORIZATION_CODE_LENGTH = 48
     #: seconds a code stays valid; set from settings when the grant is registered
     CODE_TTL = 60

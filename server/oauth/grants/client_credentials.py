@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from authlib.oauth2.rfc6749 import grants
 
-from ..clients import SECRET_METHODS
+from ..clients import CONFIDENTIAL_METHODS
 from ..tokens import IssuingGrant
 
 
 class ClientCredentialsGrant(IssuingGrant, grants.ClientCredentialsGrant):  # type: ignore[misc]
     """Reads and writes nothing in the database: the client was looked up before the call."""
 
-    TOKEN_ENDPOINT_AUTH_METHODS = list(SECRET_METHODS)
+    TOKEN_ENDPOINT_AUTH_METHODS = list(CONFIDENTIAL_METHODS)
 
     def validate_token_request(self) -> None:
         super().validate_token_request()

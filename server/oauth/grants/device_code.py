@@ -27,7 +27,7 @@ from ...storage import Session, device_authorizations as device_store, grants as
 from ...storage.base import utcnow
 from ...storage.device_authorizations import APPROVED, DENIED, PENDING, StoredDevice
 from ...storage.users import StoredUser
-from ..clients import SECRET_METHODS, OAuthClient
+from ..clients import CONFIDENTIAL_METHODS, OAuthClient
 from ..openid import OpenIDCode
 from ..tokens import IssuingGrant, Origin
 
@@ -52,7 +52,7 @@ class DeviceCredential(Origin[StoredDevice]):
 
 
 class DeviceCodeGrant(IssuingGrant, AuthlibDeviceCodeGrant):  # type: ignore[misc]
-    TOKEN_ENDPOINT_AUTH_METHODS = [*SECRET_METHODS, "none"]
+    TOKEN_ENDPOINT_AUTH_METHODS = [*CONFIDENTIAL_METHODS, "none"]
 
     def authenticate_token_endpoint_client(self) -> OAuthClient:
         # Authlib names the client on the request only after the device code is looked

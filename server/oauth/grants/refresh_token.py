@@ -22,7 +22,7 @@ from ...storage import Session, audit, grants as grant_store, outbox, refresh as
 from ...storage.base import utcnow
 from ...storage.refresh import Diagnosis, Failure, FamilyToken
 from ...storage.users import StoredUser
-from ..clients import SECRET_METHODS, OAuthClient
+from ..clients import CONFIDENTIAL_METHODS, OAuthClient
 from ..errors import InvalidTargetError
 from ..tokens import IssuingGrant, Origin, new_refresh_token
 
@@ -37,7 +37,7 @@ class RefreshToken(Origin[FamilyToken]):
 
 
 class RefreshTokenGrant(IssuingGrant, grants.RefreshTokenGrant):  # type: ignore[misc]
-    TOKEN_ENDPOINT_AUTH_METHODS = [*SECRET_METHODS, "none"]
+    TOKEN_ENDPOINT_AUTH_METHODS = [*CONFIDENTIAL_METHODS, "none"]
     INCLUDE_NEW_REFRESH_TOKEN = True
     #: set from settings when the grant is registered
     GRACE_SECONDS = 0
