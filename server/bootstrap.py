@@ -67,7 +67,9 @@ async def prepare(settings: Settings) -> None:
 
 
 def _check_keys(db: Session, *, settings: Settings, wrappers: KeyWrappers) -> None:
-    """Every stored key decrypts, and each algorithm in use has an active key (one transaction)."""
+    """Every stored key decrypts, and each of ``settings.signing_algorithms`` has an active
+    key (one transaction): a first start, or the first start of a release that signs with
+    a new algorithm, makes it here, active at once (no token names its kid yet)."""
     key_service.verify_all(db, wrappers)
     for alg in settings.signing_algorithms:
         kid = key_service.ensure_active_key(db, wrappers=wrappers, alg=alg, bits=settings.rsa_key_bits)

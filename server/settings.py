@@ -25,7 +25,10 @@ T = TypeVar("T")
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 #: JWS algorithms for signing keys. EdDSA keys use the fully-specified name Ed25519
 #: (RFC 9864); the polymorphic "EdDSA" is deprecated there and joserfc warns on it.
-SIGNING_ALGS = ("RS256", "ES256", "Ed25519")
+SIGNING_ALGS = ("RS256", "PS256", "ES256", "Ed25519")
+#: what access tokens may be signed with: not Ed25519, which resource-server libraries
+#: (and joserfc without an explicit algorithm list) do not accept by default
+ACCESS_TOKEN_ALGS = ("RS256", "PS256", "ES256")
 #: OSTIARY_MFA: "always-if-enrolled" asks every user who has a second factor for it at each
 #: sign-in; "when-requested" only when the request (acr_values, claims) or the client asks.
 MFA_POLICIES = ("always-if-enrolled", "when-requested")
@@ -455,13 +458,12 @@ class Settings:
     keys_poll_interval: int = setting(
         "OSTIARY_KEYS_POLL_INTERVAL", _duration(1, 300), default=5, doc="how often each process looks at the key set"
     )
-    # Ed25519 signs ID tokens only: Authlib's RFC 9068 generator gives joserfc no algorithm
-    # list, and joserfc refuses algorithms it does not recommend (Ed25519) without one.
     access_token_alg: str = setting(
         "OSTIARY_ACCESS_TOKEN_ALG",
-        _choice("RS256", "ES256"),
+        _choice(*ACCESS_TOKEN_ALGS),
         default="RS256",
-        doc="`RS256` or `ES256` for access tokens",
+        doc="`RS256`, `PS256` or `ES256` for access tokens (a client may register its own: "
+        "`access_token_signed_response_alg`)",
     )
     rsa_key_bits: int = setting(
         "OSTIARY_RSA_KEY_BITS",
@@ -568,6 +570,25 @@ class Settings:
         default=False,
         doc="every client must push its authorization requests to `/par` first (a client can also be "
         "required alone: `require_pushed_authorization_requests`)",
+    )
+    dpop_proof_window: int = setting(
+        "OSTIARY_DPOP_PROOF_WINDOW",
+        _duration(5, 600),
+        default=60,
+        doc="how far a DPoP proof's `iat` may be from the server's clock, either way (RFC 9449 §11.1)",
+    )
+    dpop_require_nonce: bool = setting(
+        "OSTIARY_DPOP_REQUIRE_NONCE",
+        _bool,
+        default=False,
+        doc="DPoP proofs must carry a nonce the server gave (`DPoP-Nonce`, RFC 9449 §8, §9): a proof without "
+        "a current one is answered `use_dpop_nonce`",
+    )
+    dpop_nonce_lifetime: int = setting(
+        "OSTIARY_DPOP_NONCE_LIFETIME",
+        _duration(10, 3600),
+        default=300,
+        doc="how often the DPoP nonce changes (the one before stays accepted as long again)",
     )
     client_assertion_max_lifetime: int = setting(
         "OSTIARY_CLIENT_ASSERTION_MAX_LIFETIME",
@@ -765,9 +786,11 @@ class Settings:
 
     @property
     def signing_algorithms(self) -> tuple[str, ...]:
-        """The algorithms that need an active signing key: RS256 (ID tokens) and
-        ``OSTIARY_ACCESS_TOKEN_ALG``."""
-        return tuple(dict.fromkeys(("RS256", self.access_token_alg)))
+        """The algorithms that always have an active signing key: every one a client may
+        register for its ID tokens and access tokens (``ACCESS_TOKEN_ALGS``: RS256, the
+        default, PS256 and ES256), ``OSTIARY_ACCESS_TOKEN_ALG`` among them. Ed25519 (ID
+        tokens only) signs once an operator makes a key for it."""
+        return ACCESS_TOKEN_ALGS
 
     @property
     def shared_database(self) -> bool:

@@ -157,6 +157,16 @@ async def serve_in_process(settings: Settings) -> AsyncIterator[str]:
         await task
 
 
+@asynccontextmanager
+async def served_with(
+    database: TestDatabase, tmp_path: Path, **overrides: Any
+) -> AsyncIterator[tuple[Settings, httpx.AsyncClient]]:
+    """Ostiary on a loopback port with ``overrides`` of the test settings, and a client for it."""
+    settings = make_settings(database, tmp_path, **overrides)
+    async with serve_in_process(settings) as base_url, httpx.AsyncClient(base_url=base_url, timeout=15) as http:
+        yield settings, http
+
+
 def ostiary_env(settings: Settings, **extra: str) -> dict[str, str]:
     """Environment for running the ``ostiary`` command against ``settings``."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("OSTIARY_")}

@@ -37,9 +37,14 @@ class Unauthorized(Problem):
 
     status = 401
 
-    def __init__(self, detail: str, *, error: str | None = "invalid_token") -> None:
-        challenge = f'Bearer realm="ostiary-admin", error="{error}"' if error else 'Bearer realm="ostiary-admin"'
-        super().__init__(detail, headers={"WWW-Authenticate": challenge})
+    def __init__(
+        self, detail: str, *, error: str | None = "invalid_token", scheme: str = "Bearer", nonce: str | None = None
+    ) -> None:
+        challenge = f'{scheme} realm="ostiary-admin"' + (f', error="{error}"' if error else "")
+        headers = {"WWW-Authenticate": challenge}
+        if nonce is not None:
+            headers["DPoP-Nonce"] = nonce  # RFC 9449 §9
+        super().__init__(detail, headers=headers)
 
 
 class Forbidden(Problem):

@@ -22,7 +22,7 @@ from ..clients import metadata, service as client_service
 from ..clients.errors import ClientRegistrationError
 from ..clients.jwks import ASSERTION_ALGS
 from ..clients.service import AUTH_METHODS, GRANT_TYPES, register_client
-from ..settings import Settings
+from ..settings import ACCESS_TOKEN_ALGS, Settings
 from ..storage import clients as client_store, transactions
 from ..storage.clients import StoredClient
 from ..storage.engine import create_sessionmaker
@@ -36,7 +36,13 @@ T = TypeVar("T")
 ACTOR = "cli"
 #: ``clients update`` options that hold a list: each replaces the client field of its name
 _LISTS = ("grant_types", "scopes", "redirect_uris", "audiences", "post_logout_redirect_uris", "allowed_cors_origins")
-_FLAGS = ("first_party", "introspection", "require_mfa", "require_pushed_authorization_requests")
+_FLAGS = (
+    "first_party",
+    "introspection",
+    "require_mfa",
+    "require_pushed_authorization_requests",
+    "dpop_bound_access_tokens",
+)
 #: options that hold one value, named as the client field they set
 _VALUES = (
     "name",
@@ -47,6 +53,7 @@ _VALUES = (
     "tos_uri",
     "jwks_uri",
     "token_endpoint_auth_signing_alg",
+    "access_token_alg",
 )
 
 
@@ -98,10 +105,16 @@ def _add_create_parser(actions: Any) -> None:
         "--introspection", action="store_true", help="a resource server: may introspect any token (RFC 7662)"
     )
     create.add_argument(
-        "--id-token-alg", help="id_token_signed_response_alg: RS256 (default), ES256 or Ed25519 (needs an active key)"
+        "--id-token-alg",
+        help="id_token_signed_response_alg: RS256 (default), PS256, ES256 or Ed25519 (Ed25519 needs a key)",
     )
     create.add_argument(
         "--require-mfa", action="store_true", help="every sign-in to this client needs a second factor (TOTP)"
+    )
+    create.add_argument(
+        "--dpop-bound-access-tokens",
+        action="store_true",
+        help="every access token of this client is bound to a DPoP key (RFC 9449)",
     )
     create.add_argument(
         "--require-pushed-authorization-requests",
@@ -125,6 +138,11 @@ def _add_metadata_options(parser: Any) -> None:
         "--token-endpoint-auth-method",
         choices=AUTH_METHODS,
         help="how the client authenticates: a secret (basic or post), private_key_jwt (its own key), none (public)",
+    )
+    parser.add_argument(
+        "--access-token-alg",
+        choices=ACCESS_TOKEN_ALGS,
+        help="access_token_signed_response_alg: the algorithm of its access tokens (default OSTIARY_ACCESS_TOKEN_ALG)",
     )
     parser.add_argument(
         "--jwks-uri", help="private_key_jwt: https URI of the client's public keys (inline keys: jwks in --metadata)"
@@ -156,7 +174,7 @@ def _add_admin_parsers(actions: Any) -> None:
         update.add_argument(option, action="append", dest=dest, help=text)
     for flag in _FLAGS:
         update.add_argument(f"--{flag.replace('_', '-')}", action=argparse.BooleanOptionalAction, dest=flag)
-    update.add_argument("--id-token-alg", help="RS256, ES256 or Ed25519")
+    update.add_argument("--id-token-alg", help="RS256, PS256, ES256 or Ed25519")
     _add_metadata_options(update)
     update.add_argument("--json", action="store_true", help="print JSON")
     update.set_defaults(run=run_update)

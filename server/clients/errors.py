@@ -18,6 +18,8 @@ METADATA_NAMES = {
     "--jwks-uri": "jwks_uri",
     "--token-endpoint-auth-signing-alg": "token_endpoint_auth_signing_alg",
     "--require-pushed-authorization-requests": "require_pushed_authorization_requests",
+    "--access-token-alg": "access_token_signed_response_alg",
+    "--dpop-bound-access-tokens": "dpop_bound_access_tokens",
 }
 
 

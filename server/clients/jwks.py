@@ -23,16 +23,18 @@ import email.utils
 import ipaddress
 import json
 import logging
+import math
 import re
+import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from joserfc.errors import JoseError
-from joserfc.jwk import KeySet
+from joserfc.jwk import ECKey, Key, KeySet, RSAKey
 
 from ..settings import LOOPBACK_HOSTS
 from ..storage.clients import StoredClient
@@ -40,8 +42,11 @@ from .errors import ClientRegistrationError
 
 log = logging.getLogger("ostiary.clients.jwks")
 
-#: what a client may sign its ``private_key_jwt`` assertions with (``token_endpoint_auth_signing_alg``)
+#: what a client signs with, its ``private_key_jwt`` assertions (``token_endpoint_auth_signing_alg``)
+#: and its DPoP proofs alike: asymmetric only
 ASSERTION_ALGS = ("RS256", "PS256", "ES256")
+#: the type of key each of them needs
+KEY_TYPES: dict[str, type[Key]] = {"RS256": RSAKey, "PS256": RSAKey, "ES256": ECKey}
 #: the most a JWK Set may weigh, inline or fetched
 MAX_BYTES = 64 * 1024
 MAX_KEYS = 20
@@ -95,12 +100,9 @@ def _public_key_set(document: Any) -> dict[str, Any]:
     if len(json.dumps(document)) > MAX_BYTES:
         raise ValueError(f"must be at most {MAX_BYTES} bytes")
     for key in keys:
-        if not isinstance(key, Mapping) or _PRIVATE_MEMBERS & set(key):
-            raise ValueError("must hold public keys only (no private or symmetric key)")
-        if key.get("kty") not in ("RSA", "EC") or key.get("kty") == "EC" and key.get("crv") != "P-256":
-            raise ValueError("keys must be RSA or EC P-256")
-        if key["kty"] == "RSA" and _modulus_bits(key.get("n")) < 2048:
-            raise ValueError("RSA keys must have 2048 bits or more")
+        problem = public_key_problem(key)
+        if problem is not None:
+            raise ValueError(problem)
     try:
         _key_set(document)
     except (JoseError, ValueError, TypeError) as error:
@@ -108,7 +110,31 @@ def _public_key_set(document: Any) -> dict[str, Any]:
     return {"keys": [dict(key) for key in keys]}
 
 
-def _modulus_bits(n: Any) -> int:
+def public_key_problem(key: Any) -> str | None:
+    """What makes the JWK ``key`` unfit as a client's public key, or None: it must be public
+    (no private or symmetric member), RSA of 2048 bits or more, or EC P-256."""
+    if not isinstance(key, Mapping) or _PRIVATE_MEMBERS & set(key):
+        return "must hold public keys only (no private or symmetric key)"
+    if key.get("kty") not in ("RSA", "EC") or key.get("kty") == "EC" and key.get("crv") != "P-256":
+        return "keys must be RSA or EC P-256"
+    if key["kty"] == "RSA" and modulus_bits(key.get("n")) < 2048:
+        return "RSA keys must have 2048 bits or more"
+    return None
+
+
+def numeric_date(value: Any) -> float | None:
+    """A JWT NumericDate (RFC 7519 §2) as a float, or None for anything else: not a number,
+    a boolean, NaN, an infinity, or an integer beyond what a float holds."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def modulus_bits(n: Any) -> int:
     """The size of an RSA key from its ``n`` (0 when unreadable), read before joserfc, which
     only warns about a small key."""
     if not isinstance(n, str):
@@ -135,6 +161,8 @@ class ClientKeySets:
         self._transport = transport
         self._inline: dict[str, tuple[Mapping[str, Any], KeySet]] = {}
         self._fetched: dict[str, _Fetched] = {}
+        #: when a fetch of each URI last failed: none again within REFETCH_INTERVAL
+        self._failed: dict[str, float] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def key_set(self, client: StoredClient, kid: str | None) -> KeySet:
@@ -161,6 +189,8 @@ class ClientKeySets:
         entry = self._fetched.get(uri)
         if entry is not None and now < entry.fresh_until and (kid in entry.kids or kid is None):
             return entry.keys
+        if len(self._locks) >= 10_000:
+            self._locks.clear()  # a holder keeps its lock; at worst two fetches of one URI
         lock = self._locks.setdefault(uri, asyncio.Lock())
         async with lock:  # one fetch at a time per URI; the others take its result
             entry = self._fetched.get(uri)
@@ -169,18 +199,28 @@ class ClientKeySets:
                 return entry.keys
             if entry is not None and now < entry.fresh_until and now - entry.fetched_at < REFETCH_INTERVAL:
                 return entry.keys  # an unknown kid, fetched a moment ago: the signature will fail
+            stale = entry if entry is not None and now - entry.fetched_at < STALE_FOR else None
+            if now - self._failed.get(uri, -REFETCH_INTERVAL) < REFETCH_INTERVAL:
+                if stale is not None:
+                    return stale.keys
+                raise JwksUnavailable("the last fetch failed a moment ago")
             try:
                 entry = await self._fetch(uri)
             except JwksUnavailable as error:
-                stale = self._fetched.get(uri)
-                if stale is not None and now - stale.fetched_at < STALE_FOR:
+                self._remember(self._failed, uri, now)
+                if stale is not None:
                     log.warning("jwks_uri %s failed (%s): using the keys fetched before", uri, error)
                     return stale.keys
                 raise
-            if len(self._fetched) >= 10_000:
-                self._fetched.clear()
-            self._fetched[uri] = entry
+            self._failed.pop(uri, None)
+            self._remember(self._fetched, uri, entry)
             return entry.keys
+
+    @staticmethod
+    def _remember(cache: dict[str, Any], uri: str, value: Any) -> None:
+        if len(cache) >= 10_000:
+            cache.clear()
+        cache[uri] = value
 
     async def _fetch(self, uri: str) -> _Fetched:
         try:
@@ -192,13 +232,22 @@ class ClientKeySets:
             raise JwksUnavailable(f"{type(error).__name__}") from None
 
     async def _fetch_unbounded(self, uri: str) -> _Fetched:
-        parts = urlsplit(uri)
-        host = parts.hostname or ""
+        url, extensions = uri, {}
+        headers = {"Accept": "application/jwk-set+json, application/json"}
         if not self.allow_private:
-            await _refuse_own_networks(host, parts.port or (443 if parts.scheme == "https" else 80))
+            # connect to the very address vetted, not to what the name resolves to a moment
+            # later (DNS rebinding): the name goes in Host and, for TLS, in SNI and the
+            # certificate check
+            parts = urlsplit(uri)
+            host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+            address = await _public_address(host, port)
+            literal = f"[{address}]" if ":" in address else address
+            url = urlunsplit(parts._replace(netloc=f"{literal}:{port}"))
+            headers["Host"] = parts.netloc.rpartition("@")[2]
+            extensions = {"sni_hostname": host}
         async with (
             httpx.AsyncClient(transport=self._transport, follow_redirects=False, trust_env=False) as http,
-            http.stream("GET", uri, headers={"Accept": "application/jwk-set+json, application/json"}) as response,
+            http.stream("GET", url, headers=headers, extensions=extensions) as response,
         ):
             if not self.allow_private:
                 _refuse_peer(response)
@@ -209,15 +258,15 @@ class ClientKeySets:
                 body += chunk
                 if len(body) > MAX_BYTES:
                     raise JwksUnavailable(f"more than {MAX_BYTES} bytes")
-            headers = response.headers
+            lifetime = _lifetime(response.headers)
         try:
             document = _public_key_set(json.loads(body))
-        except ValueError as error:  # json.JSONDecodeError is a ValueError
-            raise JwksUnavailable(f"not a JWK Set of public keys: {error}") from None
+        except (ValueError, RecursionError) as error:  # json.JSONDecodeError is a ValueError
+            raise JwksUnavailable(f"not a JWK Set of public keys: {type(error).__name__}") from None
         keys = _key_set(document)
         now = time.monotonic()
         kids = frozenset(key.kid for key in keys.keys)
-        return _Fetched(keys, kids, now + _lifetime(headers), now)
+        return _Fetched(keys, kids, now + lifetime, now)
 
 
 def _key_set(document: Mapping[str, Any]) -> KeySet:
@@ -239,23 +288,36 @@ def _lifetime(headers: httpx.Headers) -> float:
     return min(max(ttl, MIN_TTL), MAX_TTL)
 
 
-def _own_network(address: str) -> bool:
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def own_network(address: str) -> bool:
+    """Whether ``address`` is one of the server's own networks (loopback, private,
+    link-local, reserved...), an IPv4 address inside an IPv6 one (mapped, NAT64, 6to4,
+    Teredo) judged by the IPv4 address; anything unreadable counts as one."""
     try:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
         return True
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip in _NAT64:
+            return own_network(str(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)))
+        embedded = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        if embedded is not None:
+            return not embedded.is_global
     return not ip.is_global
 
 
-async def _refuse_own_networks(host: str, port: int) -> None:
+async def _public_address(host: str, port: int) -> str:
+    """An address ``host`` resolves to, if every address it resolves to is public."""
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port)
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as error:
         raise JwksUnavailable(f"cannot resolve {host!r}: {error}") from None
-    if not infos or any(_own_network(str(info[4][0])) for info in infos):
+    addresses = [str(info[4][0]) for info in infos]
+    if not addresses or any(own_network(address) for address in addresses):
         raise JwksUnavailable(f"{host!r} is an address of the server's own networks")
+    return addresses[0]
 
 
 def _refuse_peer(response: httpx.Response) -> None:
@@ -263,5 +325,5 @@ def _refuse_peer(response: httpx.Response) -> None:
     and the connection (DNS rebinding)."""
     stream = response.extensions.get("network_stream")
     peer = stream.get_extra_info("server_addr") if stream is not None else None
-    if peer is None or _own_network(str(peer[0])):
+    if peer is None or own_network(str(peer[0])):
         raise JwksUnavailable("connected to an address of the server's own networks")

@@ -78,6 +78,8 @@ _FIELDS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "jwks_uri": ("jwks_uri", _text),
     "token_endpoint_auth_signing_alg": ("token_endpoint_auth_signing_alg", _text),
     "require_pushed_authorization_requests": ("require_pushed_authorization_requests", _flag),
+    "access_token_signed_response_alg": ("access_token_alg", _text),
+    "dpop_bound_access_tokens": ("dpop_bound_access_tokens", _flag),
 }
 #: the names this vocabulary has
 NAMES = tuple(_FIELDS)
@@ -138,6 +140,10 @@ def document_of(client: StoredClient) -> dict[str, Any]:
         document["jwks"] = dict(client.jwks)
     if client.require_pushed_authorization_requests:
         document["require_pushed_authorization_requests"] = True
+    if client.access_token_alg:
+        document["access_token_signed_response_alg"] = client.access_token_alg
+    if client.dpop_bound_access_tokens:
+        document["dpop_bound_access_tokens"] = True
     return document
 
 

@@ -29,6 +29,7 @@ from ..storage.clients import StoredClient
 from ..storage.registration_tokens import StoredRegistrationToken
 from . import service
 from .errors import ClientRegistrationError
+from .jwks import own_network
 from .metadata import DEFAULTS, fields_from, with_defaults
 
 #: who the audit rows of a client's own registration calls name
@@ -129,6 +130,8 @@ def replace_self(
         "jwks_uri": None,
         "token_endpoint_auth_signing_alg": None,
         "require_pushed_authorization_requests": False,
+        "access_token_alg": None,
+        "dpop_bound_access_tokens": False,
     }
     changes = {**cleared, **fields}
     try:
@@ -178,12 +181,12 @@ def _public_https(name: str, uri: str) -> None:
     if parts.scheme.lower() != "https" or "." not in host.strip(".") and ":" not in host:
         raise refusal
     try:
-        address = ipaddress.ip_address(host)
+        ipaddress.ip_address(host)
     except ValueError:
         if host.rstrip(".").endswith((".localhost", ".local", ".internal")) or host.rstrip(".") == "localhost":
             raise refusal from None
         return
-    if not address.is_global:
+    if own_network(host):
         raise refusal
 
 

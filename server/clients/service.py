@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
-from ..settings import LOOPBACK_HOSTS, SIGNING_ALGS
+from ..settings import ACCESS_TOKEN_ALGS, LOOPBACK_HOSTS, SIGNING_ALGS
 from ..storage import Session, audit, clients as client_store
 from ..storage.base import utcnow
 from .errors import ClientRegistrationError, UnknownClient
@@ -53,6 +53,8 @@ def register_client(
     jwks_uri: str | None = None,
     token_endpoint_auth_signing_alg: str | None = None,
     require_pushed_authorization_requests: bool = False,
+    access_token_alg: str | None = None,
+    dpop_bound_access_tokens: bool = False,
     registration_token_digest: bytes | None = None,
     actor: str = "admin",
 ) -> tuple[client_store.StoredClient, str | None]:
@@ -94,6 +96,8 @@ def register_client(
         jwks_uri=jwks_uri,
         token_endpoint_auth_signing_alg=token_endpoint_auth_signing_alg,
         require_pushed_authorization_requests=require_pushed_authorization_requests,
+        access_token_alg=access_token_alg,
+        dpop_bound_access_tokens=dpop_bound_access_tokens,
         registration_token_digest=registration_token_digest,
     )
     client = validated(draft)
@@ -139,6 +143,7 @@ def validated(client: client_store.StoredClient) -> client_store.StoredClient:
         ),
         allowed_cors_origins=_unique(_cors_origin(origin) for origin in client.allowed_cors_origins if origin.strip()),
         id_token_alg=_id_token_alg(client.id_token_alg),
+        access_token_alg=_access_token_alg(client.access_token_alg),
         backchannel_logout_uri=_backchannel_logout_uri(client.backchannel_logout_uri),
         response_types=_response_types(client.response_types, granted),
         logo_uri=_web_page_uri(client.logo_uri, "--logo-uri"),
@@ -258,9 +263,8 @@ def rotate_secret(session: Session, client_id: str, *, keep_old_for: int, actor:
         raise ClientRegistrationError("--keep-old-for", "must be a number of seconds, 0 or more")
     client = find(session, client_id)
     if client.token_endpoint_auth_method not in SECRET_METHODS:
-        raise ClientRegistrationError(
-            "CLIENT_ID", f"a client of {client.token_endpoint_auth_method} has no secret to rotate"
-        )
+        kind = "public" if client.is_public else client.token_endpoint_auth_method
+        raise ClientRegistrationError("CLIENT_ID", f"a {kind} client has no secret to rotate")
     secret = new_client_secret()
     keep = keep_old_for > 0
     client_store.set_secret(
@@ -325,6 +329,7 @@ _TEXT_FIELDS = {
     "tos_uri": "--tos-uri",
     "jwks_uri": "--jwks-uri",
     "token_endpoint_auth_signing_alg": "--token-endpoint-auth-signing-alg",
+    "access_token_alg": "--access-token-alg",
 }
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
@@ -439,6 +444,17 @@ def _id_token_alg(alg: str | None) -> str | None:
         return None
     if alg not in SIGNING_ALGS:
         raise ClientRegistrationError("--id-token-alg", f"must be one of {', '.join(SIGNING_ALGS)}, got {alg!r}")
+    return alg
+
+
+def _access_token_alg(alg: str | None) -> str | None:
+    """``access_token_signed_response_alg``: one the server signs access tokens with."""
+    if alg is None:
+        return None
+    if alg not in ACCESS_TOKEN_ALGS:
+        raise ClientRegistrationError(
+            "--access-token-alg", f"must be one of {', '.join(ACCESS_TOKEN_ALGS)}, got {alg!r}"
+        )
     return alg
 
 

@@ -1,4 +1,8 @@
-"""Key generation and import for each signing algorithm: RS256, ES256 (P-256), Ed25519 (EdDSA, RFC 9864)."""
+"""Key generation and import for each signing algorithm: RS256 and PS256 (RSA, of
+``OSTIARY_RSA_KEY_BITS``), ES256 (P-256), Ed25519 (EdDSA, RFC 9864).
+
+An RSA key serves one algorithm: a PS256 key is a key of its own, with its own ``kid`` and
+``"alg": "PS256"`` in the JWKS, never the RS256 key used both ways (RFC 7517 §4.4)."""
 
 from __future__ import annotations
 
@@ -12,8 +16,12 @@ from .wrapping import KeyWrapper, KeyWrappers
 Key = RSAKey | ECKey | OKPKey
 
 
+#: the algorithms whose keys are RSA keys
+RSA_ALGS = ("RS256", "PS256")
+
+
 def generate(alg: str, *, rsa_bits: int) -> Key:
-    if alg == "RS256":
+    if alg in RSA_ALGS:
         return RSAKey.generate_key(rsa_bits, private=True)
     if alg == "ES256":
         return ECKey.generate_key("P-256", private=True)
@@ -55,7 +63,7 @@ def import_private(row: StoredKey, wrappers: KeyWrappers) -> Key:
     parameters: KeyParameters = {"kid": row.kid, "alg": row.alg, "use": "sig"}
     try:
         key: Key
-        if row.alg == "RS256":
+        if row.alg in RSA_ALGS:
             key = RSAKey.import_key(pem, parameters)
         elif row.alg == "ES256":
             key = ECKey.import_key(pem, parameters)

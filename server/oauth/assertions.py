@@ -29,9 +29,9 @@ from authlib.oauth2.rfc6749 import InvalidClientError
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from joserfc import jws, jwt
 from joserfc.errors import JoseError
-from joserfc.jwk import ECKey, Key, KeySet, RSAKey
+from joserfc.jwk import Key, KeySet
 
-from ..clients.jwks import ASSERTION_ALGS, ClientKeySets, JwksUnavailable
+from ..clients.jwks import ASSERTION_ALGS, KEY_TYPES, ClientKeySets, JwksUnavailable, numeric_date
 from ..settings import Settings
 from ..storage import AsyncSession, async_sessionmaker, jtis, transactions
 from ..storage.base import utcnow
@@ -42,10 +42,8 @@ log = logging.getLogger("ostiary.oauth.assertions")
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 __all__ = ["ASSERTION_ALGS", "ASSERTION_TYPE", "AssertionVerifier", "Presented", "presented"]
-_KEY_TYPES: dict[str, type[Key]] = {"RS256": RSAKey, "PS256": RSAKey, "ES256": ECKey}
 #: clock skew allowed on ``exp``, ``nbf`` and ``iat``
 LEEWAY = 60
-MAX_JTI = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,14 +139,15 @@ class AssertionVerifier:
             _Claims(audiences).verify_claims(claims)
         except InvalidClientError as error:
             raise _Refused(error.description or "its claims") from None
-        exp, iat, jti = claims["exp"], claims.get("iat"), claims.get("jti")
-        if not isinstance(exp, int | float) or iat is not None and not isinstance(iat, int | float):
+        exp, iat, jti = numeric_date(claims["exp"]), claims.get("iat"), claims.get("jti")
+        issued = numeric_date(iat) if iat is not None else time.time()
+        if exp is None or issued is None:
             raise _Refused("exp and iat must be numbers")
-        if float(exp) - float(iat if iat is not None else time.time()) > self.max_lifetime:
+        if exp - issued > self.max_lifetime:
             raise _Refused(f"valid for longer than {self.max_lifetime} s")
-        if not isinstance(jti, str) or not jti or len(jti) > MAX_JTI:
-            raise _Refused(f"jti must be a string of 1 to {MAX_JTI} characters")
-        return float(exp), jti
+        if not isinstance(jti, str) or not jti or len(jti) > jtis.MAX_JTI:
+            raise _Refused(f"jti must be a string of 1 to {jtis.MAX_JTI} characters")
+        return exp, jti
 
 
 class _Refused(Exception):
@@ -169,7 +168,7 @@ def _decoded(assertion: Presented, keys: KeySet) -> jwt.Token:
         key = next((key for key in keys.keys if key.kid == assertion.kid), None)
         candidates = [key] if key is not None else []
     else:
-        candidates = [key for key in keys.keys if isinstance(key, _KEY_TYPES[assertion.alg])]
+        candidates = [key for key in keys.keys if isinstance(key, KEY_TYPES[assertion.alg])]
     for key in candidates:
         try:
             return jwt.decode(assertion.token, key, algorithms=[assertion.alg])

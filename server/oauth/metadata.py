@@ -11,6 +11,7 @@ from ..authn.levels import ACR_VALUES
 from ..settings import Settings
 from .assertions import ASSERTION_ALGS
 from .clients import CONFIDENTIAL_METHODS
+from .dpop import DPOP_ALGS
 from .openid import SCOPE_CLAIMS
 
 
@@ -46,6 +47,7 @@ def server_metadata(settings: Settings, algorithms: list[str]) -> dict[str, Any]
         "token_endpoint_auth_methods_supported": [*CONFIDENTIAL_METHODS, "none"],
         "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGS),
         "code_challenge_methods_supported": ["S256"],
+        "dpop_signing_alg_values_supported": list(DPOP_ALGS),
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": algorithms,
         "scopes_supported": ["openid", *SCOPE_CLAIMS, "offline_access"],

@@ -36,7 +36,8 @@ def user_claims(user: StoredUser, scope: str) -> UserInfo:
 
 class OpenIDCode(AuthlibOpenIDCode):  # type: ignore[misc]
     """ID tokens signed by the active key of the client's registered algorithm (RS256 unless
-    it registered ``id_token_signed_response_alg``); never ``none`` or an HMAC."""
+    it registered ``id_token_signed_response_alg``: PS256, ES256, or Ed25519 once a key for
+    it exists); never ``none`` or an HMAC."""
 
     def __init__(self, issuer: str, keys: KeyRingHolder, ttl: int) -> None:
         super().__init__(require_nonce=False)

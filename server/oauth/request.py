@@ -47,6 +47,9 @@ class RequestExtras:
     #: the client a ``private_key_jwt`` assertion authenticated, verified before the call
     #: (:mod:`server.oauth.assertions`)
     asserted_client_id: str | None = None
+    #: the thumbprint of the key of the request's DPoP proof, verified before the call
+    #: (:mod:`server.oauth.dpop`): what its tokens are bound to
+    dpop_jkt: str | None = None
     #: RFC 8707 resource indicators accepted for this request (set by the grant)
     resources: tuple[str, ...] = ()
     #: the authenticated browser sign-in an authorization response is issued for

@@ -24,6 +24,7 @@ from .clients import (
     authenticate_private_key_jwt,
     known_client,
 )
+from .dpop import InvalidDPoPProofError
 from .endpoints.device_authorization import DeviceAuthorization
 from .endpoints.end_session import EndSession
 from .endpoints.introspection import Introspection
@@ -93,6 +94,9 @@ class OstiaryAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
             client: OAuthClient = super().authenticate_client(request, methods, endpoint)
         except InvalidClientError:
             raise InvalidClientError(status_code=401, description="Client authentication failed.") from None
+        if endpoint == "token" and client.stored.dpop_bound_access_tokens and request.extras.dpop_jkt is None:
+            # RFC 9449 §5.2: refused before the grant does anything (a refresh token rotates)
+            raise InvalidDPoPProofError("This client's tokens are DPoP-bound: send a DPoP proof.")
         return client
 
     def query_client(self, client_id: str) -> OAuthClient | None:
@@ -130,6 +134,8 @@ class OstiaryAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
                 idle = self.settings.refresh_token_idle_ttl_public
             expires_at = min(now + timedelta(seconds=idle), family_expires)
             first_refresh_token = (refresh_token, expires_at)
+        # RFC 9449 §5: a public client's refresh tokens are bound to its DPoP key, if it used one
+        dpop_jkt = request.extras.dpop_jkt if request.client.is_public else None
         grant_store.insert_grant(
             request.extras.session,
             grant_id=code.grant_id,
@@ -142,6 +148,7 @@ class OstiaryAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
             acr=code.acr,
             amr=list(code.amr),
             first_refresh_token=first_refresh_token,
+            dpop_jkt=dpop_jkt,
         )
 
     def create_oauth2_request(self, request: OstiaryRequest) -> OstiaryRequest:

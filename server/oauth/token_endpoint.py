@@ -27,6 +27,8 @@ from ..storage import AsyncSession, async_sessionmaker, clients as client_store,
 from ..storage.clients import StoredClient
 from . import assertions
 from .calls import Threads, detached, in_transaction
+from .clients import OAuthClient, known_client
+from .dpop import DPoP
 from .request import OAuthResponse, OstiaryRequest
 from .server import OstiaryAuthorizationServer
 
@@ -43,12 +45,14 @@ class TokenEndpoints:
         server: OstiaryAuthorizationServer,
         sessionmaker: async_sessionmaker[AsyncSession],
         threads: Threads | None,
+        dpop: DPoP,
     ) -> None:
         self.server = server
         self.sessionmaker = sessionmaker
         settings = server.settings
         keys = ClientKeySets(allow_private=settings.jwks_uri_allow_private)
         self.assertions = assertions.AssertionVerifier(settings, keys, sessionmaker)
+        self.dpop = dpop
         #: threads for what runs detached; None: on the event loop (every core has a worker)
         self.threads = threads
 
@@ -57,6 +61,14 @@ class TokenEndpoints:
         ran: building the HTTP response on a signing thread keeps it off the event loop)."""
         server = self.server
         await self.load_clients(request)
+        if "dpop" in request.headers:
+            try:
+                request.extras.dpop_jkt = await self.dpop.check(request.headers, "POST", request.uri)
+            except OAuth2Error as error:
+                # before authentication, but a browser app must read this (the nonce to use):
+                # a public client, which authenticates by naming itself, is named the client
+                request.client = _named_public_client(request)
+                return render(server.handle_error_response(request, error))
         if grant_type == "client_credentials":
             return await detached(self.threads, lambda: render(server.create_token_response(request)))
         if grant_type == "refresh_token":
@@ -83,6 +95,13 @@ class TokenEndpoints:
         """``revocation``, ``introspection`` (which only reads, each read one statement) or
         ``device_authorization``."""
         await self.load_clients(request)
+        if name == "pushed_authorization" and "dpop" in request.headers:
+            # RFC 9449 §10.1: a proof that comes with a push is checked (the code is not
+            # bound to its key: docs/dpop.md)
+            try:
+                await self.dpop.check(request.headers, "POST", request.uri)
+            except OAuth2Error as error:
+                return self.server.handle_error_response(request, error)  # type: ignore[no-any-return]
         return await in_transaction(
             self.sessionmaker,
             request,
@@ -115,6 +134,12 @@ class TokenEndpoints:
         return await transactions.run(
             self.sessionmaker, lambda db: client_store.get_client(db, client_id), read_only=True
         )
+
+
+def _named_public_client(request: OstiaryRequest) -> OAuthClient | None:
+    named = request.claimed_client_ids()
+    client = known_client(request, named[0]) if len(named) == 1 else None
+    return client if client is not None and client.is_public else None
 
 
 def _succeeded(response: OAuthResponse) -> bool:

@@ -1,6 +1,7 @@
 """What a grant issues: an RFC 6749 §5.1 token response with an RFC 9068 JWT access token,
-signed with the active key of ``OSTIARY_ACCESS_TOKEN_ALG`` (RS256), for the audiences that
-RFC 8707 resource indicators chose."""
+signed with the active key of the client's ``access_token_signed_response_alg`` (else
+``OSTIARY_ACCESS_TOKEN_ALG``, RS256 by default), for the audiences that RFC 8707 resource
+indicators chose."""
 
 from __future__ import annotations
 
@@ -91,7 +92,8 @@ class TokenIssuer:
     ) -> dict[str, Any]:
         client: OAuthClient = request.client
         scope = BearerTokenGenerator.get_allowed_scope(client, scope)
-        token: dict[str, Any] = {"token_type": "Bearer", "access_token": self.access_token(request, user, scope)}
+        token_type = "DPoP" if request.extras.dpop_jkt is not None else "Bearer"  # RFC 9449 §5
+        token: dict[str, Any] = {"token_type": token_type, "access_token": self.access_token(request, user, scope)}
         token["expires_in"] = self.ttl
         if include_refresh_token:
             # a refresh rotation stored its successor already; every other grant gets a
@@ -129,7 +131,10 @@ class TokenIssuer:
             # code, a reused refresh token, a logout) makes the token inactive at userinfo
             # and introspection. Absent for client_credentials.
             claims["gid"] = origin.grant_id
-        return self.keys.current.signer(self.alg).sign(claims, typ="at+jwt")
+        if request.extras.dpop_jkt is not None:
+            claims["cnf"] = {"jkt": request.extras.dpop_jkt}  # RFC 9449 §6.1
+        alg = client.stored.access_token_alg or self.alg
+        return self.keys.current.signer(alg).sign(claims, typ="at+jwt")
 
     def audience(self, client: OAuthClient, requested: tuple[str, ...], scope: str) -> str | list[str]:
         """:func:`audiences_for`; but a token with an admin scope and no ``resource`` is for

@@ -40,6 +40,8 @@ _BY_ID = select(
     Client.jwks_uri,
     Client.token_endpoint_auth_signing_alg,
     Client.require_pushed_authorization_requests,
+    Client.access_token_alg,
+    Client.dpop_bound_access_tokens,
     Client.created_at,
     Client.disabled_at,
 ).where(Client.client_id == bindparam("client_id"))
@@ -84,6 +86,10 @@ class StoredClient:
     token_endpoint_auth_signing_alg: str | None = None
     #: RFC 9126 §6: authorization requests only through ``/par``
     require_pushed_authorization_requests: bool = False
+    #: the algorithm of its JWT access tokens; None: the server's (``OSTIARY_ACCESS_TOKEN_ALG``)
+    access_token_alg: str | None = None
+    #: RFC 9449 §5.2: its access tokens are always DPoP-bound
+    dpop_bound_access_tokens: bool = False
 
     @property
     def is_public(self) -> bool:
@@ -119,6 +125,8 @@ UPDATABLE = (
     "jwks_uri",
     "token_endpoint_auth_signing_alg",
     "require_pushed_authorization_requests",
+    "access_token_alg",
+    "dpop_bound_access_tokens",
 )
 
 
@@ -185,6 +193,8 @@ def insert_client(session: Session, client: StoredClient) -> None:
             jwks_uri=client.jwks_uri,
             token_endpoint_auth_signing_alg=client.token_endpoint_auth_signing_alg,
             require_pushed_authorization_requests=client.require_pushed_authorization_requests,
+            access_token_alg=client.access_token_alg,
+            dpop_bound_access_tokens=client.dpop_bound_access_tokens,
             created_at=client.created_at,
             disabled_at=client.disabled_at,
         )
@@ -276,6 +286,8 @@ def _snapshot(row: object) -> StoredClient:
         jwks_uri=r["jwks_uri"],
         token_endpoint_auth_signing_alg=r["token_endpoint_auth_signing_alg"],
         require_pushed_authorization_requests=bool(r["require_pushed_authorization_requests"]),
+        access_token_alg=r["access_token_alg"],
+        dpop_bound_access_tokens=bool(r["dpop_bound_access_tokens"]),
         created_at=r["created_at"],
         disabled_at=r["disabled_at"],
     )

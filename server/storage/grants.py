@@ -96,6 +96,7 @@ def insert_grant(
     acr: str | None = None,
     amr: list[str] | None = None,
     first_refresh_token: tuple[str, datetime] | None = None,
+    dpop_jkt: str | None = None,
 ) -> None:
     """A new grant; with ``first_refresh_token`` (the token, its expiry), that token as its
     family's first generation and head: one statement on PostgreSQL, two on SQLite.
@@ -113,6 +114,7 @@ def insert_grant(
         "session_sid": session_sid,
         "created_at": utcnow(),
         "expires_at": expires_at,
+        "dpop_jkt": dpop_jkt,
         "auth_time": auth_time,
         "acr": acr,
         "amr": amr or [],

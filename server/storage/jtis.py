@@ -18,6 +18,8 @@ from .models import UsedJti
 #: what a jti was used for; each is a namespace of its own
 CLIENT_ASSERTION = "client_assertion"
 DPOP = "dpop"
+#: the longest ``jti`` accepted
+MAX_JTI = 256
 
 
 def remember(session: Session, purpose: str, issuer: str, jti: str, expires_at: datetime, now: datetime) -> bool:

@@ -54,6 +54,10 @@ class Client(Base):
     token_endpoint_auth_signing_alg: Mapped[str | None] = mapped_column(String(16))
     #: RFC 9126 §6: authorization requests only through the pushed authorization endpoint
     require_pushed_authorization_requests: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    #: the algorithm of this client's JWT access tokens; None: ``OSTIARY_ACCESS_TOKEN_ALG``
+    access_token_alg: Mapped[str | None] = mapped_column(String(16))
+    #: RFC 9449 §5.2: every access token of this client is bound to a DPoP key
+    dpop_bound_access_tokens: Mapped[bool] = mapped_column(Boolean, server_default=false())
     #: SHA-256 of the RFC 7592 registration access token; set only for clients that
     #: registered themselves at ``/register``
     registration_token_digest: Mapped[bytes | None] = mapped_column(LargeBinary(32), unique=True)
@@ -210,6 +214,9 @@ class Grant(Base):
     amr: Mapped[list[str]] = mapped_column(JSON, server_default=text("'[]'"))
     #: generation of the newest refresh token; its predecessor is the only grace candidate
     head_generation: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    #: RFC 9449 §5: the JWK thumbprint of the DPoP key a public client's refresh tokens are
+    #: bound to (None: not bound)
+    dpop_jkt: Mapped[str | None] = mapped_column(String(64))
 
 
 class AuthorizationCode(Base):

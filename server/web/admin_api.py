@@ -29,12 +29,14 @@ from ..admin.errors import (
     Problem,
     TooLarge,
     TooManyRequests,
+    Unauthorized,
     UnsupportedMediaType,
     invalid,
 )
 from ..admin.principal import Principal, authenticate, verify
 from ..admin.resources import ROUTES
 from ..clients.errors import ClientRegistrationError, UnknownClient
+from ..oauth.dpop import BEARER, DPOP, BindingRefused
 from ..oauth.tokens import ADMIN_API_PATH
 from ..storage import transactions
 from ..users.errors import LastAdministrator, Unknown, UserError
@@ -74,9 +76,15 @@ def endpoint(area: str, resource: Resource) -> Callable[[Request], Awaitable[Res
 
 async def _principal(request: Request, runtime: Runtime, area: str) -> Principal:
     settings = runtime.settings
-    verified = verify(
-        runtime.keys.current, settings.issuer, _bearer(request), step_up_seconds=settings.admin_step_up_seconds
-    )
+    scheme, token = _credentials(request)
+    verified = verify(runtime.keys.current, settings.issuer, token, step_up_seconds=settings.admin_step_up_seconds)
+    assert token is not None  # verify refused a missing one
+    uri = settings.endpoint(request.url.path)
+    try:
+        await runtime.dpop.check_binding(scheme, token, verified.claims, request.headers, request.method, uri)
+    except BindingRefused as refused:
+        detail = "a DPoP-bound token needs its key's proof (Authorization: DPoP, and a DPoP header)"
+        raise Unauthorized(detail, error=refused.error, scheme="DPoP", nonce=refused.nonce) from None
     principal = await transactions.run(runtime.sessionmaker, lambda db: authenticate(db, verified), read_only=True)
     principal.require(area)
     limited = await runtime.limiter.check_key("admin", principal.token_id, runtime.settings.rate_limit_admin)
@@ -95,10 +103,13 @@ def _check_text(request: Request) -> None:
         raise Invalid([(name.encode("utf-8", "backslashreplace").decode(), "must be printable text") for name in bad])
 
 
-def _bearer(request: Request) -> str | None:
+def _credentials(request: Request) -> tuple[str, str | None]:
+    """The scheme (``bearer`` or ``dpop``) and the access token of the request's header."""
     scheme, _, value = request.headers.get("authorization", "").partition(" ")
-    value = value.strip()
-    return value if scheme.lower() == "bearer" and value and len(value) <= 4096 else None
+    scheme, value = scheme.lower(), value.strip()
+    if scheme in (BEARER, DPOP) and value and len(value) <= 4096:
+        return scheme, value
+    return BEARER, None
 
 
 async def _document(request: Request, runtime: Runtime) -> dict[str, Any] | None:

@@ -5,7 +5,8 @@
   database that blinks never gets a healthy process restarted.
 - ``/readyz``: this process can serve: the database answers, its schema is at this
   release's head (or a newer release's, during a rolling upgrade), a signing key is
-  loaded for every algorithm in use, and the mail sender runs. Otherwise 503 with
+  loaded for every algorithm a client may register for (RS256, PS256, ES256:
+  ``Settings.signing_algorithms``), and the mail sender runs. Otherwise 503 with
   ``Retry-After`` (RFC 9110 §10.2.3) and the failing checks named in the body.
 """
 

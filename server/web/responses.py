@@ -14,7 +14,7 @@ from ..oauth.request import OAuthResponse
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 #: what a browser app's code may read of a response besides its body: the bearer challenge
-_EXPOSED_HEADERS = "WWW-Authenticate"
+_EXPOSED_HEADERS = "WWW-Authenticate, DPoP-Nonce"
 
 
 def json_bytes(data: Any) -> bytes:

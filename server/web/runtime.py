@@ -22,6 +22,7 @@ from ..mail.sender import OutboxSender
 from ..mfa.service import SecondFactor
 from ..notify.backchannel import LogoutNotifier
 from ..oauth.calls import Threads
+from ..oauth.dpop import DPoP
 from ..oauth.endpoints.registration import Registration
 from ..oauth.metadata import server_metadata
 from ..oauth.server import OstiaryAuthorizationServer
@@ -48,6 +49,9 @@ class Runtime:
     metadata_json: bytes
     metadata_etag: str
     token_uri: str
+    userinfo_uri: str
+    #: DPoP proofs (RFC 9449): checked at the token endpoint and at resource requests
+    dpop: DPoP
     csrf: CsrfTokens
     pages: Pages
     passwords: Passwords
@@ -103,6 +107,7 @@ class Runtime:
         login_guard = LoginGuard(lockout, devices, sessionmaker)
         counter = RedisCounter(settings.redis_url) if settings.redis_url else DatabaseCounter(sessionmaker)
         breached = BreachedPasswords(settings)
+        dpop = DPoP(settings, derive_key(secret, "dpop"), sessionmaker)
         authorizer = Authorizer(oauth, settings, sessionmaker, second_factor, login_guard, keys)
         # /par (oauth/) holds pushes to the authorization endpoint's rules, which are the
         # sign-in flow's
@@ -116,6 +121,7 @@ class Runtime:
             metadata_json=metadata,
             metadata_etag=strong_etag(metadata),
             token_uri=settings.endpoint("/token"),
+            userinfo_uri=settings.endpoint("/userinfo"),
             csrf=csrf,
             pages=Pages(settings, csrf),
             passwords=passwords,
@@ -128,7 +134,8 @@ class Runtime:
             limiter=RateLimiter(counter),
             breached=breached,
             resets=PasswordResets(settings, sessionmaker, wrappers, passwords, breached),
-            token_endpoints=TokenEndpoints(oauth, sessionmaker, _token_threads(settings)),
+            token_endpoints=TokenEndpoints(oauth, sessionmaker, _token_threads(settings), dpop),
+            dpop=dpop,
             admin=AdminServices(
                 settings, sessionmaker, keys, wrappers, passwords, breached, lockout, oauth.client_cache
             ),

@@ -48,8 +48,7 @@ async def token(request: Request) -> Response:
     grant_type = dict(form).get("grant_type")
     if not grant_type:
         return oauth_error("invalid_request", "The grant_type parameter is missing.")
-    if "authorization" in request.headers and any(key == "client_secret" for key, _ in form):
-        # RFC 6749 §2.3: a client MUST NOT use more than one authentication method.
+    if _two_methods(request, form):
         return oauth_error("invalid_request", "Use one client authentication method, not two.")
     oauth_request = OstiaryRequest("POST", runtime.token_uri, request.headers, form)
     oauth_request.extras.client_ip = request.client.host if request.client else None
@@ -82,8 +81,8 @@ async def device_authorization(request: Request) -> Response:
 
 async def pushed_authorization(request: Request) -> Response:
     """``POST /par`` (RFC 9126 §2): the client authenticates as at ``/token``; each accepted
-    push is kept until its ``request_uri`` expires, so it counts toward the per-address
-    limit of ``/token`` (``OSTIARY_RATE_LIMIT_TOKEN_PER_MINUTE``)."""
+    push is kept until its ``request_uri`` expires, so pushes are limited per address as
+    token requests are (``OSTIARY_RATE_LIMIT_TOKEN_PER_MINUTE``, counted apart)."""
     runtime: Runtime = request.app.state.runtime
     refused = await too_many(request, runtime, "par", runtime.settings.rate_limit_token)
     if refused is not None:
@@ -96,10 +95,20 @@ async def _endpoint(request: Request, name: str, path: str) -> Response:
     form = await _checked_form(request, runtime)
     if isinstance(form, Response):
         return form
+    if _two_methods(request, form):
+        return oauth_error("invalid_request", "Use one client authentication method, not two.")
     oauth_request = OstiaryRequest("POST", runtime.settings.endpoint(path), request.headers, form)
     response = from_oauth(await runtime.token_endpoints.endpoint(name, oauth_request))
     _note_parties(oauth_request)
     return allow_origin(request, response, _origins_of(oauth_request))
+
+
+def _two_methods(request: Request, form: list[tuple[str, str]]) -> bool:
+    """RFC 6749 §2.3: a client MUST NOT use more than one authentication method (the
+    Authorization header, a secret in the form, an assertion)."""
+    names = {key for key, _ in form}
+    used = ["authorization" in request.headers, "client_secret" in names, "client_assertion" in names]
+    return sum(used) > 1
 
 
 def _origins_of(oauth_request: OstiaryRequest) -> tuple[str, ...]:

@@ -64,7 +64,7 @@ def test_a_full_rotation_cycle_fails_no_verification(postgres_database: TestData
             resource_server.stdin.write(token + "\n")
             resource_server.stdin.flush()
             time.sleep(0.03)
-        final_jwks = [k["kid"] for k in httpx.get(base + "/jwks").json()["keys"]]
+        final_jwks = [k["kid"] for k in httpx.get(base + "/jwks").json()["keys"] if k["alg"] == "RS256"]
         listed = json.loads(run_ostiary(["keys", "list", "--json"], env, cwd=tmp_path).stdout)
     output, _ = resource_server.communicate(timeout=30)
     summary = json.loads(output.strip().splitlines()[-1])
@@ -121,7 +121,8 @@ def test_each_lifecycle_step_is_done_once_by_one_of_two_processes(
     events = _sql(
         postgres_database.url, "SELECT kind, count(*) FROM audit_events WHERE kind LIKE 'key.%' GROUP BY kind"
     )
-    assert dict(events) == {"key.created": 1, "key.staged": 1, "key.activated": 1, "key.retired": 1, "key.removed": 1}
+    # created: the first RS256, PS256 and ES256 keys; the rest: the RS256 rotation
+    assert dict(events) == {"key.created": 3, "key.staged": 1, "key.activated": 1, "key.retired": 1, "key.removed": 1}
 
 
 def test_a_staged_key_that_does_not_decrypt_is_discarded_not_activated(
@@ -169,13 +170,13 @@ def test_changing_the_key_encryption_secret_without_downtime(database: TestDatab
     old, new = "o" * 40, "n" * 40
     assert run_ostiary(["db", "upgrade"], ostiary_env(settings, OSTIARY_KEYS_SECRET=old), cwd=tmp_path).returncode == 0
     with serving(settings, tmp_path, OSTIARY_KEYS_SECRET=old) as (base, _):
-        kid = httpx.get(base + "/jwks").json()["keys"][0]["kid"]
+        kids = [k["kid"] for k in httpx.get(base + "/jwks").json()["keys"]]  # RS256, PS256, ES256
     both = {"OSTIARY_KEYS_SECRET": new, "OSTIARY_KEYS_SECRET_PREVIOUS": old}
     with serving(settings, tmp_path, **both) as (base, _):  # during the change, both are accepted
         result = run_ostiary(["keys", "rewrap"], ostiary_env(settings, **both), cwd=tmp_path)
-        assert result.returncode == 0 and "re-encrypted 1 key(s)" in result.stdout
+        assert result.returncode == 0 and "re-encrypted 3 key(s)" in result.stdout
         assert httpx.get(base + "/healthz").status_code == 200
     with serving(settings, tmp_path, OSTIARY_KEYS_SECRET=new) as (base, _):
-        assert [k["kid"] for k in httpx.get(base + "/jwks").json()["keys"]] == [kid]
+        assert [k["kid"] for k in httpx.get(base + "/jwks").json()["keys"]] == kids
     refused = run_ostiary(["serve"], ostiary_env(settings, OSTIARY_KEYS_SECRET=old), cwd=tmp_path)
     assert refused.returncode == 1 and "OSTIARY_KEYS_SECRET" in refused.stderr

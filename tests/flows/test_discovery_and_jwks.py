@@ -38,7 +38,8 @@ async def test_metadata_advertises_what_is_implemented(live: Live, path: str) ->
     assert metadata["response_types_supported"] == ["code"]
     assert metadata["code_challenge_methods_supported"] == ["S256"]  # no "plain"
     assert metadata["authorization_response_iss_parameter_supported"] is True
-    assert metadata["id_token_signing_alg_values_supported"] == ["RS256"]
+    # every algorithm a client may register for has an active key from the first start
+    assert metadata["id_token_signing_alg_values_supported"] == ["ES256", "PS256", "RS256"]
     assert metadata["subject_types_supported"] == ["public"]
     assert metadata["request_uri_parameter_supported"] is False  # OIDC's default is true
     assert metadata["token_endpoint_auth_methods_supported"] == [
@@ -59,14 +60,17 @@ async def test_metadata_advertises_what_is_implemented(live: Live, path: str) ->
         assert response.status_code != 404, name
 
 
-async def test_jwks_holds_the_signing_key_public_part_only(live: Live) -> None:
+async def test_jwks_holds_the_signing_keys_public_parts_only(live: Live) -> None:
     response = await live.http.get("/jwks")
     assert response.status_code == 200
     assert response.headers["cache-control"] == f"public, max-age={live.settings.jwks_max_age}"
-    (key,) = response.json()["keys"]
-    assert key["kty"] == "RSA" and key["alg"] == "RS256" and key["use"] == "sig"
-    assert not PRIVATE_MEMBERS & set(key)
-    assert key["kid"]
+    keys = response.json()["keys"]
+    assert [(key["kty"], key["alg"]) for key in keys] == [("RSA", "RS256"), ("RSA", "PS256"), ("EC", "ES256")]
+    for key in keys:
+        assert key["use"] == "sig"
+        assert not PRIVATE_MEMBERS & set(key)
+        assert key["kid"]
+    assert len({key["kid"] for key in keys}) == 3
 
 
 async def test_jwks_etag_revalidates_with_304(live: Live) -> None:

@@ -28,7 +28,7 @@ from server.clients.errors import ClientRegistrationError
 from server.clients.jwks import REFETCH_INTERVAL
 from server.settings import Settings
 from server.storage.engine import create_sessionmaker, make_engine
-from tests.helpers import Client, Db, TestDatabase, create_client, create_user, make_settings, serve_in_process
+from tests.helpers import Client, Db, TestDatabase, create_client, create_user, served_with
 from tests.oidc import REDIRECT_URI, Browser, Flow, query_of
 
 pytestmark = pytest.mark.anyio
@@ -123,8 +123,7 @@ class Ostiary:
 
 
 async def _ostiary(database: TestDatabase, tmp_path: Path, **overrides: Any) -> AsyncIterator[Ostiary]:
-    settings = make_settings(database, tmp_path, **overrides)
-    async with serve_in_process(settings) as base_url, httpx.AsyncClient(base_url=base_url, timeout=15) as http:
+    async with served_with(database, tmp_path, **overrides) as (settings, http):
         yield Ostiary(settings, http)
 
 
@@ -209,18 +208,23 @@ async def test_an_assertion_is_accepted_once(ostiary: Ostiary) -> None:
         {"exp": None},
         {"lifetime": -120},  # expired, beyond the minute of leeway
         {"lifetime": 7200},  # valid for longer than OSTIARY_CLIENT_ASSERTION_MAX_LIFETIME
-        {"nbf": int(time.time()) + 600},
+        {"nbf_in": 600},  # valid only from ten minutes on
+        {"exp_at": 10**400},  # a number no float holds
         {"jti": None},
         {"jti": "x" * 300},
         {"iss": "someone-else"},
     ],
-    ids=["aud", "no-aud", "no-exp", "expired", "too-long", "not-yet", "no-jti", "long-jti", "iss"],
+    ids=["aud", "no-aud", "no-exp", "expired", "too-long", "not-yet", "huge-exp", "no-jti", "long-jti", "iss"],
 )
 async def test_an_assertion_with_bad_claims_is_refused(ostiary: Ostiary, change: dict[str, Any]) -> None:
     client = await ostiary.client(jwks=key_set(RSA))
     change = dict(change)
     audience = change.pop("aud", ostiary.token_endpoint)
     lifetime = change.pop("lifetime", 60)
+    if "nbf_in" in change:  # taken now: the parameters were made when the tests were collected
+        change["nbf"] = int(time.time()) + change.pop("nbf_in")
+    if "exp_at" in change:
+        change["exp"] = change.pop("exp_at")
     signed = assertion(RSA, client.client_id, audience, lifetime=lifetime, **change)
     if lifetime == 7200:
         # the same lifetime is accepted where the setting allows it: only the bound refuses it
@@ -248,6 +252,17 @@ async def test_who_may_not_authenticate_this_way(ostiary: Ostiary) -> None:
     # nor the keyed client to a secret it does not have, nor to an assertion naming another client
     refused(await ostiary.http.post("/token", data={"grant_type": "client_credentials"}, auth=(keyed.client_id, "x")))
     refused(await ostiary.token(with_secret.client_id, assertion(RSA, keyed.client_id, endpoint)))
+    # two methods at once (RFC 6749 §2.3)
+    two = await ostiary.http.post(
+        "/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_assertion_type": ASSERTION_TYPE,
+            "client_assertion": assertion(RSA, keyed.client_id, endpoint),
+        },
+        auth=(with_secret.client_id, with_secret.client_secret),
+    )
+    assert two.status_code == 400 and two.json()["error"] == "invalid_request", two.text
     # an unknown client, and garbage
     refused(await ostiary.token(None, assertion(RSA, "no-such-client", endpoint)))
     refused(await ostiary.token(None, "not.a.jwt"))
@@ -351,6 +366,9 @@ async def test_a_bad_jwks_answer_authenticates_nobody(ostiary: Ostiary, jwks_ser
         jwks_server.document = {"keys": [RSA.as_dict(private=False)], "padding": "x" * 70_000}
     client = await ostiary.client(jwks_uri=jwks_server.url)
     refused(await ostiary.token(client.client_id, assertion(RSA, client.client_id, ostiary.token_endpoint)))
+    # a failed fetch is not tried again at once: a client's broken URI costs one fetch a while
+    refused(await ostiary.token(client.client_id, assertion(RSA, client.client_id, ostiary.token_endpoint)))
+    assert jwks_server.hits == 1
 
 
 async def test_a_jwks_uri_that_does_not_answer_is_cut_off(ostiary: Ostiary, jwks_server: JwksServer) -> None:

@@ -567,7 +567,8 @@ async def test_userinfo_without_a_token_gets_a_bare_bearer_challenge(live: Live)
     ):
         assert response.status_code == 401, response.text
         challenge = response.headers["www-authenticate"]
-        assert challenge.split()[0] == "Bearer"
+        # a challenge per scheme (RFC 9110 §11.6.1): bearer tokens, and DPoP-bound ones (RFC 9449 §7.1)
+        assert [part.split()[0] for part in challenge.split(", ")] == ["Bearer", "DPoP"]
         assert "error=" not in challenge  # RFC 6750 §3.1: no error code without a token
 
 

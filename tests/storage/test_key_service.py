@@ -450,7 +450,10 @@ async def test_concurrent_advances_apply_a_due_activation_once(sessions: Maker) 
 # More algorithms.
 
 
-@pytest.mark.parametrize(("alg", "members"), [("ES256", {"kty", "crv", "x", "y"}), ("Ed25519", {"kty", "crv", "x"})])
+@pytest.mark.parametrize(
+    ("alg", "members"),
+    [("PS256", {"kty", "n", "e"}), ("ES256", {"kty", "crv", "x", "y"}), ("Ed25519", {"kty", "crv", "x"})],
+)
 async def test_rotating_another_algorithm_keeps_the_rs256_key_and_signs_with_both(
     sessions: Maker, alg: str, members: set[str]
 ) -> None:
@@ -562,7 +565,7 @@ def _another_rows_blob(key: StoredKey) -> bytes:
 
 
 @pytest.mark.parametrize("corrupt", [_flip_last_byte, _truncate, _not_a_key, _another_rows_blob])
-@pytest.mark.parametrize("alg", ["RS256", "ES256"])
+@pytest.mark.parametrize("alg", ["RS256", "PS256", "ES256"])
 async def test_a_corrupt_private_key_makes_build_keyring_fail_naming_the_kid(
     sessions: Maker, alg: str, corrupt: Callable[[StoredKey], bytes]
 ) -> None:

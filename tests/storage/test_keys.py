@@ -31,11 +31,18 @@ async def _keys(url: str) -> list[key_store.StoredKey]:
         await engine.dispose()
 
 
-async def test_first_start_creates_one_encrypted_rs256_key(database: TestDatabase, tmp_path: Path) -> None:
+async def test_first_start_creates_one_encrypted_key_per_client_algorithm(
+    database: TestDatabase, tmp_path: Path
+) -> None:
     settings = make_settings(database, tmp_path, keys_secret=SECRET)
     await prepare(settings)
     await prepare(settings)  # a restart creates nothing new
-    (row,) = await _keys(database.url)
+    rows = await _keys(database.url)
+    assert sorted(r.alg for r in rows) == ["ES256", "PS256", "RS256"]
+    assert all(r.state == "active" and r.wrapping_key_id == KeyWrapper(SECRET).key_id for r in rows)
+    (row,) = [r for r in rows if r.alg == "RS256"]
+    (pss,) = [r for r in rows if r.alg == "PS256"]
+    assert set(pss.public_jwk) == {"kty", "n", "e"} and pss.public_jwk["n"] != row.public_jwk["n"]  # a key of its own
     assert row.state == "active" and row.alg == "RS256"
     assert row.activated_at is not None
     assert row.wrapping_key_id == KeyWrapper(SECRET).key_id
@@ -72,7 +79,7 @@ async def test_wrong_secret_stops_startup_and_makes_no_key(database: TestDatabas
     with pytest.raises(StartupError, match="OSTIARY_KEYS_SECRET") as caught:
         await prepare(make_settings(database, tmp_path, keys_secret="t" * 40))
     assert "was encrypted under key-encryption secret" in str(caught.value)
-    assert len(await _keys(database.url)) == 1
+    assert len(await _keys(database.url)) == 3  # RS256, PS256, ES256: nothing new
 
 
 async def test_missing_embedded_secret_for_existing_keys_stops_startup(database: TestDatabase, tmp_path: Path) -> None:
@@ -84,12 +91,12 @@ async def test_missing_embedded_secret_for_existing_keys_stops_startup(database:
     with pytest.raises(StartupError, match="signing keys exist in the database"):
         await prepare(settings)
     assert not secret_file.exists()
-    assert len(await _keys(database.url)) == 1
+    assert len(await _keys(database.url)) == 3  # RS256, PS256, ES256: nothing new
 
 
 async def test_corrupt_key_row_is_reported_by_kid(database: TestDatabase, tmp_path: Path) -> None:
     await prepare(make_settings(database, tmp_path, keys_secret=SECRET))
-    (row,) = await _keys(database.url)
+    (row,) = [r for r in await _keys(database.url) if r.alg == "PS256"]
     engine = make_engine(database.url)
     try:
         async with engine.begin() as connection:
@@ -97,7 +104,10 @@ async def test_corrupt_key_row_is_reported_by_kid(database: TestDatabase, tmp_pa
 
             from server.storage.models import SigningKey
 
-            await connection.execute(update(SigningKey).values(private_key_enc=row.private_key_enc[:-1] + b"\x00"))
+            corrupt = row.private_key_enc[:-1] + b"\x00"
+            await connection.execute(
+                update(SigningKey).where(SigningKey.kid == row.kid).values(private_key_enc=corrupt)
+            )
     finally:
         await engine.dispose()
     with pytest.raises(StartupError, match=row.kid):

@@ -13,6 +13,7 @@ import pytest
 from joserfc.jwk import ECKey, RSAKey
 
 from server.clients.errors import ClientRegistrationError
+from server.clients.jwks import own_network
 from server.clients.metadata import NAMES, document_of, fields_from, with_defaults
 from server.clients.secrets import secret_digest
 from server.clients.service import validated
@@ -35,6 +36,8 @@ DOCUMENT: dict[str, Any] = {
     "logo_uri": "https://rp.example.com/logo.png",
     "policy_uri": "https://rp.example.com/privacy",
     "tos_uri": "https://rp.example.com/terms",
+    "access_token_signed_response_alg": "ES256",
+    "dpop_bound_access_tokens": True,
 }
 
 
@@ -287,3 +290,24 @@ def test_keys_are_only_for_private_key_jwt_and_such_a_client_has_no_secret() -> 
     assert caught.value.metadata_name == "jwks_uri"
     with pytest.raises(ClientRegistrationError, match="a client with a secret sends it"):
         validated(stored(token_endpoint_auth_method="private_key_jwt", jwks={"keys": [EC_PUBLIC]}))
+
+
+@pytest.mark.parametrize(
+    "address, own",
+    [
+        ("8.8.8.8", False),
+        ("2001:4860:4860::8888", False),
+        ("64:ff9b::808:808", False),  # NAT64 of a public address
+        ("10.0.0.1", True),
+        ("127.0.0.1", True),
+        ("169.254.169.254", True),  # cloud metadata
+        ("::1", True),
+        ("fe80::1%eth0", True),
+        ("::ffff:10.0.0.1", True),  # IPv4-mapped
+        ("64:ff9b::a00:1", True),  # NAT64 of 10.0.0.1
+        ("2002:a00:1::1", True),  # 6to4 of 10.0.0.1
+        ("not an address", True),
+    ],
+)
+def test_the_servers_own_networks_are_known_inside_ipv6_too(address: str, own: bool) -> None:
+    assert own_network(address) is own

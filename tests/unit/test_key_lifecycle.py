@@ -17,7 +17,7 @@ from server.storage.keys import StoredKey
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 SECOND = timedelta(seconds=1)
 DAY = timedelta(days=1)
-ALGS = ("RS256", "ES256", "Ed25519")
+ALGS = ("RS256", "PS256", "ES256", "Ed25519")
 
 # max-age 600 s, polls every 5 s: staging delay 610 s; tokens live at most 3600 s: hold 3610 s.
 SETTINGS = Settings(jwks_max_age=600, keys_poll_interval=5, access_token_ttl=900, id_token_ttl=3600)

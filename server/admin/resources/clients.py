@@ -51,6 +51,8 @@ METADATA_KINDS = {
     "jwks_uri": "string?",
     "token_endpoint_auth_signing_alg": "string?",
     "require_pushed_authorization_requests": "boolean",
+    "access_token_signed_response_alg": "string?",
+    "dpop_bound_access_tokens": "boolean",
 }
 #: what only an administrator sets: each field's stored name and JSON kind
 ADMIN_FIELDS = {
@@ -188,7 +190,8 @@ async def rotate_secret(call: Call) -> Reply:
     def work(db: Session) -> str:
         client = _changeable(db, call, client_id)
         if client.token_endpoint_auth_method not in service.SECRET_METHODS:
-            raise Conflict(f"a client of {client.token_endpoint_auth_method} has no secret to rotate")
+            kind = "public" if client.is_public else client.token_endpoint_auth_method
+            raise Conflict(f"a {kind} client has no secret to rotate")
         return service.rotate_secret(db, client_id, keep_old_for=keep, actor=call.actor)
 
     secret = await _run(call, work)

@@ -29,9 +29,11 @@ class Introspection(TokenLookup, IntrospectionEndpoint):  # type: ignore[misc]
 
     def introspect_token(self, token: KnownToken) -> dict[str, Any]:
         if isinstance(token, AccessTokenState):
-            fields = ("scope", "client_id", "sub", "aud", "iss", "exp", "iat", "jti")
+            fields = ("scope", "client_id", "sub", "aud", "iss", "exp", "iat", "jti", "cnf")
             payload = {name: token.claims[name] for name in fields if name in token.claims}
-            return {"active": True, "token_type": "Bearer", **payload}
+            # RFC 9449 §6.2: a bound token says so, and to which key (cnf.jkt)
+            token_type = "DPoP" if "cnf" in payload else "Bearer"
+            return {"active": True, "token_type": token_type, **payload}
         record = token.record
         return {
             "active": True,

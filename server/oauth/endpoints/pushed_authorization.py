@@ -86,6 +86,9 @@ class PushedAuthorization:
         ]
         if any(name == "request_uri" for name, _ in pairs):
             raise InvalidRequestError("A pushed authorization request cannot carry a request_uri.")
+        if any(name == "dpop_jkt" for name, _ in pairs):
+            # RFC 9449 §10: refused rather than ignored, lest the client think its code bound
+            raise InvalidRequestError("dpop_jkt is not supported: codes are not bound to DPoP keys.")
         try:
             parameters = self._check(request, pairs)
         except OAuth2Error as error:

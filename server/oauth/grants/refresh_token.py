@@ -59,17 +59,20 @@ class RefreshTokenGrant(IssuingGrant, grants.RefreshTokenGrant):  # type: ignore
         idle = self.PUBLIC_IDLE_TTL if client.is_public else self.IDLE_TTL
         idle_expires_at = utcnow() + timedelta(seconds=idle)
         refused: InvalidTargetError | None = None
+        jkt = request.extras.dpop_jkt
         try:
             self.check_resources(client)
         except InvalidTargetError as error:
             refused = error
         else:
-            token = refresh_store.rotate(db, refresh_token, client.get_client_id(), successor, idle_expires_at, scopes)
+            token = refresh_store.rotate(
+                db, refresh_token, client.get_client_id(), successor, idle_expires_at, scopes, jkt
+            )
             if token is not None:
                 request.extras.successor_refresh_token = successor
                 return RefreshToken(token)
         diagnosis = refresh_store.diagnose(
-            db, refresh_token, client.get_client_id(), grace_seconds=self.GRACE_SECONDS, scopes=scopes
+            db, refresh_token, client.get_client_id(), grace_seconds=self.GRACE_SECONDS, scopes=scopes, dpop_jkt=jkt
         )
         if diagnosis.failure is Failure.SCOPE:
             raise InvalidScopeError()

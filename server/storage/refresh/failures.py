@@ -12,6 +12,7 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import bindparam, select, update
 
@@ -32,6 +33,7 @@ class Failure(enum.Enum):
     REUSE = "reuse"  # a consumed token presented again: revoke the family
     GRACE = "grace"  # the family head's predecessor, again, inside the grace window
     SCOPE = "scope"  # a token that would rotate, asked for a scope its family was not granted
+    KEY = "key"  # a DPoP-bound family's token without its key's proof: invalid_grant, untouched
     USABLE = "usable"  # nothing wrong with the token: it would rotate
 
 
@@ -44,7 +46,13 @@ class Diagnosis:
 
 
 def diagnose(
-    session: Session, token: str, client_id: str, *, grace_seconds: int, scopes: Sequence[str] = ()
+    session: Session,
+    token: str,
+    client_id: str,
+    *,
+    grace_seconds: int,
+    scopes: Sequence[str] = (),
+    dpop_jkt: str | None = None,
 ) -> Diagnosis:
     """Why :func:`~server.storage.refresh.rotation.rotate` found nothing (one indexed read,
     on the failure path only)."""
@@ -62,6 +70,7 @@ def diagnose(
             Grant.scope,
             User.disabled_at.label("user_disabled_at"),
             RefreshToken.grace_uses,
+            Grant.dpop_jkt,
         )
         .join(Grant, Grant.id == RefreshToken.grant_id)
         .join(User, User.id == Grant.user_id)
@@ -75,19 +84,27 @@ def diagnose(
     now = utcnow()
     if row.revoked_at is not None or (row.family_expires_at is not None and row.family_expires_at <= now):
         return found
+    if row.dpop_jkt is not None and row.dpop_jkt != dpop_jkt:
+        # whoever lacks the key cannot use the token, consumed or not: no reuse to answer
+        return Diagnosis(Failure.KEY, row.id, row.client_id, row.user_id)
     if row.consumed_at is None:
-        if row.expires_at > now and row.generation < row.head_generation:
-            # An unused token behind the head: a second chain (left by an older version's
-            # grace, which forked families). Using it is using a chain that is not the one.
-            return Diagnosis(Failure.REUSE, row.id, row.client_id, row.user_id)
-        if row.expires_at > now and row.user_disabled_at is None:
-            usable = set(scopes) <= set(row.scope.split())
-            return Diagnosis(Failure.USABLE if usable else Failure.SCOPE, row.id, row.client_id, row.user_id)
-        return found  # unused but expired (idle timeout), or its user is disabled
+        return _unused(row, found, now, scopes)
     recent = grace_seconds > 0 and (now - row.consumed_at).total_seconds() <= grace_seconds
     if recent and row.generation == row.head_generation - 1 and row.grace_uses != SUPERSEDED:
         return Diagnosis(Failure.GRACE, row.id, row.client_id, row.user_id)
     return Diagnosis(Failure.REUSE, row.id, row.client_id, row.user_id)
+
+
+def _unused(row: Any, found: Diagnosis, now: datetime, scopes: Sequence[str]) -> Diagnosis:
+    """Why a token that was never used did not rotate."""
+    if row.expires_at > now and row.generation < row.head_generation:
+        # An unused token behind the head: a second chain (left by an older version's
+        # grace, which forked families). Using it is using a chain that is not the one.
+        return Diagnosis(Failure.REUSE, row.id, row.client_id, row.user_id)
+    if row.expires_at > now and row.user_disabled_at is None:
+        usable = set(scopes) <= set(row.scope.split())
+        return Diagnosis(Failure.USABLE if usable else Failure.SCOPE, row.id, row.client_id, row.user_id)
+    return found  # unused but expired (idle timeout), or its user is disabled
 
 
 def use_grace(

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, Text, bindparam, exists, func, insert, literal, select, type_coerce, update
+from sqlalchemy import String, Table, Text, bindparam, exists, func, insert, literal, or_, select, type_coerce, update
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from .. import Session
@@ -31,10 +31,13 @@ def rotate(
     successor: str,
     idle_expires_at: datetime,
     scopes: Sequence[str] = (),
+    dpop_jkt: str | None = None,
 ) -> FamilyToken | None:
     """Rotate ``token`` of ``client_id`` to ``successor``, which expires at ``idle_expires_at``
     or with its family, whichever is first; None, and nothing written, when the token may
-    not rotate (for the reason, see :func:`~server.storage.refresh.failures.diagnose`).
+    not rotate (for the reason, see :func:`~server.storage.refresh.failures.diagnose`). A
+    family bound to a DPoP key (RFC 9449 §5) rotates only with ``dpop_jkt``, that key's
+    thumbprint.
 
     PostgreSQL: one statement of its own, committed as it returns, whatever becomes of the
     caller's transaction (for a refresh, nothing after it may refuse). SQLite (whose
@@ -50,6 +53,7 @@ def rotate(
         "b_new_digest": sha256(successor),
         "b_idle_expires_at": idle_expires_at,
         "b_scopes": list(scopes),
+        "b_jkt": dpop_jkt,
     }
     bind = session.get_bind()
     if bind.dialect.name == "postgresql":
@@ -73,6 +77,8 @@ _UNUSED = (
     RefreshToken.consumed_at.is_(None),
     RefreshToken.expires_at > bindparam("b_now"),
 )
+#: the family is bound to no DPoP key, or to the one of the request's proof
+_KEY_HELD = or_(Grant.dpop_jkt.is_(None), Grant.dpop_jkt == bindparam("b_jkt", type_=String))
 _tokens, _grants = cast(Table, RefreshToken.__table__), cast(Table, Grant.__table__)
 _ADVANCE_HEAD = (
     update(_grants).where(_grants.c.id == bindparam("b_grant_id")).values(head_generation=bindparam("b_generation"))
@@ -95,6 +101,7 @@ def _postgresql_statement() -> Any:
             User.id == Grant.user_id,
             User.disabled_at.is_(None),
             scopes_granted,
+            _KEY_HELD,
         )
         .values(consumed_at=bindparam("b_now"))
         .returning(*FAMILY_COLUMNS)
@@ -144,7 +151,7 @@ def _scope_params(params: dict[str, Any], scopes: Sequence[str]) -> dict[str, An
 
 _CONSUME_SQLITE = (
     update(RefreshToken)
-    .where(*_UNUSED, RefreshToken.grant_id.in_(LIVE_FAMILIES), _AT_HEAD)
+    .where(*_UNUSED, RefreshToken.grant_id.in_(LIVE_FAMILIES.where(_KEY_HELD)), _AT_HEAD)
     .values(consumed_at=bindparam("b_now"))
     .returning(RefreshToken.token_digest)
 )
