@@ -126,41 +126,31 @@ async def test_rsa_and_ps256_proofs_are_accepted(ostiary: Ostiary) -> None:
         assert claims_of(response.json()["access_token"])["cnf"] == {"jkt": thumbprint(RSA)}
 
 
-@pytest.mark.parametrize(
-    "bad",
-    [
-        "typ",
-        "alg-none",
-        "alg-hs256",
-        "private-jwk",
-        "htm",
-        "htu",
-        "htu-query-ignored-but-path",
-        "old",
-        "future",
-        "no-jti",
-        "signature",
-        "not-a-jwt",
-    ],
-)
-async def test_a_bad_proof_is_refused(ostiary: Ostiary, bad: str) -> None:
+async def test_a_bad_proof_is_refused(ostiary: Ostiary) -> None:
     client = await create_client(ostiary.settings)
     uri = ostiary.uri("/token")
-    made = {
+    cases = {
         "typ": lambda: proof(KEY, "POST", uri, header={"typ": "JWT"}),
         "alg-none": lambda: _unsigned(uri),
         "alg-hs256": lambda: _hmac(uri),
         "private-jwk": lambda: proof(KEY, "POST", uri, header={"jwk": KEY.as_dict(private=True)}),
         "htm": lambda: proof(KEY, "GET", uri),
         "htu": lambda: proof(KEY, "POST", ostiary.uri("/introspect")),
-        "htu-query-ignored-but-path": lambda: proof(KEY, "POST", uri + "x?a=1"),
+        "htu-path": lambda: proof(KEY, "POST", uri + "x?a=1"),
         "old": lambda: proof(KEY, "POST", uri, iat=int(time.time()) - 300),
         "future": lambda: proof(KEY, "POST", uri, iat=int(time.time()) + 300),
         "no-jti": lambda: proof(KEY, "POST", uri, jti=None),
         "signature": lambda: proof(KEY, "POST", uri, header={"jwk": OTHER.as_dict(private=False)}),
         "not-a-jwt": lambda: "nope",
-    }[bad]()
-    dpop_error(await ostiary.client_credentials(client, made))
+        # an iat that is no time: a refusal, not a crash
+        "iat-nan": lambda: proof(KEY, "POST", uri, iat=float("nan")),
+        "iat-huge": lambda: proof(KEY, "POST", uri, iat=10**400),
+        "iat-true": lambda: proof(KEY, "POST", uri, iat=True),
+        "iat-text": lambda: proof(KEY, "POST", uri, iat="now"),
+    }
+    for case, made in cases.items():  # one server for every case: each is a request of its own
+        response = await ostiary.client_credentials(client, made())
+        assert (response.status_code, response.json()["error"]) == (400, "invalid_dpop_proof"), case
 
 
 def _unsigned(uri: str) -> str:
@@ -401,12 +391,6 @@ async def test_the_admin_api_holds_a_bound_token_to_its_key(ostiary: Ostiary) ->
         "/admin/api/v1/clients", headers={"Authorization": f"DPoP {access}", "DPoP": made}
     )
     assert replayed.status_code == 401
-
-
-@pytest.mark.parametrize("iat", [float("nan"), 10**400, True, "now"])
-async def test_an_iat_that_is_no_time_is_refused_not_a_crash(ostiary: Ostiary, iat: Any) -> None:
-    client = await create_client(ostiary.settings)
-    dpop_error(await ostiary.client_credentials(client, proof(KEY, "POST", ostiary.uri("/token"), iat=iat)))
 
 
 async def test_a_public_browser_app_can_read_the_nonce_it_must_use(database: TestDatabase, tmp_path: Path) -> None:
