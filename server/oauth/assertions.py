@@ -67,7 +67,7 @@ def presented(request: OstiaryRequest) -> Presented | None:
     try:
         compact = jws.extract_compact(token.encode("ascii"))
         claims = json.loads(compact.payload)
-    except (JoseError, ValueError, UnicodeError):
+    except (JoseError, ValueError, UnicodeError, RecursionError):  # RecursionError: JSON nested too deep
         return None
     subject, header = claims.get("sub") if isinstance(claims, dict) else None, compact.headers()
     kid, alg = header.get("kid"), header.get("alg")
@@ -174,6 +174,6 @@ def _decoded(assertion: Presented, keys: KeySet) -> jwt.Token:
             return jwt.decode(assertion.token, key, algorithms=[assertion.alg])
         except JoseError:
             continue
-        except ValueError:  # a key of another type than the algorithm's
+        except (ValueError, RecursionError):  # a key of another type; claims nested too deep
             continue
     raise _Refused("no key of the client verifies its signature")

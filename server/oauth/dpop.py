@@ -129,7 +129,7 @@ class DPoP:
         key, alg = _proof_key(proof)
         try:
             claims: dict[str, Any] = jwt.decode(proof, key, algorithms=[alg], registry=_PROOFS).claims
-        except (JoseError, ValueError, TypeError):
+        except (JoseError, ValueError, TypeError, RecursionError):  # RecursionError: JSON nested too deep
             raise InvalidDPoPProofError("The DPoP proof's signature does not verify with its jwk.") from None
         self._check_claims(claims, method, uri, access_token)
         jkt = key.thumbprint()
@@ -196,7 +196,7 @@ def _proof_key(proof: str) -> tuple[Key, str]:
     """The proof's own public key and algorithm, as its header declares them."""
     try:
         header = jws.extract_compact(proof.encode("ascii"), registry=_PROOFS).headers()
-    except (JoseError, ValueError, UnicodeError):
+    except (JoseError, ValueError, UnicodeError, RecursionError):
         raise InvalidDPoPProofError("The DPoP proof is not a JWT.") from None
     alg, jwk = header.get("alg"), header.get("jwk")
     if header.get("typ") != "dpop+jwt":

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from joserfc import jwt
+from joserfc import jws, jwt
 from joserfc.jwk import ECKey, Key, KeySet, RSAKey
 
 from server.settings import Settings
@@ -142,6 +142,7 @@ async def test_a_bad_proof_is_refused(ostiary: Ostiary) -> None:
         "no-jti": lambda: proof(KEY, "POST", uri, jti=None),
         "signature": lambda: proof(KEY, "POST", uri, header={"jwk": OTHER.as_dict(private=False)}),
         "not-a-jwt": lambda: "nope",
+        "nested-claims": lambda: _nested(uri),
         # an iat that is no time: a refusal, not a crash
         "iat-nan": lambda: proof(KEY, "POST", uri, iat=float("nan")),
         "iat-huge": lambda: proof(KEY, "POST", uri, iat=10**400),
@@ -151,6 +152,12 @@ async def test_a_bad_proof_is_refused(ostiary: Ostiary) -> None:
     for case, made in cases.items():  # one server for every case: each is a request of its own
         response = await ostiary.client_credentials(client, made())
         assert (response.status_code, response.json()["error"]) == (400, "invalid_dpop_proof"), case
+
+
+def _nested(uri: str) -> str:
+    """A proof whose claims nest deeper than Python's JSON parser recurses."""
+    header = {"typ": "dpop+jwt", "alg": "ES256", "jwk": KEY.as_dict(private=False)}
+    return jws.serialize_compact(header, b"[" * 5000 + b"]" * 5000, KEY)
 
 
 def _unsigned(uri: str) -> str:

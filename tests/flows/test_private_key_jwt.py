@@ -20,7 +20,7 @@ import httpx
 import pytest
 from authlib.integrations.httpx_client import AsyncOAuth2Client
 from authlib.oauth2.rfc7523 import PrivateKeyJWT
-from joserfc import jwt
+from joserfc import jws, jwt
 from joserfc.jwk import ECKey, Key, RSAKey
 
 from server.clients import service
@@ -266,6 +266,8 @@ async def test_who_may_not_authenticate_this_way(ostiary: Ostiary) -> None:
     # an unknown client, and garbage
     refused(await ostiary.token(None, assertion(RSA, "no-such-client", endpoint)))
     refused(await ostiary.token(None, "not.a.jwt"))
+    nested = jws.serialize_compact({"alg": "RS256", "kid": RSA.kid}, b"[" * 5000 + b"]" * 5000, RSA)
+    refused(await ostiary.token(None, nested))
     refused(await ostiary.token(None, "%%%"))
 
 
