@@ -11,6 +11,7 @@ its own poll, not in any request. A second test checks that only the account get
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import statistics
 import time
@@ -38,6 +39,18 @@ UNKNOWN = "nobody@example.com"
 #: after each response cost
 TOLERANCE_MS = 2.0
 TOLERANCE_SHARE = 0.2
+#: a difference counts only when its sign is consistent too: the chance that pairs with no
+#: difference at all lean this far one way (two-sided sign test)
+SIGN_TEST_LEVEL = 0.01
+
+
+def sign_test(differences: list[float]) -> float:
+    """Two-sided p-value of the sign test: how likely this many pairs lean one way by chance."""
+    signs = [d for d in differences if d != 0]
+    n, more = len(signs), sum(d > 0 for d in signs)
+    extreme = min(more, n - more)
+    tail = sum(math.comb(n, k) for k in range(extreme + 1)) / 2**n
+    return min(1.0, 2 * tail)
 
 
 async def sample(http: httpx.AsyncClient, form: dict[str, str], email: str) -> float:
@@ -69,12 +82,17 @@ async def test_known_and_unknown_addresses_take_the_same_time(database: TestData
             differences.append(took[KNOWN] - took[UNKNOWN])
             unknowns.append(took[UNKNOWN])
     # The median of paired differences: a pair runs close together, so drifts in the
-    # machine's load cancel out, and the median ignores the odd stall.
+    # machine's load cancel out, and the median ignores the odd stall. Work done only for an
+    # account shows in both: a large median and pairs that lean one way. Other tests loading
+    # the same two cores give the first alone, now and then, in either direction.
     difference, unknown = statistics.median(differences), statistics.median(unknowns)
     allowed = max(TOLERANCE_MS, TOLERANCE_SHARE * unknown)
-    assert abs(difference) <= allowed, (
+    p_value = sign_test(differences)
+    assert abs(difference) <= allowed or p_value >= SIGN_TEST_LEVEL, (
         f"an account's address took {difference:+.2f} ms more (median of {RUNS} pairs; "
-        f"{unknown:.2f} ms without an account; allowed {allowed:.2f} ms)"
+        f"{unknown:.2f} ms without an account; allowed {allowed:.2f} ms); "
+        f"{sum(d > 0 for d in differences)} of {RUNS} pairs took longer with the account "
+        f"(sign test p = {p_value:.4f})"
     )
     assert await queued(settings.database_url) == {
         (KNOWN, "password_reset_lookup"): (RUNS + 5) * BURST,
