@@ -575,7 +575,8 @@ class Settings:
         "OSTIARY_DPOP_PROOF_WINDOW",
         _duration(5, 600),
         default=60,
-        doc="how far a DPoP proof's `iat` may be from the server's clock, either way (RFC 9449 §11.1)",
+        doc="how far back a DPoP proof's `iat` may be from the server's clock (RFC 9449 §11.1); ahead, this "
+        "or 60 s, whichever is less (FAPI 2.0)",
     )
     dpop_require_nonce: bool = setting(
         "OSTIARY_DPOP_REQUIRE_NONCE",
@@ -603,6 +604,13 @@ class Settings:
         default=False,
         doc="fetch a client's `jwks_uri` from a loopback, private or link-local address too (off: public "
         "addresses only, so a client's metadata cannot make the server call its own network)",
+    )
+    profile: str = setting(
+        "OSTIARY_PROFILE",
+        _choice("none", "fapi2"),
+        default="none",
+        doc="`fapi2`: every client is held to the FAPI 2.0 Security Profile, as one client is by its `fapi2` "
+        "flag (docs/fapi2.md); `none`: only those clients",
     )
     cleanup_interval: int = setting(
         "OSTIARY_CLEANUP_INTERVAL",
@@ -829,6 +837,7 @@ class Settings:
             values["issuer"] = f"http://127.0.0.1:{values['port']}"
         _check_admin(values, reader.problems)
         _check_mail(values, reader.problems)
+        _check_profile(values, reader.problems)
         if values["metrics_port"] and values["metrics_port"] == values["port"]:
             problem = "must differ from OSTIARY_PORT: metrics stay off the public port"
             reader.problems.append(("OSTIARY_METRICS_PORT", problem))
@@ -861,6 +870,17 @@ def _check_admin(values: dict[str, Any], problems: list[tuple[str, str]]) -> Non
     if (values["admin_email"] is None) != (values["admin_password"] is None):
         missing = "OSTIARY_ADMIN_PASSWORD" if values["admin_password"] is None else "OSTIARY_ADMIN_EMAIL"
         problems.append((missing, "the first admin needs both OSTIARY_ADMIN_EMAIL and a password"))
+
+
+def _check_profile(values: dict[str, Any], problems: list[tuple[str, str]]) -> None:
+    """Settings that FAPI 2.0 bounds, under the profile for every client (a client held to
+    it alone gets the bounds applied to it: docs/fapi2.md)."""
+    if values["profile"] != "fapi2":
+        return
+    if values["auth_code_ttl"] > 60:
+        problems.append(("OSTIARY_AUTH_CODE_TTL", "OSTIARY_PROFILE=fapi2 allows codes of at most 60 s"))
+    if values["par_ttl"] >= 600:
+        problems.append(("OSTIARY_PAR_TTL", "OSTIARY_PROFILE=fapi2 needs a request_uri to live less than 600 s"))
 
 
 def _check_mail(values: dict[str, Any], problems: list[tuple[str, str]]) -> None:

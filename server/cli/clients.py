@@ -36,13 +36,17 @@ T = TypeVar("T")
 ACTOR = "cli"
 #: ``clients update`` options that hold a list: each replaces the client field of its name
 _LISTS = ("grant_types", "scopes", "redirect_uris", "audiences", "post_logout_redirect_uris", "allowed_cors_origins")
-_FLAGS = (
-    "first_party",
-    "introspection",
-    "require_mfa",
-    "require_pushed_authorization_requests",
-    "dpop_bound_access_tokens",
-)
+#: the on/off options of ``clients create`` and ``update`` (with ``--no-...`` there), as the
+#: client fields they set, with their help
+_FLAG_HELP = {
+    "first_party": "trusted: users are not asked for consent",
+    "introspection": "a resource server: may introspect any token (RFC 7662)",
+    "require_mfa": "every sign-in to this client needs a second factor (TOTP)",
+    "require_pushed_authorization_requests": "authorization requests only through /par (RFC 9126)",
+    "dpop_bound_access_tokens": "every access token of this client is bound to a DPoP key (RFC 9449)",
+    "fapi2": "hold this client to the FAPI 2.0 Security Profile: private_key_jwt, PAR, DPoP, PS256/ES256",
+}
+_FLAGS = tuple(_FLAG_HELP)
 #: options that hold one value, named as the client field they set
 _VALUES = (
     "name",
@@ -100,27 +104,12 @@ def _add_create_parser(actions: Any) -> None:
         help="web origin whose pages call the token endpoints (https://app.example.com); repeatable",
     )
     create.add_argument("--public", action="store_true", help="no secret: a browser or native app (PKCE only)")
-    create.add_argument("--first-party", action="store_true", help="trusted: users are not asked for consent")
-    create.add_argument(
-        "--introspection", action="store_true", help="a resource server: may introspect any token (RFC 7662)"
-    )
     create.add_argument(
         "--id-token-alg",
         help="id_token_signed_response_alg: RS256 (default), PS256, ES256 or Ed25519 (Ed25519 needs a key)",
     )
-    create.add_argument(
-        "--require-mfa", action="store_true", help="every sign-in to this client needs a second factor (TOTP)"
-    )
-    create.add_argument(
-        "--dpop-bound-access-tokens",
-        action="store_true",
-        help="every access token of this client is bound to a DPoP key (RFC 9449)",
-    )
-    create.add_argument(
-        "--require-pushed-authorization-requests",
-        action="store_true",
-        help="authorization requests only through /par (RFC 9126)",
-    )
+    for flag, text in _FLAG_HELP.items():
+        create.add_argument(f"--{flag.replace('_', '-')}", action="store_true", help=text)
     _add_metadata_options(create)
     create.add_argument("--json", action="store_true", help="print JSON")
     create.set_defaults(run=run_create)
@@ -173,7 +162,9 @@ def _add_admin_parsers(actions: Any) -> None:
     ):
         update.add_argument(option, action="append", dest=dest, help=text)
     for flag in _FLAGS:
-        update.add_argument(f"--{flag.replace('_', '-')}", action=argparse.BooleanOptionalAction, dest=flag)
+        update.add_argument(
+            f"--{flag.replace('_', '-')}", action=argparse.BooleanOptionalAction, dest=flag, help=_FLAG_HELP[flag]
+        )
     update.add_argument("--id-token-alg", help="RS256, PS256, ES256 or Ed25519")
     _add_metadata_options(update)
     update.add_argument("--json", action="store_true", help="print JSON")

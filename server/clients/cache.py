@@ -5,6 +5,9 @@ path; caching it for a few seconds saves them on nearly every request. A changed
 disabled client is therefore seen by every process within ``OSTIARY_CLIENT_CACHE_TTL``
 seconds (0 turns the cache off). Unknown client ids are not cached, so random ids cannot
 fill the memory, and the cache is bounded anyway.
+
+The snapshots it hands out are the clients as the protocol endpoints see them: ``view``
+applies what a profile turns on (:func:`server.clients.fapi2.profile_view`) once per load.
 """
 
 from __future__ import annotations
@@ -17,25 +20,33 @@ from ..storage.clients import StoredClient
 _MAX_ENTRIES = 10_000
 
 
+def _as_stored(client: StoredClient) -> StoredClient:
+    return client
+
+
 class ClientCache:
-    def __init__(self, ttl: float) -> None:
+    def __init__(self, ttl: float, view: Callable[[StoredClient], StoredClient] = _as_stored) -> None:
         self.ttl = ttl
+        self.view = view
         self._entries: dict[str, tuple[float, StoredClient]] = {}
 
     def get(self, client_id: str, load: Callable[[], StoredClient | None]) -> StoredClient | None:
         """The cached snapshot, or ``load()`` (synchronous, inside a database session)."""
         cached = self._fresh(client_id)
-        return cached if cached is not None else self._keep(client_id, load())
+        return cached if cached is not None else self._keep(client_id, self._seen(load()))
 
     async def aget(self, client_id: str, load: Callable[[], Awaitable[StoredClient | None]]) -> StoredClient | None:
         """The cached snapshot, or ``await load()``."""
         cached = self._fresh(client_id)
-        return cached if cached is not None else self._keep(client_id, await load())
+        return cached if cached is not None else self._keep(client_id, self._seen(await load()))
 
     def forget(self, client_id: str) -> None:
         """Drop the snapshot of a client this process just changed (other processes see the
         change within the TTL)."""
         self._entries.pop(client_id, None)
+
+    def _seen(self, client: StoredClient | None) -> StoredClient | None:
+        return self.view(client) if client is not None else None
 
     def _fresh(self, client_id: str) -> StoredClient | None:
         entry = self._entries.get(client_id)

@@ -20,6 +20,7 @@ METADATA_NAMES = {
     "--require-pushed-authorization-requests": "require_pushed_authorization_requests",
     "--access-token-alg": "access_token_signed_response_alg",
     "--dpop-bound-access-tokens": "dpop_bound_access_tokens",
+    "--fapi2": "fapi2",
 }
 
 

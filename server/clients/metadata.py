@@ -159,6 +159,7 @@ def describe(client: StoredClient) -> dict[str, Any]:
         "introspection": client.introspection,
         "id_token_signed_response_alg": client.id_token_alg or "RS256",
         "require_mfa": client.require_mfa,
+        "fapi2": client.fapi2,
         "public": client.is_public,
         "self_registered": client.registration_token_digest is not None,
         "created_at": client.created_at.isoformat(),

@@ -82,16 +82,22 @@ def use_initial_token(session: Session, token: str) -> str | None:
 
 
 def register_self(
-    session: Session, document: Mapping[str, Any], *, allowed_scopes: Collection[str], initial_token: str | None
+    session: Session,
+    document: Mapping[str, Any],
+    *,
+    allowed_scopes: Collection[str],
+    initial_token: str | None,
+    fapi2: bool = False,
 ) -> tuple[StoredClient, str | None, str]:
     """Register the client ``document`` describes (RFC 7591 names; unknown ones ignored, as
     §2 says); returns it, its secret (None for a public client) and its registration access
-    token, both to be handed over once. Raises ClientRegistrationError naming the metadata."""
+    token, both to be handed over once; ``fapi2``: held to the FAPI 2.0 profile, for good.
+    Raises ClientRegistrationError naming the metadata."""
     fields = _self_fields(with_defaults(document), allowed_scopes)
     token = secrets.token_urlsafe(32)
     try:
         client, secret = service.register_client(
-            session, **fields, registration_token_digest=sha256(token), actor=ACTOR
+            session, **fields, fapi2=fapi2, registration_token_digest=sha256(token), actor=ACTOR
         )
     except ClientRegistrationError as error:
         raise error.in_metadata_terms() from None

@@ -12,6 +12,7 @@ from urllib.parse import SplitResult, urlsplit
 from ..settings import ACCESS_TOKEN_ALGS, LOOPBACK_HOSTS, SIGNING_ALGS
 from ..storage import Session, audit, clients as client_store
 from ..storage.base import utcnow
+from . import fapi2
 from .errors import ClientRegistrationError, UnknownClient
 from .jwks import ASSERTION_ALGS, checked_jwks, checked_jwks_uri
 from .secrets import new_client_id, new_client_secret, secret_digest
@@ -55,6 +56,7 @@ def register_client(
     require_pushed_authorization_requests: bool = False,
     access_token_alg: str | None = None,
     dpop_bound_access_tokens: bool = False,
+    fapi2: bool = False,
     registration_token_digest: bytes | None = None,
     actor: str = "admin",
 ) -> tuple[client_store.StoredClient, str | None]:
@@ -65,7 +67,8 @@ def register_client(
     the authorization code grant, with PKCE like every client. ``token_endpoint_auth_method``
     (RFC 7591 §2) defaults to ``none`` for a public client, else ``client_secret_basic``;
     ``none`` makes the client public. A ``private_key_jwt`` client has no secret either: it
-    signs with a key of its own, registered as ``jwks`` or ``jwks_uri``.
+    signs with a key of its own, registered as ``jwks`` or ``jwks_uri``. A ``fapi2`` client
+    is held to the FAPI 2.0 Security Profile (:mod:`.fapi2`).
     """
     method = token_endpoint_auth_method or ("none" if public else "client_secret_basic")
     secret = new_client_secret() if method in SECRET_METHODS else None
@@ -98,6 +101,7 @@ def register_client(
         require_pushed_authorization_requests=require_pushed_authorization_requests,
         access_token_alg=access_token_alg,
         dpop_bound_access_tokens=dpop_bound_access_tokens,
+        fapi2=fapi2,
         registration_token_digest=registration_token_digest,
     )
     client = validated(draft)
@@ -110,6 +114,8 @@ def validated(client: client_store.StoredClient) -> client_store.StoredClient:
     """``client`` with its metadata normalised, or ClientRegistrationError naming the option
     at fault: the rules of registration, which an update follows too."""
     _plain_text(client)
+    if client.fapi2:
+        fapi2.check(client)  # before the algorithms are normalised: RS256 given is refused
     keys = _client_keys(client)  # first: whether the client is public follows from its method
     public = client.is_public
     granted = _grant_types(client.grant_types)
@@ -131,6 +137,7 @@ def validated(client: client_store.StoredClient) -> client_store.StoredClient:
             "--cors-origin",
             "only a public client is called from a browser page: one with a secret cannot keep it there",
         )
+    id_token_alg, access_token_alg = _signing_algs(client)
     return replace(
         client,
         name=_name(client.name),
@@ -142,8 +149,8 @@ def validated(client: client_store.StoredClient) -> client_store.StoredClient:
             _redirect_uri(uri, "--post-logout-redirect-uri") for uri in client.post_logout_redirect_uris
         ),
         allowed_cors_origins=_unique(_cors_origin(origin) for origin in client.allowed_cors_origins if origin.strip()),
-        id_token_alg=_id_token_alg(client.id_token_alg),
-        access_token_alg=_access_token_alg(client.access_token_alg),
+        id_token_alg=id_token_alg,
+        access_token_alg=access_token_alg,
         backchannel_logout_uri=_backchannel_logout_uri(client.backchannel_logout_uri),
         response_types=_response_types(client.response_types, granted),
         logo_uri=_web_page_uri(client.logo_uri, "--logo-uri"),
@@ -437,6 +444,15 @@ def _split(field: str, uri: str) -> SplitResult:
     except ValueError as exc:
         raise ClientRegistrationError(field, f"{uri!r} is not a valid URI: {exc}") from None
     return parts
+
+
+def _signing_algs(client: client_store.StoredClient) -> tuple[str | None, str | None]:
+    """The algorithms the server signs the client's ID and access tokens with; a FAPI 2.0
+    client that names none gets the profile's."""
+    id_token_alg, access_token_alg = _id_token_alg(client.id_token_alg), _access_token_alg(client.access_token_alg)
+    if client.fapi2:
+        return id_token_alg or fapi2.DEFAULT_ALG, access_token_alg or fapi2.DEFAULT_ALG
+    return id_token_alg, access_token_alg
 
 
 def _id_token_alg(alg: str | None) -> str | None:

@@ -31,6 +31,7 @@ from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import Key, KeySet
 
+from ..clients import fapi2
 from ..clients.jwks import ASSERTION_ALGS, KEY_TYPES, ClientKeySets, JwksUnavailable, numeric_date
 from ..settings import Settings
 from ..storage import AsyncSession, async_sessionmaker, jtis, transactions
@@ -120,7 +121,7 @@ class AssertionVerifier:
             keys = await self.keys.key_set(client, assertion.kid)
         except JwksUnavailable as error:
             raise _Refused(f"the client's keys: {error}") from None
-        exp, jti = self._verified_claims(request, assertion, keys)
+        exp, jti = self._verified_claims(request, assertion, keys, fapi2=client.fapi2)
         expires = datetime.fromtimestamp(exp + LEEWAY, UTC)
         remembered = await transactions.run(
             self.sessionmaker,
@@ -130,10 +131,15 @@ class AssertionVerifier:
             raise _Refused("its jti was used before")
         return client.client_id
 
-    def _verified_claims(self, request: OstiaryRequest, assertion: Presented, keys: KeySet) -> tuple[float, str]:
+    def _verified_claims(
+        self, request: OstiaryRequest, assertion: Presented, keys: KeySet, *, fapi2: bool
+    ) -> tuple[float, str]:
         """The assertion's ``exp`` and ``jti``, once its signature and claims hold."""
         token = _decoded(assertion, keys)
         claims: dict[str, object] = token.claims
+        if fapi2 and claims.get("aud") != self.issuer:
+            # FAPI 2.0 §5.3.2.1: only the issuer identifier, as a string (no list, no endpoint URL)
+            raise _Refused("a FAPI 2.0 client's aud must be the issuer identifier, as a string")
         audiences = (*self.audiences, request.uri.split("?", 1)[0])
         try:
             _Claims(audiences).verify_claims(claims)
@@ -155,9 +161,11 @@ class _Refused(Exception):
 
 
 def _allowed_algs(client: StoredClient) -> tuple[str, ...]:
-    """The one algorithm the client registered; any we accept when it registered none."""
+    """The one algorithm the client registered; any we accept when it registered none. A
+    FAPI 2.0 client's only among PS256 and ES256 (§5.4.1)."""
     alg = client.token_endpoint_auth_signing_alg
-    return (alg,) if alg else ASSERTION_ALGS
+    allowed = (alg,) if alg else ASSERTION_ALGS
+    return tuple(alg for alg in allowed if alg in fapi2.ALGS) if client.fapi2 else allowed
 
 
 def _decoded(assertion: Presented, keys: KeySet) -> jwt.Token:

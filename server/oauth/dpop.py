@@ -104,11 +104,17 @@ def token_hash(access_token: str) -> str:
     return _b64(hashlib.sha256(access_token.encode("ascii", "replace")).digest())
 
 
+#: the most seconds a proof's ``iat`` may be ahead of the server's clock
+_MOST_AHEAD = 60
+
+
 class DPoP:
     """The checks of one server: its proof window, its nonces, its record of used proofs."""
 
     def __init__(self, settings: Settings, nonce_key: bytes, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
         self.window = settings.dpop_proof_window
+        #: FAPI 2.0 §5.3.2.1 refuses a JWT issued more than a minute ahead, whatever the window
+        self.ahead = min(self.window, _MOST_AHEAD)
         self.require_nonce = settings.dpop_require_nonce
         self.nonce_lifetime = settings.dpop_nonce_lifetime
         self._nonce_key = nonce_key
@@ -174,7 +180,8 @@ class DPoP:
         if not isinstance(htu, str) or _normalised(htu) != _normalised(uri):
             raise InvalidDPoPProofError("The DPoP proof's htu is not this request's URI.")
         issued = numeric_date(iat)
-        if issued is None or abs(time.time() - issued) > self.window:
+        now = time.time()
+        if issued is None or now - issued > self.window or issued - now > self.ahead:
             raise InvalidDPoPProofError("The DPoP proof's iat is too far from the server's time.")
         if access_token is not None and claims.get("ath") != token_hash(access_token):
             raise InvalidDPoPProofError("The DPoP proof's ath is not the hash of the access token.")
@@ -190,6 +197,16 @@ def _one_proof(headers: Mapping[str, str]) -> str:
     if len(proofs) != 1 or not proofs[0] or len(proofs[0]) > MAX_PROOF:
         raise InvalidDPoPProofError("A request carries exactly one DPoP proof.")
     return str(proofs[0])
+
+
+def proof_alg(headers: Mapping[str, str]) -> str | None:
+    """The algorithm the proof ``headers`` carry declares (read, not verified: for a proof
+    :meth:`DPoP.check` accepted already)."""
+    try:
+        alg = jws.extract_compact(_one_proof(headers).encode("ascii"), registry=_PROOFS).headers().get("alg")
+    except (InvalidDPoPProofError, JoseError, ValueError, UnicodeError, RecursionError):
+        return None
+    return alg if isinstance(alg, str) else None
 
 
 def _proof_key(proof: str) -> tuple[Key, str]:

@@ -8,15 +8,21 @@ from __future__ import annotations
 from typing import Any
 
 from ..authn.levels import ACR_VALUES
+from ..clients import fapi2
 from ..settings import Settings
 from .assertions import ASSERTION_ALGS
-from .clients import CONFIDENTIAL_METHODS
+from .clients import CONFIDENTIAL_METHODS, PRIVATE_KEY_JWT
 from .dpop import DPOP_ALGS
 from .openid import SCOPE_CLAIMS
 
 
 def server_metadata(settings: Settings, algorithms: list[str]) -> dict[str, Any]:
     """``algorithms``: those with an active signing key (ID tokens may use any of them)."""
+    metadata = _metadata(settings, algorithms)
+    return _fapi2(metadata) if settings.profile == "fapi2" else metadata
+
+
+def _metadata(settings: Settings, algorithms: list[str]) -> dict[str, Any]:
     return {
         "issuer": settings.issuer,
         "authorization_endpoint": settings.endpoint("/authorize"),
@@ -64,6 +70,24 @@ def server_metadata(settings: Settings, algorithms: list[str]) -> dict[str, Any]
         "request_uri_parameter_supported": False,
         **_registration(settings),
     }
+
+
+def _fapi2(metadata: dict[str, Any]) -> dict[str, Any]:
+    """What every client may use when all are held to the FAPI 2.0 profile (docs/fapi2.md)."""
+    methods, algs = [PRIVATE_KEY_JWT], [alg for alg in ASSERTION_ALGS if alg in fapi2.ALGS]
+    profiled = {
+        **metadata,
+        "grant_types_supported": [g for g in metadata["grant_types_supported"] if g in fapi2.GRANT_TYPES],
+        "require_pushed_authorization_requests": True,
+        "id_token_signing_alg_values_supported": [
+            alg for alg in metadata["id_token_signing_alg_values_supported"] if alg in fapi2.ALGS
+        ],
+    }
+    for endpoint in ("token_endpoint", "revocation_endpoint", "introspection_endpoint"):
+        profiled[f"{endpoint}_auth_methods_supported"] = methods
+        profiled[f"{endpoint}_auth_signing_alg_values_supported"] = algs
+    del profiled["device_authorization_endpoint"]
+    return profiled
 
 
 def _registration(settings: Settings) -> dict[str, Any]:

@@ -48,7 +48,8 @@ class RequestExtras:
     #: (:mod:`server.oauth.assertions`)
     asserted_client_id: str | None = None
     #: the thumbprint of the key of the request's DPoP proof, verified before the call
-    #: (:mod:`server.oauth.dpop`): what its tokens are bound to
+    #: (:mod:`server.oauth.dpop`): what its tokens are bound to, or at ``/par`` the code
+    #: of the request it pushes (RFC 9449 §10)
     dpop_jkt: str | None = None
     #: RFC 8707 resource indicators accepted for this request (set by the grant)
     resources: tuple[str, ...] = ()

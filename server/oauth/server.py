@@ -9,6 +9,7 @@ from authlib.oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import OAuth2Error
 from authlib.oauth2.rfc6749.errors import InvalidClientError
 
+from ..clients import fapi2
 from ..clients.cache import ClientCache
 from ..keys.holder import KeyRingHolder
 from ..settings import Settings
@@ -24,7 +25,7 @@ from .clients import (
     authenticate_private_key_jwt,
     known_client,
 )
-from .dpop import InvalidDPoPProofError
+from .dpop import InvalidDPoPProofError, proof_alg
 from .endpoints.device_authorization import DeviceAuthorization
 from .endpoints.end_session import EndSession
 from .endpoints.introspection import Introspection
@@ -43,7 +44,7 @@ class OstiaryAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
     def __init__(self, settings: Settings, keys: KeyRingHolder) -> None:
         super().__init__()
         self.settings = settings
-        self.client_cache = ClientCache(settings.client_cache_ttl)
+        self.client_cache = ClientCache(settings.client_cache_ttl, fapi2.profile_view(settings.profile))
         self.tokens = TokenIssuer(settings.issuer, keys, settings.access_token_ttl, settings.access_token_alg)
         self.register_client_auth_method("client_secret_basic", authenticate_basic)
         self.register_client_auth_method("client_secret_post", authenticate_post)
@@ -94,6 +95,8 @@ class OstiaryAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
             client: OAuthClient = super().authenticate_client(request, methods, endpoint)
         except InvalidClientError:
             raise InvalidClientError(status_code=401, description="Client authentication failed.") from None
+        if client.stored.fapi2:
+            _check_fapi2_credentials(client, request)
         if endpoint == "token" and client.stored.dpop_bound_access_tokens and request.extras.dpop_jkt is None:
             # RFC 9449 §5.2: refused before the grant does anything (a refresh token rotates)
             raise InvalidDPoPProofError("This client's tokens are DPoP-bound: send a DPoP proof.")
@@ -160,3 +163,15 @@ class OstiaryAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
     def send_signal(self, name: str, *args: Any, **kwargs: Any) -> None:
         # Authlib signals every client authentication; nothing subscribes yet.
         return None
+
+
+def _check_fapi2_credentials(client: OAuthClient, request: OstiaryRequest) -> None:
+    """What a FAPI 2.0 client proves itself with: ``private_key_jwt`` (§5.3.2.1; a client
+    registered before ``OSTIARY_PROFILE`` held it may have another method), and DPoP
+    proofs signed PS256 or ES256 (§5.4.1)."""
+    if client.stored.token_endpoint_auth_method != PRIVATE_KEY_JWT:
+        raise InvalidClientError(
+            status_code=401, description="The FAPI 2.0 profile requires private_key_jwt client authentication."
+        )
+    if request.extras.dpop_jkt is not None and proof_alg(request.headers) not in fapi2.ALGS:
+        raise InvalidDPoPProofError("A FAPI 2.0 client signs its DPoP proofs with PS256 or ES256.")

@@ -96,10 +96,9 @@ class TokenEndpoints:
         ``device_authorization``."""
         await self.load_clients(request)
         if name == "pushed_authorization" and "dpop" in request.headers:
-            # RFC 9449 §10.1: a proof that comes with a push is checked (the code is not
-            # bound to its key: docs/dpop.md)
+            # RFC 9449 §10.1: a proof that comes with a push binds the code to its key
             try:
-                await self.dpop.check(request.headers, "POST", request.uri)
+                request.extras.dpop_jkt = await self.dpop.check(request.headers, "POST", request.uri)
             except OAuth2Error as error:
                 return self.server.handle_error_response(request, error)  # type: ignore[no-any-return]
         return await in_transaction(

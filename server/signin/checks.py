@@ -24,6 +24,8 @@ from ..storage.users import StoredUser
 from . import response_modes
 
 _MAX_AGE = re.compile(r"[0-9]{1,9}")  # ASCII digits only: str.isdigit() accepts "²", which int() refuses
+#: RFC 9449 §10: base64url (no padding) of a SHA-256 JWK thumbprint (RFC 7638)
+_JKT = re.compile(r"[A-Za-z0-9_-]{43}")
 
 #: bytes of parameters (names and values, UTF-8) a request may store while it waits for the
 #: user: a bounded cost for every unauthenticated request, and room to spare for a real one
@@ -83,6 +85,11 @@ def check_extras(request: OstiaryRequest, pairs: list[tuple[str, str]], redirect
     max_age = data.get("max_age")
     if max_age is not None and not _MAX_AGE.fullmatch(max_age):
         raise InvalidRequestError("max_age must be a whole number of seconds.", redirect_uri=redirect_uri)
+    jkt = data.get("dpop_jkt")
+    if jkt is not None and not _JKT.fullmatch(jkt):
+        raise InvalidRequestError(
+            "dpop_jkt must be the base64url SHA-256 thumbprint of a JWK.", redirect_uri=redirect_uri
+        )
 
 
 def prompts(data: dict[str, str]) -> frozenset[str]:

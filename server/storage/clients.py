@@ -42,6 +42,7 @@ _BY_ID = select(
     Client.require_pushed_authorization_requests,
     Client.access_token_alg,
     Client.dpop_bound_access_tokens,
+    Client.fapi2,
     Client.created_at,
     Client.disabled_at,
 ).where(Client.client_id == bindparam("client_id"))
@@ -90,6 +91,8 @@ class StoredClient:
     access_token_alg: str | None = None
     #: RFC 9449 §5.2: its access tokens are always DPoP-bound
     dpop_bound_access_tokens: bool = False
+    #: held to the FAPI 2.0 Security Profile (:mod:`server.clients.fapi2`)
+    fapi2: bool = False
 
     @property
     def is_public(self) -> bool:
@@ -127,6 +130,7 @@ UPDATABLE = (
     "require_pushed_authorization_requests",
     "access_token_alg",
     "dpop_bound_access_tokens",
+    "fapi2",
 )
 
 
@@ -195,6 +199,7 @@ def insert_client(session: Session, client: StoredClient) -> None:
             require_pushed_authorization_requests=client.require_pushed_authorization_requests,
             access_token_alg=client.access_token_alg,
             dpop_bound_access_tokens=client.dpop_bound_access_tokens,
+            fapi2=client.fapi2,
             created_at=client.created_at,
             disabled_at=client.disabled_at,
         )
@@ -288,6 +293,7 @@ def _snapshot(row: object) -> StoredClient:
         require_pushed_authorization_requests=bool(r["require_pushed_authorization_requests"]),
         access_token_alg=r["access_token_alg"],
         dpop_bound_access_tokens=bool(r["dpop_bound_access_tokens"]),
+        fapi2=bool(r["fapi2"]),
         created_at=r["created_at"],
         disabled_at=r["disabled_at"],
     )

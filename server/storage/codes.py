@@ -3,6 +3,10 @@
 Consuming is one conditional ``UPDATE ... RETURNING``, so two concurrent redemptions of one
 code cannot both succeed (Authlib's default read-then-delete is not atomic). A consumed
 row stays until cleanup, so a replay is recognised and can revoke the grant it created.
+
+A code bound to a DPoP key (RFC 9449 §10, ``dpop_jkt``) is consumed only by a redemption
+that proves that key: the key is part of the same condition, so a redemption without it
+writes nothing and the code stays for its client.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, or_, select, update
 
 from . import Session, logout_notices
 from .base import insert_row, sha256, utcnow
@@ -20,8 +24,8 @@ from .users import USER_COLUMNS, StoredUser, user_from
 
 @dataclass(frozen=True, slots=True)
 class StoredCode:
-    """A code's binding: the client, redirect URI and PKCE challenge it was issued for, and
-    the sign-in its grant descends from."""
+    """A code's binding: the client, redirect URI, PKCE challenge and DPoP key it was issued
+    for, and the sign-in its grant descends from."""
 
     client_id: str
     user_id: int
@@ -35,6 +39,8 @@ class StoredCode:
     auth_time: datetime
     acr: str | None
     amr: tuple[str, ...]
+    #: RFC 9449 §10: the thumbprint (RFC 7638) of the DPoP key the code is redeemed with only
+    dpop_jkt: str | None = None
     #: the code's user, when the statement that consumed the code read it too
     user: StoredUser | None = None
 
@@ -52,6 +58,7 @@ _RETURNED = (
     AuthorizationCode.auth_time,
     AuthorizationCode.acr,
     AuthorizationCode.amr,
+    AuthorizationCode.dpop_jkt,
 )
 
 
@@ -62,6 +69,11 @@ _UNUSED = (
     AuthorizationCode.client_id == bindparam("b_client_id"),
     AuthorizationCode.consumed_at.is_(None),
     AuthorizationCode.expires_at > bindparam("b_now"),
+    # the key is checked in the condition rather than after it: a refused redemption then
+    # writes nothing at all (no consumption to roll back, no row lock held until then), and
+    # whoever holds a stolen bound code without its key cannot spend it (RFC 9449 §10).
+    # With b_jkt NULL the comparison is NULL, so a bound code needs a proof.
+    or_(AuthorizationCode.dpop_jkt.is_(None), AuthorizationCode.dpop_jkt == bindparam("b_jkt")),
 )
 _CONSUME = update(AuthorizationCode).where(*_UNUSED).values(consumed_at=bindparam("b_now")).returning(*_RETURNED)
 # PostgreSQL: the same, returning the code's user as well (SQLite's RETURNING cannot name
@@ -89,6 +101,7 @@ def insert_code(session: Session, code: str, stored: StoredCode, *, expires_at: 
         "auth_time": stored.auth_time,
         "acr": stored.acr,
         "amr": list(stored.amr),
+        "dpop_jkt": stored.dpop_jkt,
         "created_at": utcnow(),
         "expires_at": expires_at,
     }
@@ -97,10 +110,11 @@ def insert_code(session: Session, code: str, stored: StoredCode, *, expires_at: 
         logout_notices.remember_client(session, stored.session_sid, stored.client_id)
 
 
-def consume(session: Session, code: str, client_id: str) -> StoredCode | None:
-    """Mark the code used and return it, if it is unused, unexpired and ``client_id``'s;
-    on PostgreSQL with its ``user`` read by the same statement."""
-    params = {"b_digest": sha256(code), "b_client_id": client_id, "b_now": utcnow()}
+def consume(session: Session, code: str, client_id: str, dpop_jkt: str | None = None) -> StoredCode | None:
+    """Mark the code used and return it, if it is unused, unexpired, ``client_id``'s and,
+    when it is bound to a DPoP key, bound to ``dpop_jkt`` (the thumbprint of the key the
+    redemption proved); on PostgreSQL with its ``user`` read by the same statement."""
+    params = {"b_digest": sha256(code), "b_client_id": client_id, "b_now": utcnow(), "b_jkt": dpop_jkt}
     connection = session.connection()
     with_user = connection.dialect.name == "postgresql"
     row = connection.execute(_CONSUME_WITH_USER if with_user else _CONSUME, params).one_or_none()
@@ -127,6 +141,20 @@ def replayed_grant(session: Session, code: str, client_id: str) -> tuple[str, st
         )
     ).one_or_none()
     return None if row is None else (row.grant_id, row.sub)
+
+
+def bound_to_another_key(session: Session, code: str, client_id: str, dpop_jkt: str | None) -> bool:
+    """The code is ``client_id``'s, unused, unexpired, and bound to a DPoP key other than
+    ``dpop_jkt`` (or to one, when ``dpop_jkt`` is None): why :func:`consume` refused it."""
+    bound = session.execute(
+        select(AuthorizationCode.dpop_jkt).where(
+            AuthorizationCode.code_digest == sha256(code),
+            AuthorizationCode.client_id == client_id,
+            AuthorizationCode.consumed_at.is_(None),
+            AuthorizationCode.expires_at > utcnow(),
+        )
+    ).scalar_one_or_none()
+    return bound is not None and bound != dpop_jkt
 
 
 def nonce_used(session: Session, client_id: str, nonce: str) -> bool:

@@ -58,6 +58,9 @@ class Client(Base):
     access_token_alg: Mapped[str | None] = mapped_column(String(16))
     #: RFC 9449 §5.2: every access token of this client is bound to a DPoP key
     dpop_bound_access_tokens: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    #: held to the FAPI 2.0 Security Profile (docs/fapi2.md), as every client is under
+    #: ``OSTIARY_PROFILE=fapi2``
+    fapi2: Mapped[bool] = mapped_column(Boolean, server_default=false())
     #: SHA-256 of the RFC 7592 registration access token; set only for clients that
     #: registered themselves at ``/register``
     registration_token_digest: Mapped[bytes | None] = mapped_column(LargeBinary(32), unique=True)
@@ -235,6 +238,8 @@ class AuthorizationCode(Base):
     nonce: Mapped[str | None] = mapped_column(String(512))
     code_challenge: Mapped[str] = mapped_column(String(128))
     code_challenge_method: Mapped[str] = mapped_column(String(8))
+    #: RFC 9449 §10: the thumbprint of the DPoP key the code may be redeemed with only
+    dpop_jkt: Mapped[str | None] = mapped_column(String(64))
     session_sid: Mapped[str | None] = mapped_column(String(64))
     auth_time: Mapped[datetime] = mapped_column(UTCDateTime())
     acr: Mapped[str | None] = mapped_column(String(64))

@@ -61,6 +61,7 @@ ADMIN_FIELDS = {
     "introspection": ("introspection", "boolean"),
     "require_mfa": ("require_mfa", "boolean"),
     "id_token_signed_response_alg": ("id_token_alg", "string?"),
+    "fapi2": ("fapi2", "boolean"),
 }
 SPEC = {**METADATA_KINDS, **{name: kind for name, (_, kind) in ADMIN_FIELDS.items()}}
 #: shown in a client's representation, never set through a body

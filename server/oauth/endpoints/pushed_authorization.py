@@ -10,6 +10,11 @@ once (RFC 9126 §2.2, §4).
 What "as the authorization endpoint would" means is the sign-in flow's to say, and
 ``oauth/`` does not know it: the check is handed in with :meth:`PushedAuthorization.install`
 by the code that owns those rules.
+
+A push that comes with a DPoP proof (checked before the call) binds the request to the
+proof's key (RFC 9449 §10.1): the key's thumbprint is stored with the parameters as their
+``dpop_jkt``, and the code issued for them is redeemed only with a proof of that key. A
+``dpop_jkt`` the push names itself must then be that thumbprint.
 """
 
 from __future__ import annotations
@@ -22,10 +27,12 @@ from authlib.consts import default_json_headers
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749.errors import InvalidRequestError
 
+from ...clients import fapi2
 from ...settings import Settings
 from ...storage import pushed_requests as pushed_store
 from ...storage.base import sha256, utcnow
 from ..clients import CONFIDENTIAL_METHODS, OAuthClient
+from ..dpop import InvalidDPoPProofError
 from ..request import OstiaryRequest
 from ..tokens import random_token
 
@@ -48,6 +55,18 @@ def request_uri_digest(request_uri: str) -> bytes | None:
     if not reference or len(reference) > 128:
         return None
     return sha256(reference)
+
+
+def bound_to_proof(pairs: list[tuple[str, str]], jkt: str | None) -> list[tuple[str, str]]:
+    """The pushed ``pairs`` bound to the key of the push's DPoP proof, whose thumbprint is
+    ``jkt`` (None: no proof came, nothing to bind). A ``dpop_jkt`` the push names must be
+    that thumbprint: ``invalid_dpop_proof`` otherwise (RFC 9449 §10.1)."""
+    if jkt is None:
+        return pairs
+    named = [value for name, value in pairs if name == "dpop_jkt"]
+    if any(value != jkt for value in named):
+        raise InvalidDPoPProofError("The dpop_jkt is not the thumbprint of the DPoP proof's key.")
+    return pairs if named else [*pairs, ("dpop_jkt", jkt)]
 
 
 class PushedAuthorization:
@@ -86,15 +105,15 @@ class PushedAuthorization:
         ]
         if any(name == "request_uri" for name, _ in pairs):
             raise InvalidRequestError("A pushed authorization request cannot carry a request_uri.")
-        if any(name == "dpop_jkt" for name, _ in pairs):
-            # RFC 9449 §10: refused rather than ignored, lest the client think its code bound
-            raise InvalidRequestError("dpop_jkt is not supported: codes are not bound to DPoP keys.")
+        pairs = bound_to_proof(pairs, request.extras.dpop_jkt)
         try:
             parameters = self._check(request, pairs)
         except OAuth2Error as error:
             # RFC 9126 §2.3: answered to the client here, never at the redirect URI
             error.redirect_uri, error.state = None, None
             raise
+        # FAPI 2.0 §5.3.2.2: a request_uri lives less than 600 s
+        ttl = min(self.ttl, fapi2.PUSHED_REQUEST_TTL) if client.stored.fapi2 else self.ttl
         reference, now = random_token(32), utcnow()
         pushed_store.insert(
             request.extras.session,
@@ -102,7 +121,7 @@ class PushedAuthorization:
             client_id=client.get_client_id(),
             parameters=parameters,
             now=now,
-            expires_at=now + timedelta(seconds=self.ttl),
+            expires_at=now + timedelta(seconds=ttl),
         )
-        body = {"request_uri": REQUEST_URI_PREFIX + reference, "expires_in": self.ttl}
+        body = {"request_uri": REQUEST_URI_PREFIX + reference, "expires_in": ttl}
         return 201, body, list(default_json_headers)

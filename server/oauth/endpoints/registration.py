@@ -57,7 +57,11 @@ class Registration:
                 raise InvalidTokenError(description="The initial access token is unknown, expired, used up or revoked.")
         try:
             client, secret, token = registration.register_self(
-                db, document, allowed_scopes=self.allowed_scopes, initial_token=used
+                db,
+                document,
+                allowed_scopes=self.allowed_scopes,
+                initial_token=used,
+                fapi2=self.settings.profile == "fapi2",
             )
         except ClientRegistrationError as error:
             raise metadata_error(error) from None

@@ -1,5 +1,6 @@
-"""RFC 6749 §4.1 with single-use codes consumed atomically, and PKCE (RFC 7636) as RFC 9700
-§2.1.1 wants it: S256 only, required of every client."""
+"""RFC 6749 §4.1 with single-use codes consumed atomically, PKCE (RFC 7636) as RFC 9700
+§2.1.1 wants it: S256 only, required of every client, and codes bound to a DPoP key
+(RFC 9449 §10)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from authlib.oauth2.rfc6749.errors import InvalidGrantError, InvalidRequestError
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7636.challenge import compare_s256_code_challenge
 
+from ...clients import fapi2
 from ...observe import metrics
 from ...storage import Session, codes as code_store, grants as grant_store, users as user_store
 from ...storage.base import utcnow
@@ -36,9 +38,13 @@ class AuthorizationCode(Origin[StoredCode]):
 
 class AuthorizationCodeGrant(IssuingGrant, grants.AuthorizationCodeGrant):  # type: ignore[misc]
     """A code is ~285 random bits (48 characters), stored as SHA-256, and valid for
-    ``OSTIARY_AUTH_CODE_TTL`` (60 s). Redeeming it twice fails with ``invalid_grant`` and
-    revokes the grant the first redemption created, so every token issued from it stops
-    working (RFC 6749 §4.1.2).
+    ``OSTIARY_AUTH_CODE_TTL`` (60 s; at most 60 s for a FAPI 2.0 client). Redeeming it
+    twice fails with ``invalid_grant`` and revokes the grant the first redemption created,
+    so every token issued from it stops working (RFC 6749 §4.1.2).
+
+    A code issued for a request with ``dpop_jkt`` (RFC 9449 §10) is redeemed only with a
+    DPoP proof of that key; without one, or with another key's, the answer is
+    ``invalid_grant`` and the code stays unused for the client that holds the key.
     """
 
     TOKEN_ENDPOINT_AUTH_METHODS = [*CONFIDENTIAL_METHODS, "none"]
@@ -66,24 +72,28 @@ class AuthorizationCodeGrant(IssuingGrant, grants.AuthorizationCodeGrant):  # ty
             auth_time=sign_in.auth_time,
             acr=sign_in.acr,
             amr=tuple(sign_in.amr),
+            dpop_jkt=data.get("dpop_jkt"),
         )
-        expires_at = utcnow() + timedelta(seconds=self.CODE_TTL)
+        # FAPI 2.0 §5.3.2.1: a minute at most, whatever the setting
+        ttl = min(self.CODE_TTL, fapi2.CODE_TTL) if request.client.stored.fapi2 else self.CODE_TTL
+        expires_at = utcnow() + timedelta(seconds=ttl)
         code_store.insert_code(request.extras.session, code, stored, expires_at=expires_at)
 
     def query_authorization_code(self, code: str, client: OAuthClient) -> AuthorizationCode | None:
         if len(code) > 256:
             return None
-        db = self.request.extras.session
-        client_id = client.get_client_id()
-        stored = code_store.consume(db, code, client_id)
+        extras = self.request.extras
+        db, client_id, jkt = extras.session, client.get_client_id(), extras.dpop_jkt
+        stored = code_store.consume(db, code, client_id, jkt)
         if stored is None:
             replayed = code_store.replayed_grant(db, code, client_id)
             if replayed is not None:
                 # a code back after its exchange: the grant it created is revoked (RFC 6749 §4.1.2)
                 grant_id, sub = replayed
-                self.request.extras.after_failure.append(
-                    lambda s: _revoke_replayed(s, grant_id, client_id=client_id, sub=sub)
-                )
+                extras.after_failure.append(lambda s: _revoke_replayed(s, grant_id, client_id=client_id, sub=sub))
+            elif code_store.bound_to_another_key(db, code, client_id, jkt):
+                # not consumed: whoever lacks the key cannot spend the code (RFC 9449 §10)
+                raise InvalidGrantError("The authorization code is bound to another DPoP key.")
             return None
         return AuthorizationCode(stored)
 
@@ -134,7 +144,9 @@ class S256CodeChallenge(CodeChallenge):  # type: ignore[misc]
             self._verify(grant, result)
         except OAuth2Error:
             code, client_id = request.form.get("code"), request.client.get_client_id()
-            request.extras.after_failure.append(lambda db: code_store.consume(db, code, client_id))
+            # with this request's key, which the rolled-back consumption matched: a bound code too
+            jkt = request.extras.dpop_jkt
+            request.extras.after_failure.append(lambda db: code_store.consume(db, code, client_id, jkt))
             raise
 
     def _verify(self, grant: Any, result: Any) -> None:

@@ -6,12 +6,17 @@ the request may refuse it (:func:`server.storage.refresh.rotate`). A token that 
 consumed revokes its family, unless it is the family head's predecessor presented again
 within ``OSTIARY_REFRESH_REUSE_GRACE_SECONDS`` by the same client (a lost response); the
 rules are in docs/decisions.md.
+
+A client held to FAPI 2.0 keeps its refresh token: the profile "shall not use refresh
+token rotation except in extraordinary circumstances" (§5.3.2.1), its tokens being bound
+to the client's key by ``private_key_jwt`` already. The token is used where it stands
+(:func:`server.storage.refresh.use`), its idle expiry moved on, and no new one is issued.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc6749.errors import InvalidScopeError
@@ -47,7 +52,8 @@ class RefreshTokenGrant(IssuingGrant, grants.RefreshTokenGrant):  # type: ignore
     PUBLIC_IDLE_TTL = 0
 
     def authenticate_refresh_token(self, refresh_token: str) -> RefreshToken | None:
-        """Rotate ``refresh_token``; None for Authlib's ``invalid_grant``. A refused resource
+        """Rotate ``refresh_token`` (or use it, for a FAPI 2.0 client); None for Authlib's
+        ``invalid_grant``. A refused resource
         or scope is raised only once the token itself is known to be usable, as Authlib's
         order of checks (client, token, scope) has it."""
         if len(refresh_token) > 256:
@@ -65,11 +71,8 @@ class RefreshTokenGrant(IssuingGrant, grants.RefreshTokenGrant):  # type: ignore
         except InvalidTargetError as error:
             refused = error
         else:
-            token = refresh_store.rotate(
-                db, refresh_token, client.get_client_id(), successor, idle_expires_at, scopes, jkt
-            )
+            token = self._rotate_or_use(refresh_token, successor, idle_expires_at, scopes)
             if token is not None:
-                request.extras.successor_refresh_token = successor
                 return RefreshToken(token)
         diagnosis = refresh_store.diagnose(
             db, refresh_token, client.get_client_id(), grace_seconds=self.GRACE_SECONDS, scopes=scopes, dpop_jkt=jkt
@@ -90,6 +93,20 @@ class RefreshTokenGrant(IssuingGrant, grants.RefreshTokenGrant):  # type: ignore
         if diagnosis.failure in (Failure.GRACE, Failure.REUSE):
             self._revoke_family_afterwards(diagnosis)
         return None
+
+    def _rotate_or_use(
+        self, refresh_token: str, successor: str, idle_expires_at: datetime, scopes: tuple[str, ...]
+    ) -> FamilyToken | None:
+        request = self.request
+        db, client_id, jkt = request.extras.session, request.client.get_client_id(), request.extras.dpop_jkt
+        if request.client.stored.fapi2:
+            # this grant serves one request: its response keeps the client's token, adds none
+            self.INCLUDE_NEW_REFRESH_TOKEN = False
+            return refresh_store.use(db, refresh_token, client_id, idle_expires_at, scopes, jkt)
+        token = refresh_store.rotate(db, refresh_token, client_id, successor, idle_expires_at, scopes, jkt)
+        if token is not None:
+            request.extras.successor_refresh_token = successor
+        return token
 
     def _revoke_family_afterwards(self, diagnosis: Diagnosis) -> None:
         report = ReuseReport(diagnosis, self.request.extras.client_ip, self.request.headers.get("user-agent"))

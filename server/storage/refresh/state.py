@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, or_, select
 
 from .. import Session
 from ..base import insert_row, sha256, utcnow
@@ -65,12 +65,15 @@ def family_from(r: Mapping[Any, Any]) -> FamilyToken:
     )
 
 
-#: families still in use: not revoked, not expired, their user enabled
-LIVE_FAMILIES = select(Grant.id).where(
+#: a family still in use, on ``grants`` joined with its user: not revoked, not ended (a
+#: NULL ``expires_at`` has no end), its user enabled
+FAMILY_LIVE = (
     Grant.revoked_at.is_(None),
-    Grant.expires_at > bindparam("b_now"),
-    Grant.user_id.in_(select(User.id).where(User.disabled_at.is_(None))),
+    or_(Grant.expires_at.is_(None), Grant.expires_at > bindparam("b_now")),
+    User.disabled_at.is_(None),
 )
+#: families still in use (:data:`FAMILY_LIVE`)
+LIVE_FAMILIES = select(Grant.id).join(User, User.id == Grant.user_id).where(*FAMILY_LIVE)
 #: the family token of the refresh token whose digest is ``b_digest``
 FAMILY = (
     select(*FAMILY_COLUMNS)
