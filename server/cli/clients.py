@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from ..bootstrap import open_database
-from ..clients import metadata, service as client_service
+from ..clients import fapi2, metadata, service as client_service
 from ..clients.errors import ClientRegistrationError
 from ..clients.jwks import ASSERTION_ALGS
 from ..clients.service import AUTH_METHODS, GRANT_TYPES, register_client
@@ -207,7 +207,7 @@ def run_create(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _create(settings: Settings, args: argparse.Namespace) -> tuple[StoredClient, str | None]:
-    options = _create_options(args)
+    options = fapi2.under_profile(settings.profile, _create_options(args))
     async with open_database(settings) as engine:
         return await transactions.run(
             create_sessionmaker(engine),
@@ -307,6 +307,8 @@ def run_update(settings: Settings, args: argparse.Namespace) -> int:
     for field in (*_FLAGS, *_VALUES):
         if getattr(args, field) is not None:
             changes[field] = getattr(args, field)
+    if changes:
+        changes = fapi2.under_profile(settings.profile, changes)
     client = in_transaction(
         settings, lambda db: _named(args, lambda: client_service.update(db, args.client_id, changes, actor=ACTOR))
     )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 from urllib.parse import urlsplit
 
 from ..settings import LOOPBACK_HOSTS
@@ -57,9 +58,21 @@ def check(client: StoredClient) -> None:
         if grant_type not in GRANT_TYPES:
             raise ClientRegistrationError("--grant-type", f"the FAPI 2.0 profile does not cover {grant_type}")
     for uri in client.redirect_uris:
-        parts = urlsplit(uri)
-        if parts.scheme != "https" and not (parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS):
+        try:
+            parts = urlsplit(uri)
+            host = parts.hostname
+        except ValueError as exc:  # a malformed address: refused here as the rules of registration refuse it
+            raise ClientRegistrationError("--redirect-uri", f"{uri!r} is not a valid URI: {exc}") from None
+        if parts.scheme != "https" and not (parts.scheme == "http" and host in LOOPBACK_HOSTS):
             raise ClientRegistrationError("--redirect-uri", f"{uri!r}: a FAPI 2.0 client's redirect URIs use https")
+
+
+def under_profile(profile: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """The ``fields`` of a registration or a change (keywords of the registration service),
+    held to the profile when ``profile`` (``OSTIARY_PROFILE``) holds every client: what the
+    CLI, the admin API and console, and ``/register`` store, so that registration refuses
+    a client the profile would refuse at every endpoint."""
+    return {**fields, "fapi2": True} if profile == "fapi2" else fields
 
 
 def held(client: StoredClient) -> StoredClient:

@@ -27,7 +27,7 @@ from ..storage import Session, audit, clients as client_store, registration_toke
 from ..storage.base import sha256, utcnow
 from ..storage.clients import StoredClient
 from ..storage.registration_tokens import StoredRegistrationToken
-from . import service
+from . import fapi2, service
 from .errors import ClientRegistrationError
 from .jwks import own_network
 from .metadata import DEFAULTS, fields_from, with_defaults
@@ -87,17 +87,17 @@ def register_self(
     *,
     allowed_scopes: Collection[str],
     initial_token: str | None,
-    fapi2: bool = False,
+    profile: str = "none",
 ) -> tuple[StoredClient, str | None, str]:
     """Register the client ``document`` describes (RFC 7591 names; unknown ones ignored, as
     §2 says); returns it, its secret (None for a public client) and its registration access
-    token, both to be handed over once; ``fapi2``: held to the FAPI 2.0 profile, for good.
-    Raises ClientRegistrationError naming the metadata."""
-    fields = _self_fields(with_defaults(document), allowed_scopes)
+    token, both to be handed over once. Under ``profile`` (``OSTIARY_PROFILE``) ``fapi2``
+    the client is held to it. Raises ClientRegistrationError naming the metadata."""
+    fields = fapi2.under_profile(profile, _self_fields(with_defaults(document), allowed_scopes))
     token = secrets.token_urlsafe(32)
     try:
         client, secret = service.register_client(
-            session, **fields, fapi2=fapi2, registration_token_digest=sha256(token), actor=ACTOR
+            session, **fields, registration_token_digest=sha256(token), actor=ACTOR
         )
     except ClientRegistrationError as error:
         raise error.in_metadata_terms() from None
@@ -114,12 +114,18 @@ def find_self_registered(session: Session, client_id: str, registration_token: s
 
 
 def replace_self(
-    session: Session, client: StoredClient, document: Mapping[str, Any], *, allowed_scopes: Collection[str]
+    session: Session,
+    client: StoredClient,
+    document: Mapping[str, Any],
+    *,
+    allowed_scopes: Collection[str],
+    profile: str = "none",
 ) -> StoredClient:
     """RFC 7592 §2.2: the metadata in ``document`` replaces all the client's metadata (what
     it leaves out takes its default), by the rules of registration. The client keeps its
     id, its secret and its registration access token; left out, its authentication method
-    stays what it was (a secret cannot appear or vanish by an update)."""
+    stays what it was (a secret cannot appear or vanish by an update). Under ``profile``
+    ``fapi2`` the client is held to it from then on."""
     defaults = {**DEFAULTS, "token_endpoint_auth_method": client.token_endpoint_auth_method}
     document = {**defaults, **{name: value for name, value in document.items() if value is not None}}
     fields = _self_fields(document, allowed_scopes)
@@ -139,7 +145,7 @@ def replace_self(
         "access_token_alg": None,
         "dpop_bound_access_tokens": False,
     }
-    changes = {**cleared, **fields}
+    changes = fapi2.under_profile(profile, {**cleared, **fields})
     try:
         return service.update(session, client.client_id, changes, actor=ACTOR)
     except ClientRegistrationError as error:

@@ -82,6 +82,9 @@ def _fapi2(metadata: dict[str, Any]) -> dict[str, Any]:
         "id_token_signing_alg_values_supported": [
             alg for alg in metadata["id_token_signing_alg_values_supported"] if alg in fapi2.ALGS
         ],
+        "dpop_signing_alg_values_supported": [
+            alg for alg in metadata["dpop_signing_alg_values_supported"] if alg in fapi2.ALGS
+        ],
     }
     for endpoint in ("token_endpoint", "revocation_endpoint", "introspection_endpoint"):
         profiled[f"{endpoint}_auth_methods_supported"] = methods

@@ -128,9 +128,11 @@ def consume(session: Session, code: str, client_id: str, dpop_jkt: str | None = 
     )
 
 
-def replayed_grant(session: Session, code: str, client_id: str) -> tuple[str, str] | None:
+def replayed_grant(session: Session, code: str, client_id: str, dpop_jkt: str | None = None) -> tuple[str, str] | None:
     """(grant id, user sub) of the grant a code created, if it was already consumed by
-    ``client_id`` (a replay)."""
+    ``client_id`` (a replay). A code bound to a DPoP key is replayed only with a proof of
+    that key (``dpop_jkt``): whoever saw the code without holding the key cannot have the
+    grant revoked by presenting it."""
     row = session.execute(
         select(AuthorizationCode.grant_id, User.sub)
         .join(User, User.id == AuthorizationCode.user_id)
@@ -138,6 +140,7 @@ def replayed_grant(session: Session, code: str, client_id: str) -> tuple[str, st
             AuthorizationCode.code_digest == sha256(code),
             AuthorizationCode.client_id == client_id,
             AuthorizationCode.consumed_at.is_not(None),
+            or_(AuthorizationCode.dpop_jkt.is_(None), AuthorizationCode.dpop_jkt == dpop_jkt),
         )
     ).one_or_none()
     return None if row is None else (row.grant_id, row.sub)

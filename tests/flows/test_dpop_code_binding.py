@@ -75,10 +75,17 @@ async def test_a_push_with_a_proof_binds_the_code_to_its_key(signin: SignIn) -> 
 
     body = bound_to(await redeem(signin, flow, code, KEY), KEY)
     assert "id_token" in body
-    # used once: the same key again is a replay, as for any code
+    # used once: without the key, a replay gets nothing and revokes nothing (whoever saw
+    # the code cannot end the grant); with the key, it is a replay, as for any code
+    for key in (None, OTHER):
+        keyless = await redeem(signin, flow, code, key)
+        assert (keyless.status_code, keyless.json()["error"]) == (400, "invalid_grant"), keyless.text
+    assert await run_sql(signin.live.settings, "SELECT revoked_at FROM grants") == [(None,)]
     again = await redeem(signin, flow, code, KEY)
     assert (again.status_code, again.json()["error"]) == (400, "invalid_grant")
     assert again.json()["error_description"] != BOUND
+    ((revoked,),) = await run_sql(signin.live.settings, "SELECT revoked_at FROM grants")
+    assert revoked is not None
 
 
 async def test_a_bound_code_whose_pkce_check_fails_is_spent(signin: SignIn) -> None:

@@ -18,11 +18,13 @@ from joserfc import jwt
 from joserfc.jwk import ECKey, Key, KeySet, RSAKey
 from sqlalchemy import select
 
+from server.clients import service
 from server.settings import Settings, SettingsError
-from server.storage.models import AuthorizationCode
+from server.storage.engine import create_sessionmaker, make_engine
+from server.storage.models import AuthorizationCode, Grant
 from tests.flows.test_dpop import proof, thumbprint
 from tests.flows.test_private_key_jwt import ASSERTION_TYPE, assertion, key_set
-from tests.helpers import TestDatabase, create_client, create_user, served_with
+from tests.helpers import Db, TestDatabase, create_client, create_user, served_with
 from tests.mail import run_sql
 from tests.oidc import REDIRECT_URI, Browser, Flow, query_of
 
@@ -75,8 +77,10 @@ async def fapi2_client(settings: Settings, **options: Any) -> str:
 
 
 async def test_a_fapi2_client_signs_a_user_in_only_by_the_profile(database: TestDatabase, tmp_path: Path) -> None:
-    # A code lifetime above the profile's: the client's codes still live a minute at most.
-    async with served_with(database, tmp_path, auth_code_ttl=300, client_cache_ttl=0) as (settings, http):
+    # Lifetimes above the profile's: the client's codes still live a minute at most, and its
+    # request_uris less than ten.
+    overrides = {"auth_code_ttl": 300, "par_ttl": 900, "client_cache_ttl": 0}
+    async with served_with(database, tmp_path, **overrides) as (settings, http):
         client_id = await fapi2_client(settings)
         await create_user(settings, "alice")
         browser, flow = Browser(http), Flow.start(client_id)
@@ -100,6 +104,13 @@ async def test_a_fapi2_client_signs_a_user_in_only_by_the_profile(database: Test
         no_pkce = {k: v for k, v in push_form.items() if not k.startswith("code_challenge")}
         oauth_error(await http.post("/par", data=authenticated(settings, client_id, no_pkce)), "invalid_request")
 
+        # §5.4.1: a DPoP proof at /par signed RS256 is refused too
+        rs256_proof = dpop(settings, "/par", RSA, alg="RS256")
+        oauth_error(
+            await http.post("/par", data=authenticated(settings, client_id, push_form), headers=rs256_proof),
+            "invalid_dpop_proof",
+        )
+
         # RFC 9449 §10: the push's DPoP proof binds the code to its key
         pushed = await http.post(
             "/par",
@@ -107,7 +118,7 @@ async def test_a_fapi2_client_signs_a_user_in_only_by_the_profile(database: Test
             headers=dpop(settings, "/par"),
         )
         assert pushed.status_code == 201, pushed.text
-        assert pushed.json()["expires_in"] < 600
+        assert pushed.json()["expires_in"] == 599  # §5.3.2.2: less than 600 s
         page = await browser.authorize(client_id=client_id, request_uri=pushed.json()["request_uri"])
         page = await browser.sign_in(page, "alice")
         if 'name="decision"' in page.text:
@@ -182,13 +193,16 @@ async def test_a_fapi2_clients_tokens_are_bound_signed_ps256_and_its_refresh_tok
 
 
 async def test_under_the_profile_every_client_is_held_to_it(database: TestDatabase, tmp_path: Path) -> None:
-    async with served_with(database, tmp_path, profile="fapi2", client_cache_ttl=0) as (settings, http):
+    # a proof window above a minute: ahead of the clock, a minute is still the most
+    overrides = {"profile": "fapi2", "client_cache_ttl": 0, "dpop_proof_window": 300}
+    async with served_with(database, tmp_path, **overrides) as (settings, http):
         metadata = (await http.get("/.well-known/openid-configuration")).json()
         for endpoint in ("token_endpoint", "revocation_endpoint", "introspection_endpoint"):
             assert metadata[f"{endpoint}_auth_methods_supported"] == ["private_key_jwt"]
             assert metadata[f"{endpoint}_auth_signing_alg_values_supported"] == ["PS256", "ES256"]
         assert metadata["require_pushed_authorization_requests"] is True
-        assert set(metadata["id_token_signing_alg_values_supported"]) <= {"PS256", "ES256"}
+        assert set(metadata["id_token_signing_alg_values_supported"]) == {"PS256", "ES256"}
+        assert metadata["dpop_signing_alg_values_supported"] == ["PS256", "ES256"]
         assert metadata["grant_types_supported"] == ["authorization_code", "client_credentials", "refresh_token"]
         assert "device_authorization_endpoint" not in metadata
         assert metadata["code_challenge_methods_supported"] == ["S256"]
@@ -210,6 +224,20 @@ async def test_under_the_profile_every_client_is_held_to_it(database: TestDataba
             "invalid_client",
             401,
         )
+        # §5.3.2.1: no public clients, at /par (where a public client may push) and /token
+        public = (
+            await create_client(
+                settings,
+                public=True,
+                grant_types=["authorization_code"],
+                redirect_uris=[REDIRECT_URI],
+                scopes=["openid"],
+            )
+        ).client_id
+        flow = Flow.start(public)
+        oauth_error(await http.post("/par", data=flow.params(scope="openid")), "invalid_client", 401)
+        token_form = {**flow.token_form("a-code"), "client_id": public}
+        oauth_error(await http.post("/token", data=token_form, headers=dpop(settings, "/token")), "invalid_client", 401)
         # a private_key_jwt client without the flag: DPoP-bound, PS256 access tokens
         keyed = (
             await create_client(settings, token_endpoint_auth_method="private_key_jwt", jwks=key_set(CLIENT_KEY))
@@ -232,12 +260,58 @@ async def test_under_the_profile_every_client_is_held_to_it(database: TestDataba
             headers=dpop(settings, "/token", iat=int(time.time()) + 90),
         )
         oauth_error(too_far, "invalid_dpop_proof")
+        # the same for a client assertion: 10 s ahead accepted, more than 60 s ahead refused
+        for ahead_by, status in ((10, 200), (90, 401)):
+            iat = int(time.time()) + ahead_by
+            asserted = authenticated(settings, keyed, form, iat=iat, exp=iat + 60)
+            answer = await http.post("/token", data=asserted, headers=dpop(settings, "/token"))
+            assert answer.status_code == status, answer.text
         # §5.4.1: proofs signed PS256 or ES256, not RS256 (RFC 9449 alone would take it)
         for alg, status in (("RS256", 400), ("PS256", 200)):
             signed = await http.post(
                 "/token", data=authenticated(settings, keyed, form), headers=dpop(settings, "/token", RSA, alg=alg)
             )
             assert signed.status_code == status, signed.text
+
+
+async def test_a_client_switched_to_the_profile_keeps_its_token_and_a_spent_one_is_reuse(
+    database: TestDatabase, tmp_path: Path
+) -> None:
+    """A client that rotated before its switch: the token it holds serves on unrotated; the
+    one it spent is reuse even inside the grace window, which exists to replace a token a
+    rotation's lost response took, and a FAPI 2.0 client's token is never replaced."""
+    overrides = {"refresh_reuse_grace_seconds": 60, "client_cache_ttl": 0}
+    async with served_with(database, tmp_path, **overrides) as (settings, http):
+        client_id = await fapi2_client(settings, fapi2=False)
+        await create_user(settings, "alice")
+        browser, flow = Browser(http), Flow.start(client_id)
+        page = await browser.sign_in(await browser.authorize(**flow.params(scope=SCOPE)), "alice")
+        if 'name="decision"' in page.text:
+            page = await browser.submit(page, decision="allow")
+        token_form = flow.token_form(query_of(page.headers["location"])["code"])
+        token_form.pop("client_id", None)
+        issued = await http.post("/token", data=authenticated(settings, client_id, token_form))
+        spent = issued.json()["refresh_token"]
+
+        async def refreshed(token: str, proof: bool) -> httpx.Response:
+            form = authenticated(settings, client_id, {"grant_type": "refresh_token", "refresh_token": token})
+            return await http.post("/token", data=form, headers=dpop(settings, "/token") if proof else {})
+
+        held = (await refreshed(spent, proof=False)).json()["refresh_token"]
+        assert held != spent
+        engine = make_engine(settings.database_url)
+        try:
+            switch = Db(create_sessionmaker(engine))
+            await switch(lambda db: service.update(db, client_id, {"fapi2": True}, actor="test"))
+        finally:
+            await engine.dispose()
+
+        kept = await refreshed(held, proof=True)
+        assert kept.status_code == 200 and "refresh_token" not in kept.json(), kept.text
+        oauth_error(await refreshed(spent, proof=True), "invalid_grant")
+        oauth_error(await refreshed(held, proof=True), "invalid_grant")  # reuse revoked the family
+        (reason,) = await run_sql(settings.database_url, select(Grant.revoked_reason))
+        assert reason == ("refresh_token_reuse",)
 
 
 def test_the_profile_bounds_settings_naming_each_variable() -> None:

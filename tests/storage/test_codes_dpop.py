@@ -66,9 +66,12 @@ async def test_a_bound_code_is_consumed_only_with_its_key(db: Db) -> None:
     consumed = await db(lambda s: code_store.consume(s, "bound", "app", KEY))
     assert consumed is not None and consumed.dpop_jkt == KEY
     assert await db(lambda s: code_store.consume(s, "bound", "app", KEY)) is None
-    # consumed: a replay, no longer a refusal for the key
+    # consumed: a replay with the key, no longer a refusal for the key; without the key or
+    # with another, neither (whoever lacks the key cannot have the grant revoked)
     assert await db(lambda s: code_store.bound_to_another_key(s, "bound", "app", OTHER)) is False
-    assert await db(lambda s: code_store.replayed_grant(s, "bound", "app")) == ("grant", "s")
+    assert await db(lambda s: code_store.replayed_grant(s, "bound", "app", KEY)) == ("grant", "s")
+    assert await db(lambda s: code_store.replayed_grant(s, "bound", "app", OTHER)) is None
+    assert await db(lambda s: code_store.replayed_grant(s, "bound", "app")) is None
 
 
 async def test_an_unbound_code_is_consumed_with_or_without_a_key(db: Db) -> None:

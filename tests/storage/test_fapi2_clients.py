@@ -28,6 +28,7 @@ KEYS = {"keys": [ECKey.generate_key("P-256").as_dict(private=False)]}
         ({"access_token_alg": "RS256"}, "--access-token-alg"),
         ({"grant_types": ["urn:ietf:params:oauth:grant-type:device_code"]}, "--grant-type"),
         ({"redirect_uris": ["com.example.app:/callback"]}, "--redirect-uri"),
+        ({"redirect_uris": ["https://[::1/cb"]}, "--redirect-uri"),
     ],
 )
 async def test_registration_refuses_what_the_profile_rules_out(db: Db, options: dict[str, Any], option: str) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import TypeVar
 from urllib.parse import quote
 
-from ...clients import service
+from ...clients import fapi2, service
 from ...clients.errors import ClientRegistrationError, UnknownClient
 from ...clients.service import DEVICE_CODE
 from ...storage import Session, clients as client_store
@@ -72,18 +72,19 @@ async def create(visit: Visit) -> Answer:
     if not grant_types:
         raise ConsoleError("Choose at least one grant type.")
 
+    fields = {
+        "name": name,
+        "grant_types": grant_types,
+        "scopes": visit.field("scopes", 2000).split(),
+        "redirect_uris": visit.field("redirect_uris", 2000).split(),
+        "post_logout_redirect_uris": visit.field("post_logout_redirect_uris", 2000).split(),
+        "public": visit.form.get("kind") == "public",
+        "require_mfa": bool(visit.form.get("require_mfa")),
+    }
+    held = fapi2.under_profile(visit.services.settings.profile, fields)
+
     def work(db: Session) -> tuple[StoredClient, str | None]:
-        return service.register_client(
-            db,
-            name=name,
-            grant_types=grant_types,
-            scopes=visit.field("scopes", 2000).split(),
-            redirect_uris=visit.field("redirect_uris", 2000).split(),
-            post_logout_redirect_uris=visit.field("post_logout_redirect_uris", 2000).split(),
-            public=visit.form.get("kind") == "public",
-            require_mfa=bool(visit.form.get("require_mfa")),
-            actor=visit.actor,
-        )
+        return service.register_client(db, **held, actor=visit.actor)
 
     client, secret = await _registering(visit, work)
     if secret is None:

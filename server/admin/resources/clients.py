@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from ...clients import service
+from ...clients import fapi2, service
 from ...clients.errors import ClientRegistrationError, UnknownClient
 from ...clients.metadata import NAMES, describe, fields_from, with_defaults
 from ...storage import Session, clients as client_store
@@ -110,9 +110,10 @@ async def create(call: Call) -> Reply:
     fields = _fields(call, create=True)
     fields.setdefault("scopes", ())
     _check_grantable(call, fields["scopes"])
+    profile = call.services.settings.profile
 
     def work(db: Session) -> tuple[StoredClient, str | None]:
-        return service.register_client(db, **fields, actor=call.actor)
+        return service.register_client(db, **fapi2.under_profile(profile, fields), actor=call.actor)
 
     client, secret = await _run(call, work)
     reply = Reply.resource(describe(client), 201)
@@ -137,10 +138,11 @@ async def change(call: Call) -> Reply:
     client_id = _client_id(call)
     if "scopes" in changes:
         _check_grantable(call, changes["scopes"])
+    held = fapi2.under_profile(call.services.settings.profile, changes) if changes else changes
 
     def work(db: Session) -> StoredClient:
         current = _changeable(db, call, client_id)
-        return service.update(db, client_id, changes, actor=call.actor) if changes else current
+        return service.update(db, client_id, held, actor=call.actor) if changes else current
 
     client = await _run(call, work)
     return Reply.resource(describe(client))

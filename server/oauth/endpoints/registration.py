@@ -61,7 +61,7 @@ class Registration:
                 document,
                 allowed_scopes=self.allowed_scopes,
                 initial_token=used,
-                fapi2=self.settings.profile == "fapi2",
+                profile=self.settings.profile,
             )
         except ClientRegistrationError as error:
             raise metadata_error(error) from None
@@ -93,7 +93,9 @@ class Registration:
             if not isinstance(presented, str) or not secret_matches(presented, client.secret_digest):
                 raise InvalidRequestError(description="client_secret must be the client's current secret.")
         try:
-            updated = registration.replace_self(db, client, document, allowed_scopes=self.allowed_scopes)
+            updated = registration.replace_self(
+                db, client, document, allowed_scopes=self.allowed_scopes, profile=self.settings.profile
+            )
         except ClientRegistrationError as error:
             raise metadata_error(error) from None
         return self.body(updated, token)

@@ -86,7 +86,7 @@ class AuthorizationCodeGrant(IssuingGrant, grants.AuthorizationCodeGrant):  # ty
         db, client_id, jkt = extras.session, client.get_client_id(), extras.dpop_jkt
         stored = code_store.consume(db, code, client_id, jkt)
         if stored is None:
-            replayed = code_store.replayed_grant(db, code, client_id)
+            replayed = code_store.replayed_grant(db, code, client_id, jkt)
             if replayed is not None:
                 # a code back after its exchange: the grant it created is revoked (RFC 6749 §4.1.2)
                 grant_id, sub = replayed

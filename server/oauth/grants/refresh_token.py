@@ -81,7 +81,9 @@ class RefreshTokenGrant(IssuingGrant, grants.RefreshTokenGrant):  # type: ignore
             raise InvalidScopeError()
         if diagnosis.failure is Failure.USABLE and refused is not None:
             raise refused
-        if diagnosis.failure is Failure.GRACE:
+        # the grace window replaces a token a rotation's lost response left the client
+        # without; a FAPI 2.0 client's token is never replaced, so a spent one is reuse
+        if diagnosis.failure is Failure.GRACE and not client.stored.fapi2:
             token = refresh_store.use_grace(
                 db, refresh_token, client.get_client_id(), successor, idle_expires_at, max_uses=self.GRACE_COUNT
             )
