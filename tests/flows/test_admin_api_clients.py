@@ -34,6 +34,7 @@ SHAPE = {
     "allowed_cors_origins",
     "audiences",
     "first_party",
+    "fapi2",
     "introspection",
     "id_token_signed_response_alg",
     "require_mfa",

@@ -30,9 +30,13 @@ LIMIT = 50
 
 @pytest.fixture
 async def capped(database: TestDatabase, tmp_path: Path) -> AsyncIterator[SignIn]:
-    """A server that keeps 50 pending sign-ins per address."""
-    settings = make_settings(database, tmp_path, pending_interactions_per_address=LIMIT, rate_limit_login=0)
-    async with serve_in_process(settings) as base_url, httpx.AsyncClient(base_url=base_url, timeout=10) as http:
+    """A server that keeps 50 pending sign-ins per address. Its requests wait up to a minute
+    for a database connection: 200 at once share five, and on a loaded machine the default
+    5 s ends some in a 503, which is load shedding, not what these tests are about."""
+    settings = make_settings(
+        database, tmp_path, pending_interactions_per_address=LIMIT, rate_limit_login=0, db_pool_timeout=60
+    )
+    async with serve_in_process(settings) as base_url, httpx.AsyncClient(base_url=base_url, timeout=90) as http:
         rp = await create_client(
             settings,
             name="Photo Prints",
