@@ -176,6 +176,7 @@ def _routes() -> list[BaseRoute]:
         Route("/healthz", health.readyz, methods=["GET"]),
         Route("/authorize", authorize.authorize, methods=["GET", "POST"]),
         Route("/login", authorize.login, methods=["POST"]),
+        Route("/login", authorize.login_page, methods=["GET"]),
         Route("/login/otp", authorize.second_factor, methods=["POST"]),
         Route("/login/otp", authorize.second_factor_page, methods=["GET"]),
         Route("/login/password", authorize.forced_password_change, methods=["POST"]),

@@ -7,7 +7,7 @@ associated data; they are decrypted only to check a code or to show them at enro
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..authn.lockout import FACTOR_OTP, Lockout, LockState
 from ..keys.errors import KeyMaterialError
@@ -22,11 +22,13 @@ from .errors import MfaError
 
 @dataclass(frozen=True)
 class Enrolment:
-    """What the enrolment page shows: the secret as a QR code and as text."""
+    """What the enrolment page shows: the secret as a QR code, as an ``otpauth://`` link
+    (``uri``, the one the QR code encodes) and as text. None of it is in the repr, so an
+    enrolment that reaches a log line or a traceback does not carry the secret there."""
 
-    secret: str
-    uri: str
-    qr_svg: str
+    secret: str = field(repr=False)
+    uri: str = field(repr=False)
+    qr_svg: str = field(repr=False)
 
     @property
     def grouped(self) -> str:

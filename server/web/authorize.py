@@ -112,6 +112,21 @@ def _wait(seconds: int) -> str:
     return f"{minutes} minutes"
 
 
+async def login_page(request: Request) -> Response:
+    """``GET /login?interaction=...``: the sign-in form of an open sign-in again (the way
+    back to it from ``/password/forgot``)."""
+    runtime: Runtime = request.app.state.runtime
+    pages = runtime.pages
+    browser = request.cookies.get(pages.browser_cookie)
+    handle = request.query_params.get("interaction", "")
+    found = await runtime.authorizer.interaction(handle, browser) if browser else None
+    if browser is None or found is None:
+        return pages.error(*_EXPIRED)
+    context = {"handle": handle, "client_name": found.client_name, "username": ""}
+    outcome = Outcome(page="login.html", context=context, client_redirect=found.client_redirect)
+    return respond(runtime, outcome, browser, False, redirect_status=303)
+
+
 async def second_factor_page(request: Request) -> Response:
     """``GET /login/otp?interaction=...&use=backup``: the second-factor page again, asking
     for a backup code instead of the app's code (or back)."""

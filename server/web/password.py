@@ -20,9 +20,13 @@ _EXPIRED = ("This form has expired", "The page was open too long. Open the link 
 
 
 async def forgot_page(request: Request) -> Response:
+    """``GET /password/forgot[?interaction=...]``: the form; opened from a sign-in page, it
+    links back to that sign-in (an open one of this browser's), else to ``/account``."""
     runtime: Runtime = request.app.state.runtime
     browser, new_browser = runtime.pages.browser_token(request)
-    return runtime.pages.render("password_forgot.html", {}, browser=browser, new_browser=new_browser)
+    handle = request.query_params.get("interaction", "")
+    context = {"interaction": await _open_sign_in(runtime, handle, None if new_browser else browser)}
+    return runtime.pages.render("password_forgot.html", context, browser=browser, new_browser=new_browser)
 
 
 async def forgot(request: Request) -> Response:
@@ -39,7 +43,15 @@ async def forgot(request: Request) -> Response:
         response.headers["Retry-After"] = str(limited.retry_after)
         return response
     await runtime.resets.request(form.get("email", ""))
-    return pages.render("password_forgot.html", {"sent": True}, browser=browser, new_browser=False)
+    context = {"sent": True, "interaction": await _open_sign_in(runtime, form.get("interaction", ""), browser)}
+    return pages.render("password_forgot.html", context, browser=browser, new_browser=False)
+
+
+async def _open_sign_in(runtime: Runtime, handle: str, browser: str | None) -> str:
+    """``handle`` if it is an open sign-in of ``browser`` (the page links back to it), else ""."""
+    if not handle or browser is None:
+        return ""
+    return handle if await runtime.authorizer.interaction(handle, browser) is not None else ""
 
 
 async def reset_page(request: Request) -> Response:

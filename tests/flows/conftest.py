@@ -88,6 +88,16 @@ async def signin(live: Live) -> AsyncIterator[SignIn]:
 
 
 CHROMIUM = os.environ.get("OSTIARY_CHROMIUM", "/usr/bin/chromium")
+#: headless, and nothing the tests do not ask for (no background traffic, no first-run pages)
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 ARTIFACTS = Path(os.environ.get("OSTIARY_TEST_ARTIFACTS", "/tmp/ostiary-test-artifacts"))
 
 
@@ -98,19 +108,7 @@ async def chromium() -> AsyncIterator[Chromium]:
             pytest.fail(f"Chromium is required but {CHROMIUM} is missing")
         pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
             yield browser
         finally:

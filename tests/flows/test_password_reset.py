@@ -13,6 +13,7 @@ import hashlib
 import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from html import unescape
 from pathlib import Path
 
 import httpx
@@ -132,6 +133,39 @@ async def test_an_unknown_address_gets_the_same_page_and_no_mail(mailed: Mailed)
         ("alice@example.com", "password_reset"),
     ], "both requests queued the same look-up; only alice's led to a mail"
     assert len(await mailed.sql(select(PasswordReset))) == 1
+
+
+async def test_the_forgotten_password_page_leads_back_to_the_sign_in_it_came_from(signin: SignIn) -> None:
+    login = await signin.browser.authorize(**Flow.start(signin.rp.client_id).params())
+    (form,) = forms_of(login.text)
+    handle = form.fields["interaction"]
+    (link,) = re.findall(r'href="([^"]+)" id="forgot-password"', login.text)
+    assert unescape(link) == f"/password/forgot?interaction={handle}"
+
+    page = await signin.http.get(unescape(link))
+    back = f"/login?interaction={handle}"
+    assert back_link(page) == back
+    sent = await signin.browser.submit(page, {"email": "nobody@example.com"})
+    assert 'id="forgot-sent"' in sent.text and back_link(sent) == back
+
+    again = await signin.http.get(back)
+    assert again.status_code == 200 and "Photo Prints" in again.text
+    assert forms_of(again.text)[0].fields["interaction"] == handle
+    done = await signin.browser.sign_in(again, "alice")
+    assert 'name="decision"' in done.text, "the sign-in goes on where it was left"
+
+    # only this browser's open sign-ins: another browser, or no sign-in, gets the plain one
+    async with httpx.AsyncClient(base_url=signin.live.base_url) as other:
+        assert back_link(await other.get(f"/password/forgot?interaction={handle}")) == "/account"
+        foreign = await other.get(back)
+        assert foreign.status_code == 400 and "This sign-in has expired" in foreign.text
+    assert back_link(await signin.http.get("/password/forgot?interaction=no-such-sign-in")) == "/account"
+    assert back_link(await signin.http.get("/password/forgot")) == "/account"
+
+
+def back_link(page: httpx.Response) -> str:
+    (link,) = re.findall(r'href="([^"]+)" id="back-to-sign-in"', page.text)
+    return unescape(link)
 
 
 async def test_the_address_is_matched_whatever_its_case_and_the_mail_goes_to_the_stored_one(mailed: Mailed) -> None:

@@ -11,6 +11,7 @@ import pyotp
 import pytest
 
 from server.mfa import backup, totp
+from server.mfa.service import Enrolment
 
 SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
 #: the middle of a 30-second step, so that the step is not in doubt
@@ -152,6 +153,13 @@ def test_the_qr_code_is_inline_svg_with_a_title() -> None:
 
 def test_the_qr_code_depends_on_the_uri() -> None:
     assert totp.qr_svg("otpauth://totp/a?secret=" + SECRET) != totp.qr_svg("otpauth://totp/b?secret=" + SECRET)
+
+
+def test_an_enrolment_keeps_its_secret_out_of_its_repr() -> None:
+    """An enrolment that ends up in a log line or a traceback does not carry the secret."""
+    uri = totp.provisioning_uri(SECRET, "alice", "Ostiary")
+    enrolment = Enrolment(secret=SECRET, uri=uri, qr_svg=totp.qr_svg(uri))
+    assert SECRET not in repr(enrolment) and SECRET not in str(enrolment)
 
 
 def test_a_secret_is_grouped_by_four_for_typing() -> None:
