@@ -197,6 +197,8 @@ def _routes() -> list[BaseRoute]:
         Route("/account/totp/disable", account.disable_totp, methods=["POST"]),
         Route("/account/backup-codes", account.regenerate_codes, methods=["POST"]),
         Route("/account/sign-out-everywhere", account.end_everywhere, methods=["POST"]),
+        Route("/account/sessions/end", account.end_session, methods=["POST"]),
+        Route("/account/apps/revoke", account.revoke_app, methods=["POST"]),
         Route("/account/reauth", account.reauthenticate, methods=["POST"]),
         Route("/userinfo", userinfo.userinfo, methods=["GET", "POST"]),
         Route("/register", registration.register, methods=["POST"]),

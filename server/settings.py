@@ -168,6 +168,26 @@ def _networks(raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, 
     return tuple(networks)
 
 
+def _geoip_database(raw: str) -> Path:
+    """A MaxMind City or Country database (``.mmdb``) that can be opened here; it is read
+    again, once per process, by the account page's place lookup."""
+    path = Path(raw.strip())
+    try:
+        import maxminddb
+    except ImportError:  # pragma: no cover - a dependency; only a broken install lacks it
+        raise ValueError("needs the maxminddb package (pip install maxminddb)") from None
+    try:
+        with maxminddb.open_database(str(path)) as reader:
+            kind = reader.metadata().database_type
+    except (OSError, ValueError) as exc:  # a missing file; InvalidDatabaseError is a RuntimeError
+        raise ValueError(f"cannot read {str(path)!r}: {_reason(exc)}") from None
+    except RuntimeError as exc:
+        raise ValueError(f"{str(path)!r} is not a MaxMind database: {exc}") from None
+    if "City" not in kind and "Country" not in kind:
+        raise ValueError(f"must be a City or Country database (GeoLite2-City, GeoIP2-Country, ...), got {kind!r}")
+    return path
+
+
 def _int_range(low: int, high: int) -> Callable[[str], int]:
     def parse(raw: str) -> int:
         try:
@@ -386,6 +406,14 @@ class Settings:
         default=(),
         doc='addresses or CIDR blocks of reverse proxies whose forwarding headers are believed (see "Behind a '
         'proxy"); empty: the peer is the client',
+    )
+    geoip_database: Path | None = setting(
+        "OSTIARY_GEOIP_DATABASE",
+        _geoip_database,
+        default=None,
+        doc="a MaxMind GeoLite2 or GeoIP2 City or Country database (`.mmdb`) on this machine: the account page "
+        "shows each session's rough place (city, country) from its address. Unset: no place is shown; no "
+        "address is ever looked up elsewhere",
     )
     db_pool_size: int = setting(
         "OSTIARY_DB_POOL_SIZE",

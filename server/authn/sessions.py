@@ -11,12 +11,19 @@ from datetime import datetime, timedelta
 
 from ..storage import Session, audit, sessions as session_store, users as user_store
 from ..storage.base import sha256 as digest, utcnow
-from ..storage.sessions import StoredSession
+from ..storage.sessions import SeenFrom as SeenFrom, StoredSession
 from .secrets import new_sid, new_token
 
 #: why families bound to a session ended, by how the session ended
 LOGOUT = "logout"
 REPLACED = "signed_in_again"
+#: the user ended this session from the account page (its own browser's or another's)
+ENDED_BY_USER = "ended_by_user"
+#: ``last_seen_at`` is written at most this often per session. Every page view and
+#: authorization uses the session; writing the row each time would put a write (and on
+#: PostgreSQL a row lock and a dead tuple) on requests that otherwise only read it, for a
+#: time the account page shows to the minute at best.
+LAST_SEEN_EVERY = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -34,11 +41,13 @@ def start(
     ttl: int,
     replaces: str | None,
     auth_time: datetime | None = None,
+    seen_from: SeenFrom | None = None,
 ) -> StartedSession:
     """A new session for ``user_id`` under a new token (no fixation). The browser's previous
     session (``replaces``) ends when it was another user's, with its families and a logout
     notice to its clients; when it is the same user's, it goes on, signed in anew: its sid,
-    its families and the clients told of its end stay (the ID tokens they hold name it)."""
+    its families and the clients told of its end stay (the ID tokens they hold name it).
+    ``seen_from``: the browser and address the sign-in came from, shown on the account page."""
     token = new_token()
     now = utcnow()
     expires_at = now + timedelta(seconds=ttl)
@@ -46,7 +55,14 @@ def start(
         current = session_store.get_live_session(db, digest(replaces))
         if current is not None and current.user_id == user_id:
             again = session_store.step_up(
-                db, digest(replaces), digest(token), amr=amr, acr=acr, auth_time=auth_time or now, expires_at=expires_at
+                db,
+                digest(replaces),
+                digest(token),
+                amr=amr,
+                acr=acr,
+                auth_time=auth_time or now,
+                expires_at=expires_at,
+                seen_from=seen_from,
             )
             if again is not None:
                 return StartedSession(token, again)
@@ -60,6 +76,7 @@ def start(
         amr=amr,
         acr=acr,
         expires_at=expires_at,
+        seen_from=seen_from,
     )
     return StartedSession(token, stored)
 
@@ -68,6 +85,24 @@ def load(db: Session, token: str | None) -> StoredSession | None:
     if not token or len(token) > 128:
         return None
     return session_store.get_live_session(db, digest(token))
+
+
+def seen(db: Session, session: StoredSession) -> None:
+    """``session`` is being used: its ``last_seen_at`` moves to now, at most once per
+    :data:`LAST_SEEN_EVERY` (no write at all while the stored time is recent enough)."""
+    if session.last_seen_at is not None and utcnow() - session.last_seen_at < LAST_SEEN_EVERY:
+        return
+    session_store.mark_seen(db, session.sid, unless_since=LAST_SEEN_EVERY)
+
+
+def end_own(db: Session, user_id: int, sid: str, *, actor: str) -> bool:
+    """End the live session ``sid`` if it is ``user_id``'s, the way a sign-out ends it (its
+    bound families revoked, its clients' back-channel logout notices queued); audited.
+    False when the user has no such live session: nothing is ended."""
+    if len(sid) > 64 or not session_store.end_session_by_sid(db, sid, ENDED_BY_USER, user_id=user_id):
+        return False
+    audit.record(db, "session.ended", actor=actor, user=actor, details={"sid": sid, "reason": ENDED_BY_USER})
+    return True
 
 
 def end(db: Session, token: str | None) -> str | None:

@@ -37,7 +37,7 @@ from ..settings import Settings
 from ..storage import AsyncSession, Session, async_sessionmaker, audit, consents, interactions, users as user_store
 from ..storage.base import sha256 as digest
 from ..storage.interactions import StoredInteraction
-from ..storage.sessions import StoredSession
+from ..storage.sessions import SeenFrom, StoredSession
 from ..storage.users import StoredUser
 from ..users.service import change_password
 from . import pushed, steps
@@ -111,11 +111,13 @@ class Authorizer:
         *,
         device: bytes | None = None,
         device_cookie: str | None = None,
+        seen_from: SeenFrom | None = None,
     ) -> Outcome:
         """The password was right (counted on ``device``'s lockout counter, which starts
-        again); ``device_cookie`` is the browser's known-device cookie, if it has one."""
+        again); ``device_cookie`` is the browser's known-device cookie, if it has one;
+        ``seen_from`` the browser and address a session started here is kept with."""
         request = self._request([])
-        login = steps.PasswordLogin(user, rehash, old_session, device_cookie)
+        login = steps.PasswordLogin(user, rehash, old_session, device_cookie, seen_from)
 
         def step() -> Outcome:
             db = request.extras.session
@@ -127,13 +129,21 @@ class Authorizer:
         return await self._run(request, step)
 
     async def second_factor(
-        self, handle: str, browser: str, session_token: str | None, code: str, *, device_cookie: str | None = None
+        self,
+        handle: str,
+        browser: str,
+        session_token: str | None,
+        code: str,
+        *,
+        device_cookie: str | None = None,
+        seen_from: SeenFrom | None = None,
     ) -> Outcome:
         """The TOTP (or backup) code of a sign-in waiting for it, counted on the known-device
         counter when ``device_cookie`` names the user (as the password is)."""
+        login = steps.SecondFactorLogin(code, device_cookie, seen_from)
 
         def step(db: Session, stored: StoredInteraction) -> Outcome:
-            return self._second_factor(db, handle, stored, session_token, code, device_cookie)
+            return self._second_factor(db, handle, stored, session_token, login)
 
         return await self._in_interaction(handle, browser, step)
 
@@ -149,10 +159,11 @@ class Authorizer:
         password_hash: str,
         *,
         device_cookie: str | None = None,
+        seen_from: SeenFrom | None = None,
     ) -> Outcome:
         """The new password of a user who must change theirs before going on (checked and
         hashed by the caller)."""
-        change = steps.ForcedChange(password_hash, device_cookie)
+        change = steps.ForcedChange(password_hash, device_cookie, seen_from)
         return await self._in_interaction(
             handle, browser, lambda db, stored: self._forced_change(db, handle, stored, session_token, change)
         )
@@ -313,6 +324,7 @@ class Authorizer:
             acr=ACR_PASSWORD,
             ttl=self.settings.session_ttl,
             replaces=login.old_session,
+            seen_from=login.seen_from,
         )
         audit.record(
             db,
@@ -331,9 +343,9 @@ class Authorizer:
         handle: str,
         stored: StoredInteraction,
         session_token: str | None,
-        code: str,
-        device_cookie: str | None,
+        login: steps.SecondFactorLogin,
     ) -> Outcome:
+        code, device_cookie = login.code, login.device_cookie
         session: StoredSession | None = None
         if stored.pending_user_id is not None:
             user = user_store.get_user(db, stored.pending_user_id)
@@ -354,6 +366,7 @@ class Authorizer:
                 acr=ACR_MFA,
                 ttl=self.settings.session_ttl,
                 replaces=session_token,
+                seen_from=login.seen_from,
             )
         else:
             stepped = sessions.step_up(db, session_token, amr=list(MULTI_FACTOR), acr=ACR_MFA)
@@ -430,6 +443,7 @@ class Authorizer:
             ttl=self.settings.session_ttl,
             replaces=None,
             auth_time=session.auth_time,
+            seen_from=change.seen_from,
         )
         changed = replace(user, password_hash=change.password_hash, must_change_password=False)
         return self._session_started(db, handle, stored, changed, started, change.device_cookie)

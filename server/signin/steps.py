@@ -30,7 +30,7 @@ from ..settings import Settings
 from ..storage import Session, consents, interactions, users as user_store
 from ..storage.base import sha256 as digest, utcnow
 from ..storage.interactions import StoredInteraction
-from ..storage.sessions import StoredSession
+from ..storage.sessions import SeenFrom, StoredSession
 from ..storage.users import StoredUser
 from . import response_modes
 from .acr import NOTHING, requested_acr
@@ -76,12 +76,24 @@ class PasswordLogin:
     rehash: str | None
     old_session: str | None
     device_cookie: str | None
+    #: the browser and address the sign-in came from
+    seen_from: SeenFrom | None = None
+
+
+@dataclass(frozen=True)
+class SecondFactorLogin:
+    """A code typed for a sign-in that waits for the second factor."""
+
+    code: str
+    device_cookie: str | None
+    seen_from: SeenFrom | None = None
 
 
 @dataclass(frozen=True)
 class ForcedChange:
     password_hash: str
     device_cookie: str | None
+    seen_from: SeenFrom | None = None
 
 
 def store_interaction(
@@ -320,12 +332,15 @@ def consent_page(handle: str, grant: Any) -> Outcome:
 
 
 def signed_in(db: Session, session_token: str | None) -> tuple[StoredSession | None, StoredUser | None]:
+    """The browser's live session and its enabled user, else (None, None). A session found
+    is in use: its last-seen time moves (at most every few minutes)."""
     session = sessions.load(db, session_token)
     if session is None:
         return None, None
     user = user_store.get_user(db, session.user_id)
     if user is None or user.disabled_at is not None:
         return None, None
+    sessions.seen(db, session)
     return session, user
 
 

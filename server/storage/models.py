@@ -164,6 +164,13 @@ class BrowserSession(Base):
     #: the last time the user proved a factor again in this session (re-authentication for
     #: account changes that affect sign-in); None: only at ``auth_time``
     reauthenticated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: what the browser said it was at sign-in (its User-Agent, cut to 512 characters) and
+    #: where from (the client address): the account page tells sessions apart by them
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+    address: Mapped[str | None] = mapped_column(String(64))
+    #: when the session was last used, written at most every few minutes (None: not since
+    #: it started, or started before this was kept)
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class Interaction(Base):

@@ -11,10 +11,10 @@ families were inserted ending with it, and its clients' own sessions end by thei
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import and_, bindparam, insert, or_, select, update
 
 from . import Session, grants as grant_store, logout_notices
 from .base import utcnow
@@ -29,7 +29,12 @@ _COLUMNS = (
     BrowserSession.created_at,
     BrowserSession.expires_at,
     BrowserSession.reauthenticated_at,
+    BrowserSession.user_agent,
+    BrowserSession.address,
+    BrowserSession.last_seen_at,
 )
+#: the longest User-Agent kept (the column's size); browsers send a few hundred characters
+USER_AGENT_LIMIT = 512
 _LIVE = select(*_COLUMNS).where(
     BrowserSession.token_digest == bindparam("digest"),
     BrowserSession.ended_at.is_(None),
@@ -48,11 +53,31 @@ class StoredSession:
     expires_at: datetime
     #: the last time the user typed their password again in this session (``auth_time`` counts too)
     reauthenticated_at: datetime | None = None
+    #: the browser's User-Agent and the client address at sign-in (None: not known)
+    user_agent: str | None = None
+    address: str | None = None
+    #: when the session was last used (kept to within a few minutes); None: not known
+    last_seen_at: datetime | None = None
 
     @property
     def proved_at(self) -> datetime:
         """When the user last proved who they are in this session: signing in or re-authenticating."""
         return max(self.auth_time, self.reauthenticated_at or self.auth_time)
+
+
+@dataclass(frozen=True, slots=True)
+class SeenFrom:
+    """What a sign-in came from: the browser's ``User-Agent`` header and the client
+    address (after the trusted proxies), both as sent; stored cut to the columns' sizes."""
+
+    user_agent: str | None
+    address: str | None
+
+    def values(self) -> dict[str, str | None]:
+        return {
+            "user_agent": self.user_agent[:USER_AGENT_LIMIT] if self.user_agent else None,
+            "address": self.address[:64] if self.address else None,
+        }
 
 
 def insert_session(
@@ -65,15 +90,21 @@ def insert_session(
     amr: list[str],
     acr: str,
     expires_at: datetime,
+    seen_from: SeenFrom | None = None,
 ) -> StoredSession:
+    now = utcnow()
+    device = (seen_from or SeenFrom(None, None)).values()
     stored = StoredSession(
         sid=sid,
         user_id=user_id,
         auth_time=auth_time,
         amr=tuple(amr),
         acr=acr,
-        created_at=utcnow(),
+        created_at=now,
         expires_at=expires_at,
+        last_seen_at=now,
+        user_agent=device["user_agent"],
+        address=device["address"],
     )
     session.execute(
         insert(BrowserSession).values(
@@ -83,8 +114,10 @@ def insert_session(
             auth_time=auth_time,
             amr=amr,
             acr=acr,
-            created_at=stored.created_at,
+            created_at=now,
             expires_at=expires_at,
+            last_seen_at=now,
+            **device,
         )
     )
     return stored
@@ -101,10 +134,14 @@ def end_session(session: Session, token_digest: bytes, reason: str) -> str | Non
     return _end_one(session, BrowserSession.token_digest == token_digest, reason)
 
 
-def end_session_by_sid(session: Session, sid: str, reason: str) -> bool:
-    """End the live session ``sid`` (an administrator ending it) and revoke its families;
-    True if it was live."""
-    return _end_one(session, BrowserSession.sid == sid, reason) is not None
+def end_session_by_sid(session: Session, sid: str, reason: str, *, user_id: int | None = None) -> bool:
+    """End the live session ``sid`` (an administrator ending it; with ``user_id``, only if
+    it is that user's: the user ending one of their own) and revoke its families; True if
+    it was live (and theirs)."""
+    which = BrowserSession.sid == sid
+    if user_id is not None:
+        which = and_(which, BrowserSession.user_id == user_id)
+    return _end_one(session, which, reason) is not None
 
 
 def _end_one(session: Session, which: Any, reason: str) -> str | None:
@@ -147,12 +184,15 @@ def step_up(
     acr: str,
     auth_time: datetime,
     expires_at: datetime | None = None,
+    seen_from: SeenFrom | None = None,
 ) -> StoredSession | None:
     """Raise a live session to a new authentication level under a new token (the old cookie
     stops working: no fixation across a privilege change), and to ``expires_at`` if given
-    (a new sign-in). The sid stays, so ID tokens and grants already tied to it still are.
-    None if the session ended meanwhile."""
-    extended = {"expires_at": expires_at} if expires_at is not None else {}
+    (a new sign-in, ``seen_from`` where it came from). The sid stays, so ID tokens and
+    grants already tied to it still are. None if the session ended meanwhile."""
+    extended: dict[str, Any] = {"expires_at": expires_at} if expires_at is not None else {}
+    if seen_from is not None:
+        extended.update(seen_from.values(), last_seen_at=utcnow())
     row = session.execute(
         update(BrowserSession)
         .where(
@@ -164,6 +204,22 @@ def step_up(
         .returning(*_COLUMNS)
     ).one_or_none()
     return _stored(row) if row else None
+
+
+def mark_seen(session: Session, sid: str, *, unless_since: timedelta) -> None:
+    """The live session ``sid`` is in use now: ``last_seen_at`` becomes now, unless it was
+    set within ``unless_since`` (the condition is in the statement, so processes that see
+    the same session at once write it once)."""
+    now = utcnow()
+    session.execute(
+        update(BrowserSession)
+        .where(
+            BrowserSession.sid == sid,
+            BrowserSession.ended_at.is_(None),
+            or_(BrowserSession.last_seen_at.is_(None), BrowserSession.last_seen_at <= now - unless_since),
+        )
+        .values(last_seen_at=now)
+    )
 
 
 def mark_reauthenticated(session: Session, sid: str) -> None:
@@ -200,4 +256,7 @@ def _stored(row: Any) -> StoredSession:
         created_at=row.created_at,
         expires_at=row.expires_at,
         reauthenticated_at=row.reauthenticated_at,
+        user_agent=row.user_agent,
+        address=row.address,
+        last_seen_at=row.last_seen_at,
     )

@@ -28,16 +28,18 @@ from ..storage import (
     Session,
     async_sessionmaker,
     audit,
+    authorized_apps,
     grants as grant_store,
     sessions as session_store,
     transactions,
     users as user_store,
 )
+from ..storage.authorized_apps import AuthorizedApp
 from ..storage.base import utcnow
 from ..storage.sessions import StoredSession
 from ..storage.users import StoredUser
 from .breached import BreachedPasswords
-from .errors import AccountError, UserError
+from .errors import AccountError, NothingToEnd, UserError
 from .passwords import Passwords
 from .service import change_password, check_new_password
 
@@ -46,6 +48,8 @@ T = TypeVar("T")
 _COMMITTED_ERRORS = (AccountError, MfaError)
 #: why families ended (grants.revoked_reason)
 SIGNED_OUT_EVERYWHERE = "signed_out_everywhere"
+#: the user revoked an application's access from the account page
+USER_REVOKED = "user_revoked"
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,7 @@ class Overview:
     enrolled: bool
     unused_codes: int
     sessions: list[StoredSession]
+    apps: list[AuthorizedApp]
 
 
 class NotSignedIn(Exception):
@@ -96,6 +101,7 @@ class Account:
                 enrolled=self.mfa.is_enrolled(db, me.user),
                 unused_codes=self.mfa.unused_codes(db, me.user),
                 sessions=session_store.list_live_sessions(db, me.user.id),
+                apps=authorized_apps.list_for_user(db, me.user.id),
             )
 
         return await self._run(view)
@@ -180,6 +186,40 @@ class Account:
             return ended
 
         return await self._run(end)
+
+    async def end_session(self, token: str | None, sid: str) -> bool:
+        """End one of the account's live sessions (``sid``) as a sign-out of it would: its
+        bound refresh families end and its clients are told (back-channel logout). Returns
+        True when it was this browser's own. :class:`NothingToEnd` when the account has no
+        such live session (another account's sid included): nothing is ended."""
+
+        def end(db: Session) -> bool:
+            me = self._me(db, token)
+            if not sessions.end_own(db, me.user.id, sid, actor=me.user.sub):
+                raise NothingToEnd("That session has ended already.")
+            return sid == me.session.sid
+
+        return await self._run(end)
+
+    async def revoke_app(self, token: str | None, client_id: str) -> None:
+        """Take back what the account let the application ``client_id`` do: every refresh
+        family of the account's with it ends (``offline_access`` ones too) and its
+        remembered consent is forgotten, so its next sign-in asks again. Audited as
+        ``grants.revoked``. :class:`NothingToEnd` when it had neither."""
+
+        def revoke(db: Session) -> None:
+            me = self._me(db, token)
+            if not client_id or len(client_id) > 64:  # no client id: revoke_for_user would end them all
+                raise NothingToEnd("That application has no access to your account.")
+            families = grant_store.revoke_for_user(db, me.user.id, USER_REVOKED, client_id=client_id)
+            consented = authorized_apps.forget_consent(db, me.user.id, client_id)
+            if not families and not consented:
+                raise NothingToEnd("That application has no access to your account.")
+            metrics.family_revoked(USER_REVOKED, families)
+            details = {"reason": USER_REVOKED, "families": families, "consent_forgotten": consented}
+            audit.record(db, "grants.revoked", actor=me.user.sub, user=me.user.sub, client=client_id, details=details)
+
+        await self._run(revoke)
 
     # -- pieces ------------------------------------------------------------------------
 

@@ -14,6 +14,11 @@ class AccountError(Exception):
     """An account action that cannot be done as asked; ``str()`` is shown to the user."""
 
 
+class NothingToEnd(AccountError):
+    """The session or application named is not one of the account's (any more): ended
+    already, or someone else's. The page answers 404 and ends nothing."""
+
+
 class Unknown(UserError):
     """Nothing answers to the name given (``field`` says what was looked for: ``USER``,
     ``SID``, ``GRANT``): the CLI prints one line for it, the admin API answers 404 rather

@@ -1,4 +1,4 @@
-"""``/account``: a signed-in user's password, second factor, and sessions.
+"""``/account``: a signed-in user's password, second factor, sessions and applications.
 
 Signed out (or owing the second factor), ``GET /account`` shows the sign-in pages, which
 come back here. Every form posts with a CSRF token and answers with a redirect to
@@ -11,21 +11,30 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..authn import browsers
 from ..authn.levels import ACR_MFA
 from ..mfa.errors import MfaError
-from ..users.account import NotSignedIn, ReauthRequired
-from ..users.errors import AccountError
+from ..signin.outcome import describe_scope
+from ..storage.authorized_apps import AuthorizedApp
+from ..storage.sessions import StoredSession
+from ..users.account import NotSignedIn, Overview, ReauthRequired
+from ..users.errors import AccountError, NothingToEnd
 from .authorize import client_address, posted_form, respond
+from .pages import image_origin
 from .runtime import Runtime
 
 _DONE = {
     "password": "Your password is changed. Every other device was signed out.",
     "totp-off": "Your second factor is turned off.",
     "reauth": "Your password is confirmed. You can now change how you sign in.",
+    "session-ended": "That session is signed out.",
+    "app-revoked": "That application's access is revoked.",
 }
 
 
@@ -63,22 +72,47 @@ async def account(request: Request) -> Response:
         view = await runtime.account.overview(token)
     except NotSignedIn:
         return pages.redirect("/account")
+    apps = [_app(app) for app in view.apps]
     context = {
         "user": view.me.user,
         "enrolled": view.enrolled,
         "unused_codes": view.unused_codes,
-        "sessions": [
-            {
-                "current": stored.sid == view.me.session.sid,
-                "started": stored.created_at.strftime("%Y-%m-%d %H:%M UTC"),
-                "auth_time": stored.auth_time.strftime("%Y-%m-%d %H:%M UTC"),
-                "level": "password and second factor" if stored.acr == ACR_MFA else "password",
-            }
-            for stored in view.sessions
-        ],
+        "sessions": [_session(runtime, stored, view) for stored in view.sessions],
+        "apps": apps,
+        # the origins of the logos shown: the page's CSP lets them serve images
+        "logos": [app["logo"] for app in apps if app["logo"]],
         "done": _DONE.get(request.query_params.get("done", "")),
     }
     return pages.render("account.html", context, browser=browser, new_browser=new_browser)
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else "not known"
+
+
+def _session(runtime: Runtime, stored: StoredSession, view: Overview) -> dict[str, Any]:
+    places = runtime.places
+    return {
+        "sid": stored.sid,
+        "current": stored.sid == view.me.session.sid,
+        "browser": browsers.describe(stored.user_agent),
+        # only from the local database the operator configured; never looked up elsewhere
+        "place": places.place(stored.address) if places is not None else None,
+        "started": _when(stored.created_at),
+        "last_seen": _when(stored.last_seen_at or stored.created_at),
+        "level": "password and second factor" if stored.acr == ACR_MFA else "password",
+    }
+
+
+def _app(app: AuthorizedApp) -> dict[str, Any]:
+    return {
+        "client_id": app.client_id,
+        "name": app.name,
+        # a logo whose origin the CSP cannot name safely is left out, not the CSP widened
+        "logo": app.logo_uri if image_origin(app.logo_uri) else None,
+        "scopes": [describe_scope(scope) for scope in app.scopes],
+        "last_used": _when(app.last_used_at),
+    }
 
 
 def _action(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
@@ -104,6 +138,8 @@ def _action(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
             return runtime.pages.redirect("/account")
         except ReauthRequired:
             return posted.render("reauth.html", {"minutes": max(1, runtime.settings.reauth_seconds // 60)})
+        except NothingToEnd as error:
+            return posted.render("account_problem.html", {"message": str(error)}, status=404)
         except (AccountError, MfaError) as error:
             return posted.render("account_problem.html", {"message": str(error)}, status=400)
 
@@ -174,10 +210,27 @@ async def _end_everywhere(posted: Posted) -> Response:
     return response
 
 
+async def _end_session(posted: Posted) -> Response:
+    current = await posted.runtime.account.end_session(posted.token, posted.field("sid", 128))
+    posted.runtime.announce_logouts()
+    if current:  # this browser's own: signed out, as /logout would
+        response = posted.runtime.pages.redirect("/account")
+        posted.runtime.pages.clear_session(response)
+        return response
+    return posted.runtime.pages.redirect("/account?done=session-ended")
+
+
+async def _revoke_app(posted: Posted) -> Response:
+    await posted.runtime.account.revoke_app(posted.token, posted.field("client_id", 128))
+    return posted.runtime.pages.redirect("/account?done=app-revoked")
+
+
 start_totp = _action(_start_totp)
 confirm_totp = _action(_confirm_totp)
 regenerate_codes = _action(_regenerate)
 disable_totp = _action(_disable)
 change_password = _action(_password)
 end_everywhere = _action(_end_everywhere)
+end_session = _action(_end_session)
+revoke_app = _action(_revoke_app)
 reauthenticate = _action(_reauthenticate)

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..authn.lockout import LockState
+from ..authn.sessions import SeenFrom
 from ..signin.levels import otp_page, password_change_page
 from ..signin.outcome import Outcome
 from ..users.errors import UserError
@@ -85,12 +86,18 @@ async def login(request: Request) -> Response:
         pages.session_token(request),
         device=attempt.device,
         device_cookie=device_cookie,
+        seen_from=seen_from(request),
     )
     return respond(runtime, outcome, browser, False, redirect_status=303)
 
 
 def client_address(request: Request) -> str | None:
     return request.client.host if request.client else None
+
+
+def seen_from(request: Request) -> SeenFrom:
+    """The browser (its ``User-Agent``) and the address a sign-in comes from."""
+    return SeenFrom(request.headers.get("user-agent"), client_address(request))
 
 
 def _locked(page: Outcome, retry_after: int) -> Outcome:
@@ -157,6 +164,7 @@ async def second_factor(request: Request) -> Response:
         pages.session_token(request),
         code,
         device_cookie=request.cookies.get(pages.device_cookie),
+        seen_from=seen_from(request),
     )
     return respond(runtime, outcome, browser, False, redirect_status=303)
 
@@ -194,6 +202,7 @@ async def forced_password_change(request: Request) -> Response:
         pages.session_token(request),
         password_hash,
         device_cookie=request.cookies.get(pages.device_cookie),
+        seen_from=seen_from(request),
     )
     return respond(runtime, outcome, browser, False, redirect_status=303)
 

@@ -53,6 +53,16 @@ _SCHEME = re.compile(r"[a-z][a-z0-9+.-]*")
 _HOST = re.compile(r"[a-z0-9-]+(\.[a-z0-9-]+)*")
 
 
+def image_origin(uri: str | None) -> str | None:
+    """The origin a client's logo (``logo_uri``) may be loaded from, as a CSP source: an
+    http(s) origin only. None for no logo, or one CSP cannot name safely (an IPv6 literal,
+    a bare scheme): such a logo is not shown rather than the policy widened to a scheme."""
+    if not uri:
+        return None
+    origin = csp_origin(uri)
+    return origin if origin is not None and origin.startswith(("https://", "http://")) else None
+
+
 def csp_origin(uri: str) -> str | None:
     """``uri``'s origin as a CSP source expression: ``https://host[:port]`` for a web
     address, the bare scheme (``com.example.app:``) for a native app's private-use scheme
@@ -70,6 +80,14 @@ def csp_origin(uri: str) -> str | None:
     if host is None or not _HOST.fullmatch(host):
         return None
     return f"{scheme}://{host}" + (f":{port}" if port is not None else "")
+
+
+def _image_sources(context: dict[str, Any]) -> str | None:
+    """The origins that may serve the page's images beside our own: a client's logo (the
+    consent page's ``client_logo``) or several (the account page's ``logos``)."""
+    logos = [context.get("client_logo"), *context.get("logos", ())]
+    origins = sorted({origin for logo in logos if isinstance(logo, str) and (origin := image_origin(logo))})
+    return " ".join(origins) or None
 
 
 class Pages:
@@ -112,9 +130,7 @@ class Pages:
             **context, csrf_token=self.csrf.token_for(browser), issuer=self.settings.issuer
         )
         origin = csp_origin(client_redirect) if client_redirect else None
-        # a client's logo (the consent page): its origin may serve the page's images
-        logo = context.get("client_logo")
-        image = csp_origin(logo) if isinstance(logo, str) else None
+        image = _image_sources(context)
         headers = page_headers(f"'self' {origin}" if origin else "'self'", image) if origin or image else PAGE_HEADERS
         response = HTMLResponse(html, status_code=status, headers=headers)
         if new_browser:

@@ -10,6 +10,7 @@ from ..admin.calls import Services as AdminServices
 from ..authn.devices import DeviceCookies
 from ..authn.lockout import Lockout
 from ..authn.login import LoginGuard
+from ..authn.places import Places
 from ..authn.ratelimit import DatabaseCounter, RateLimiter, RedisCounter
 from ..authn.secrets import CsrfTokens
 from ..keys import service as key_service
@@ -74,6 +75,8 @@ class Runtime:
     sender_task: asyncio.Task[None] | None = None
     #: the back-channel logout sender, when this process posts notices
     notifier: LogoutNotifier | None = None
+    #: places of sessions' addresses, from the local database OSTIARY_GEOIP_DATABASE names
+    places: Places | None = None
 
     def announce_logouts(self) -> None:
         """Sessions may just have ended here: post their back-channel logout notices now
@@ -88,6 +91,8 @@ class Runtime:
 
     async def close(self) -> None:
         await self.limiter.close()
+        if self.places is not None:
+            self.places.close()
         if self.token_endpoints.threads is not None:
             self.token_endpoints.threads.close()
 
@@ -140,6 +145,7 @@ class Runtime:
                 settings, sessionmaker, keys, wrappers, passwords, breached, lockout, oauth.client_cache
             ),
             registration=Registration(settings, discovery["scopes_supported"]),
+            places=Places(settings.geoip_database) if settings.geoip_database else None,
         )
 
 
