@@ -20,6 +20,7 @@ from ..authn.lockout import LockState
 from ..authn.sessions import SeenFrom
 from ..signin.levels import otp_page, password_change_page
 from ..signin.outcome import Outcome
+from ..signin.steps import Waiting
 from ..users.errors import UserError
 from ..users.service import authenticate, check_new_password
 from .forms import BodyTooLarge, FormError, read_form, read_params
@@ -119,16 +120,25 @@ def _wait(seconds: int) -> str:
     return f"{minutes} minutes"
 
 
+async def _reopened(runtime: Runtime, request: Request) -> tuple[str, str, Waiting] | Response:
+    """The open sign-in of this browser that ``?interaction=`` names, as (handle, browser
+    token, the interaction); the expired page when there is none."""
+    browser = request.cookies.get(runtime.pages.browser_cookie)
+    handle = request.query_params.get("interaction", "")
+    found = await runtime.authorizer.interaction(handle, browser) if browser else None
+    if browser is None or found is None:
+        return runtime.pages.error(*_EXPIRED)
+    return handle, browser, found
+
+
 async def login_page(request: Request) -> Response:
     """``GET /login?interaction=...``: the sign-in form of an open sign-in again (the way
     back to it from ``/password/forgot``)."""
     runtime: Runtime = request.app.state.runtime
-    pages = runtime.pages
-    browser = request.cookies.get(pages.browser_cookie)
-    handle = request.query_params.get("interaction", "")
-    found = await runtime.authorizer.interaction(handle, browser) if browser else None
-    if browser is None or found is None:
-        return pages.error(*_EXPIRED)
+    reopened = await _reopened(runtime, request)
+    if isinstance(reopened, Response):
+        return reopened
+    handle, browser, found = reopened
     context = {"handle": handle, "client_name": found.client_name, "username": ""}
     outcome = Outcome(page="login.html", context=context, client_redirect=found.client_redirect)
     return respond(runtime, outcome, browser, False, redirect_status=303)
@@ -138,12 +148,10 @@ async def second_factor_page(request: Request) -> Response:
     """``GET /login/otp?interaction=...&use=backup``: the second-factor page again, asking
     for a backup code instead of the app's code (or back)."""
     runtime: Runtime = request.app.state.runtime
-    pages = runtime.pages
-    browser = request.cookies.get(pages.browser_cookie)
-    handle = request.query_params.get("interaction", "")
-    found = await runtime.authorizer.interaction(handle, browser) if browser else None
-    if browser is None or found is None:
-        return pages.error(*_EXPIRED)
+    reopened = await _reopened(runtime, request)
+    if isinstance(reopened, Response):
+        return reopened
+    handle, browser, found = reopened
     outcome = otp_page(handle, found.client_name, backup=request.query_params.get("use") == "backup")
     return respond(
         runtime, replace(outcome, client_redirect=found.client_redirect), browser, False, redirect_status=303
