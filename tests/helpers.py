@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import socket
 import subprocess
@@ -57,11 +58,29 @@ class Client:
     client_secret: str
 
 
+#: each test worker's own block of loopback ports, below the kernel's ephemeral range
+#: (32768 and up on Linux), where every outgoing connection takes a port: one of those
+#: could take a port the kernel just handed out for a server, between this check and the
+#: server's bind, and a port of the shared range could go to two workers the same way
+_PORT_BLOCK = 1500
+_PORTS_FROM = 20000
+_next_ports = itertools.cycle(range(_PORT_BLOCK))
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A loopback port nothing listens on, from this worker's block (``PYTEST_XDIST_WORKER``
+    gwN: block N), handed out in turn, so a port comes back only after the whole block."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    first = _PORTS_FROM + (int(worker) if worker.isdigit() else 0) % 8 * _PORT_BLOCK
+    for _ in range(_PORT_BLOCK):
+        port = first + next(_next_ports)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # in use (another service of this machine)
+            return port
+    raise RuntimeError(f"no free port in {first}-{first + _PORT_BLOCK - 1}")
 
 
 def make_settings(database: TestDatabase, tmp_path: Path, **overrides: Any) -> Settings:
