@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
 from ..settings import ACCESS_TOKEN_ALGS, LOOPBACK_HOSTS, SIGNING_ALGS
-from ..storage import Session, audit, clients as client_store
+from ..storage import Session, audit, clients as client_store, keys as key_store
 from ..storage.base import utcnow
 from . import fapi2
 from .errors import ClientRegistrationError, UnknownClient
@@ -105,6 +105,7 @@ def register_client(
         registration_token_digest=registration_token_digest,
     )
     client = validated(draft)
+    _check_signing_key(session, client)
     client_store.insert_client(session, client)
     audit.record(session, "client.created", actor=actor, client=client.client_id, details={"name": client.name})
     return client, secret
@@ -302,6 +303,7 @@ def update(session: Session, client_id: str, changes: dict[str, Any], *, actor: 
         # a client moving to its own keys gives its secret up, and the secret stops working
         changed_client = replace(changed_client, secret_digest=None, previous_secret_digest=None)
     updated = validated(changed_client)
+    _check_signing_key(session, updated)
     client_store.update_client(session, updated)
     if updated.secret_digest is None and client.secret_digest is not None:
         client_store.clear_secret(session, client_id)
@@ -444,6 +446,19 @@ def _split(field: str, uri: str) -> SplitResult:
     except ValueError as exc:
         raise ClientRegistrationError(field, f"{uri!r} is not a valid URI: {exc}") from None
     return parts
+
+
+def _check_signing_key(session: Session, client: client_store.StoredClient) -> None:
+    """An ID-token algorithm beyond those that always have an active key (Ed25519) is
+    registered only while one of its keys is active: without one, no ID token of the
+    client could be signed."""
+    alg = client.id_token_alg
+    if alg is None or alg in ACCESS_TOKEN_ALGS:
+        return
+    if not any(key.alg == alg for key in key_store.list_keys(session, states=("active",))):
+        raise ClientRegistrationError(
+            "--id-token-alg", f"no {alg} signing key is active: make one first (ostiary keys rotate --alg {alg} --now)"
+        )
 
 
 def _signing_algs(client: client_store.StoredClient) -> tuple[str | None, str | None]:
