@@ -12,12 +12,11 @@ request is handled; docs/fapi2.md maps every requirement to its place and its te
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..settings import LOOPBACK_HOSTS
 from ..storage.clients import StoredClient
 from .errors import ClientRegistrationError
 
@@ -41,7 +40,7 @@ def applies(profile: str, client: StoredClient) -> bool:
 def check(client: StoredClient) -> None:
     """ClientRegistrationError naming the option at fault when ``client``, held to the
     profile, registered what the profile rules out. Algorithms it left out are not faults:
-    :func:`held` gives it PS256."""
+    :func:`held` gives it PS256. Its redirect URIs: :func:`check_redirect_uris`."""
     option = "--token-endpoint-auth-method"
     if client.token_endpoint_auth_method != "private_key_jwt":  # noqa: S105 (a method's name)
         raise ClientRegistrationError(
@@ -57,13 +56,14 @@ def check(client: StoredClient) -> None:
     for grant_type in client.grant_types:
         if grant_type not in GRANT_TYPES:
             raise ClientRegistrationError("--grant-type", f"the FAPI 2.0 profile does not cover {grant_type}")
-    for uri in client.redirect_uris:
-        try:
-            parts = urlsplit(uri)
-            host = parts.hostname
-        except ValueError as exc:  # a malformed address: refused here as the rules of registration refuse it
-            raise ClientRegistrationError("--redirect-uri", f"{uri!r} is not a valid URI: {exc}") from None
-        if parts.scheme != "https" and not (parts.scheme == "http" and host in LOOPBACK_HOSTS):
+
+
+def check_redirect_uris(uris: Iterable[str]) -> None:
+    """ClientRegistrationError unless every one of ``uris`` (valid redirect URIs, checked by
+    the rules of registration, which allow http only on loopback) is https or http: no
+    private-use scheme (§5.3.2.2)."""
+    for uri in uris:
+        if urlsplit(uri).scheme not in ("https", "http"):
             raise ClientRegistrationError("--redirect-uri", f"{uri!r}: a FAPI 2.0 client's redirect URIs use https")
 
 

@@ -121,6 +121,8 @@ def validated(client: client_store.StoredClient) -> client_store.StoredClient:
     public = client.is_public
     granted = _grant_types(client.grant_types)
     uris = _unique(_redirect_uri(uri) for uri in client.redirect_uris)
+    if client.fapi2:
+        fapi2.check_redirect_uris(uris)
     if "authorization_code" in granted and not uris:
         raise ClientRegistrationError("--redirect-uri", "the authorization_code grant needs at least one")
     if "refresh_token" in granted and not USER_GRANTS & set(granted):

@@ -30,6 +30,7 @@ import hmac
 import json
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -108,6 +109,15 @@ def token_hash(access_token: str) -> str:
 _MOST_AHEAD = 60
 
 
+@dataclass(frozen=True, slots=True)
+class Proof:
+    """A checked proof: the thumbprint of its key (RFC 7638), what tokens are bound to, and
+    the algorithm it was signed with."""
+
+    jkt: str
+    alg: str
+
+
 class DPoP:
     """The checks of one server: its proof window, its nonces, its record of used proofs."""
 
@@ -127,9 +137,11 @@ class DPoP:
         digest = hmac.new(self._nonce_key, f"dpop-nonce:{period}".encode(), hashlib.sha256).digest()
         return _b64(digest[:24])
 
-    async def check(self, headers: Mapping[str, str], method: str, uri: str, *, access_token: str | None = None) -> str:
-        """The thumbprint of the key whose proof ``headers`` carry for ``method`` ``uri``
-        (with ``access_token``: a resource request, whose proof must hash it); raises
+    async def check(
+        self, headers: Mapping[str, str], method: str, uri: str, *, access_token: str | None = None
+    ) -> Proof:
+        """The key and algorithm of the proof ``headers`` carry for ``method`` ``uri`` (with
+        ``access_token``: a resource request, whose proof must hash it); raises
         :class:`InvalidDPoPProofError` or :class:`UseDPoPNonceError`."""
         proof = _one_proof(headers)
         key, alg = _proof_key(proof)
@@ -146,7 +158,7 @@ class DPoP:
         )
         if not used:
             raise InvalidDPoPProofError("The DPoP proof was used before.")
-        return jkt
+        return Proof(jkt, alg)
 
     async def check_binding(
         self, scheme: str, token: str, claims: Mapping[str, Any], headers: Mapping[str, str], method: str, uri: str
@@ -167,7 +179,7 @@ class DPoP:
             raise BindingRefused("use_dpop_nonce", error.nonce) from None
         except InvalidDPoPProofError:
             raise BindingRefused("invalid_dpop_proof") from None
-        if proven != jkt:
+        if proven.jkt != jkt:
             raise BindingRefused("invalid_token")
 
     def _check_claims(self, claims: dict[str, Any], method: str, uri: str, access_token: str | None) -> None:
@@ -197,16 +209,6 @@ def _one_proof(headers: Mapping[str, str]) -> str:
     if len(proofs) != 1 or not proofs[0] or len(proofs[0]) > MAX_PROOF:
         raise InvalidDPoPProofError("A request carries exactly one DPoP proof.")
     return str(proofs[0])
-
-
-def proof_alg(headers: Mapping[str, str]) -> str | None:
-    """The algorithm the proof ``headers`` carry declares (read, not verified: for a proof
-    :meth:`DPoP.check` accepted already)."""
-    try:
-        alg = jws.extract_compact(_one_proof(headers).encode("ascii"), registry=_PROOFS).headers().get("alg")
-    except (InvalidDPoPProofError, JoseError, ValueError, UnicodeError, RecursionError):
-        return None
-    return alg if isinstance(alg, str) else None
 
 
 def _proof_key(proof: str) -> tuple[Key, str]:

@@ -51,6 +51,8 @@ class RequestExtras:
     #: (:mod:`server.oauth.dpop`): what its tokens are bound to, or at ``/par`` the code
     #: of the request it pushes (RFC 9449 §10)
     dpop_jkt: str | None = None
+    #: and the algorithm that proof was signed with
+    dpop_alg: str | None = None
     #: RFC 8707 resource indicators accepted for this request (set by the grant)
     resources: tuple[str, ...] = ()
     #: the authenticated browser sign-in an authorization response is issued for

@@ -25,7 +25,7 @@ from .clients import (
     authenticate_private_key_jwt,
     known_client,
 )
-from .dpop import InvalidDPoPProofError, proof_alg
+from .dpop import InvalidDPoPProofError
 from .endpoints.device_authorization import DeviceAuthorization
 from .endpoints.end_session import EndSession
 from .endpoints.introspection import Introspection
@@ -173,5 +173,5 @@ def _check_fapi2_credentials(client: OAuthClient, request: OstiaryRequest) -> No
         raise InvalidClientError(
             status_code=401, description="The FAPI 2.0 profile requires private_key_jwt client authentication."
         )
-    if request.extras.dpop_jkt is not None and proof_alg(request.headers) not in fapi2.ALGS:
+    if request.extras.dpop_alg is not None and request.extras.dpop_alg not in fapi2.ALGS:
         raise InvalidDPoPProofError("A FAPI 2.0 client signs its DPoP proofs with PS256 or ES256.")

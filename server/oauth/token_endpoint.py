@@ -63,7 +63,7 @@ class TokenEndpoints:
         await self.load_clients(request)
         if "dpop" in request.headers:
             try:
-                request.extras.dpop_jkt = await self.dpop.check(request.headers, "POST", request.uri)
+                await self._prove(request)
             except OAuth2Error as error:
                 # before authentication, but a browser app must read this (the nonce to use):
                 # a public client, which authenticates by naming itself, is named the client
@@ -98,7 +98,7 @@ class TokenEndpoints:
         if name == "pushed_authorization" and "dpop" in request.headers:
             # RFC 9449 §10.1: a proof that comes with a push binds the code to its key
             try:
-                request.extras.dpop_jkt = await self.dpop.check(request.headers, "POST", request.uri)
+                await self._prove(request)
             except OAuth2Error as error:
                 return self.server.handle_error_response(request, error)  # type: ignore[no-any-return]
         return await in_transaction(
@@ -109,6 +109,12 @@ class TokenEndpoints:
             retry_serialization=_RETRIES,
             read_only=name == "introspection",
         )
+
+    async def _prove(self, request: OstiaryRequest) -> None:
+        """The request's DPoP proof, checked: its key (what the tokens, or the pushed
+        request's code, are bound to) and algorithm go into the extras."""
+        proof = await self.dpop.check(request.headers, "POST", request.uri)
+        request.extras.dpop_jkt, request.extras.dpop_alg = proof.jkt, proof.alg
 
     async def load_clients(self, request: OstiaryRequest) -> None:
         """Snapshots of the clients ``request`` names (None for unknown ones) into its extras,

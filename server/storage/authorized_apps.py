@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import delete, func, select
 
-from . import Session
+from . import Session, grants as grant_store
 from .base import utcnow
 from .models import Client, Consent, Grant, RefreshToken
 
@@ -41,12 +41,7 @@ def list_for_user(session: Session, user_id: int) -> list[AuthorizedApp]:
     ):
         scopes.setdefault(client_id, set()).update(consented)
         used[client_id] = updated_at
-    now = utcnow()
-    live = select(Grant.client_id, Grant.scope).where(
-        Grant.user_id == user_id,
-        Grant.revoked_at.is_(None),
-        or_(Grant.expires_at.is_(None), Grant.expires_at > now),
-    )
+    live = grant_store.live_for_user(user_id).with_only_columns(Grant.client_id, Grant.scope)
     for client_id, scope in session.execute(live.limit(1000)):
         scopes.setdefault(client_id, set()).update(scope.split())
     if not scopes:
@@ -63,6 +58,7 @@ def list_for_user(session: Session, user_id: int) -> list[AuthorizedApp]:
         )
         for row in clients
     ]
+    now = utcnow()
     apps.sort(key=lambda app: (app.last_used_at is None, -(app.last_used_at or now).timestamp(), app.name))
     return apps
 

@@ -63,12 +63,16 @@ _RETURNED = (
 
 
 _INSERT_CODE = insert_row(AuthorizationCode)
-# One conditional UPDATE: of two exchanges of one code, exactly one gets the row back.
-_UNUSED = (
+#: the client's code, not used yet and not expired
+_USABLE = (
     AuthorizationCode.code_digest == bindparam("b_digest"),
     AuthorizationCode.client_id == bindparam("b_client_id"),
     AuthorizationCode.consumed_at.is_(None),
     AuthorizationCode.expires_at > bindparam("b_now"),
+)
+# One conditional UPDATE: of two exchanges of one code, exactly one gets the row back.
+_UNUSED = (
+    *_USABLE,
     # the key is checked in the condition rather than after it: a refused redemption then
     # writes nothing at all (no consumption to roll back, no row lock held until then), and
     # whoever holds a stolen bound code without its key cannot spend it (RFC 9449 §10).
@@ -149,14 +153,8 @@ def replayed_grant(session: Session, code: str, client_id: str, dpop_jkt: str | 
 def bound_to_another_key(session: Session, code: str, client_id: str, dpop_jkt: str | None) -> bool:
     """The code is ``client_id``'s, unused, unexpired, and bound to a DPoP key other than
     ``dpop_jkt`` (or to one, when ``dpop_jkt`` is None): why :func:`consume` refused it."""
-    bound = session.execute(
-        select(AuthorizationCode.dpop_jkt).where(
-            AuthorizationCode.code_digest == sha256(code),
-            AuthorizationCode.client_id == client_id,
-            AuthorizationCode.consumed_at.is_(None),
-            AuthorizationCode.expires_at > utcnow(),
-        )
-    ).scalar_one_or_none()
+    params = {"b_digest": sha256(code), "b_client_id": client_id, "b_now": utcnow()}
+    bound = session.execute(select(AuthorizationCode.dpop_jkt).where(*_USABLE), params).scalar_one_or_none()
     return bound is not None and bound != dpop_jkt
 
 

@@ -225,8 +225,9 @@ _LIVE_COLUMNS = (
 )
 
 
-def _live_for_user(user_id: int) -> Any:
-    """The user's grants still working now: not revoked, not past their end."""
+def live_for_user(user_id: int) -> Any:
+    """The user's grants still working now (not revoked, not past their end), as a query
+    of :class:`StoredGrant`'s columns."""
     now = utcnow()
     return select(*_LIVE_COLUMNS).where(
         Grant.user_id == user_id,
@@ -238,12 +239,12 @@ def _live_for_user(user_id: int) -> Any:
 def list_live_for_user(session: Session, user_id: int) -> list[StoredGrant]:
     """A user's grants that are neither revoked nor past their end, newest first (a family
     bound to a session that expired ends with it: its ``expires_at`` is capped at insert)."""
-    rows = session.execute(_live_for_user(user_id).order_by(Grant.created_at.desc(), Grant.id).limit(500))
+    rows = session.execute(live_for_user(user_id).order_by(Grant.created_at.desc(), Grant.id).limit(500))
     return [StoredGrant(**row._mapping) for row in rows]
 
 
 def get_live_for_user(session: Session, user_id: int, grant_id: str) -> StoredGrant | None:
     """The live grant ``grant_id`` if it belongs to the user; None otherwise (no such grant,
     another user's, revoked or ended), so an administrator cannot end another's grant by id."""
-    row = session.execute(_live_for_user(user_id).where(Grant.id == grant_id)).one_or_none()
+    row = session.execute(live_for_user(user_id).where(Grant.id == grant_id)).one_or_none()
     return StoredGrant(**row._mapping) if row else None

@@ -25,10 +25,10 @@ from sqlalchemy import func, select, update
 from sqlalchemy.sql import Select
 
 from server.storage.base import utcnow
-from server.storage.engine import make_engine
 from server.storage.models import AuditEvent, BrowserSession, Grant, RefreshToken, User
 from tests.flows.conftest import Live, SignIn
 from tests.helpers import TestDatabase, create_client, create_user, served_with
+from tests.mail import run_sql
 from tests.mfa import sign_in_to_account
 from tests.oidc import REDIRECT_URI, Browser, Flow, forms_of
 
@@ -49,21 +49,7 @@ _DEVICE_NAME = re.compile(r'<h3 class="device-name" id="session-\d+-name">(.*?)<
 
 
 async def rows(settings: Any, query: Select[Any]) -> list[Any]:
-    engine = make_engine(settings.database_url)
-    try:
-        async with engine.connect() as connection:
-            return list((await connection.execute(query)).all())
-    finally:
-        await engine.dispose()
-
-
-async def write(settings: Any, statement: Any) -> None:
-    engine = make_engine(settings.database_url)
-    try:
-        async with engine.begin() as connection:
-            await connection.execute(statement)
-    finally:
-        await engine.dispose()
+    return await run_sql(settings.database_url, query)
 
 
 @asynccontextmanager
@@ -165,13 +151,15 @@ async def test_sessions_show_their_browser_and_when_seen_and_end_one_at_a_time(l
 
         # last seen: written when the session is used, at most every 5 minutes
         recently, long_ago = utcnow() - timedelta(minutes=2), utcnow() - timedelta(minutes=30)
-        await write(
-            settings, update(BrowserSession).where(BrowserSession.sid == iphone_sid).values(last_seen_at=recently)
+        await run_sql(
+            settings.database_url,
+            update(BrowserSession).where(BrowserSession.sid == iphone_sid).values(last_seen_at=recently),
         )
         await signed_in(iphone)
         assert abs(await last_seen(settings, iphone_sid) - recently) < timedelta(seconds=1)  # throttled: no write
-        await write(
-            settings, update(BrowserSession).where(BrowserSession.sid == iphone_sid).values(last_seen_at=long_ago)
+        await run_sql(
+            settings.database_url,
+            update(BrowserSession).where(BrowserSession.sid == iphone_sid).values(last_seen_at=long_ago),
         )
         page = await signed_in(firefox)
         assert long_ago.strftime("%Y-%m-%d %H:%M UTC") in page.text  # the page shows what is stored
