@@ -686,6 +686,32 @@ class Settings:
         default=1800,
         doc="lifetime of a reset link, 5 min to 1 day",
     )
+    signup: str = setting(
+        "OSTIARY_SIGNUP",
+        _choice("off", "open", "invite"),
+        default="off",
+        doc="self-service sign-up at `/signup`: `off`, `open` to anyone who confirms an e-mail address, or "
+        "`invite` with an administrator's invitation link (`ostiary invitations create`)",
+    )
+    email_verification_ttl: int = setting(
+        "OSTIARY_EMAIL_VERIFICATION_TTL",
+        _duration(300, 7 * 86400),
+        default=86400,
+        doc="lifetime of a link that confirms an e-mail address (a sign-up or a changed address), 5 min to 7 days",
+    )
+    invitation_ttl: int = setting(
+        "OSTIARY_INVITATION_TTL",
+        _duration(3600, 90 * 86400),
+        default=7 * 86400,
+        doc="how long a sign-up invitation works unless `--expires-in` says otherwise, 1 hour to 90 days",
+    )
+    rate_limit_signup: int = setting(
+        "OSTIARY_RATE_LIMIT_SIGNUP_PER_MINUTE",
+        _int_range(0, 100000),
+        default=5,
+        doc="sign-up and address-change forms per client address per minute, and confirmation mails per "
+        "e-mail address per minute (0: off)",
+    )
     reauth_seconds: int = setting(
         "OSTIARY_REAUTH_SECONDS",
         _duration(30, 86400),

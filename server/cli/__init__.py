@@ -19,7 +19,7 @@ from ..keys.errors import KeyMaterialError
 from ..settings import Settings, SettingsError
 from ..storage.errors import DATABASE_ERRORS, describe
 from ..users.errors import UserError
-from . import audit, clients, db, grants, keys, serve, sessions, users
+from . import audit, clients, db, grants, invitations, keys, serve, sessions, users
 
 EXIT_CONFIG = 2
 EXIT_FAILURE = 1
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_parser(commands)
     clients.add_parser(commands)
     users.add_parser(commands)
+    invitations.add_parser(commands)
     sessions.add_parser(commands)
     grants.add_parser(commands)
     keys.add_parser(commands)

@@ -18,6 +18,8 @@ SUBJECTS = {
     "refresh_token_reuse": "Security alert: a sign-in token was used twice",
     "totp_enabled": "Two-step sign-in is on",
     "totp_disabled": "Two-step sign-in is off",
+    "email_verify": "Confirm your e-mail address",
+    "email_changed": "Your e-mail address was changed",
 }
 
 

@@ -22,8 +22,10 @@ from .models import (
     AuthorizationCode,
     BrowserSession,
     DeviceAuthorization,
+    EmailVerification,
     Grant,
     Interaction,
+    Invitation,
     MailOutbox,
     PasswordReset,
     PushedAuthorizationRequest,
@@ -40,6 +42,8 @@ CODE_RETENTION = timedelta(hours=1)
 #: how long a revoked grant is kept (its tokens already fail: this is for the audit trail)
 REVOKED_GRANT_RETENTION = timedelta(days=1)
 SENT_MAIL_RETENTION = timedelta(days=7)
+#: how long an invitation is listed (``ostiary invitations list --all``) past its expiry
+INVITATION_RETENTION = timedelta(days=30)
 #: the longest lockout window the settings allow
 FAILURE_RETENTION = timedelta(days=1)
 
@@ -97,6 +101,13 @@ TARGETS = (
         PasswordReset.token_digest,
         lambda now: PasswordReset.expires_at < now - FAILURE_RETENTION,
     ),
+    Target(
+        "email_verifications",
+        EmailVerification,
+        EmailVerification.token_digest,
+        lambda now: EmailVerification.expires_at < now,
+    ),
+    Target("invitations", Invitation, Invitation.id, lambda now: Invitation.expires_at < now - INVITATION_RETENTION),
     # an id past its token's expiry cannot be replayed: the token is refused as expired
     Target("used_jtis", UsedJti, UsedJti.digest, lambda now: UsedJti.expires_at < now),
     Target(

@@ -379,6 +379,49 @@ class PasswordReset(Base):
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
+class Invitation(Base):
+    """An administrator's invitation to sign up (``OSTIARY_SIGNUP=invite``): a link whose
+    token (256 random bits) is kept as SHA-256, used by one account, optionally for one
+    address only."""
+
+    __tablename__ = "invitations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    token_digest: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    #: the only address it may sign up, when the administrator named one
+    email: Mapped[str | None] = mapped_column(String(254))
+    #: who made it, as the audit trail names actors (``cli``, ``user:<sub>``)
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: the account it made
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+
+
+class EmailVerification(Base):
+    """A link mailed to prove an address (256 random bits, kept as SHA-256), used once: a
+    sign-up waiting for its address (``purpose`` "signup": the account is made only when
+    the link is used), or a signed-in user's new or unverified address ("email")."""
+
+    __tablename__ = "email_verifications"
+
+    token_digest: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    purpose: Mapped[str] = mapped_column(String(16))
+    email: Mapped[str] = mapped_column(String(254))
+    #: the account whose address changes ("email")
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    #: the account to make ("signup"): its password is already an Argon2id hash
+    username: Mapped[str | None] = mapped_column(String(150))
+    name: Mapped[str | None] = mapped_column(String(200))
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    invitation_id: Mapped[int | None] = mapped_column(ForeignKey("invitations.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
 class RateLimit(Base):
     """A fixed one-minute window of requests per key (e.g. an endpoint and a client IP)."""
 

@@ -35,6 +35,7 @@ _DONE = {
     "reauth": "Your password is confirmed. You can now change how you sign in.",
     "session-ended": "That session is signed out.",
     "app-revoked": "That application's access is revoked.",
+    "email-sent": "A link is on its way to that address. Your address changes when you open it.",
 }
 
 
@@ -193,6 +194,18 @@ async def _password(posted: Posted) -> Response:
     return response
 
 
+async def _email(posted: Posted) -> Response:
+    email = posted.field("email", 254).strip()
+    if email:
+        limit = posted.runtime.settings.rate_limit_signup
+        limited = await posted.runtime.limiter.check_key("signup-mail", email.casefold(), limit)
+        if not limited.allowed:
+            message = "Too many links were sent to that address. Wait a minute and try again."
+            return posted.render("account_problem.html", {"message": message}, status=429)
+    await posted.runtime.account.change_email(posted.token, email)
+    return posted.runtime.pages.redirect("/account?done=email-sent")
+
+
 async def _reauthenticate(posted: Posted) -> Response:
     try:
         await posted.runtime.account.reauthenticate(posted.token, posted.device, posted.field("password"))
@@ -230,6 +243,7 @@ confirm_totp = _action(_confirm_totp)
 regenerate_codes = _action(_regenerate)
 disable_totp = _action(_disable)
 change_password = _action(_password)
+change_email = _action(_email)
 end_everywhere = _action(_end_everywhere)
 end_session = _action(_end_session)
 revoke_app = _action(_revoke_app)

@@ -98,6 +98,7 @@ class Pages:
         self.origins = AddressDigests(csrf.subkey("interaction-origin"))
         self.env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
         self.env.globals["password_min_length"] = settings.password_min_length
+        self.env.globals["signup"] = settings.signup
         prefix = "__Host-" if settings.secure_cookies else ""
         self.session_cookie = prefix + "ostiary_session"
         self.browser_cookie = prefix + "ostiary_browser"

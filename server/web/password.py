@@ -25,7 +25,7 @@ async def forgot_page(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
     browser, new_browser = runtime.pages.browser_token(request)
     handle = request.query_params.get("interaction", "")
-    context = {"interaction": await _open_sign_in(runtime, handle, None if new_browser else browser)}
+    context = {"interaction": await open_sign_in(runtime, handle, None if new_browser else browser)}
     return runtime.pages.render("password_forgot.html", context, browser=browser, new_browser=new_browser)
 
 
@@ -43,11 +43,11 @@ async def forgot(request: Request) -> Response:
         response.headers["Retry-After"] = str(limited.retry_after)
         return response
     await runtime.resets.request(form.get("email", ""))
-    context = {"sent": True, "interaction": await _open_sign_in(runtime, form.get("interaction", ""), browser)}
+    context = {"sent": True, "interaction": await open_sign_in(runtime, form.get("interaction", ""), browser)}
     return pages.render("password_forgot.html", context, browser=browser, new_browser=False)
 
 
-async def _open_sign_in(runtime: Runtime, handle: str, browser: str | None) -> str:
+async def open_sign_in(runtime: Runtime, handle: str, browser: str | None) -> str:
     """``handle`` if it is an open sign-in of ``browser`` (the page links back to it), else ""."""
     if not handle or browser is None:
         return ""

@@ -36,6 +36,7 @@ from ..users.account import Account
 from ..users.breached import BreachedPasswords
 from ..users.passwords import Passwords
 from ..users.reset import PasswordResets
+from ..users.signup import SignUps
 from .pages import Pages
 from .responses import json_bytes
 
@@ -65,6 +66,8 @@ class Runtime:
     limiter: RateLimiter
     breached: BreachedPasswords
     resets: PasswordResets
+    #: self-service sign-up, invitations, and the links that prove an address
+    signups: SignUps
     token_endpoints: TokenEndpoints
     #: what the admin API's resources use (``server/admin``)
     admin: AdminServices
@@ -114,8 +117,7 @@ class Runtime:
         breached = BreachedPasswords(settings)
         dpop = DPoP(settings, derive_key(secret, "dpop"), sessionmaker)
         authorizer = Authorizer(oauth, settings, sessionmaker, second_factor, login_guard, keys)
-        # /par (oauth/) holds pushes to the authorization endpoint's rules, which are the
-        # sign-in flow's
+        # /par (oauth/) holds pushes to the sign-in flow's rules for the authorization endpoint
         oauth.pushed_authorization.install(authorizer.check_pushed)
         return cls(
             settings=settings,
@@ -133,12 +135,13 @@ class Runtime:
             authorizer=authorizer,
             wrappers=wrappers,
             second_factor=second_factor,
-            account=Account(settings, sessionmaker, passwords, second_factor, login_guard, breached),
+            account=Account(settings, sessionmaker, passwords, second_factor, login_guard, breached, wrappers),
             devices=devices,
             login_guard=login_guard,
             limiter=RateLimiter(counter),
             breached=breached,
             resets=PasswordResets(settings, sessionmaker, wrappers, passwords, breached),
+            signups=SignUps(settings, sessionmaker, wrappers, passwords, breached),
             token_endpoints=TokenEndpoints(oauth, sessionmaker, _token_threads(settings), dpop),
             dpop=dpop,
             admin=AdminServices(
