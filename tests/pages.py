@@ -29,7 +29,7 @@ from server.settings import Settings
 from server.storage import transactions
 from server.storage.base import sha256, utcnow
 from server.storage.engine import create_sessionmaker, make_engine
-from server.storage.models import BrowserSession, User
+from server.storage.models import BrowserSession, EmailVerification, User
 from server.storage.resets import replace_reset
 from server.users.admin import require_password_change
 from tests.helpers import Client, create_client, create_user
@@ -38,7 +38,12 @@ from tests.oidc import LOGOUT_URI, PASSWORD, REDIRECT_URI, Flow
 
 #: what the walk's servers need beyond the defaults: one address (the browser's) signs in
 #: and enters device codes for every walk within the same minute
-SETTINGS: dict[str, Any] = {"rate_limit_login": 1000, "rate_limit_device": 1000}
+SETTINGS: dict[str, Any] = {
+    "rate_limit_login": 1000,
+    "rate_limit_device": 1000,
+    "rate_limit_signup": 1000,
+    "signup": "open",
+}
 
 NEW_PASSWORD = "a long new phrase for carol"
 _RP = "https://rp.example.com"
@@ -144,6 +149,7 @@ async def walk(site: Site, page: Page, tag: str, shown: Shown) -> None:
     await _second_factor(site, page, people, app, codes[0], shown)
     await _sign_out(site, page, shown)
     await _password_pages(site, page, people, shown)
+    await _sign_up_pages(site, page, people, tag, shown)
 
 
 @dataclass(frozen=True)
@@ -338,6 +344,39 @@ async def _password_pages(site: Site, page: Page, people: _People, shown: Shown)
     await shown("password-reset-expired", page)
 
 
+async def _sign_up_pages(site: Site, page: Page, people: _People, tag: str, shown: Shown) -> None:
+    """Sign-up from an application's sign-in: a username in use, then the mail is on its
+    way; the link's confirmation, done, and used again."""
+    flow = Flow.start(site.rp.client_id)
+    await page.goto(f"{site.base_url}/authorize?{urlencode(flow.params())}")
+    await page.click("#create-account")
+    await page.wait_for_selector("#confirm-password")
+    await shown("sign-up", page)
+    newcomer = f"dave-{tag}" if tag else "dave"
+    for username in (people.alice, newcomer):
+        await page.fill("#username", username)
+        await page.fill("#email", f"{newcomer}@example.com")
+        await page.fill("#password", NEW_PASSWORD)
+        await page.fill("#confirm-password", NEW_PASSWORD)
+        await page.click("button[type=submit]")
+        if username == people.alice:
+            await page.wait_for_selector("#signup-error")
+            await shown("sign-up-error", page)
+    await page.wait_for_selector("#signup-sent")
+    await shown("sign-up-sent", page)
+
+    token = await _verification_token(site.settings, newcomer)
+    await page.goto(f"{site.base_url}/email/verify?{urlencode({'token': token})}")
+    await page.wait_for_selector("form[action='/email/verify']")
+    await shown("email-verify", page)
+    await page.click("button[type=submit]")
+    await page.wait_for_selector("#verify-done")
+    await shown("email-verify-done", page)
+    await page.goto(f"{site.base_url}/email/verify?{urlencode({'token': token})}")
+    await page.wait_for_selector("#verify-error")
+    await shown("email-verify-expired", page)
+
+
 async def _sign_in(page: Page, username: str, password: str = PASSWORD) -> None:
     await page.fill("input[name=username]", username)
     await page.fill("input[name=password]", password)
@@ -361,6 +400,23 @@ async def _age_sign_in(settings: Settings, username: str, seconds: int) -> None:
         db.execute(update(BrowserSession).where(BrowserSession.user_id == user_id).values(auth_time=then))
 
     await _in_database(settings, work)
+
+
+async def _verification_token(settings: Settings, username: str) -> str:
+    """A new link's token for the pending sign-up of ``username``, as its mail carries it
+    (the one the form mailed is sealed in the outbox)."""
+    token = secrets.token_urlsafe(32)
+
+    def work(db: Any) -> None:
+        digest = db.execute(
+            select(EmailVerification.token_digest).where(EmailVerification.username == username)
+        ).scalar_one()
+        db.execute(
+            update(EmailVerification).where(EmailVerification.token_digest == digest).values(token_digest=sha256(token))
+        )
+
+    await _in_database(settings, work)
+    return token
 
 
 async def _reset_token(settings: Settings, username: str) -> str:

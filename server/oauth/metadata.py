@@ -61,7 +61,8 @@ def _metadata(settings: Settings, algorithms: list[str]) -> dict[str, Any]:
             {"sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid"}
             | {claim for claims in SCOPE_CLAIMS.values() for claim in claims}
         ),
-        "prompt_values_supported": ["none", "login", "consent"],
+        # "create": OpenID Connect Initiating User Registration 1.0, while sign-up is open
+        "prompt_values_supported": ["none", "login", "consent", *(["create"] if settings.signup == "open" else [])],
         "acr_values_supported": list(ACR_VALUES),
         "authorization_response_iss_parameter_supported": True,
         # The claims parameter is ignored (server/signin/acr.py), its acr member included.

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from authlib.common.urls import add_params_to_uri
 from authlib.oauth2 import OAuth2Error
@@ -158,6 +159,9 @@ def wait_for_user(
         outcome = password_change_page(handle, name)
     elif needs.session is not None:
         outcome = consent_page(handle, grant)
+    elif "create" in needs.prompts and settings.signup == "open":
+        # OpenID Connect's "Initiating User Registration" (prompt=create): the sign-up form
+        outcome = Outcome(redirect="/signup?" + urlencode({"interaction": handle}))
     else:
         hint = (request.payload.data.get("login_hint") or "")[:150]
         context = {"handle": handle, "client_name": name, "username": hint}

@@ -367,3 +367,27 @@ async def test_another_account_cannot_take_an_address_by_proving_it_late(mailed:
     refused = await confirm(mailed.browser(), link)
     assert refused.status_code == 400 and "belongs to another account" in refused.text
     assert (await users(mailed))["carol"] == ("carol@example.com", True)
+
+
+async def test_prompt_create_opens_the_sign_up_form_and_discovery_says_so(mailed: Mailed) -> None:
+    discovery = (await mailed.http.get("/.well-known/openid-configuration")).json()
+    assert "create" in discovery["prompt_values_supported"]
+    app = await app_of(mailed)
+    browser = mailed.browser()
+    started = await browser.authorize(**Flow.start(app.client_id).params(prompt="create"))
+    assert started.status_code in (302, 303) and started.headers["location"].startswith("/signup?interaction=")
+    form = await browser.http.get(started.headers["location"])
+    assert 'action="/signup"' in form.text and forms_of(form.text)[0].fields["interaction"]
+
+    # without it, the sign-in form as always
+    plain = await browser.authorize(**Flow.start(app.client_id).params())
+    assert plain.status_code == 200 and 'name="password"' in plain.text
+
+
+async def test_prompt_create_is_not_offered_while_sign_up_is_not_open(database: TestDatabase, tmp_path: Path) -> None:
+    async with mailed_server(database, tmp_path, signup="invite") as mailed:
+        discovery = (await mailed.http.get("/.well-known/openid-configuration")).json()
+        assert discovery["prompt_values_supported"] == ["none", "login", "consent"]
+        app = await app_of(mailed)
+        page = await mailed.browser().authorize(**Flow.start(app.client_id).params(prompt="create"))
+        assert page.status_code == 200 and 'name="password"' in page.text
