@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from ..admin.console import access, clients, events, keys, users
+from ..admin.console import access, clients, events, invitations, keys, users
 from ..admin.console.access import Access, NotSignedIn, StepUpRefused, Verdict
 from ..admin.console.base import ConsoleError, Handler, Moved, Visit
 from ..clients.errors import ClientRegistrationError, UnknownClient
@@ -55,6 +55,13 @@ def routes() -> list[BaseRoute]:
                 ("end-session", users.end_session),
                 ("end-sessions", users.end_sessions),
             )
+        ),
+        Route("/admin/invitations", _page(invitations.listing)),
+        Route("/admin/invitations", _form(invitations.create, back="/admin/invitations"), methods=["POST"]),
+        Route(
+            "/admin/invitations/{invitation_id}/revoke",
+            _form(invitations.revoke, back="/admin/invitations"),
+            methods=["POST"],
         ),
         Route("/admin/clients", _page(clients.listing)),
         Route("/admin/clients", _form(clients.create, back="/admin/clients"), methods=["POST"]),

@@ -5,6 +5,7 @@ forms do, each through the same services as the CLI, each refused without its CS
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from server.settings import Settings
 from server.storage import transactions
 from server.storage.base import utcnow
 from server.storage.engine import create_sessionmaker, make_engine
-from server.storage.models import AuditEvent, BrowserSession, SigningKey, User
+from server.storage.models import AuditEvent, BrowserSession, Invitation, SigningKey, User
 from server.users import admin as user_admin
 from server.users.admin import ProfileChanges
 from tests.flows.conftest import Live, SignIn
@@ -33,6 +34,7 @@ pytestmark = pytest.mark.anyio
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 _SECRET = re.compile(r'<code class="secret" id="client-secret">([^<]+)</code>')
 _CLIENT_ID = re.compile(r'<code id="client-id">([^<]+)</code>')
+_INVITATION_LINK = re.compile(r'<code class="secret" id="invitation-link">([^<]+)</code>')
 
 
 async def db_run(settings: Settings, work: Any) -> Any:
@@ -209,6 +211,8 @@ async def test_every_form_without_its_csrf_token_is_refused_and_changes_nothing(
         (f"/admin/clients/{client_id}/rotate-secret", {"keep_old_for": "0"}),
         (f"/admin/clients/{client_id}/disable", {}),
         ("/admin/keys/rotate", {"alg": "RS256", "now": "on"}),
+        ("/admin/invitations", {"email": "", "expires_in": ""}),
+        ("/admin/invitations/1/revoke", {}),
         ("/admin/step-up", {"code": "123456", "next": "/admin"}),
     ]
     before = await audit_count(settings)
@@ -433,3 +437,56 @@ async def test_a_users_page_shows_their_grants_and_clients_link_back(console: Co
     assert "offline access" in profile.text
     client_page = await console.http.get(f"/admin/clients/{rp.client_id}")
     assert "Photo Prints" in client_page.text and REDIRECT_URI in client_page.text
+
+
+async def test_invitations_are_made_shown_once_and_revoked(console: Console) -> None:
+    settings = console.live.settings
+    page = await console.http.get("/admin/invitations")
+    assert page.status_code == 200 and 'id="no-invitations"' in page.text and 'id="create-invitation-form"' in page.text
+    assert '<a href="/admin/invitations" aria-current="page">Invitations</a>' in page.text
+    assert 'id="signup-mode"' in page.text  # OSTIARY_SIGNUP is off here: the page says so
+    made = await submit_form(console.browser, page, "/admin/invitations", email="Ann@Example.com", expires_in="86400")
+    assert made.status_code == 200 and made.headers["cache-control"] == "no-store", made.text
+    link = unescape(_INVITATION_LINK.search(made.text).group(1))  # type: ignore[union-attr]
+    assert link.startswith(settings.issuer + "/signup?invitation=")
+    (stored,) = await db_run(settings, lambda db: db.execute(select(Invitation)).scalars().all())
+    assert bytes(stored.token_digest) == hashlib.sha256(link.split("invitation=")[1].encode()).digest()
+    assert stored.email == "Ann@Example.com" and stored.created_by == f"user:{console.sub}"
+    assert timedelta(hours=23) < stored.expires_at - utcnow() <= timedelta(days=1)
+    any_address = await console.post("/admin/invitations", email="", expires_in="")
+    assert any_address.status_code == 200 and 'id="invitation-link"' in any_address.text
+
+    listing = await console.http.get("/admin/invitations")
+    assert "Ann@Example.com" in listing.text and "any address" in listing.text and link not in listing.text
+    assert listing.text.count('class="revoke-invitation-form"') == 2
+    revoked = await submit_form(console.browser, listing, f"/admin/invitations/{stored.id}/revoke")
+    assert revoked.status_code == 303 and revoked.headers["location"] == "/admin/invitations?done=revoked"
+    listing = await console.http.get(revoked.headers["location"])
+    assert 'id="done"' in listing.text and "Ann@Example.com" not in listing.text
+    every = await console.http.get("/admin/invitations?state=all")
+    assert "Ann@Example.com" in every.text and '<span class="tag off">revoked</span>' in every.text
+    events = await console.http.get("/admin/audit?type=invitation")
+    assert "invitation.revoked" in events.text and f"user:{console.sub}" in events.text
+
+    for path, values, status in (
+        (f"/admin/invitations/{stored.id}/revoke", {}, 404),  # no longer live
+        ("/admin/invitations/abc/revoke", {}, 404),
+        ("/admin/invitations/99999999999/revoke", {}, 404),
+        ("/admin/invitations", {"email": "not an address", "expires_in": ""}, 400),
+        ("/admin/invitations", {"email": "", "expires_in": "5"}, 400),
+        ("/admin/invitations", {"email": "x" * 300, "expires_in": ""}, 400),
+    ):
+        refused = await console.post(path, **values)
+        assert refused.status_code == status and 'id="admin-problem"' in refused.text, (path, refused.text)
+    assert await db_run(settings, lambda db: db.execute(select(func.count()).select_from(Invitation)).scalar_one()) == 2
+
+
+async def test_an_invitation_waits_for_a_fresh_second_factor(console: Console) -> None:
+    settings = console.live.settings
+    page = await console.http.get("/admin/invitations")
+    await age_sessions(settings, "root", settings.admin_step_up_seconds + 60)
+    before = await audit_count(settings)
+    waiting = await submit_form(console.browser, page, "/admin/invitations", email="", expires_in="")
+    assert waiting.status_code == 200 and 'id="step-up-form"' in waiting.text
+    assert 'name="next" value="/admin/invitations"' in waiting.text and 'id="invitation-link"' not in waiting.text
+    assert await audit_count(settings) == before

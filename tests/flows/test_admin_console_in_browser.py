@@ -143,3 +143,37 @@ async def test_the_refusal_pages_are_accessible(live: Live, chromium: Chromium) 
         await accessible(page, name)
         assert problems == []
         await context.close()
+
+
+async def test_an_admin_makes_and_revokes_an_invitation(
+    live: Live,
+    chromium: Chromium,
+    enrolled_root: Authenticator,
+) -> None:
+    page = await chromium.new_page()
+    problems = watch(page)
+    await sign_in(page, live.base_url, "/admin", "root", enrolled_root)
+    await page.wait_for_selector("#user-search")
+    await page.get_by_role("link", name="Invitations").click()
+    await page.wait_for_selector("#create-invitation-form")
+    assert await page.title() == "Invitations · Ostiary admin"
+    await accessible(page, "invitations-empty")
+
+    await page.get_by_label("E-mail address (optional)").fill("ann@example.com")
+    await page.get_by_label("Works for").select_option(label="one day")
+    await page.get_by_role("button", name="Make the link").click()
+    link = await page.inner_text("#invitation-link")
+    assert link.startswith(live.base_url + "/signup?invitation=")
+    await accessible(page, "invited")
+    await page.click("#invitations-link")
+    await page.wait_for_selector("#invitations")
+    assert "ann@example.com" in await page.inner_text("#invitations") and link not in await page.content()
+    await accessible(page, "invitations")
+
+    await page.get_by_role("button", name=re.compile(r"Revoke invitation \d+")).click()
+    assert "revoked" in await page.inner_text("#done")
+    await page.wait_for_selector("#no-invitations")
+    await page.click("#show-all")
+    assert "revoked" in await page.inner_text("#invitations")
+    await accessible(page, "invitations-all")
+    assert problems == []

@@ -379,6 +379,28 @@ async def test_users_answer_as_documented(admin_api: AdminApi, signin: SignIn) -
     assert_problem(gone, 404)
 
 
+async def test_invitations_answer_as_documented(admin_api: AdminApi) -> None:  # noqa: F811
+    created, invitation = await documented(admin_api, "POST", "/invitations", json={"email": "ann@example.com"})
+    assert created.status_code == 201 and invitation["link"]
+    bare, _ = await documented(admin_api, "POST", "/invitations")
+    assert bare.status_code == 201
+    _, listed = await documented(admin_api, "GET", "/invitations", "/invitations?limit=1")
+    assert len(listed["items"]) == 1 and listed["next_cursor"] and "link" not in listed["items"][0]
+    wrong = {"email": "nope", "expires_in": 1}
+    invalid, problem = await documented(admin_api, "POST", "/invitations", json=wrong)
+    assert invalid.status_code == 422 and {error["field"] for error in problem["errors"]} == {"email", "expires_in"}
+    assert body_errors("POST", "/invitations", wrong)  # the document refuses it too
+    bad_state, _ = await documented(admin_api, "GET", "/invitations", "/invitations?state=dead")
+    assert_problem(bad_state, 422)
+    one = f"/invitations/{invitation['id']}"
+    revoked, _ = await documented(admin_api, "DELETE", "/invitations/{invitation_id}", one)
+    assert revoked.status_code == 204
+    _, every = await documented(admin_api, "GET", "/invitations", "/invitations?state=all")
+    assert [item["state"] for item in every["items"]] == ["live", "revoked"]
+    gone, _ = await documented(admin_api, "DELETE", "/invitations/{invitation_id}", one)
+    assert_problem(gone, 404)
+
+
 async def test_the_rate_limit_answers_as_documented(database: TestDatabase, tmp_path: Path) -> None:
     settings = make_settings(database, tmp_path, rate_limit_admin=2)
     async with serve_in_process(settings) as base_url, httpx.AsyncClient(base_url=base_url, timeout=10) as http:

@@ -5,8 +5,8 @@ document (``server/admin/openapi.json``) describes exactly these (tests/flows/te
 from __future__ import annotations
 
 from ..calls import Resource
-from . import audit, clients, keys, users
+from . import audit, clients, invitations, keys, users
 
 Route = tuple[str, str, str, Resource]
 
-ROUTES: list[Route] = [*clients.ROUTES, *users.ROUTES, *keys.ROUTES, *audit.ROUTES]
+ROUTES: list[Route] = [*clients.ROUTES, *users.ROUTES, *invitations.ROUTES, *keys.ROUTES, *audit.ROUTES]
