@@ -46,6 +46,7 @@ from .web import (
     token,
     userinfo,
 )
+from .web.locales import LocaleMiddleware
 from .web.middleware import EdgeMiddleware
 from .web.proxies import TrustedProxies
 from .web.runtime import Runtime
@@ -235,4 +236,5 @@ def _edge(settings: Settings) -> list[Middleware]:
         ),
         # /jwks and discovery, answered before routing (web/wellknown.py)
         Middleware(PublishedDocuments, max_age=settings.jwks_max_age),
+        Middleware(LocaleMiddleware, default=settings.default_locale, secure=settings.secure_cookies),
     ]

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from . import i18n
+
 T = TypeVar("T")
 
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -242,6 +244,13 @@ def _choice(*choices: str) -> Callable[[str], str]:
         return raw.strip()
 
     return parse
+
+
+def _locale(raw: str) -> str:
+    found = i18n.match(raw)
+    if found is None or found != raw.strip().lower():
+        raise ValueError(f"must be one of {', '.join(i18n.supported())}, got {raw!r}")
+    return found
 
 
 def _bool(raw: str) -> bool:
@@ -685,6 +694,13 @@ class Settings:
         _duration(300, 86400),
         default=1800,
         doc="lifetime of a reset link, 5 min to 1 day",
+    )
+    default_locale: str = setting(
+        "OSTIARY_DEFAULT_LOCALE",
+        _locale,
+        default="en",
+        doc="the language of pages and mails when neither `ui_locales` nor the browser asks for one that Ostiary "
+        "has (`en`, `de`, `fr`)",
     )
     signup: str = setting(
         "OSTIARY_SIGNUP",

@@ -142,6 +142,10 @@ def version_of(document: Mapping[str, Any]) -> str:
     return '"' + hashlib.sha256(canonical).hexdigest()[:32] + '"'
 
 
+#: the largest id a listed row can have
+MAX_POSITION = 2**31 - 1
+
+
 def encode_cursor(position: int) -> str:
     return base64.urlsafe_b64encode(f"p{position}".encode()).decode().rstrip("=")
 
@@ -152,7 +156,12 @@ def decode_cursor(cursor: str) -> int | None:
     except (binascii.Error, ValueError):
         return None
     digits = text[1:]
-    return int(digits) if text.startswith("p") and digits.isdigit() and len(digits) < 19 else None
+    if not (text.startswith("p") and digits.isascii() and digits.isdigit() and len(digits) < 19):
+        return None
+    position = int(digits)
+    # every id the lists page by is a 32-bit integer column: no cursor of ours goes beyond
+    # (PostgreSQL would refuse the comparison outright)
+    return position if position <= MAX_POSITION else None
 
 
 #: the kinds of field :func:`check_fields` knows

@@ -9,10 +9,9 @@ from typing import Any
 
 from ..settings import Settings
 from ..storage import signups
-from ..storage.base import utcnow
-from ..storage.signups import StoredInvitation
 from ..users import signup
 from ..users.errors import UserError
+from ..users.invitations import describe
 from .database import in_transaction
 from .options import duration
 
@@ -47,7 +46,7 @@ def run_create(settings: Settings, args: argparse.Namespace) -> int:
         settings, lambda db: signup.invite(db, settings, email=args.email, expires_in=expires_in, actor=ACTOR)
     )
     if args.json:
-        print(json.dumps({**_shown(invited.invitation), "link": invited.link}))
+        print(json.dumps({**describe(invited.invitation), "link": invited.link}))
         return 0
     print(f"id:      {invited.invitation.id}")
     print(f"link:    {invited.link}")
@@ -61,12 +60,12 @@ def run_create(settings: Settings, args: argparse.Namespace) -> int:
 def run_list(settings: Settings, args: argparse.Namespace) -> int:
     found = in_transaction(settings, lambda db: signups.list_invitations(db, include_dead=args.all))
     if args.json:
-        print(json.dumps([_shown(invitation) for invitation in found], indent=2))
+        print(json.dumps([describe(invitation) for invitation in found], indent=2))
         return 0
     if not found:
         print("no invitations")
     for invitation in found:
-        shown = _shown(invitation)
+        shown = describe(invitation)
         print(f"{shown['id']}  {shown['state']}  email={shown['email'] or '(any)'}  expires={shown['expires_at']}")
     return 0
 
@@ -77,22 +76,3 @@ def run_revoke(settings: Settings, args: argparse.Namespace) -> int:
         raise UserError("ID", f"no live invitation {args.invitation_id}")
     print(f"invitation {args.invitation_id} revoked")
     return 0
-
-
-def _shown(invitation: StoredInvitation) -> dict[str, Any]:
-    return {
-        "id": invitation.id,
-        "state": _state(invitation),
-        "email": invitation.email,
-        "created_by": invitation.created_by,
-        "created_at": invitation.created_at.isoformat(),
-        "expires_at": invitation.expires_at.isoformat(),
-    }
-
-
-def _state(invitation: StoredInvitation) -> str:
-    if invitation.used_at is not None:
-        return "used"
-    if invitation.revoked_at is not None:
-        return "revoked"
-    return "live" if invitation.live(utcnow()) else "expired"

@@ -10,16 +10,19 @@ from urllib.parse import urlsplit
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from .. import i18n
+from ..i18n import N_
+
 TEMPLATES = Path(__file__).parent / "templates"
 
 SUBJECTS = {
-    "password_reset": "Reset your password",
-    "password_changed": "Your password was changed",
-    "refresh_token_reuse": "Security alert: a sign-in token was used twice",
-    "totp_enabled": "Two-step sign-in is on",
-    "totp_disabled": "Two-step sign-in is off",
-    "email_verify": "Confirm your e-mail address",
-    "email_changed": "Your e-mail address was changed",
+    "password_reset": N_("Reset your password"),
+    "password_changed": N_("Your password was changed"),
+    "refresh_token_reuse": N_("Security alert: a sign-in token was used twice"),
+    "totp_enabled": N_("Two-step sign-in is on"),
+    "totp_disabled": N_("Two-step sign-in is off"),
+    "email_verify": N_("Confirm your e-mail address"),
+    "email_changed": N_("Your e-mail address was changed"),
 }
 
 
@@ -39,15 +42,18 @@ def associated(recipient: str, template: str) -> str:
 
 
 class Messages:
-    def __init__(self, sender: str, issuer: str) -> None:
+    def __init__(self, sender: str, issuer: str, default_locale: str = i18n.SOURCE) -> None:
         self.sender = sender
         self.issuer = issuer
+        #: the language of a mail whose row names none (queued outside a page's request)
+        self.default_locale = default_locale
         self.env = Environment(
             loader=FileSystemLoader(TEMPLATES),
             autoescape=select_autoescape(["html"]),
             undefined=StrictUndefined,
             keep_trailing_newline=True,
         )
+        i18n.install(self.env)
 
     def build(
         self, recipient: str, template: str, context: dict[str, Any], secret: str | None, *, message_id: str
@@ -57,7 +63,14 @@ class Messages:
         subject = SUBJECTS.get(template)
         if subject is None:
             raise UnknownTemplate(template)
+        locale = i18n.match(str(context.get("locale") or "")) or self.default_locale
         values = {**context, "secret": secret, "issuer": self.issuer, "account_url": f"{self.issuer}/account"}
+        with i18n.using(locale):
+            return self._message(recipient, template, values, i18n.gettext(subject), message_id)
+
+    def _message(
+        self, recipient: str, template: str, values: dict[str, Any], subject: str, message_id: str
+    ) -> EmailMessage:
         message = EmailMessage()
         message["Subject"] = subject
         message["From"] = self.sender

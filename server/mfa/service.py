@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..authn.lockout import FACTOR_OTP, Lockout, LockState
+from ..i18n import N_
 from ..keys.errors import KeyMaterialError
 from ..keys.wrapping import KeyWrappers
 from ..observe import metrics
@@ -56,7 +57,7 @@ class SecondFactor:
         secret = totp.new_secret()
         blob = self.wrappers.current.wrap(secret.encode("ascii"), associated=_associated(user.id))
         if not mfa_store.put_pending_totp(db, user.id, blob, self.wrappers.current.key_id):
-            raise MfaError("A second factor is already set up. Turn it off first to set up a new one.")
+            raise MfaError(N_("A second factor is already set up. Turn it off first to set up a new one."))
         return self._enrolment(user, secret)
 
     def pending_enrolment(self, db: Session, user: StoredUser) -> Enrolment | None:
@@ -69,13 +70,13 @@ class SecondFactor:
         """Turn the pending secret on with a first valid code; returns the backup codes (shown once)."""
         stored = mfa_store.get_totp(db, user.id)
         if stored is None or stored.confirmed:
-            raise MfaError("There is no set-up in progress. Start again from your account page.")
+            raise MfaError(N_("There is no set-up in progress. Start again from your account page."))
         digits = totp.normalise(code)
         step = totp.matching_step(self._secret(stored), digits) if digits else None
         if step is None:
-            raise MfaError("That code is not right. Check the time on your device and enter the current code.")
+            raise MfaError(N_("That code is not right. Check the time on your device and enter the current code."))
         if not mfa_store.confirm_totp(db, user.id, step):
-            raise MfaError("There is no set-up in progress. Start again from your account page.")
+            raise MfaError(N_("There is no set-up in progress. Start again from your account page."))
         codes = self._replace_codes(db, user)
         audit.record(db, "mfa.enabled", actor=user.sub, user=user.sub, details={"method": "totp"})
         _mail(db, user, "totp_enabled")
@@ -131,7 +132,7 @@ class SecondFactor:
 
     def regenerate_codes(self, db: Session, user: StoredUser) -> list[str]:
         if not self.is_enrolled(db, user):
-            raise MfaError("Backup codes come with a second factor: set one up first.")
+            raise MfaError(N_("Backup codes come with a second factor: set one up first."))
         codes = self._replace_codes(db, user)
         audit.record(db, "mfa.backup_codes_regenerated", actor=user.sub, user=user.sub)
         return codes

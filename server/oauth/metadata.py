@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import i18n
 from ..authn.levels import ACR_VALUES
 from ..clients import fapi2
 from ..settings import Settings
@@ -62,6 +63,7 @@ def _metadata(settings: Settings, algorithms: list[str]) -> dict[str, Any]:
             | {claim for claims in SCOPE_CLAIMS.values() for claim in claims}
         ),
         # "create": OpenID Connect Initiating User Registration 1.0, while sign-up is open
+        "ui_locales_supported": list(i18n.supported()),
         "prompt_values_supported": ["none", "login", "consent", *(["create"] if settings.signup == "open" else [])],
         "acr_values_supported": list(ACR_VALUES),
         "authorization_response_iss_parameter_supported": True,

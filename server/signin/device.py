@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from ..authn.levels import ACR_MFA
 from ..authn.secrets import new_grant_id
+from ..i18n import N_
 from ..oauth.calls import in_transaction
 from ..oauth.endpoints.device_authorization import displayed_user_code
 from ..oauth.request import OstiaryRequest
@@ -32,7 +33,7 @@ from .outcome import CHANGED, Outcome, describe_scope, error_page
 
 T = TypeVar("T")
 
-UNKNOWN_CODE = "That code is not valid. It may have expired or been used already: check your device for its code."
+UNKNOWN_CODE = N_("That code is not valid. It may have expired or been used already: check your device for its code.")
 
 
 def entry_page(user_code: str = "", error: str | None = None, status: int = 200) -> Outcome:
@@ -146,5 +147,5 @@ class DeviceConfirmation:
                 "Set one up on your account page, then enter the code again.",
             )
         if level is Level.MFA and session.acr != ACR_MFA or user.must_change_password:
-            return error_page("Sign in again", "Enter the code from your device again.")
+            return error_page(N_("Sign in again"), N_("Enter the code from your device again."))
         return None

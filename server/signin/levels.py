@@ -17,6 +17,7 @@ from typing import Any
 
 from authlib.oauth2 import OAuth2Error
 
+from .. import i18n
 from ..authn.lockout import LockState
 from ..mfa.service import SecondFactor
 from ..oauth.errors import UnmetAuthenticationRequirementsError
@@ -81,10 +82,16 @@ def otp_page(handle: str, client_name: str, *, lock: LockState | None = None, ba
         return Outcome(page="otp.html", context=context)
     if lock.locked:
         minutes = max(1, round(lock.retry_after / 60))
-        context["error"] = f"Too many wrong codes. Try again in {minutes} minute{'s' if minutes > 1 else ''}."
+        context["error"] = i18n.ngettext(
+            "Too many wrong codes. Try again in %(num)d minute.",
+            "Too many wrong codes. Try again in %(num)d minutes.",
+            minutes,
+        ) % {"num": minutes}
         return Outcome(page="otp.html", context=context, status=429, retry_after=lock.retry_after)
-    left = "" if lock.remaining is None else f" {lock.remaining} attempt{'s' if lock.remaining != 1 else ''} left."
-    context["error"] = "That code is not right." + left
+    context["error"] = i18n.gettext("That code is not right.")
+    if lock.remaining is not None:
+        left = i18n.ngettext("%(num)d attempt left.", "%(num)d attempts left.", lock.remaining)
+        context["error"] += " " + left % {"num": lock.remaining}
     return Outcome(page="otp.html", context=context)
 
 

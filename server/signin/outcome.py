@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import i18n
+from ..i18n import N_
+
 
 @dataclass(frozen=True)
 class FormPost:
@@ -42,28 +45,32 @@ def error_page(title: str, message: str, status: int = 400) -> Outcome:
 
 
 EXPIRED = error_page(
-    "This sign-in has expired",
-    "Too much time passed, or it was finished in another tab. Go back to the application and sign in again.",
+    N_("This sign-in has expired"),
+    N_("Too much time passed, or it was finished in another tab. Go back to the application and sign in again."),
 )
 CHANGED = error_page(
-    "Your sign-in changed",
-    "You signed out or in again in another tab. Go back to the application and start again.",
+    N_("Your sign-in changed"),
+    N_("You signed out or in again in another tab. Go back to the application and start again."),
 )
-ACCOUNT_CHANGED = error_page("Sign in again", "Your account changed while you were signing in. Please try again.")
+ACCOUNT_CHANGED = error_page(
+    N_("Sign in again"), N_("Your account changed while you were signing in. Please try again.")
+)
 
 _SCOPE_WORDS = {
-    "openid": "Confirm who you are",
-    "profile": "See your name and username",
-    "email": "See your email address",
-    "offline_access": "Stay connected when you are not using it",
+    "openid": N_("Confirm who you are"),
+    "profile": N_("See your name and username"),
+    "email": N_("See your email address"),
+    "offline_access": N_("Stay connected when you are not using it"),
     # the admin API's scopes (server/admin/principal.py): they work only for administrators
-    "ostiary:admin": "Administer this sign-in service as you: clients, users, keys and the audit trail",
-    "ostiary:admin:clients": "Manage the applications registered here, as you",
-    "ostiary:admin:users": "Manage user accounts, their sessions and sign-ins, as you",
-    "ostiary:admin:keys": "Rotate and revoke this service's signing keys, as you",
-    "ostiary:admin:audit": "Read the audit trail of this service",
+    "ostiary:admin": N_("Administer this sign-in service as you: clients, users, keys and the audit trail"),
+    "ostiary:admin:clients": N_("Manage the applications registered here, as you"),
+    "ostiary:admin:users": N_("Manage user accounts, their sessions and sign-ins, as you"),
+    "ostiary:admin:keys": N_("Rotate and revoke this service's signing keys, as you"),
+    "ostiary:admin:audit": N_("Read the audit trail of this service"),
 }
 
 
 def describe_scope(scope: str) -> dict[str, str]:
-    return {"name": scope, "text": _SCOPE_WORDS.get(scope, f"Access {scope}")}
+    words = _SCOPE_WORDS.get(scope)
+    text = i18n.gettext(words) if words else i18n.gettext("Access %(scope)s") % {"scope": scope}
+    return {"name": scope, "text": text}

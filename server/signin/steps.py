@@ -24,6 +24,7 @@ from authlib.oauth2.rfc6749.errors import InvalidClientError
 from ..authn import sessions
 from ..authn.levels import ACR_MFA
 from ..authn.secrets import new_grant_id, new_token
+from ..i18n import N_
 from ..keys.holder import KeyRingHolder
 from ..oauth.errors import MalformedRequestError
 from ..oauth.request import OstiaryRequest
@@ -258,9 +259,9 @@ def complete(
     if level is Level.UNMET:
         return answer_error(server, issuer, request, unmet(grant.redirect_uri))
     if level is Level.MFA and session.acr != ACR_MFA:
-        return error_page("A second factor is needed", "Go back to the application and sign in again.")
+        return error_page(N_("A second factor is needed"), N_("Go back to the application and sign in again."))
     if user.must_change_password:
-        return error_page("A new password is needed", "Go back to the application and sign in again.")
+        return error_page(N_("A new password is needed"), N_("Go back to the application and sign in again."))
     request.extras.sign_in = SignIn(
         user=user,
         sid=session.sid,
@@ -290,7 +291,7 @@ def answer_error(server: Any, issuer: str, request: OstiaryRequest, error: OAuth
 
 def refusal_page(error: OAuth2Error) -> Outcome:
     """The error page of a request that cannot be answered at a redirect URI."""
-    return error_page("The application's request cannot be used", _describe(error))
+    return error_page(N_("The application's request cannot be used"), _describe(error))
 
 
 def _safe_redirect_uri(server: Any, request: OstiaryRequest) -> str | None:

@@ -19,6 +19,7 @@ from uuid import uuid4
 
 from sqlalchemy import func, insert, select, update
 
+from .. import i18n
 from . import Session, leases
 from .base import utcnow
 from .models import MailOutbox
@@ -92,6 +93,9 @@ def _insert(
     lease: timedelta | None,
 ) -> int:
     now = utcnow()
+    locale = i18n.chosen()  # the language of the page's request that queues it, if any
+    if locale is not None and "locale" not in context:
+        context = {**context, "locale": locale}
     result = session.execute(
         insert(MailOutbox)
         .values(

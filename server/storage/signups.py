@@ -14,6 +14,8 @@ from .models import EmailVerification, Invitation
 
 SIGNUP = "signup"
 EMAIL = "email"
+#: the largest id an invitation can have (a 32-bit column: PostgreSQL refuses a larger number outright)
+MAX_ID = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -169,9 +171,14 @@ def use_invitation(session: Session, invitation_id: int, user_id: int) -> bool:
     return row is not None
 
 
-def list_invitations(session: Session, *, include_dead: bool = False, limit: int = 100) -> list[StoredInvitation]:
-    """The newest invitations first; only the live ones unless ``include_dead``."""
+def list_invitations(
+    session: Session, *, include_dead: bool = False, before_id: int | None = None, limit: int = 100
+) -> list[StoredInvitation]:
+    """At most ``limit`` invitations, newest first, with an id below ``before_id`` when given
+    (a page stays put while new ones are made); only the live ones unless ``include_dead``."""
     query = select(*_INVITATION).order_by(Invitation.id.desc()).limit(limit)
+    if before_id is not None and before_id <= MAX_ID:
+        query = query.where(Invitation.id < before_id)
     if not include_dead:
         query = query.where(*_live_invitation())
     return [StoredInvitation(**row._mapping) for row in session.execute(query)]

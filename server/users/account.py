@@ -16,9 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from .. import i18n
 from ..authn import sessions
 from ..authn.levels import ACR_MFA, MULTI_FACTOR
 from ..authn.login import LoginGuard
+from ..i18n import N_
 from ..keys.wrapping import KeyWrappers
 from ..mfa.errors import MfaError
 from ..mfa.service import Enrolment, SecondFactor
@@ -43,7 +45,7 @@ from ..storage.users import StoredUser
 from .breached import BreachedPasswords
 from .errors import AccountError, NothingToEnd, UserError
 from .passwords import Passwords
-from .service import change_password, check_new_password, validate_new_user
+from .service import change_password, check_address, check_new_password
 from .signup import AddressLinks
 
 T = TypeVar("T")
@@ -146,17 +148,17 @@ class Account:
         ``offline_access``. Returns the session's new token."""
         me = await self._password_checked(token, device, current)
         if new != again:
-            raise AccountError("The two new passwords differ.")
+            raise AccountError(N_("The two new passwords differ."))
         try:
             await check_new_password(self.passwords, self.breached, new, username=me.user.username, email=me.user.email)
         except UserError as error:
-            raise AccountError(f"The new password {error.message}.") from None
+            raise AccountError(i18n.gettext("The new password %(reason)s.") % {"reason": error.message}) from None
         password_hash = await self.passwords.hash_async(new)
 
         def store(db: Session) -> str:
             again_me = self._me(db, token)
             if again_me.user.password_hash != me.user.password_hash:
-                raise AccountError("Your password changed meanwhile. Sign in again.")
+                raise AccountError(N_("Your password changed meanwhile. Sign in again."))
             change_password(db, me.user, password_hash, actor=me.user.sub, kept_session=again_me.session.sid)
             renewed = sessions.renew(db, token)
             if renewed is None:
@@ -181,17 +183,17 @@ class Account:
         one); the address changes when the link is used (``users/signup.py``). Needs the
         password proved within ``OSTIARY_REAUTH_SECONDS``, as the address can reset it.
         Returns the address the link went to."""
+        if not email.strip():
+            raise AccountError(N_("Enter the new e-mail address."))
         try:
-            address = validate_new_user("me", email, None)[1]
+            address = check_address(email)
         except UserError:
-            raise AccountError("That is not an e-mail address.") from None
-        if address is None:
-            raise AccountError("Enter the new e-mail address.")
+            raise AccountError(N_("That is not an e-mail address.")) from None
 
         def send(db: Session) -> str:
             me = self._recent(db, token)
             if me.user.email_verified and (me.user.email or "").casefold() == address.casefold():
-                raise AccountError("That is already your confirmed address.")
+                raise AccountError(N_("That is already your confirmed address."))
             self.links.send(db, signups.EMAIL, address, username=me.user.username, user_id=me.user.id)
             audit.record(db, "user.email_change_requested", actor=me.user.sub, user=me.user.sub)
             return address
@@ -223,7 +225,7 @@ class Account:
         def end(db: Session) -> bool:
             me = self._me(db, token)
             if not sessions.end_own(db, me.user.id, sid, actor=me.user.sub):
-                raise NothingToEnd("That session has ended already.")
+                raise NothingToEnd(N_("That session has ended already."))
             return sid == me.session.sid
 
         return await self._run(end)
@@ -237,11 +239,11 @@ class Account:
         def revoke(db: Session) -> None:
             me = self._me(db, token)
             if not client_id or len(client_id) > 64:  # no client id: revoke_for_user would end them all
-                raise NothingToEnd("That application has no access to your account.")
+                raise NothingToEnd(N_("That application has no access to your account."))
             families = grant_store.revoke_for_user(db, me.user.id, USER_REVOKED, client_id=client_id)
             consented = authorized_apps.forget_consent(db, me.user.id, client_id)
             if not families and not consented:
-                raise NothingToEnd("That application has no access to your account.")
+                raise NothingToEnd(N_("That application has no access to your account."))
             metrics.family_revoked(USER_REVOKED, families)
             details = {"reason": USER_REVOKED, "families": families, "consent_forgotten": consented}
             audit.record(db, "grants.revoked", actor=me.user.sub, user=me.user.sub, client=client_id, details=details)
@@ -272,10 +274,10 @@ class Account:
         me = await self._run(lambda db: self._me(db, token))
         counted = await self.login_guard.attempt_for(me.user, device)
         if not counted.attempt.allowed:
-            raise AccountError("Too many wrong passwords. Try again later.")
+            raise AccountError(N_("Too many wrong passwords. Try again later."))
         result = await self.passwords.verify_async(me.user.password_hash, password[:1024])
         if not result.ok:
-            raise AccountError("That password is not right.")
+            raise AccountError(N_("That password is not right."))
         await self._run(lambda db: self.login_guard.succeeded(db, me.user.id, counted.device))
         return me
 
@@ -284,12 +286,12 @@ class Account:
         this browser's own counter when it is a known device of the account)."""
         again = self._me(db, token)
         if again.user.password_hash != me.user.password_hash:
-            raise AccountError("Your password changed meanwhile. Try again.")
+            raise AccountError(N_("Your password changed meanwhile. Try again."))
         verdict = self.mfa.verify(db, again.user, code, self.login_guard.devices.digest_for(device, again.user.id))
         if verdict.lock.locked:
-            raise MfaError("Too many wrong codes. Try again later.")
+            raise MfaError(N_("Too many wrong codes. Try again later."))
         if not verdict.ok:
-            raise MfaError("That code is not right.")
+            raise MfaError(N_("That code is not right."))
         return again.user
 
     async def _run(self, call: Callable[[Session], T], *, commit_on_error: bool = True) -> T:

@@ -16,6 +16,7 @@ import anyio
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from .. import i18n
 from ..settings import Settings
 from .errors import UserError
 
@@ -75,9 +76,9 @@ class Passwords:
         """NIST SP 800-63B: a minimum length, a generous maximum, no composition rules,
         and not the account's own name."""
         if len(password) < self.min_length:
-            raise UserError(field, f"must be at least {self.min_length} characters")
+            raise UserError(field, i18n.gettext("must be at least %(num)d characters") % {"num": self.min_length})
         if len(password) > MAX_LENGTH:
-            raise UserError(field, f"must be at most {MAX_LENGTH} characters")
+            raise UserError(field, i18n.gettext("must be at most %(num)d characters") % {"num": MAX_LENGTH})
         lowered = password.casefold()
         if lowered == username.casefold() or (email and lowered == email.casefold()):
-            raise UserError(field, "must not be the username or the email address")
+            raise UserError(field, i18n.gettext("must not be the username or the email address"))

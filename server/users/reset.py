@@ -20,7 +20,9 @@ from __future__ import annotations
 from datetime import timedelta
 from urllib.parse import urlencode
 
+from .. import i18n
 from ..authn.secrets import new_token
+from ..i18n import N_
 from ..keys.wrapping import KeyWrappers
 from ..mail.messages import associated
 from ..settings import Settings
@@ -47,7 +49,7 @@ TEMPLATE = "password_reset"
 LOOKUP_TEMPLATE = "password_reset_lookup"
 MAX_ADDRESS = 254  # RFC 5321 4.5.3.1.3: the longest path
 
-EXPIRED = "This link has expired or was already used. Ask for a new one."
+EXPIRED = N_("This link has expired or was already used. Ask for a new one.")
 
 
 class PasswordResets:
@@ -92,11 +94,11 @@ class PasswordResets:
         if user is None or user.disabled_at is not None:
             raise AccountError(EXPIRED)
         if new != again:
-            raise AccountError("The two passwords differ.")
+            raise AccountError(N_("The two passwords differ."))
         try:
             await check_new_password(self.passwords, self.breached, new, username=user.username, email=user.email)
         except UserError as error:
-            raise AccountError(f"The new password {error.message}.") from None
+            raise AccountError(i18n.gettext("The new password %(reason)s.") % {"reason": error.message}) from None
         password_hash = await self.passwords.hash_async(new)
 
         def use(db: Session) -> None:
@@ -137,11 +139,17 @@ def resolve_lookup(
         db,
         user.email,
         TEMPLATE,
-        {"username": user.username, "minutes": settings.password_reset_ttl // 60},
+        # in the language of the page that asked for it
+        {"username": user.username, "minutes": settings.password_reset_ttl // 60, **_language(lookup)},
         lease=lease,
         secret_enc=sealed,
         wrapping_key_id=wrappers.current.key_id,
     )
+
+
+def _language(lookup: QueuedMail) -> dict[str, str]:
+    locale = lookup.context.get("locale")
+    return {"locale": locale} if isinstance(locale, str) else {}
 
 
 def plausible_address(address: str) -> bool:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 import secrets
 
+from .. import i18n
 from ..authn.lockout import FACTOR_PASSWORD
+from ..i18n import N_
 from ..observe import metrics
 from ..storage import (
     Session,
@@ -29,18 +31,24 @@ _USERNAME = re.compile(r"^[\w.@+-]{1,150}$")
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,189}\.[^@\s]+$")
 
 
+def check_address(email: str) -> str:
+    """``email`` stripped, if it is an address an account may have; UserError (``--email``) if not."""
+    email = email.strip()
+    if not _EMAIL.match(email) or len(email) > 254:
+        raise UserError("--email", i18n.gettext("%(value)r is not an email address") % {"value": email})
+    return email
+
+
 def validate_new_user(username: str, email: str | None, name: str | None) -> tuple[str, str | None, str | None]:
     username = username.strip()
     if not _USERNAME.match(username):
-        raise UserError("--username", "1 to 150 letters, digits and . @ + - _")
+        raise UserError("--username", i18n.gettext("1 to 150 letters, digits and . @ + - _"))
     if email is not None:
-        email = email.strip()
-        if not _EMAIL.match(email) or len(email) > 254:
-            raise UserError("--email", f"{email!r} is not an email address")
+        email = check_address(email)
     if name is not None:
         name = name.strip() or None
         if name is not None and (len(name) > 200 or any(ord(c) < 0x20 for c in name)):
-            raise UserError("--name", "at most 200 printable characters")
+            raise UserError("--name", i18n.gettext("at most 200 printable characters"))
     return username, email or None, name
 
 
@@ -150,7 +158,7 @@ async def check_new_password(
     """NIST SP 800-63B's rules (:meth:`Passwords.check_policy`), and not a breached password."""
     passwords.check_policy(password, username=username, email=email, field=field)
     if await breached.is_breached(password):
-        raise UserError(field, BREACHED)
+        raise UserError(field, i18n.gettext(BREACHED))
 
 
 def check_new_password_sync(
@@ -162,4 +170,4 @@ def check_new_password_sync(
         raise UserError("password", BREACHED)
 
 
-BREACHED = "appears in a list of passwords exposed in data breaches (Have I Been Pwned): choose another"
+BREACHED = N_("appears in a list of passwords exposed in data breaches (Have I Been Pwned): choose another")

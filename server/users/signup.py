@@ -23,7 +23,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import urlencode
 
+from .. import i18n
 from ..authn.secrets import new_token
+from ..i18n import N_
 from ..keys.wrapping import KeyWrappers
 from ..mail.messages import associated
 from ..settings import Settings
@@ -44,14 +46,14 @@ from ..storage.users import StoredUser
 from .breached import BreachedPasswords
 from .errors import AccountError, UserError
 from .passwords import Passwords
-from .service import check_new_password, create_user, validate_new_user
+from .service import check_address, check_new_password, create_user, validate_new_user
 
 VERIFY_TEMPLATE = "email_verify"
 CHANGED_TEMPLATE = "email_changed"
 #: who the audit rows of a sign-up name as the actor
 SIGNUP_ACTOR = "signup"
-EXPIRED = "This link has expired or was already used."
-INVITATION_EXPIRED = "This invitation has expired, was revoked or was already used. Ask for a new one."
+EXPIRED = N_("This link has expired or was already used.")
+INVITATION_EXPIRED = N_("This invitation has expired, was revoked or was already used. Ask for a new one.")
 
 
 class SignupError(Exception):
@@ -155,20 +157,22 @@ class SignUps:
         except UserError as error:
             raise SignupError(error.field.removeprefix("--"), _sentence(error.message)) from None
         if address is None:
-            raise SignupError("email", "Enter your e-mail address.")
+            raise SignupError("email", N_("Enter your e-mail address."))
         if invited is not None and invited.email and invited.email.casefold() != address.casefold():
-            raise SignupError("email", "This invitation is for another address.")
+            raise SignupError("email", N_("This invitation is for another address."))
         if password != again:
-            raise SignupError("confirm_password", "The two passwords differ.")
+            raise SignupError("confirm_password", N_("The two passwords differ."))
         try:
             await check_new_password(self.passwords, self.breached, password, username=username, email=address)
         except UserError as error:
-            raise SignupError("password", f"The password {error.message}.") from None
+            raise SignupError(
+                "password", i18n.gettext("The password %(reason)s.") % {"reason": error.message}
+            ) from None
         password_hash = await self.passwords.hash_async(password)
 
         def store(db: Session) -> None:
             if user_store.get_user_by_username(db, username) is not None:
-                raise SignupError("username", "That username is taken. Choose another.")
+                raise SignupError("username", N_("That username is taken. Choose another."))
             self.links.send(
                 db,
                 signups.SIGNUP,
@@ -185,7 +189,7 @@ class SignUps:
     async def _invitation_for(self, token: str) -> StoredInvitation | None:
         """The invitation a sign-up needs under ``invite`` (None when sign-up is open)."""
         if self.settings.signup == "off":
-            raise SignupError("", "Sign-up is closed.")
+            raise SignupError("", N_("Sign-up is closed."))
         if self.settings.signup != "invite":
             return None
         invited = await self.invitation(token)
@@ -218,10 +222,7 @@ def invite(db: Session, settings: Settings, *, email: str | None, expires_in: in
     """A new invitation link (shown once; only its digest is kept), for ``email`` only when
     given, working ``expires_in`` seconds (default ``OSTIARY_INVITATION_TTL``). Audited."""
     if email is not None:
-        try:
-            email = validate_new_user("invited", email, None)[1]
-        except UserError:
-            raise UserError("--email", f"{email!r} is not an email address") from None
+        email = check_address(email)
     token = new_token()
     expires_at = utcnow() + timedelta(seconds=expires_in or settings.invitation_ttl)
     invitation = signups.add_invitation(db, _digest(token), email=email, created_by=actor, expires_at=expires_at)
@@ -252,9 +253,9 @@ def _make_account(db: Session, found: signups.StoredVerification) -> StoredUser:
     except UserError as error:
         if "email" in error.field:
             raise AccountError(
-                "This address already has an account. Sign in, or reset its password if you forgot it."
+                N_("This address already has an account. Sign in, or reset its password if you forgot it.")
             ) from None
-        raise AccountError("That username was taken meanwhile. Sign up again with another one.") from None
+        raise AccountError(N_("That username was taken meanwhile. Sign up again with another one.")) from None
     if found.invitation_id is not None and not signups.use_invitation(db, found.invitation_id, user.id):
         raise AccountError(INVITATION_EXPIRED)
     details = {"invitation": found.invitation_id} if found.invitation_id is not None else None
@@ -267,7 +268,7 @@ def _change_address(db: Session, found: signups.StoredVerification) -> StoredUse
     if user is None or user.disabled_at is not None:
         raise AccountError(EXPIRED)
     if user_store.taken_by_another(db, user.id, user.username, found.email) == "email":
-        raise AccountError("This address belongs to another account.")
+        raise AccountError(N_("This address belongs to another account."))
     changed = user_store.update_profile(
         db, user.id, username=user.username, email=found.email, name=user.name, email_verified=True
     )

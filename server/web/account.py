@@ -19,6 +19,7 @@ from starlette.responses import Response
 
 from ..authn import browsers
 from ..authn.levels import ACR_MFA
+from ..i18n import N_
 from ..mfa.errors import MfaError
 from ..signin.outcome import describe_scope
 from ..storage.authorized_apps import AuthorizedApp
@@ -30,12 +31,12 @@ from .pages import image_origin
 from .runtime import Runtime
 
 _DONE = {
-    "password": "Your password is changed. Every other device was signed out.",
-    "totp-off": "Your second factor is turned off.",
-    "reauth": "Your password is confirmed. You can now change how you sign in.",
-    "session-ended": "That session is signed out.",
-    "app-revoked": "That application's access is revoked.",
-    "email-sent": "A link is on its way to that address. Your address changes when you open it.",
+    "password": N_("Your password is changed. Every other device was signed out."),
+    "totp-off": N_("Your second factor is turned off."),
+    "reauth": N_("Your password is confirmed. You can now change how you sign in."),
+    "session-ended": N_("That session is signed out."),
+    "app-revoked": N_("That application's access is revoked."),
+    "email-sent": N_("A link is on its way to that address. Your address changes when you open it."),
 }
 
 
@@ -88,7 +89,7 @@ async def account(request: Request) -> Response:
 
 
 def _when(moment: datetime | None) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else "not known"
+    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else N_("not known")
 
 
 def _session(runtime: Runtime, stored: StoredSession, view: Overview) -> dict[str, Any]:
@@ -101,7 +102,7 @@ def _session(runtime: Runtime, stored: StoredSession, view: Overview) -> dict[st
         "place": places.place(stored.address) if places is not None else None,
         "started": _when(stored.created_at),
         "last_seen": _when(stored.last_seen_at or stored.created_at),
-        "level": "password and second factor" if stored.acr == ACR_MFA else "password",
+        "level": N_("password and second factor") if stored.acr == ACR_MFA else N_("password"),
     }
 
 
@@ -124,7 +125,7 @@ def _action(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         form, browser = await posted_form(request, runtime)
         if form is None or browser is None:
             return runtime.pages.error(
-                "This form has expired", "The page was open too long. Go back to your account.", status=403
+                N_("This form has expired"), N_("The page was open too long. Go back to your account."), status=403
             )
         posted = Posted(
             runtime,
@@ -200,7 +201,7 @@ async def _email(posted: Posted) -> Response:
         limit = posted.runtime.settings.rate_limit_signup
         limited = await posted.runtime.limiter.check_key("signup-mail", email.casefold(), limit)
         if not limited.allowed:
-            message = "Too many links were sent to that address. Wait a minute and try again."
+            message = N_("Too many links were sent to that address. Wait a minute and try again.")
             return posted.render("account_problem.html", {"message": message}, status=429)
     await posted.runtime.account.change_email(posted.token, email)
     return posted.runtime.pages.redirect("/account?done=email-sent")

@@ -16,8 +16,10 @@ from functools import partial
 from starlette.requests import Request
 from starlette.responses import Response
 
+from .. import i18n
 from ..authn.lockout import LockState
 from ..authn.sessions import SeenFrom
+from ..i18n import N_
 from ..signin.levels import otp_page, password_change_page
 from ..signin.outcome import Outcome
 from ..signin.steps import Waiting
@@ -27,8 +29,8 @@ from .forms import BodyTooLarge, FormError, read_form, read_params
 from .runtime import Runtime
 
 _BAD_REQUEST = (
-    "This request cannot be used",
-    "The sign-in request is malformed. Go back to the application and try again.",
+    N_("This request cannot be used"),
+    N_("The sign-in request is malformed. Go back to the application and try again."),
 )
 
 
@@ -62,7 +64,7 @@ async def login(request: Request) -> Response:
     page = Outcome(page="login.html", context=context, client_redirect=found.client_redirect)
     limited = await runtime.limiter.check("login", client_address(request), runtime.settings.rate_limit_login)
     if not limited.allowed:
-        context["error"] = f"Too many sign-in attempts from your network. Try again in {_wait(limited.retry_after)}."
+        context["error"] = _try_again_in(N_("Too many sign-in attempts from your network."), limited.retry_after)
         return respond(runtime, _locked(page, limited.retry_after), browser, False, redirect_status=303)
     device_cookie = request.cookies.get(pages.device_cookie)
     attempt = await runtime.login_guard.attempt(username, device_cookie)
@@ -71,12 +73,14 @@ async def login(request: Request) -> Response:
         # Locked: the password is not checked, so a right one is refused like a wrong one.
         await refused()
         retry_after = attempt.attempt.if_failed.retry_after
-        context["error"] = f"Too many failed sign-ins for this account. Try again in {_wait(retry_after)}."
+        context["error"] = _try_again_in(N_("Too many failed sign-ins for this account."), retry_after)
         return respond(runtime, _locked(page, retry_after), browser, False, redirect_status=303)
     ok, rehash = await authenticate(runtime.passwords, attempt.user, form.get("password", "")[:1024])
     if not ok or attempt.user is None:
         await refused()
-        context["error"] = "That username and password do not match. " + _remaining(attempt.attempt.if_failed)
+        context["error"] = (
+            i18n.gettext("That username and password do not match.") + " " + _remaining(attempt.attempt.if_failed)
+        )
         # 200, not 401: a 401 must carry WWW-Authenticate (RFC 9110 §15.5.2), which a form cannot.
         return respond(runtime, page, browser, False, redirect_status=303)
     outcome = await runtime.authorizer.after_login(
@@ -107,17 +111,26 @@ def _locked(page: Outcome, retry_after: int) -> Outcome:
 
 def _remaining(state: LockState) -> str:
     if state.locked:
-        return f"This account is now locked for {_wait(state.retry_after)}."
+        return i18n.gettext("This account is now locked for %(wait)s.") % {"wait": _wait(state.retry_after)}
     if state.remaining is None:
-        return "Check them and try again."
-    return f"{state.remaining} attempt{'s' if state.remaining != 1 else ''} left before the account is locked."
+        return i18n.gettext("Check them and try again.")
+    left = i18n.ngettext(
+        "%(num)d attempt left before the account is locked.",
+        "%(num)d attempts left before the account is locked.",
+        state.remaining,
+    )
+    return left % {"num": state.remaining}
+
+
+def _try_again_in(reason: str, seconds: int) -> str:
+    return i18n.gettext(reason) + " " + i18n.gettext("Try again in %(wait)s.") % {"wait": _wait(seconds)}
 
 
 def _wait(seconds: int) -> str:
     if seconds < 90:
-        return f"{seconds} second{'s' if seconds != 1 else ''}"
+        return i18n.ngettext("%(num)d second", "%(num)d seconds", seconds) % {"num": seconds}
     minutes = math.ceil(seconds / 60)
-    return f"{minutes} minutes"
+    return i18n.ngettext("%(num)d minute", "%(num)d minutes", minutes) % {"num": minutes}
 
 
 async def _reopened(runtime: Runtime, request: Request) -> tuple[str, str, Waiting] | Response:
@@ -200,7 +213,9 @@ async def forced_password_change(request: Request) -> Response:
             runtime.passwords, runtime.breached, new, username=user.username, email=user.email, field="new password"
         )
     except UserError as error:
-        outcome = password_change_page(handle, found.client_name, error=f"The {error.field} {error.message}.")
+        outcome = password_change_page(
+            handle, found.client_name, error=i18n.gettext("The new password %(reason)s.") % {"reason": error.message}
+        )
         outcome = replace(outcome, client_redirect=found.client_redirect)
         return respond(runtime, outcome, browser, False, redirect_status=303)
     password_hash = await runtime.passwords.hash_async(new)
@@ -230,10 +245,10 @@ async def consent(request: Request) -> Response:
     return respond(runtime, outcome, browser, False, redirect_status=303)
 
 
-_EXPIRED = ("This sign-in has expired", "Go back to the application and sign in again.")
+_EXPIRED = (N_("This sign-in has expired"), N_("Go back to the application and sign in again."))
 _FORBIDDEN = (
-    "This form has expired",
-    "The page was open too long or came from somewhere else. Go back to the application and try again.",
+    N_("This form has expired"),
+    N_("The page was open too long or came from somewhere else. Go back to the application and try again."),
 )
 
 

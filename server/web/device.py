@@ -21,6 +21,7 @@ import hashlib
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..i18n import N_
 from ..oauth.endpoints.device_authorization import canonical_user_code
 from ..signin.device import DeviceConfirmation, entry_page
 from ..signin.outcome import Outcome
@@ -29,8 +30,8 @@ from .runtime import Runtime
 
 NOT_A_CODE = "That is not a code from a device: it has 8 letters, like BCDF-GHJK."
 _FORBIDDEN = (
-    "This form has expired",
-    "The page was open too long or came from somewhere else. Enter the code from your device again.",
+    N_("This form has expired"),
+    N_("The page was open too long or came from somewhere else. Enter the code from your device again."),
 )
 
 
@@ -66,7 +67,7 @@ async def confirm(request: Request) -> Response:
     decision = form.get("decision")
     user_code = canonical_user_code(form.get("user_code", ""))
     if decision not in ("allow", "deny") or user_code is None:
-        return pages.error("This request cannot be used", "Enter the code from your device again.")
+        return pages.error(N_("This request cannot be used"), N_("Enter the code from your device again."))
     refused = await _limited(runtime, request, user_code)
     if refused is not None:
         return respond(runtime, refused, browser, False, redirect_status=303)
@@ -87,7 +88,7 @@ async def _limited(runtime: Runtime, request: Request, user_code: str) -> Outcom
     retry_after = max(by_address.retry_after, by_code.retry_after)
     if by_address.allowed and by_code.allowed:
         return None
-    message = "Too many codes were entered. Wait a minute, then enter the code from your device again."
+    message = N_("Too many codes were entered. Wait a minute, then enter the code from your device again.")
     return Outcome(
         page="device.html",
         context={"user_code": "", "error": message},

@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..i18n import N_
 from ..oauth.calls import in_transaction
 from ..oauth.endpoints.end_session import decide
 from ..oauth.request import OstiaryRequest
@@ -20,7 +21,7 @@ async def logout(request: Request) -> Response:
     try:
         pairs = await read_params(request, runtime.settings.max_body_bytes)
     except (FormError, BodyTooLarge):
-        return pages.error("This request cannot be used", "The sign-out request is malformed.")
+        return pages.error(N_("This request cannot be used"), N_("The sign-out request is malformed."))
     form = dict(pairs)
     browser, new_browser = pages.browser_token(request)
     confirmed = (
@@ -30,14 +31,14 @@ async def logout(request: Request) -> Response:
     )
     params = [(name, value) for name, value in pairs if name in _PARAMS]
     if len({name for name, _ in params}) != len(params):
-        return pages.error("This request cannot be used", "A sign-out parameter is repeated.")
+        return pages.error(N_("This request cannot be used"), N_("A sign-out parameter is repeated."))
     oauth_request = OstiaryRequest("POST", runtime.settings.endpoint("/logout"), {}, params)
     oauth_request.extras.browser_session_token = pages.session_token(request)
     result = await in_transaction(
         runtime.sessionmaker, oauth_request, lambda: decide(runtime.oauth, oauth_request, confirmed)
     )
     if result.kind == "error":
-        return pages.error("This sign-out request cannot be used", result.message)
+        return pages.error(N_("This sign-out request cannot be used"), result.message)
     if result.kind == "confirm":
         context = {"params": params, "client_name": result.client_name, "apps": result.apps}
         return pages.render(

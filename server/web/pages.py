@@ -23,6 +23,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from .. import i18n
 from ..authn.secrets import AddressDigests, CsrfTokens, new_token
 from ..settings import Settings
 
@@ -97,6 +98,7 @@ class Pages:
         #: keyed digests of client addresses (the pending sign-ins of one address are capped)
         self.origins = AddressDigests(csrf.subkey("interaction-origin"))
         self.env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
+        i18n.install(self.env)
         self.env.globals["password_min_length"] = settings.password_min_length
         self.env.globals["signup"] = settings.signup
         prefix = "__Host-" if settings.secure_cookies else ""

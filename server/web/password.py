@@ -12,11 +12,12 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..i18n import N_
 from ..users.errors import AccountError
 from .authorize import client_address, posted_form
 from .runtime import Runtime
 
-_EXPIRED = ("This form has expired", "The page was open too long. Open the link from your mail again.")
+_EXPIRED = (N_("This form has expired"), N_("The page was open too long. Open the link from your mail again."))
 
 
 async def forgot_page(request: Request) -> Response:
@@ -38,7 +39,7 @@ async def forgot(request: Request) -> Response:
     limited = await runtime.limiter.check("forgot", client_address(request), runtime.settings.rate_limit_login)
     if not limited.allowed:
         response = pages.error(
-            "Too many requests", "Too many requests from your network. Wait a minute and try again.", status=429
+            N_("Too many requests"), N_("Too many requests from your network. Wait a minute and try again."), status=429
         )
         response.headers["Retry-After"] = str(limited.retry_after)
         return response

@@ -14,15 +14,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..authn.ratelimit import Decision
+from ..i18n import N_
 from ..users.errors import AccountError
 from ..users.signup import EXPIRED, INVITATION_EXPIRED, SignupError
 from .authorize import client_address, posted_form
 from .password import open_sign_in
 from .runtime import Runtime
 
-_EXPIRED = ("This form has expired", "The page was open too long. Open the sign-up page again.")
+_EXPIRED = (N_("This form has expired"), N_("The page was open too long. Open the sign-up page again."))
 _FIELDS = ("username", "email", "name")
-_CLOSED = ("Sign-up is closed", "This server does not take new accounts. Ask its administrators for one.")
+_CLOSED = (N_("Sign-up is closed"), N_("This server does not take new accounts. Ask its administrators for one."))
 
 
 async def signup_page(request: Request) -> Response:
@@ -43,7 +44,7 @@ async def signup_page(request: Request) -> Response:
     if runtime.settings.signup == "invite":
         invited = await runtime.signups.invitation(invitation)
         if invited is None:
-            context["closed"] = INVITATION_EXPIRED if invitation else "Sign-up here is by invitation only."
+            context["closed"] = INVITATION_EXPIRED if invitation else N_("Sign-up here is by invitation only.")
         else:
             context["values"] = {"email": invited.email or ""}
             context["fixed_email"] = bool(invited.email)
@@ -98,7 +99,9 @@ async def _fixed_email(runtime: Runtime, invitation: str) -> bool:
 
 def _too_many(runtime: Runtime, limited: Decision) -> Response:
     response = runtime.pages.error(
-        "Too many requests", "Too many requests for this network or address. Wait a minute and try again.", status=429
+        N_("Too many requests"),
+        N_("Too many requests for this network or address. Wait a minute and try again."),
+        status=429,
     )
     response.headers["Retry-After"] = str(limited.retry_after)
     return response
@@ -120,7 +123,7 @@ async def verify(request: Request) -> Response:
     pages = runtime.pages
     form, browser = await posted_form(request, runtime)
     if form is None or browser is None:
-        return pages.error("This form has expired", "Open the link from your mail again.", status=403)
+        return pages.error(N_("This form has expired"), N_("Open the link from your mail again."), status=403)
     try:
         done = await runtime.signups.confirm(form.get("token", "")[:128])
     except AccountError as error:

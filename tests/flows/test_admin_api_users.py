@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from server.admin.calls import encode_cursor
 from tests.admin import AdminApi, assert_problem
 from tests.flows.conftest import Live, SignIn
 from tests.flows.test_admin_bootstrap import assert_change_page
@@ -139,6 +140,11 @@ async def test_a_cursor_pages_through_five_users_two_at_a_time(admin_api: AdminA
 
     problem = assert_problem(await admin_api.call("GET", "/users?limit=0&cursor=nonsense"), 422)
     assert {error["field"] for error in problem["errors"]} == {"limit", "cursor"}
+    # a position past any 32-bit id: refused as a cursor of nobody's, on PostgreSQL too (was a 500)
+    for listing in ("/users", "/audit"):
+        beyond = assert_problem(await admin_api.call("GET", f"{listing}?cursor={encode_cursor(2**31)}"), 422)
+        assert [error["field"] for error in beyond["errors"]] == ["cursor"]
+    assert (await admin_api.ok("GET", f"/users?cursor={encode_cursor(2**31 - 1)}"))["items"] == []  # after them all
 
 
 # -- creating ---------------------------------------------------------------------------------

@@ -103,9 +103,9 @@ async def test_forgot_mails_a_link_whose_token_is_stored_only_as_a_digest(mailed
     assert (lookup.recipient, lookup.template, lookup.context, lookup.secret_enc) == (
         "alice@example.com",
         "password_reset_lookup",
-        {},
+        {"locale": "en"},
         None,
-    ), "the request queued the address entered, and nothing else"
+    ), "the request queued the address entered and the page's language, and nothing else"
     assert (row.recipient, row.template, row.attempts, row.last_error) == (
         "alice@example.com",
         "password_reset",

@@ -7,8 +7,7 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from ...storage import Session
-from ...storage.invitation_pages import MAX_ID, invitations_page
-from ...storage.signups import StoredInvitation
+from ...storage.signups import MAX_ID, StoredInvitation, list_invitations
 from ...users import signup
 from ...users.invitations import LIVE, state
 from .base import Answer, ConsoleError, Moved, Shown, Visit, cursor, when
@@ -27,7 +26,7 @@ async def listing(visit: Visit) -> Answer:
     before = cursor(visit.arg("before", 20))
 
     def read(db: Session) -> list[StoredInvitation]:
-        return invitations_page(db, include_dead=every, before_id=before, limit=PAGE + 1)
+        return list_invitations(db, include_dead=every, before_id=before, limit=PAGE + 1)
 
     found = await visit.read(read)
     shown = found[:PAGE]

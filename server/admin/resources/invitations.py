@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...storage import Session
-from ...storage.invitation_pages import MAX_ID, invitations_page
-from ...storage.signups import StoredInvitation
+from ...storage import Session, signups
+from ...storage.signups import MAX_ID, StoredInvitation
 from ...users import signup
 from ...users.errors import UserError
 from ...users.invitations import MAX_LIFETIME, MIN_LIFETIME, describe
-from ...users.service import validate_new_user
+from ...users.service import check_address
 from ..calls import Call, Page, Reply
 from ..errors import Invalid, NotFound
 
@@ -31,7 +30,7 @@ async def list_invitations(call: Call) -> Reply:
     include_dead, page = _listing_query(call)
 
     def work(db: Session) -> list[StoredInvitation]:
-        return invitations_page(db, include_dead=include_dead, before_id=page.position, limit=page.limit)
+        return signups.list_invitations(db, include_dead=include_dead, before_id=page.position, limit=page.limit)
 
     found = await call.read(work)
     return Reply.listing([describe(invitation) for invitation in found], page, found[-1].id if found else None)
@@ -73,7 +72,7 @@ def _checked(call: Call) -> dict[str, Any]:
     errors: list[tuple[str, str]] = []
     if body.get("email") is not None:
         try:
-            validate_new_user("invited", body["email"], None)  # the address rules of an account
+            check_address(body["email"])  # the address rules of an account
         except UserError as error:
             errors.append(("email", error.message))
     expires_in = body.get("expires_in")
