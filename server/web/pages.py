@@ -25,6 +25,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from ..authn.secrets import AddressDigests, CsrfTokens, new_token
 from ..settings import Settings
+from .branding import Brand
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -98,6 +99,7 @@ class Pages:
         self.origins = AddressDigests(csrf.subkey("interaction-origin"))
         self.env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
         self.env.globals["password_min_length"] = settings.password_min_length
+        self.env.globals["brand"] = Brand.of(settings)
         prefix = "__Host-" if settings.secure_cookies else ""
         self.session_cookie = prefix + "ostiary_session"
         self.browser_cookie = prefix + "ostiary_browser"
