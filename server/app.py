@@ -34,6 +34,7 @@ from .web import (
     admin_api,
     admin_console,
     authorize,
+    branding,
     cors,
     device,
     errors,
@@ -76,7 +77,7 @@ def create_app(
     """
     traced = [tracing.middleware(tracer_provider)] if tracer_provider is not None else []
     return Starlette(
-        routes=_routes(),
+        routes=[*branding.routes(settings), *_routes()],
         middleware=[*traced, *_proxies(settings), *_edge(settings)],
         exception_handlers=_exception_handlers(),
         lifespan=_lifespan(settings, engine, freeze_gc=freeze_gc, tracer_provider=tracer_provider),

@@ -15,12 +15,12 @@ import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from email.utils import parseaddr
+from email.utils import formataddr, parseaddr
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from . import i18n
+from . import brand, i18n
 
 T = TypeVar("T")
 
@@ -742,11 +742,12 @@ class Settings:
         doc="ask users who have a second factor for it at every sign-in, or only `when-requested` "
         "(by `acr_values` or `--require-mfa`)",
     )
-    totp_issuer: str = setting(
+    totp_issuer: str | None = setting(
         "OSTIARY_TOTP_ISSUER",
         _totp_issuer,
-        default="Ostiary",
-        doc="the name authenticator apps show next to the account (no colon)",
+        default=None,
+        shown="`OSTIARY_BRAND_NAME`",
+        doc="the name authenticator apps show next to the account (no colon); unset: the brand name, colons left out",
     )
     lockout_threshold: int = setting(
         "OSTIARY_LOCKOUT_THRESHOLD",
@@ -831,7 +832,11 @@ class Settings:
         "OSTIARY_SMTP_TIMEOUT", _duration(1, 300), default=10, doc="time allowed for one SMTP conversation"
     )
     mail_from: str | None = setting(
-        "OSTIARY_MAIL_FROM", _mail_from, default=None, shown="`Ostiary <no-reply@issuer host>`", doc="the From header"
+        "OSTIARY_MAIL_FROM",
+        _mail_from,
+        default=None,
+        shown="`<brand name> <no-reply@issuer host>`",
+        doc="the From header",
     )
     mail_poll_interval: int = setting(
         "OSTIARY_MAIL_POLL_INTERVAL",
@@ -862,6 +867,44 @@ class Settings:
         doc="their first password, which they must change after signing in",
     )
 
+    # Branding: the pages and mails (docs/branding.md).
+    brand_name: str = setting(
+        "OSTIARY_BRAND_NAME",
+        brand.name,
+        default="Ostiary",
+        doc="the name the pages and mails show: page titles, the brand line, the footer, the From header",
+    )
+    brand_logo: brand.Asset | None = setting(
+        "OSTIARY_BRAND_LOGO",
+        brand.logo,
+        default=None,
+        doc="a PNG, JPEG, WebP or SVG file (at most 256 KiB), read at startup and shown beside the name, "
+        "served at `/static/brand/logo`",
+    )
+    brand_color: str | None = setting(
+        "OSTIARY_BRAND_COLOR",
+        brand.light_color,
+        default=None,
+        shown="`#2b59c3`",
+        doc="the accent (links, primary buttons) in light mode, `#rrggbb`; refused below 4.5:1 against the "
+        "light backgrounds (button text on it is white)",
+    )
+    brand_color_dark: str | None = setting(
+        "OSTIARY_BRAND_COLOR_DARK",
+        brand.dark_color,
+        default=None,
+        shown="(derived)",
+        doc="the accent in dark mode, refused below 4.5:1 against the dark backgrounds (button text on it is "
+        "dark); unset: `OSTIARY_BRAND_COLOR` lightened just enough to pass, or `#8fb0ff` without it",
+    )
+    brand_stylesheet: brand.Asset | None = setting(
+        "OSTIARY_BRAND_STYLESHEET",
+        brand.stylesheet,
+        default=None,
+        doc="a CSS file (UTF-8, at most 256 KiB) served at `/static/brand/custom.css` and linked after the "
+        "built-in styles; it may use only this server's URLs and `data:` images",
+    )
+
     @property
     def signing_algorithms(self) -> tuple[str, ...]:
         """The algorithms that always have an active signing key: every one a client may
@@ -888,7 +931,14 @@ class Settings:
     @property
     def sender_address(self) -> str:
         """The From header of our mail."""
-        return self.mail_from or f"Ostiary <no-reply@{urlsplit(self.issuer).hostname}>"
+        return self.mail_from or formataddr((self.brand_name, f"no-reply@{urlsplit(self.issuer).hostname}"))
+
+    @property
+    def authenticator_issuer(self) -> str:
+        """The issuer of TOTP secrets (the otpauth URI's label and ``issuer``), which
+        authenticator apps show: ``OSTIARY_TOTP_ISSUER``, else the brand name, whose colons
+        the label cannot hold."""
+        return self.totp_issuer or self.brand_name.replace(":", "").strip() or "Ostiary"
 
     def endpoint(self, path: str) -> str:
         """The absolute URL of one of our endpoints (``path`` starts with ``/``)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate
 from pathlib import Path
@@ -11,7 +12,9 @@ from urllib.parse import urlsplit
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from .. import i18n
+from ..brand import DEFAULT_LIGHT, LOGO_PATH, MAIL_IMAGE_TYPES, Palette
 from ..i18n import N_
+from ..settings import Settings
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -41,12 +44,33 @@ def associated(recipient: str, template: str) -> str:
     return f"mail:{template}:{recipient.casefold()}"
 
 
+@dataclass(frozen=True)
+class MailBrand:
+    """The branding as the mail templates use it (``brand``)."""
+
+    name: str
+    #: the light-mode accent: mail clients show mail on white, or darken it themselves
+    color: str
+    #: the logo's absolute URL, when it is of a type mail clients show; else None
+    logo: str | None
+
+    @classmethod
+    def of(cls, settings: Settings) -> MailBrand:
+        palette = Palette.of(settings.brand_color, settings.brand_color_dark)
+        logo, url = settings.brand_logo, None
+        if logo is not None and logo.content_type in MAIL_IMAGE_TYPES:
+            url = settings.endpoint(f"{LOGO_PATH}?v={logo.version}")
+        color = palette.light if palette is not None else DEFAULT_LIGHT
+        return cls(name=settings.brand_name, color=color, logo=url)
+
+
 class Messages:
-    def __init__(self, sender: str, issuer: str, default_locale: str = i18n.SOURCE) -> None:
-        self.sender = sender
-        self.issuer = issuer
+    def __init__(self, settings: Settings) -> None:
+        self.sender = settings.sender_address
+        self.issuer = settings.issuer
+        self.brand = MailBrand.of(settings)
         #: the language of a mail whose row names none (queued outside a page's request)
-        self.default_locale = default_locale
+        self.default_locale = settings.default_locale
         self.env = Environment(
             loader=FileSystemLoader(TEMPLATES),
             autoescape=select_autoescape(["html"]),
@@ -64,7 +88,13 @@ class Messages:
         if subject is None:
             raise UnknownTemplate(template)
         locale = i18n.match(str(context.get("locale") or "")) or self.default_locale
-        values = {**context, "secret": secret, "issuer": self.issuer, "account_url": f"{self.issuer}/account"}
+        values = {
+            **context,
+            "secret": secret,
+            "issuer": self.issuer,
+            "account_url": f"{self.issuer}/account",
+            "brand": self.brand,
+        }
         with i18n.using(locale):
             return self._message(recipient, template, values, i18n.gettext(subject), message_id)
 

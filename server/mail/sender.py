@@ -75,7 +75,7 @@ class OutboxSender:
         self.wrappers = wrappers
         self.transport = transport
         self.domain = message_domain(settings.issuer)
-        self.messages = Messages(settings.sender_address, settings.issuer, settings.default_locale)
+        self.messages = Messages(settings)
         self.resolvers = dict(resolvers)
         #: when the loop last began a round or finished a message (``time.monotonic()``),
         #: for the readiness probe

@@ -21,6 +21,7 @@ from authlib.common.urls import add_params_to_uri
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749.errors import InvalidClientError
 
+from .. import i18n
 from ..authn import sessions
 from ..authn.levels import ACR_MFA
 from ..authn.secrets import new_grant_id, new_token
@@ -43,8 +44,10 @@ from .outcome import EXPIRED, Outcome, describe_scope, error_page
 
 log = logging.getLogger("ostiary")
 
-#: how the account pages are named where a client's name would be
-ACCOUNT_NAME = "your Ostiary account"
+
+def account_name(settings: Settings) -> str:
+    """How the account pages are named where a client's name would be."""
+    return i18n.gettext("your %(brand)s account") % {"brand": settings.brand_name}
 
 
 @dataclass(frozen=True)
@@ -205,7 +208,7 @@ def begin_account(
         session_sid=session.sid if session is not None and (step_up or must_change) else None,
         return_to=return_to,
     )
-    name = client.stored.name if client is not None else ACCOUNT_NAME
+    name = client.stored.name if client is not None else account_name(settings)
     if step_up:
         return otp_page(handle, name)
     if must_change:
@@ -314,7 +317,7 @@ def consent_missing(user: StoredUser, grant: Any) -> bool:
 
 def client_name(server: Any, stored: StoredInteraction) -> str:
     if stored.client_id is None:
-        return ACCOUNT_NAME
+        return account_name(server.settings)
     client = server.query_client(stored.client_id)
     return client.stored.name if client else stored.client_id
 

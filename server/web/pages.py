@@ -26,6 +26,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from .. import i18n
 from ..authn.secrets import AddressDigests, CsrfTokens, new_token
 from ..settings import Settings
+from .branding import Brand
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -101,6 +102,7 @@ class Pages:
         i18n.install(self.env)
         self.env.globals["password_min_length"] = settings.password_min_length
         self.env.globals["signup"] = settings.signup
+        self.env.globals["brand"] = Brand.of(settings)
         prefix = "__Host-" if settings.secure_cookies else ""
         self.session_cookie = prefix + "ostiary_session"
         self.browser_cookie = prefix + "ostiary_browser"

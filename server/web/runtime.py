@@ -109,7 +109,7 @@ class Runtime:
         oauth = OstiaryAuthorizationServer(settings, keys)
         csrf = CsrfTokens(derive_key(secret, "csrf"))
         lockout = Lockout(settings.lockout_threshold, settings.lockout_window_seconds)
-        second_factor = SecondFactor(wrappers, lockout, settings.totp_issuer)
+        second_factor = SecondFactor(wrappers, lockout, settings.authenticator_issuer)
         passwords = Passwords(settings)
         devices = DeviceCookies(derive_key(secret, "devices"))
         login_guard = LoginGuard(lockout, devices, sessionmaker)

@@ -96,10 +96,12 @@ class _Words(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in ("script", "style"):
             self._skip += 1
-        machine = tag == "button" or (tag == "input" and dict(attrs).get("type") == "hidden")
+        named = dict(attrs)
+        machine = tag == "button" or (tag == "input" and named.get("type") == "hidden")
+        machine = machine or (tag == "meta" and named.get("name") != "description")
         for name, value in attrs:
-            if name == "value" and machine:
-                continue  # what the form sends, not what the page shows
+            if name in ("value", "content") and machine:
+                continue  # what the form sends or the browser reads, not what the page shows
             if name in _ATTRIBUTES and value and not _FORMAT.fullmatch(value):
                 self._check(value)
 
@@ -133,9 +135,10 @@ def test_the_literal_check_finds_words_outside_the_catalogs() -> None:
         '<img alt="A logo" src="{{ logo }}"><input type="hidden" name="x" value="token">'
         '<button name="decision" value="allow">{{ _("Allow") }}</button><input placeholder="XXXX-XXXX">'
         '<input type="submit" value="Send it">{% block card_class %}card wide{% endblock %}'
+        '<meta name="viewport" content="width=device-width"><meta name="description" content="A sign-in page">'
         "{# a comment, not shown #}<p>{{ error | translate }} · ◆ Ostiary</p>"
     )
-    assert literals(planted) == ["Left in English", "A logo", "Send it"]
+    assert literals(planted) == ["Left in English", "A logo", "Send it", "A sign-in page"]
 
 
 def templates() -> list[Path]:
