@@ -137,7 +137,7 @@ def install(env: Environment) -> None:
     env.policies["ext.i18n.trimmed"] = True
     env.install_gettext_callables(gettext, ngettext, newstyle=True)  # type: ignore[attr-defined]
     env.filters["translate"] = gettext
-    env.globals["locale"] = current
+    env.globals["html_lang"] = current
 
 
 def gettext(message: str) -> str:
