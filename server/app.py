@@ -182,6 +182,8 @@ def _routes() -> list[BaseRoute]:
         Route("/login", authorize.login_page, methods=["GET"]),
         Route("/login/otp", authorize.second_factor, methods=["POST"]),
         Route("/login/otp", authorize.second_factor_page, methods=["GET"]),
+        Route("/login/passkey/options", authorize.passkey_options, methods=["POST"]),
+        Route("/login/passkey", authorize.passkey, methods=["POST"]),
         Route("/login/password", authorize.forced_password_change, methods=["POST"]),
         Route("/consent", authorize.consent, methods=["POST"]),
         Route("/device/authorize", token.device_authorization, methods=["POST"]),
@@ -197,8 +199,26 @@ def _routes() -> list[BaseRoute]:
         Route("/signup", signup.signup, methods=["POST"]),
         Route("/email/verify", signup.verify_page, methods=["GET"]),
         Route("/email/verify", signup.verify, methods=["POST"]),
+        *_account_routes(),
+        Route("/userinfo", userinfo.userinfo, methods=["GET", "POST"]),
+        Route("/register", registration.register, methods=["POST"]),
+        Route("/register/{client_id}", registration.configure, methods=["GET", "PUT", "DELETE"]),
+        *(Route(path, cors.preflight, methods=["OPTIONS"]) for path in cors.ENDPOINTS),
+        Route("/logout", logout.logout, methods=["GET", "POST"]),
+        *admin_api.routes(),
+        *admin_console.routes(),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
+
+
+def _account_routes() -> list[BaseRoute]:
+    """``/account`` and its forms (web/account.py)."""
+    return [
         Route("/account", account.account, methods=["GET"]),
         Route("/account/email", account.change_email, methods=["POST"]),
+        Route("/account/passkeys/new", account.new_passkey, methods=["POST"]),
+        Route("/account/passkeys", account.add_passkey, methods=["POST"]),
+        Route("/account/passkeys/remove", account.remove_passkey, methods=["POST"]),
         Route("/account/password", account.change_password, methods=["POST"]),
         Route("/account/totp/start", account.start_totp, methods=["POST"]),
         Route("/account/totp/confirm", account.confirm_totp, methods=["POST"]),
@@ -208,14 +228,6 @@ def _routes() -> list[BaseRoute]:
         Route("/account/sessions/end", account.end_session, methods=["POST"]),
         Route("/account/apps/revoke", account.revoke_app, methods=["POST"]),
         Route("/account/reauth", account.reauthenticate, methods=["POST"]),
-        Route("/userinfo", userinfo.userinfo, methods=["GET", "POST"]),
-        Route("/register", registration.register, methods=["POST"]),
-        Route("/register/{client_id}", registration.configure, methods=["GET", "PUT", "DELETE"]),
-        *(Route(path, cors.preflight, methods=["OPTIONS"]) for path in cors.ENDPOINTS),
-        Route("/logout", logout.logout, methods=["GET", "POST"]),
-        *admin_api.routes(),
-        *admin_console.routes(),
-        Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import re
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.utils import formataddr, parseaddr
@@ -155,6 +156,17 @@ def _host(raw: str) -> str:
         if not re.fullmatch(r"[A-Za-z0-9.-]{1,253}", host):
             raise ValueError(f"must be an IP address or a host name, got {raw!r}") from None
     return host
+
+
+def _aaguids(raw: str) -> tuple[str, ...]:
+    """Authenticator models (AAGUIDs, as UUIDs), comma- or space-separated."""
+    found = []
+    for part in raw.replace(",", " ").split():
+        try:
+            found.append(str(uuid.UUID(part)))
+        except ValueError:
+            raise ValueError(f"{part!r} is not an AAGUID (a UUID: 08987058-cadc-4b81-b6e1-30de50dcbe96)") from None
+    return tuple(found)
 
 
 def _networks(raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
@@ -701,6 +713,13 @@ class Settings:
         default="en",
         doc="the language of pages and mails when neither `ui_locales` nor the browser asks for one that Ostiary "
         "has (`en`, `de`, `fr`)",
+    )
+    passkey_aaguids: tuple[str, ...] = setting(
+        "OSTIARY_PASSKEY_AAGUIDS",
+        _aaguids,
+        default=(),
+        doc="accept only passkeys and security keys of these models (AAGUIDs): registration then asks for "
+        "attestation; empty: any authenticator, attestation `none`",
     )
     signup: str = setting(
         "OSTIARY_SIGNUP",

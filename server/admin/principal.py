@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ..authn.levels import ACR_MFA
+from ..authn.levels import ACR_MFA, multi_factor
 from ..keys.ring import KeyRing
 from ..oauth.endpoints.lookup import access_token_active
 from ..oauth.endpoints.userinfo import InvalidToken, token_user, verify_access_token
@@ -110,7 +110,7 @@ def authenticate(db: Session, verified: Verified) -> Principal:
         raise Unauthorized("the access token's user or grant is no longer active") from None
     if not user.is_admin:
         raise Forbidden("the token's user does not hold the admin role", scope=SCOPE)
-    if claims.get("acr") != ACR_MFA:
+    if not multi_factor(claims.get("acr")):
         raise StepUpRequired("an administrator's token must come from a sign-in with a second factor", ACR_MFA)
     auth_time = claims.get("auth_time")
     if not isinstance(auth_time, int) or time.time() - auth_time > verified.step_up_seconds:

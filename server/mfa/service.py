@@ -14,7 +14,7 @@ from ..i18n import N_
 from ..keys.errors import KeyMaterialError
 from ..keys.wrapping import KeyWrappers
 from ..observe import metrics
-from ..storage import Session, audit, mfa as mfa_store, outbox
+from ..storage import Session, audit, mfa as mfa_store, outbox, passkeys as passkey_store
 from ..storage.mfa import StoredTotp
 from ..storage.users import StoredUser
 from . import backup, totp
@@ -85,7 +85,14 @@ class SecondFactor:
     # -- use ---------------------------------------------------------------------------
 
     def is_enrolled(self, db: Session, user: StoredUser) -> bool:
+        """The user has a second factor: an authenticator app, or a passkey."""
+        return self.has_totp(db, user) or self.has_passkey(db, user)
+
+    def has_totp(self, db: Session, user: StoredUser) -> bool:
         return mfa_store.has_confirmed_totp(db, user.id)
+
+    def has_passkey(self, db: Session, user: StoredUser) -> bool:
+        return passkey_store.count_passkeys(db, user.id) > 0
 
     def verify(self, db: Session, user: StoredUser, code: str, device: bytes | None) -> Verdict:
         """Check a TOTP code or a backup code, refusing (unchecked) while its second-factor
@@ -118,14 +125,12 @@ class SecondFactor:
 
     def _accept(self, db: Session, user: StoredUser, code: str) -> str | None:
         stored = mfa_store.get_totp(db, user.id)
-        if stored is None or not stored.confirmed:
-            return None
         digits = totp.normalise(code)
-        if digits is not None:
+        if stored is not None and stored.confirmed and digits is not None:
             step = totp.matching_step(self._secret(stored), digits)
             return "otp" if step is not None and mfa_store.advance_step(db, user.id, step) else None
         if backup.normalise(code) is not None and mfa_store.use_backup_code(db, user.id, backup.digest(code)):
-            return "backup_code"
+            return "backup_code"  # only an enrolled user has any
         return None
 
     # -- changes (the caller has checked both factors afresh) --------------------------
@@ -138,9 +143,22 @@ class SecondFactor:
         return codes
 
     def disable(self, db: Session, user: StoredUser) -> None:
-        if mfa_store.delete_totp(db, user.id):
+        """Turn the authenticator app off; the backup codes stay while a passkey does."""
+        if mfa_store.delete_totp(db, user.id, keep_codes=self.has_passkey(db, user)):
             audit.record(db, "mfa.disabled", actor=user.sub, user=user.sub)
             _mail(db, user, "totp_disabled")
+
+    def first_codes(self, db: Session, user: StoredUser) -> list[str] | None:
+        """Backup codes for a user whose first second factor this is (a first passkey), shown
+        once; None when the user has codes already."""
+        if self.unused_codes(db, user) or self.has_totp(db, user):
+            return None
+        return self._replace_codes(db, user)
+
+    def forget_codes_unless_enrolled(self, db: Session, user: StoredUser) -> None:
+        """The last second factor went: its backup codes go with it."""
+        if not self.is_enrolled(db, user):
+            mfa_store.delete_backup_codes(db, user.id)
 
     def unused_codes(self, db: Session, user: StoredUser) -> int:
         return mfa_store.count_unused_backup_codes(db, user.id)
@@ -167,8 +185,9 @@ class SecondFactor:
 
 
 def reset(db: Session, user: StoredUser, *, actor: str) -> bool:
-    """An administrator removes a user's second factor (a lost device); True if there was one."""
-    had = mfa_store.delete_totp(db, user.id)
+    """An administrator removes a user's second factors, app and passkeys (a lost device);
+    True if there was one."""
+    had = mfa_store.delete_totp(db, user.id) | (passkey_store.delete_all(db, user.id) > 0)
     audit.record(db, "mfa.reset", actor=actor, user=user.sub, details={"had_second_factor": had})
     if had:
         _mail(db, user, "totp_disabled")

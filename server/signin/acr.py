@@ -14,20 +14,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..authn.levels import ACR_MFA, ACR_PASSWORD
+from ..authn.levels import ACR_MFA, ACR_PASSWORD, ACR_PHR
 
 
 @dataclass(frozen=True)
 class AcrRequest:
-    #: the request asks for the multi-factor level
+    #: the request asks for two factors at least
     mfa: bool = False
+    #: the request asks for a passkey (phishing-resistant)
+    phr: bool = False
 
 
 NOTHING = AcrRequest()
 
 
 def requested_acr(data: dict[str, str]) -> AcrRequest:
-    """Read ``acr_values`` (space-separated, in order of preference): the multi-factor level
-    is asked for when it is named and a password alone satisfies none of the values."""
+    """Read ``acr_values`` (space-separated, in order of preference): a level is asked for
+    when it is named and no lower one is (a lower value would be satisfied by less)."""
     values = (data.get("acr_values") or "").split()
-    return AcrRequest(mfa=ACR_MFA in values and ACR_PASSWORD not in values)
+    if ACR_PASSWORD in values:
+        return NOTHING
+    phr = ACR_PHR in values and ACR_MFA not in values
+    return AcrRequest(mfa=ACR_MFA in values or phr, phr=phr)

@@ -24,27 +24,50 @@ from typing import Any, TypeVar
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749.errors import AccessDeniedError, InvalidRequestError
 
+from .. import i18n
 from ..authn import sessions
-from ..authn.levels import ACR_MFA, ACR_PASSWORD, AMR_PASSWORD, MULTI_FACTOR, PASSWORD_ONLY
+from ..authn.levels import ACR_MFA, ACR_PASSWORD, ACR_PHR, AMR_PASSWORD, MULTI_FACTOR, PASSWORD_ONLY
+from ..authn.lockout import FACTOR_OTP
 from ..authn.login import LoginGuard
 from ..authn.secrets import new_token
 from ..keys.holder import KeyRingHolder
+from ..mfa.passkeys import PasskeyError, Passkeys
 from ..mfa.service import SecondFactor
 from ..oauth.calls import in_transaction
 from ..oauth.request import OstiaryRequest
 from ..observe import context, metrics
 from ..settings import Settings
-from ..storage import AsyncSession, Session, async_sessionmaker, audit, consents, interactions, users as user_store
+from ..storage import (
+    AsyncSession,
+    Session,
+    async_sessionmaker,
+    audit,
+    consents,
+    interactions,
+    sessions as session_store,
+    users as user_store,
+)
 from ..storage.base import sha256 as digest
 from ..storage.interactions import StoredInteraction
 from ..storage.sessions import SeenFrom, StoredSession
 from ..storage.users import StoredUser
 from ..users.service import change_password
-from . import pushed, steps
+from . import passkey as by_passkey, pushed, steps
 from .acr import AcrRequest, requested_acr
 from .checks import Needs, check_extras, prompt_none_refusal, prompts, reusable_session
-from .levels import Level, LevelPolicy, otp_page, password_change_page, same_credential, unmet
+from .levels import (
+    APP_ONLY,
+    Level,
+    LevelPolicy,
+    otp_page,
+    password_change_page,
+    same_credential,
+    satisfied,
+    second_factor_due,
+    unmet,
+)
 from .outcome import ACCOUNT_CHANGED, CHANGED, EXPIRED, Outcome
+from .passkey import PasskeyLogin
 
 T = TypeVar("T")
 
@@ -60,8 +83,10 @@ class Authorizer:
         second_factor: SecondFactor,
         login_guard: LoginGuard,
         keys: KeyRingHolder,
+        passkeys: Passkeys,
     ) -> None:
         self.server = server
+        self.passkeys = passkeys
         self.settings = settings
         self.levels = LevelPolicy(settings, second_factor, server)
         self.keys = keys
@@ -146,6 +171,29 @@ class Authorizer:
             return self._second_factor(db, handle, stored, session_token, login)
 
         return await self._in_interaction(handle, browser, step)
+
+    async def passkey_options(self, handle: str, browser: str, session_token: str | None) -> str | None:
+        """The options of a passkey ceremony (JSON) for the open sign-in behind ``handle``:
+        for the user it waits for, or for any passkey when nobody has signed in yet. None
+        when there is no such sign-in (or it changed)."""
+        request = self._request([])
+
+        def options() -> str | None:
+            db = request.extras.session
+            stored = steps.open_interaction(db, handle, browser)
+            found = by_passkey.waiting(db, stored, session_token) if stored is not None else None
+            if found is None or found.changed is not None:
+                return None
+            return self.passkeys.authentication_options(db, digest(handle), found.user)
+
+        return await self._run(request, options)
+
+    async def passkey(self, handle: str, browser: str, session_token: str | None, login: PasskeyLogin) -> Outcome:
+        """The browser's answer to :meth:`passkey_options`: the second factor of the user the
+        sign-in waits for, or (nobody yet) a sign-in on its own."""
+        return await self._in_interaction(
+            handle, browser, lambda db, stored: self._passkey(db, handle, stored, session_token, login)
+        )
 
     async def session_user(self, session_token: str | None) -> StoredUser | None:
         request = self._request([])
@@ -294,15 +342,28 @@ class Authorizer:
             fresh,
             consent=consent,
             unmet=level is Level.UNMET,
-            step_up=level is Level.MFA and fresh.acr != ACR_MFA,
+            step_up=not satisfied(level, fresh.acr),
             must_change=user.must_change_password,
+            methods=self.levels.methods(request.extras.session, user, level),
         )
 
     def _open(self, db: Session, handle: str, browser: str) -> steps.Waiting | None:
         stored = steps.open_interaction(db, handle, browser)
         if stored is None:
             return None
-        return steps.Waiting(stored, steps.client_name(self.server, stored), steps.client_redirect(self.server, stored))
+        name, redirect = steps.client_name(self.server, stored), steps.client_redirect(self.server, stored)
+        user = self._second_factor_user(db, stored)
+        if user is None:
+            return steps.Waiting(stored, name, redirect)
+        methods = self.levels.methods(db, user, self.levels.for_interaction(db, stored, user))
+        return steps.Waiting(stored, name, redirect, methods)
+
+    def _second_factor_user(self, db: Session, stored: StoredInteraction) -> StoredUser | None:
+        """The user whose second factor the sign-in waits for, if it does."""
+        if stored.pending_user_id is not None:
+            return user_store.get_user(db, stored.pending_user_id)
+        session = session_store.get_live_session_by_sid(db, stored.session_sid) if stored.session_sid else None
+        return user_store.get_user(db, session.user_id) if session is not None else None
 
     def _after_login(self, db: Session, handle: str, stored: StoredInteraction, login: steps.PasswordLogin) -> Outcome:
         user, rehash = login.user, login.rehash
@@ -313,10 +374,12 @@ class Authorizer:
         if rehash:
             user_store.rehash_password(db, user.id, old=user.password_hash, new=rehash)
             current = replace(current, password_hash=rehash)
-        if self.levels.for_interaction(db, stored, current) is Level.MFA:
+        level = self.levels.for_interaction(db, stored, current)
+        if second_factor_due(level):
             assert current.password_hash is not None
             interactions.hold_for_second_factor(db, digest(handle), user.id, digest(current.password_hash))
-            return otp_page(handle, steps.client_name(self.server, stored))
+            methods = self.levels.methods(db, current, level)
+            return otp_page(handle, steps.client_name(self.server, stored), methods=methods)
         started = sessions.start(
             db,
             user_id=user.id,
@@ -355,9 +418,14 @@ class Authorizer:
             session, user = steps.signed_in(db, session_token)
             if session is None or user is None or stored.session_sid != session.sid:
                 return CHANGED
+        level = self.levels.for_interaction(db, stored, user)
+        methods = self.levels.methods(db, user, level)
+        if level is Level.PHR:
+            message = i18n.gettext("This application asks you to sign in with a passkey.")
+            return otp_page(handle, steps.client_name(self.server, stored), methods=methods, error=message)
         verdict = self.levels.mfa.verify(db, user, code, self.login_guard.devices.digest_for(device_cookie, user.id))
         if not verdict.ok:
-            return otp_page(handle, steps.client_name(self.server, stored), lock=verdict.lock)
+            return otp_page(handle, steps.client_name(self.server, stored), lock=verdict.lock, methods=methods)
         if session is None:
             started = sessions.start(
                 db,
@@ -377,6 +445,72 @@ class Authorizer:
         audit.record(db, "login.succeeded", actor=user.sub, user=user.sub, client=stored.client_id, details=details)
         signed_in(stored.client_id, user.sub)
         return self._session_started(db, handle, stored, user, started, device_cookie)
+
+    def _passkey(
+        self,
+        db: Session,
+        handle: str,
+        stored: StoredInteraction,
+        session_token: str | None,
+        login: PasskeyLogin,
+    ) -> Outcome:
+        found = by_passkey.waiting(db, stored, session_token)
+        if found.changed is not None:
+            return found.changed
+        name = steps.client_name(self.server, stored)
+        user = found.user
+        methods = self.levels.methods(db, user, self.levels.for_interaction(db, stored, user)) if user else APP_ONLY
+        device = self.login_guard.devices.digest_for(login.device_cookie, user.id) if user else None
+        lockout = self.levels.mfa.lockout
+        if user is not None and lockout.check(db, user.id, FACTOR_OTP, device).locked:
+            return otp_page(handle, name, lock=lockout.check(db, user.id, FACTOR_OTP, device), methods=methods)
+        try:
+            assertion = self.passkeys.authenticate(db, digest(handle), login.answer, user)
+        except PasskeyError as error:
+            holder = user_store.get_user(db, error.owner) if error.owner is not None else None
+            if holder is not None:
+                lockout.fail(db, holder.id, FACTOR_OTP, device)
+                audit.record(db, "mfa.failed", actor=holder.sub, user=holder.sub, details={"reason": "passkey"})
+            return by_passkey.refused(handle, name, i18n.gettext(str(error)), user=user, methods=methods)
+        owner = user or user_store.get_user(db, assertion.passkey.user_id)
+        if owner is None or owner.disabled_at is not None:
+            return ACCOUNT_CHANGED
+        lockout.succeed(db, owner.id, FACTOR_OTP, device)
+        amr = by_passkey.amr(assertion, password=user is not None and found.session is None)
+        started = self._phishing_resistant(db, owner, found.session, session_token, amr, login.seen_from)
+        if started is None:
+            return CHANGED
+        details = {
+            "amr": amr,
+            "method": "passkey",
+            "passkey": assertion.passkey.id,
+            "step_up": found.session is not None,
+        }
+        audit.record(db, "login.succeeded", actor=owner.sub, user=owner.sub, client=stored.client_id, details=details)
+        signed_in(stored.client_id, owner.sub)
+        return self._session_started(db, handle, stored, owner, started, login.device_cookie)
+
+    def _phishing_resistant(
+        self,
+        db: Session,
+        user: StoredUser,
+        session: StoredSession | None,
+        session_token: str | None,
+        amr: list[str],
+        seen_from: SeenFrom | None,
+    ) -> sessions.StartedSession | None:
+        """A passkey's session: a new one, or ``session`` stepped up (None if it ended)."""
+        if session is None:
+            return sessions.start(
+                db,
+                user_id=user.id,
+                amr=amr,
+                acr=ACR_PHR,
+                ttl=self.settings.session_ttl,
+                replaces=session_token,
+                seen_from=seen_from,
+            )
+        return sessions.step_up(db, session_token, amr=[*session.amr, *amr], acr=ACR_PHR)
 
     def _session_started(
         self,

@@ -22,6 +22,7 @@ from ..storage.base import utcnow
 from ..storage.sessions import StoredSession
 from ..storage.users import StoredUser
 from . import response_modes
+from .levels import APP_ONLY, Methods
 
 _MAX_AGE = re.compile(r"[0-9]{1,9}")  # ASCII digits only: str.isdigit() accepts "²", which int() refuses
 #: RFC 9449 §10: base64url (no padding) of a SHA-256 JWK thumbprint (RFC 7638)
@@ -46,6 +47,8 @@ class Needs:
     unmet: bool = False
     step_up: bool = False
     must_change: bool = False
+    #: the second factors the user may step up with
+    methods: Methods = APP_ONLY
 
     @property
     def nothing(self) -> bool:

@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from ..authn.levels import ACR_MFA
 from ..authn.secrets import new_grant_id
 from ..i18n import N_
 from ..oauth.calls import in_transaction
@@ -28,7 +27,7 @@ from ..storage.users import StoredUser
 from . import steps
 from .acr import NOTHING
 from .authorizer import Authorizer
-from .levels import Level
+from .levels import Level, satisfied
 from .outcome import CHANGED, Outcome, describe_scope, error_page
 
 T = TypeVar("T")
@@ -146,6 +145,6 @@ class DeviceConfirmation:
                 f"{client.stored.name} requires a second factor, and your account has none. "
                 "Set one up on your account page, then enter the code again.",
             )
-        if level is Level.MFA and session.acr != ACR_MFA or user.must_change_password:
+        if not satisfied(level, session.acr) or user.must_change_password:
             return error_page(N_("Sign in again"), N_("Enter the code from your device again."))
         return None

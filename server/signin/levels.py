@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import enum
 import hmac
+from dataclasses import dataclass
 from typing import Any
 
 from authlib.oauth2 import OAuth2Error
 
 from .. import i18n
+from ..authn.levels import ACR_PHR, multi_factor
 from ..authn.lockout import LockState
 from ..mfa.service import SecondFactor
 from ..oauth.errors import UnmetAuthenticationRequirementsError
@@ -35,6 +37,8 @@ class Level(enum.Enum):
 
     PASSWORD = "password"  # noqa: S105
     MFA = "mfa"
+    #: a passkey: asked for by ``acr_values`` (urn:ostiary:acr:phr) from a user who has one
+    PHR = "phr"
     #: the second factor is required, and the user has none
     UNMET = "unmet"
 
@@ -45,8 +49,17 @@ class LevelPolicy:
         self.mfa = second_factor
         self.server = server
 
+    def methods(self, db: Session, user: StoredUser, level: Level) -> Methods:
+        """What ``user`` may show at ``level``: a passkey alone when one is asked for."""
+        passkey = self.mfa.has_passkey(db, user)
+        if level is Level.PHR:
+            return Methods(app=False, passkey=True, backup=False)
+        return Methods(app=self.mfa.has_totp(db, user) or not passkey, passkey=passkey)
+
     def for_request(self, db: Session, acr: AcrRequest, client: Any, user: StoredUser) -> Level:
         """What ``user`` must show for a request with ``acr`` to ``client`` (None: the account pages)."""
+        if acr.phr and self.mfa.has_passkey(db, user):
+            return Level.PHR
         enrolled = self.mfa.is_enrolled(db, user)
         required = client is not None and client.stored.require_mfa
         if enrolled and (required or acr.mfa or client is None or self.settings.mfa == "always-if-enrolled"):
@@ -58,6 +71,19 @@ class LevelPolicy:
             return self.for_request(db, NOTHING, None, user)
         acr = requested_acr(dict(stored.params))
         return self.for_request(db, acr, self.server.query_client(stored.client_id), user)
+
+
+def satisfied(level: Level, acr: str | None) -> bool:
+    """A session at ``acr`` is good enough for ``level``."""
+    if level is Level.PHR:
+        return acr == ACR_PHR
+    if level is Level.MFA:
+        return multi_factor(acr)
+    return True
+
+
+def second_factor_due(level: Level) -> bool:
+    return level in (Level.MFA, Level.PHR)
 
 
 def same_credential(user: StoredUser, credential: bytes | None) -> bool:
@@ -75,9 +101,40 @@ def unmet(redirect_uri: str | None) -> OAuth2Error:
     )
 
 
-def otp_page(handle: str, client_name: str, *, lock: LockState | None = None, backup: bool = False) -> Outcome:
-    """The second-factor page; after a wrong code, with how many tries are left (or 429 when locked)."""
-    context: dict[str, Any] = {"handle": handle, "client_name": client_name, "backup": backup}
+@dataclass(frozen=True)
+class Methods:
+    """The second factors a sign-in may use: the authenticator app (a TOTP code), a passkey;
+    a backup code works with either."""
+
+    app: bool = True
+    passkey: bool = False
+    #: a backup code may stand in (not where a passkey is asked for)
+    backup: bool = True
+
+
+APP_ONLY = Methods()
+
+
+def otp_page(
+    handle: str,
+    client_name: str,
+    *,
+    lock: LockState | None = None,
+    backup: bool = False,
+    methods: Methods = APP_ONLY,
+    error: str | None = None,
+) -> Outcome:
+    """The second-factor page; after a wrong code, with how many tries are left (or 429 when
+    locked); ``error``: what went wrong otherwise (a passkey refused)."""
+    context: dict[str, Any] = {
+        "handle": handle,
+        "client_name": client_name,
+        "backup": backup,
+        "app": methods.app,
+        "passkey": methods.passkey,
+        "backup_ok": methods.backup,
+        "error": error,
+    }
     if lock is None:
         return Outcome(page="otp.html", context=context)
     if lock.locked:

@@ -23,7 +23,6 @@ from authlib.oauth2.rfc6749.errors import InvalidClientError
 
 from .. import i18n
 from ..authn import sessions
-from ..authn.levels import ACR_MFA
 from ..authn.secrets import new_grant_id, new_token
 from ..i18n import N_
 from ..keys.holder import KeyRingHolder
@@ -39,7 +38,7 @@ from . import response_modes
 from .acr import NOTHING, requested_acr
 from .checks import Needs, stored_params
 from .id_token_hint import hinted_subject
-from .levels import Level, LevelPolicy, otp_page, password_change_page, unmet
+from .levels import APP_ONLY, Level, LevelPolicy, Methods, otp_page, password_change_page, satisfied, unmet
 from .outcome import EXPIRED, Outcome, describe_scope, error_page
 
 log = logging.getLogger("ostiary")
@@ -70,6 +69,8 @@ class Waiting:
     client_name: str
     #: the redirect URI it ends at (None: an account sign-in, which ends on our own pages)
     client_redirect: str | None
+    #: the second factors its user may show, once the password is checked
+    methods: Methods = APP_ONLY
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,7 @@ def wait_for_user(
     )
     name = grant.client.stored.name
     if needs.step_up:
-        outcome = otp_page(handle, name)
+        outcome = otp_page(handle, name, methods=needs.methods)
     elif needs.must_change:
         outcome = password_change_page(handle, name)
     elif needs.session is not None:
@@ -190,9 +191,11 @@ def begin_account(
     confirmation, RFC 8628): at the level the client needs, with its name on the pages."""
     session, user = signed_in(db, session_token)
     step_up = must_change = False
+    methods = APP_ONLY
     if session is not None and user is not None:
         level = levels.for_request(db, NOTHING, client, user)
-        step_up = level is Level.MFA and session.acr != ACR_MFA
+        step_up = not satisfied(level, session.acr)
+        methods = levels.methods(db, user, level)
         must_change = user.must_change_password
         if not step_up and not must_change:
             return None
@@ -210,7 +213,7 @@ def begin_account(
     )
     name = client.stored.name if client is not None else account_name(settings)
     if step_up:
-        return otp_page(handle, name)
+        return otp_page(handle, name, methods=methods)
     if must_change:
         return password_change_page(handle, name)
     return Outcome(page="login.html", context={"handle": handle, "client_name": name, "username": ""})
@@ -261,7 +264,7 @@ def complete(
     level = levels.for_request(request.extras.session, requested_acr(request.payload.data), grant.client, user)
     if level is Level.UNMET:
         return answer_error(server, issuer, request, unmet(grant.redirect_uri))
-    if level is Level.MFA and session.acr != ACR_MFA:
+    if not satisfied(level, session.acr):
         return error_page(N_("A second factor is needed"), N_("Go back to the application and sign in again."))
     if user.must_change_password:
         return error_page(N_("A new password is needed"), N_("Go back to the application and sign in again."))

@@ -33,6 +33,7 @@ from .models import (
     RefreshToken,
     RevokedAccessToken,
     UsedJti,
+    WebAuthnChallenge,
 )
 
 BATCH = 1000
@@ -106,6 +107,12 @@ TARGETS = (
         EmailVerification,
         EmailVerification.token_digest,
         lambda now: EmailVerification.expires_at < now,
+    ),
+    Target(
+        "webauthn_challenges",
+        WebAuthnChallenge,
+        WebAuthnChallenge.digest,
+        lambda now: WebAuthnChallenge.expires_at < now,
     ),
     Target("invitations", Invitation, Invitation.id, lambda now: Invitation.expires_at < now - INVITATION_RETENTION),
     # an id past its token's expiry cannot be replayed: the token is refused as expired

@@ -122,14 +122,20 @@ def count_wrapped_by_others(session: Session, key_ids: tuple[str, ...]) -> int:
     return int(session.execute(query).scalar_one())
 
 
-def delete_totp(session: Session, user_id: int) -> bool:
-    """Remove the credential and every backup code; True if there was a confirmed credential."""
+def delete_totp(session: Session, user_id: int, *, keep_codes: bool = False) -> bool:
+    """Remove the credential and, unless ``keep_codes`` (another second factor stays), every
+    backup code; True if there was a confirmed credential."""
     result = session.execute(
         delete(TotpCredential).where(TotpCredential.user_id == user_id).returning(TotpCredential.confirmed_at)
     )
     confirmed = any(at is not None for (at,) in result.all())
-    session.execute(delete(BackupCode).where(BackupCode.user_id == user_id))
+    if not keep_codes:
+        delete_backup_codes(session, user_id)
     return confirmed
+
+
+def delete_backup_codes(session: Session, user_id: int) -> None:
+    session.execute(delete(BackupCode).where(BackupCode.user_id == user_id))
 
 
 def replace_backup_codes(session: Session, user_id: int, digests: list[bytes]) -> None:

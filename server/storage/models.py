@@ -332,6 +332,42 @@ class TotpCredential(Base):
     last_step: Mapped[int | None] = mapped_column(BigInteger)
 
 
+class Passkey(Base):
+    """A user's WebAuthn credential (a passkey or a security key): its public key, the
+    signature counter it last reported, and what the user named it. Nothing secret."""
+
+    __tablename__ = "passkeys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    #: the credential id the authenticator chose (at most 1023 bytes, WebAuthn §5.8.3)
+    credential_id: Mapped[bytes] = mapped_column(LargeBinary(1023), unique=True)
+    #: COSE-encoded public key
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    sign_count: Mapped[int] = mapped_column(BigInteger)
+    aaguid: Mapped[str] = mapped_column(String(36))
+    #: a passkey that a platform syncs between devices ("multi_device"), or one bound to its authenticator
+    device_type: Mapped[str] = mapped_column(String(16))
+    transports: Mapped[list[str]] = mapped_column(JSON)
+    name: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class WebAuthnChallenge(Base):
+    """A challenge handed to a browser for one ceremony, kept as SHA-256 and spent by its
+    first use: registering a passkey (``user_id``) or signing in with one (``interaction``,
+    the digest of the sign-in it belongs to)."""
+
+    __tablename__ = "webauthn_challenges"
+
+    digest: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    purpose: Mapped[str] = mapped_column(String(16))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    interaction: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
 class BackupCode(Base):
     """A single-use backup code, kept as the SHA-256 of its 80 random bits."""
 

@@ -18,11 +18,12 @@ from typing import TypeVar
 
 from .. import i18n
 from ..authn import sessions
-from ..authn.levels import ACR_MFA, MULTI_FACTOR
+from ..authn.levels import ACR_MFA, AMR_MFA, MULTI_FACTOR, multi_factor
 from ..authn.login import LoginGuard
 from ..i18n import N_
 from ..keys.wrapping import KeyWrappers
 from ..mfa.errors import MfaError
+from ..mfa.passkeys import Passkeys
 from ..mfa.service import Enrolment, SecondFactor
 from ..observe import metrics
 from ..settings import Settings
@@ -33,6 +34,7 @@ from ..storage import (
     audit,
     authorized_apps,
     grants as grant_store,
+    passkeys as passkey_store,
     sessions as session_store,
     signups,
     transactions,
@@ -40,6 +42,7 @@ from ..storage import (
 )
 from ..storage.authorized_apps import AuthorizedApp
 from ..storage.base import utcnow
+from ..storage.passkeys import StoredPasskey
 from ..storage.sessions import StoredSession
 from ..storage.users import StoredUser
 from .breached import BreachedPasswords
@@ -66,8 +69,10 @@ class Me:
 @dataclass(frozen=True)
 class Overview:
     me: Me
+    #: an authenticator app is on
     enrolled: bool
     unused_codes: int
+    passkeys: list[StoredPasskey]
     sessions: list[StoredSession]
     apps: list[AuthorizedApp]
 
@@ -94,6 +99,7 @@ class Account:
     ) -> None:
         self.settings = settings
         self.links = AddressLinks(settings, wrappers)
+        self.passkeys = Passkeys(settings)
         self.sessionmaker = sessionmaker
         self.passwords = passwords
         self.mfa = second_factor
@@ -105,8 +111,9 @@ class Account:
             me = self._me(db, token)
             return Overview(
                 me=me,
-                enrolled=self.mfa.is_enrolled(db, me.user),
+                enrolled=self.mfa.has_totp(db, me.user),
                 unused_codes=self.mfa.unused_codes(db, me.user),
+                passkeys=passkey_store.list_passkeys(db, me.user.id),
                 sessions=session_store.list_live_sessions(db, me.user.id),
                 apps=authorized_apps.list_for_user(db, me.user.id),
             )
@@ -132,6 +139,45 @@ class Account:
             return codes, stepped.token
 
         return await self._run(confirm, commit_on_error=False)
+
+    async def passkey_options(self, token: str | None) -> str:
+        """The options for adding a passkey (JSON); needs the password proved recently."""
+        return await self._run(lambda db: self.passkeys.registration_options(db, self._recent(db, token).user))
+
+    async def add_passkey(self, token: str | None, answer: str, name: str) -> tuple[list[str] | None, str]:
+        """Keep the passkey the browser made; returns the backup codes when it is the
+        account's first second factor (shown once), and the session's new token: the
+        session is raised to two factors, as a new authenticator app raises it."""
+
+        def add(db: Session) -> tuple[list[str] | None, str]:
+            me = self._recent(db, token)
+            self.passkeys.register(db, me.user, answer, name)
+            codes = self.mfa.first_codes(db, me.user)
+            if not multi_factor(me.session.acr):
+                stepped = sessions.step_up(db, token, amr=[*me.session.amr, AMR_MFA], acr=ACR_MFA)
+                if stepped is None:
+                    raise NotSignedIn
+                return codes, stepped.token
+            renewed = sessions.renew(db, token)
+            if renewed is None:
+                raise NotSignedIn
+            return codes, renewed.token
+
+        return await self._run(add)
+
+    async def remove_passkey(self, token: str | None, passkey_id: int) -> None:
+        """Remove one of the account's passkeys (the password proved recently); with the
+        last second factor gone, its backup codes go too."""
+
+        def remove(db: Session) -> None:
+            me = self._recent(db, token)
+            removed = passkey_store.delete_passkey(db, me.user.id, passkey_id)
+            if removed is None:
+                raise NothingToEnd(N_("That passkey is gone already."))
+            self.mfa.forget_codes_unless_enrolled(db, me.user)
+            audit.record(db, "passkey.removed", actor=me.user.sub, user=me.user.sub, details={"passkey": passkey_id})
+
+        await self._run(remove)
 
     async def regenerate_codes(self, token: str | None, device: str | None, password: str, code: str) -> list[str]:
         me = await self._password_checked(token, device, password)
@@ -257,7 +303,7 @@ class Account:
         user = user_store.get_user(db, session.user_id) if session else None
         if session is None or user is None or user.disabled_at is not None:
             raise NotSignedIn
-        if session.acr != ACR_MFA and self.mfa.is_enrolled(db, user):
+        if not multi_factor(session.acr) and self.mfa.is_enrolled(db, user):
             raise NotSignedIn
         return Me(user, session)
 

@@ -18,11 +18,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..authn import browsers
-from ..authn.levels import ACR_MFA
+from ..authn.levels import multi_factor
 from ..i18n import N_
 from ..mfa.errors import MfaError
 from ..signin.outcome import describe_scope
 from ..storage.authorized_apps import AuthorizedApp
+from ..storage.passkeys import StoredPasskey
 from ..storage.sessions import StoredSession
 from ..users.account import NotSignedIn, Overview, ReauthRequired
 from ..users.errors import AccountError, NothingToEnd
@@ -36,6 +37,8 @@ _DONE = {
     "reauth": N_("Your password is confirmed. You can now change how you sign in."),
     "session-ended": N_("That session is signed out."),
     "app-revoked": N_("That application's access is revoked."),
+    "passkey-added": N_("Your passkey is added. You can sign in with it."),
+    "passkey-removed": N_("That passkey is removed."),
     "email-sent": N_("A link is on its way to that address. Your address changes when you open it."),
 }
 
@@ -80,6 +83,7 @@ async def account(request: Request) -> Response:
         "enrolled": view.enrolled,
         "unused_codes": view.unused_codes,
         "sessions": [_session(runtime, stored, view) for stored in view.sessions],
+        "passkeys": [_passkey(passkey) for passkey in view.passkeys],
         "apps": apps,
         # the origins of the logos shown: the page's CSP lets them serve images
         "logos": [app["logo"] for app in apps if app["logo"]],
@@ -102,7 +106,17 @@ def _session(runtime: Runtime, stored: StoredSession, view: Overview) -> dict[st
         "place": places.place(stored.address) if places is not None else None,
         "started": _when(stored.created_at),
         "last_seen": _when(stored.last_seen_at or stored.created_at),
-        "level": N_("password and second factor") if stored.acr == ACR_MFA else N_("password"),
+        "level": N_("password and second factor") if multi_factor(stored.acr) else N_("password"),
+    }
+
+
+def _passkey(passkey: StoredPasskey) -> dict[str, Any]:
+    return {
+        "id": passkey.id,
+        "name": passkey.name,
+        "synced": passkey.device_type == "multi_device",
+        "added": _when(passkey.created_at),
+        "last_used": _when(passkey.last_used_at),
     }
 
 
@@ -207,6 +221,33 @@ async def _email(posted: Posted) -> Response:
     return posted.runtime.pages.redirect("/account?done=email-sent")
 
 
+async def _passkey_new(posted: Posted) -> Response:
+    options = await posted.runtime.account.passkey_options(posted.token)
+    # JSON inside <script>: no "<" may end the element early (the user's name is in it)
+    return posted.render("passkey_enrol.html", {"options": options.replace("<", "\\u003c")})
+
+
+async def _passkey_add(posted: Posted) -> Response:
+    codes, new_token = await posted.runtime.account.add_passkey(
+        posted.token, posted.field("answer", 65536), posted.field("name", 64)
+    )
+    if codes is not None:  # the account's first second factor: its backup codes, shown once
+        response = posted.render("backup_codes.html", {"codes": codes, "first": True})
+    else:
+        response = posted.runtime.pages.redirect("/account?done=passkey-added")
+    posted.runtime.pages.set_session(response, new_token)
+    return response
+
+
+async def _passkey_remove(posted: Posted) -> Response:
+    try:
+        passkey_id = int(posted.field("passkey", 12))
+    except ValueError:
+        raise NothingToEnd(N_("That passkey is gone already.")) from None
+    await posted.runtime.account.remove_passkey(posted.token, passkey_id)
+    return posted.runtime.pages.redirect("/account?done=passkey-removed")
+
+
 async def _reauthenticate(posted: Posted) -> Response:
     try:
         await posted.runtime.account.reauthenticate(posted.token, posted.device, posted.field("password"))
@@ -245,6 +286,9 @@ regenerate_codes = _action(_regenerate)
 disable_totp = _action(_disable)
 change_password = _action(_password)
 change_email = _action(_email)
+new_passkey = _action(_passkey_new)
+add_passkey = _action(_passkey_add)
+remove_passkey = _action(_passkey_remove)
 end_everywhere = _action(_end_everywhere)
 end_session = _action(_end_session)
 revoke_app = _action(_revoke_app)

@@ -22,10 +22,12 @@ from ..authn.sessions import SeenFrom
 from ..i18n import N_
 from ..signin.levels import otp_page, password_change_page
 from ..signin.outcome import Outcome
+from ..signin.passkey import PasskeyLogin
 from ..signin.steps import Waiting
 from ..users.errors import UserError
 from ..users.service import authenticate, check_new_password
 from .forms import BodyTooLarge, FormError, read_form, read_params
+from .responses import NO_STORE, json_response
 from .runtime import Runtime
 
 _BAD_REQUEST = (
@@ -165,7 +167,8 @@ async def second_factor_page(request: Request) -> Response:
     if isinstance(reopened, Response):
         return reopened
     handle, browser, found = reopened
-    outcome = otp_page(handle, found.client_name, backup=request.query_params.get("use") == "backup")
+    backup = request.query_params.get("use") == "backup"
+    outcome = otp_page(handle, found.client_name, backup=backup, methods=found.methods)
     return respond(
         runtime, replace(outcome, client_redirect=found.client_redirect), browser, False, redirect_status=303
     )
@@ -186,6 +189,40 @@ async def second_factor(request: Request) -> Response:
         code,
         device_cookie=request.cookies.get(pages.device_cookie),
         seen_from=seen_from(request),
+    )
+    return respond(runtime, outcome, browser, False, redirect_status=303)
+
+
+async def passkey_options(request: Request) -> Response:
+    """``POST /login/passkey/options`` (the page's script): a passkey ceremony's options for
+    the open sign-in ``interaction`` of this browser, as JSON; 403 without one."""
+    runtime: Runtime = request.app.state.runtime
+    form, browser = await posted_form(request, runtime)
+    if form is None or browser is None:
+        return json_response({"error": i18n.gettext(_FORBIDDEN[1])}, 403, NO_STORE)
+    limited = await runtime.limiter.check("passkey", client_address(request), runtime.settings.rate_limit_login)
+    if not limited.allowed:
+        message = i18n.gettext("Too many requests. Wait a minute and try again.")
+        return json_response({"error": message}, 429, {**NO_STORE, "Retry-After": str(limited.retry_after)})
+    options = await runtime.authorizer.passkey_options(
+        form.get("interaction", ""), browser, runtime.pages.session_token(request)
+    )
+    if options is None:
+        return json_response({"error": i18n.gettext(_EXPIRED[1])}, 403, NO_STORE)
+    return Response(options, media_type="application/json", headers=NO_STORE)
+
+
+async def passkey(request: Request) -> Response:
+    """``POST /login/passkey``: the browser's answer to those options (a form the script
+    submits): the second factor, or a sign-in with a passkey alone."""
+    runtime: Runtime = request.app.state.runtime
+    pages = runtime.pages
+    form, browser = await posted_form(request, runtime)
+    if form is None or browser is None:
+        return pages.error(*_FORBIDDEN, status=403)
+    login = PasskeyLogin(form.get("answer", "")[:65536], request.cookies.get(pages.device_cookie), seen_from(request))
+    outcome = await runtime.authorizer.passkey(
+        form.get("interaction", ""), browser, pages.session_token(request), login
     )
     return respond(runtime, outcome, browser, False, redirect_status=303)
 

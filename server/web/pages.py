@@ -30,7 +30,11 @@ from .branding import Brand
 
 TEMPLATES = Path(__file__).parent / "templates"
 
-_CSP = "default-src 'none'; style-src 'self'; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'"
+#: scripts and fetches of our own origin only: the passkey ceremonies (static/passkeys.js)
+_CSP = (
+    "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "base-uri 'none'; frame-ancestors 'none'"
+)
 
 
 def page_headers(form_action: str = "'self'", image_origin: str | None = None) -> dict[str, str]:
@@ -49,6 +53,8 @@ PAGE_HEADERS = page_headers()
 #: the template, so the hash holds for what the browser reads
 _AUTO_SUBMIT = "document.forms[0].submit()"
 _AUTO_SUBMIT_HASH = "'sha256-" + base64.b64encode(hashlib.sha256(_AUTO_SUBMIT.encode()).digest()).decode() + "'"
+#: that script and no other, nothing fetched
+_FORM_POST_CSP = _CSP.replace("script-src 'self'; connect-src 'self'", f"script-src {_AUTO_SUBMIT_HASH}")
 
 # What a CSP source expression can hold (CSP3 §2.3.1): nothing that could end the directive.
 _SCHEME = re.compile(r"[a-z][a-z0-9+.-]*")
@@ -157,7 +163,7 @@ class Pages:
         origin = csp_origin(action) or f"{urlsplit(action).scheme}:"
         headers = {
             **PAGE_HEADERS,
-            "Content-Security-Policy": f"{_CSP}; script-src {_AUTO_SUBMIT_HASH}; form-action {origin}",
+            "Content-Security-Policy": f"{_FORM_POST_CSP}; form-action {origin}",
             # no-referrer would make the post's Origin header "null" (Fetch §3.1), which
             # clients that check Origin refuse; this page's URL holds nothing to hide
             "Referrer-Policy": "origin",

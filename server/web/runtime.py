@@ -20,6 +20,7 @@ from ..keys.ring import KeyRing, build_keyring, strong_etag
 from ..keys.secret import resolve_secret
 from ..keys.wrapping import KeyWrappers, derive_key, key_wrappers
 from ..mail.sender import OutboxSender
+from ..mfa.passkeys import Passkeys
 from ..mfa.service import SecondFactor
 from ..notify.backchannel import LogoutNotifier
 from ..oauth.calls import Threads
@@ -116,7 +117,7 @@ class Runtime:
         counter = RedisCounter(settings.redis_url) if settings.redis_url else DatabaseCounter(sessionmaker)
         breached = BreachedPasswords(settings)
         dpop = DPoP(settings, derive_key(secret, "dpop"), sessionmaker)
-        authorizer = Authorizer(oauth, settings, sessionmaker, second_factor, login_guard, keys)
+        authorizer = Authorizer(oauth, settings, sessionmaker, second_factor, login_guard, keys, Passkeys(settings))
         # /par (oauth/) holds pushes to the sign-in flow's rules for the authorization endpoint
         oauth.pushed_authorization.install(authorizer.check_pushed)
         return cls(

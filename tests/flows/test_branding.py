@@ -32,7 +32,10 @@ PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 CUSTOM = b".brand-name { letter-spacing: 0.05em; }\n"
 CLIENT_LOGO = "https://cdn.prints.example.com/logo.png"
 #: the pages' own CSP: branding adds files of our origin, never a source
-PAGE_CSP = "default-src 'none'; style-src 'self'; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'"
+PAGE_CSP = (
+    "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "base-uri 'none'; frame-ancestors 'none'"
+)
 
 
 def branding(tmp_path: Path, logo: bytes) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from tests.oidc import REDIRECT_URI, Browser, Flow, forms_of, query_of
 pytestmark = pytest.mark.anyio
 
 ACR_MFA = "urn:ostiary:acr:mfa"
+ACR_PHR = "urn:ostiary:acr:phr"
 ACR_PASSWORD = "urn:ostiary:acr:password"
 SESSION = "ostiary_session"  # the test issuer is http: no __Host- prefix
 ESSENTIAL_MFA = '{"id_token": {"acr": {"essential": true, "values": ["urn:ostiary:acr:mfa"]}}}'
@@ -454,4 +455,4 @@ async def test_consenting_while_the_second_factor_is_pending_after_the_password_
 async def test_discovery_lists_both_acr_values(live: Live) -> None:
     response = await live.http.get("/.well-known/openid-configuration")
     assert response.status_code == 200
-    assert set(response.json()["acr_values_supported"]) == {ACR_PASSWORD, ACR_MFA}
+    assert set(response.json()["acr_values_supported"]) == {ACR_PASSWORD, ACR_MFA, ACR_PHR}

@@ -403,7 +403,8 @@ async def test_sign_in_pages_forbid_framing_inline_code_referrers_and_caching(si
         assert "'unsafe-inline'" not in csp and "'unsafe-eval'" not in csp
         assert directives["frame-ancestors"] == ["'none'"]
         assert directives["default-src"] == ["'none'"]
-        assert "script-src" not in directives
+        # scripts of our own origin only (the passkey ceremony), never inline ones
+        assert directives["script-src"] == ["'self'"] and directives["connect-src"] == ["'self'"]
         assert page.headers["x-frame-options"] == "DENY"
         assert page.headers["referrer-policy"] == "no-referrer"
         assert page.headers["cache-control"] == "no-store"

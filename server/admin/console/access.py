@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from ...authn import sessions
 from ...authn.devices import DeviceCookies
-from ...authn.levels import ACR_MFA, MULTI_FACTOR
+from ...authn.levels import ACR_MFA, MULTI_FACTOR, multi_factor
 from ...mfa.service import SecondFactor
 from ...settings import Settings
 from ...storage import Session, audit, users as user_store
@@ -68,7 +68,7 @@ def fresh(session: StoredSession, settings: Settings) -> bool:
     """The session showed the second factor within the step-up window. ``auth_time`` is
     when it last did: a sign-in with both factors, or a step-up (:func:`step_up`) sets it;
     typing the password again (``reauthenticated_at``) is no second factor and does not count."""
-    if session.acr != ACR_MFA:
+    if not multi_factor(session.acr):
         return False
     return (utcnow() - session.auth_time).total_seconds() <= settings.admin_step_up_seconds
 

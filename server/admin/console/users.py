@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from urllib.parse import quote, urlencode
 
-from ...authn.levels import ACR_MFA
+from ...authn.levels import multi_factor
 from ...storage import Session, audit
 from ...storage.audit import EventFilter, StoredEvent
 from ...storage.grants import StoredGrant
@@ -169,7 +169,7 @@ def _session_row(session: StoredSession) -> dict[str, object]:
         "sid": session.sid,
         "started": when(session.created_at),
         "auth_time": when(session.auth_time),
-        "level": "password and second factor" if session.acr == ACR_MFA else "password",
+        "level": "password and second factor" if multi_factor(session.acr) else "password",
         "expires": when(session.expires_at),
     }
 
