@@ -46,6 +46,7 @@ EDGE_MODULES = frozenset(
         "server.web.middleware",
         "server.web.proxies",
         "server.web.wellknown",  # answers /jwks and discovery before routing: every request passes it
+        "server.web.locales",  # the language of pages: every request passes it (protocol paths at once)
     }
 )
 
