@@ -389,16 +389,8 @@ class Authorizer:
             replaces=login.old_session,
             seen_from=login.seen_from,
         )
-        audit.record(
-            db,
-            "login.succeeded",
-            actor=user.sub,
-            user=user.sub,
-            client=stored.client_id,
-            details={"amr": [AMR_PASSWORD]},
-        )
-        signed_in(stored.client_id, user.sub)
-        return self._session_started(db, handle, stored, current, started, login.device_cookie)
+        details = {"amr": [AMR_PASSWORD]}
+        return self._logged_in(db, handle, stored, current, started, login.device_cookie, details)
 
     def _second_factor(
         self,
@@ -442,9 +434,7 @@ class Authorizer:
                 return CHANGED
             started = stepped
         details = {"amr": list(MULTI_FACTOR), "method": verdict.method, "step_up": session is not None}
-        audit.record(db, "login.succeeded", actor=user.sub, user=user.sub, client=stored.client_id, details=details)
-        signed_in(stored.client_id, user.sub)
-        return self._session_started(db, handle, stored, user, started, device_cookie)
+        return self._logged_in(db, handle, stored, user, started, device_cookie, details)
 
     def _passkey(
         self,
@@ -486,9 +476,7 @@ class Authorizer:
             "passkey": assertion.passkey.id,
             "step_up": found.session is not None,
         }
-        audit.record(db, "login.succeeded", actor=owner.sub, user=owner.sub, client=stored.client_id, details=details)
-        signed_in(stored.client_id, owner.sub)
-        return self._session_started(db, handle, stored, owner, started, login.device_cookie)
+        return self._logged_in(db, handle, stored, owner, started, login.device_cookie, details)
 
     def _phishing_resistant(
         self,
@@ -511,6 +499,21 @@ class Authorizer:
                 seen_from=seen_from,
             )
         return sessions.step_up(db, session_token, amr=[*session.amr, *amr], acr=ACR_PHR)
+
+    def _logged_in(
+        self,
+        db: Session,
+        handle: str,
+        stored: StoredInteraction,
+        user: StoredUser,
+        started: sessions.StartedSession,
+        device_cookie: str | None,
+        details: dict[str, Any],
+    ) -> Outcome:
+        """A sign-in succeeded (``details``: how, for the audit row): recorded, and on."""
+        audit.record(db, "login.succeeded", actor=user.sub, user=user.sub, client=stored.client_id, details=details)
+        signed_in(stored.client_id, user.sub)
+        return self._session_started(db, handle, stored, user, started, device_cookie)
 
     def _session_started(
         self,
