@@ -452,19 +452,27 @@ class Authorizer:
         methods = self.levels.methods(db, user, self.levels.for_interaction(db, stored, user)) if user else APP_ONLY
         device = self.login_guard.devices.digest_for(login.device_cookie, user.id) if user else None
         lockout = self.levels.mfa.lockout
-        if user is not None and lockout.check(db, user.id, FACTOR_OTP, device).locked:
-            return otp_page(handle, name, lock=lockout.check(db, user.id, FACTOR_OTP, device), methods=methods)
+        lock = lockout.check(db, user.id, FACTOR_OTP, device) if user is not None else None
+        if lock is not None and lock.locked:
+            return otp_page(handle, name, lock=lock, methods=methods)
         try:
             assertion = self.passkeys.authenticate(db, digest(handle), login.answer, user)
         except PasskeyError as error:
             holder = user_store.get_user(db, error.owner) if error.owner is not None else None
-            if holder is not None:
-                lockout.fail(db, holder.id, FACTOR_OTP, device)
+            if holder is not None:  # on this browser's own counter when it is a known device of the holder
+                lockout.fail(
+                    db, holder.id, FACTOR_OTP, self.login_guard.devices.digest_for(login.device_cookie, holder.id)
+                )
                 audit.record(db, "mfa.failed", actor=holder.sub, user=holder.sub, details={"reason": "passkey"})
             return by_passkey.refused(handle, name, i18n.gettext(str(error)), user=user, methods=methods)
         owner = user or user_store.get_user(db, assertion.passkey.user_id)
         if owner is None or owner.disabled_at is not None:
             return ACCOUNT_CHANGED
+        if user is None:  # signed in by the passkey alone: its account's counter, as for a code
+            device = self.login_guard.devices.digest_for(login.device_cookie, owner.id)
+            if lockout.check(db, owner.id, FACTOR_OTP, device).locked:
+                message = i18n.gettext("Too many failed attempts for this account. Try again later.")
+                return by_passkey.refused(handle, name, message, user=None, methods=methods)
         lockout.succeed(db, owner.id, FACTOR_OTP, device)
         amr = by_passkey.amr(assertion, password=user is not None and found.session is None)
         started = self._phishing_resistant(db, owner, found.session, session_token, amr, login.seen_from)

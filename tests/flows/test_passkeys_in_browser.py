@@ -397,3 +397,37 @@ async def test_only_the_listed_authenticator_models_are_accepted(
             assert "not accepted here" in await page.inner_text("#account-problem")
             assert await run_sql(settings.database_url, select(Passkey.id)) == []
         await context.close()
+
+
+async def test_refused_passkeys_count_toward_the_accounts_lockout(
+    database: TestDatabase, tmp_path: Path, chromium: Chromium
+) -> None:
+    port = free_port()
+    settings = make_settings(database, tmp_path, port=port, issuer=f"http://localhost:{port}", lockout_threshold=2)
+    async with serve_in_process(settings):
+        rp = await create_client(
+            settings, grant_types=["authorization_code"], scopes=["openid"], redirect_uris=[REDIRECT_URI]
+        )
+        await create_user(settings, "alice")
+        site = Site(f"http://localhost:{port}", settings.database_url, rp)
+        context, page, _ = await with_authenticator(chromium)
+        await sign_in_with_password(page, site.base_url)
+        await page.wait_for_selector("#passkey-new-form")
+        await enrol(page, site.base_url)
+        await sign_out(page, site.base_url)
+
+        # Two refused answers (the counter looks copied) lock the account's second factor...
+        await site.sql(update(Passkey).values(sign_count=1_000_000))
+        for _ in range(2):
+            await passkey_page_of(page, site)
+            await page.click("#passkey-sign-in")
+            await page.wait_for_selector("#login-error")
+        # ...and then even a good answer is refused until the lock ends.
+        await site.sql(update(Passkey).values(sign_count=0))
+        await passkey_page_of(page, site)
+        await page.click("#passkey-sign-in")
+        await page.wait_for_selector("#login-error")
+        assert "Too many failed attempts" in await page.inner_text("#login-error")
+        failed = [row for row in await site.sql(select(AuditEvent.kind)) if row.kind == "mfa.failed"]
+        assert len(failed) == 2
+        await context.close()
