@@ -25,6 +25,7 @@ from sqlalchemy import select, update
 
 from server.storage.models import AuditEvent, Passkey
 from tests.flows.conftest import capture_callback
+from tests.flows.test_pages_everywhere_in_browser import _axe as axe
 from tests.helpers import Client, TestDatabase, create_client, create_user, free_port, make_settings, serve_in_process
 from tests.mail import run_sql
 from tests.oidc import PASSWORD, REDIRECT_URI, Flow, query_of
@@ -173,6 +174,7 @@ async def test_a_passkey_is_enrolled_then_used_as_the_second_factor_and_alone(si
         await page.click("form[action='/login'] button[type=submit]")
         await page.wait_for_selector("#passkey-sign-in")
         assert await page.locator("input[name=code]").count() == 0, "no app: the passkey is the way"
+        assert await axe(page) == [], "the second-factor page with a passkey"
         await page.click("#passkey-sign-in")
 
     claims = await tokens(site, page, Flow.start(site.rp.client_id), password_then_passkey)
@@ -327,6 +329,7 @@ async def test_a_cancelled_ceremony_and_a_browser_without_passkeys_are_told_plai
     error = page.locator("#passkey-error")
     await error.wait_for(state="visible")
     assert "cancelled or timed out" in await error.inner_text()
+    assert await axe(page) == [], "the sign-in page showing the error"
     assert await page.evaluate("document.activeElement.id") == "passkey-error", "the message takes the focus"
     await context.close()
 
