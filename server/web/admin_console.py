@@ -25,6 +25,7 @@ from ..admin.console import access, clients, events, invitations, keys, users
 from ..admin.console.access import Access, NotSignedIn, StepUpRefused, Verdict
 from ..admin.console.base import ConsoleError, Handler, Moved, Visit
 from ..clients.errors import ClientRegistrationError, UnknownClient
+from ..i18n import N_
 from ..keys.errors import KeyMaterialError
 from ..storage import transactions
 from ..storage.users import StoredUser
@@ -34,7 +35,7 @@ from .runtime import Runtime
 
 #: a page of the console that a step-up or a sign-in may return to (``return_to`` holds 200)
 _LOCAL = re.compile(r"/admin(/[A-Za-z0-9._~%-]+)*(\?[A-Za-z0-9._~%&=+-]*)?")
-_EXPIRED = ("This form has expired", "The page was open too long. Go back to the admin console and try again.")
+_EXPIRED = (N_("This form has expired"), N_("The page was open too long. Go back to the admin console and try again."))
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
@@ -191,9 +192,9 @@ async def _answer(runtime: Runtime, handler: Handler, visit: Visit, browser: str
 
 def _problem(error: Exception) -> tuple[int, str]:
     if isinstance(error, UnknownUser):
-        return 404, "There is no such user."
+        return 404, N_("There is no such user.")
     if isinstance(error, UnknownClient):
-        return 404, "There is no such client."
+        return 404, N_("There is no such client.")
     if isinstance(error, ConsoleError):
         return error.status, str(error)
     if isinstance(error, UserError | ClientRegistrationError):

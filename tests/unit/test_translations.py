@@ -17,7 +17,7 @@ from babel.messages.pofile import read_po
 from server import i18n
 
 ROOT = Path(__file__).resolve().parents[2]
-TEMPLATE_DIRS = (ROOT / "server/web/templates", ROOT / "server/mail/templates")
+TEMPLATE_DIRS = (ROOT / "server/web/templates", ROOT / "server/web/templates/admin", ROOT / "server/mail/templates")
 #: words a page may show untranslated: names, not language
 NAMES = {"Ostiary"}
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from ...authn import sessions
 from ...authn.devices import DeviceCookies
 from ...authn.levels import ACR_MFA, MULTI_FACTOR, multi_factor
+from ...i18n import N_
 from ...mfa.service import SecondFactor
 from ...settings import Settings
 from ...storage import Session, audit, users as user_store
@@ -85,9 +86,9 @@ def step_up(
         raise NotSignedIn
     verdict = mfa.verify(db, user, code[:64], devices.digest_for(device_cookie, user.id))
     if verdict.lock.locked:
-        raise StepUpRefused("Too many wrong codes. Try again later.", status=429)
+        raise StepUpRefused(N_("Too many wrong codes. Try again later."), status=429)
     if not verdict.ok:
-        raise StepUpRefused("That code is not right.")
+        raise StepUpRefused(N_("That code is not right."))
     stepped = sessions.step_up(db, token, amr=list(MULTI_FACTOR), acr=ACR_MFA)
     if stepped is None:
         raise NotSignedIn

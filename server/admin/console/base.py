@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
+from ... import i18n
+from ...i18n import N_
 from ...storage import Session, transactions
 from ...storage.users import StoredUser
 from ..calls import Services
@@ -78,7 +80,7 @@ class Visit:
         """A path parameter (a ``sub``, a ``client_id``): one that cannot name anything is not found."""
         value = self.params.get(name, "")
         if not value or len(value) > 255 or _CONTROL.search(value):
-            raise ConsoleError("There is nothing at this address.", status=404)
+            raise ConsoleError(N_("There is nothing at this address."), status=404)
         return value
 
     def arg(self, name: str, limit: int = 200) -> str:
@@ -97,9 +99,11 @@ class Visit:
 def text(value: str, name: str, limit: int) -> str:
     value = value.strip()
     if len(value) > limit:
-        raise ConsoleError(f"The {name.replace('_', ' ')} is too long (at most {limit} characters).")
+        message = i18n.gettext("The %(name)s is too long (at most %(num)d characters).")
+        raise ConsoleError(message % {"name": name.replace("_", " "), "num": limit})
     if _CONTROL.search(value):
-        raise ConsoleError(f"The {name.replace('_', ' ')} holds characters that cannot be used.")
+        message = i18n.gettext("The %(name)s holds characters that cannot be used.")
+        raise ConsoleError(message % {"name": name.replace("_", " ")})
     return value
 
 
@@ -108,7 +112,7 @@ def cursor(value: str) -> int | None:
     if not value:
         return None
     if not (value.isascii() and value.isdigit()) or len(value) > 18:
-        raise ConsoleError("That page does not exist: its position must be a number.")
+        raise ConsoleError(N_("That page does not exist: its position must be a number."))
     return int(value)
 
 

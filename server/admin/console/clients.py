@@ -8,9 +8,11 @@ from collections.abc import Callable
 from typing import TypeVar
 from urllib.parse import quote
 
+from ... import i18n
 from ...clients import fapi2, service
 from ...clients.errors import ClientRegistrationError, UnknownClient
 from ...clients.service import DEVICE_CODE
+from ...i18n import N_
 from ...storage import Session, clients as client_store
 from ...storage.clients import StoredClient
 from .base import Answer, ConsoleError, Moved, Shown, Visit, when
@@ -25,22 +27,22 @@ GRANT_BOXES = {
     "grant_device_code": DEVICE_CODE,
 }
 #: how long the old secret keeps working after a rotation, as the form offers it
-OVERLAPS = {"0": "not at all", "3600": "one hour", "86400": "one day", "604800": "one week"}
+OVERLAPS = {"0": N_("not at all"), "3600": N_("one hour"), "86400": N_("one day"), "604800": N_("one week")}
 #: the form's label of what a registration error names (its command-line option)
 _LABELS = {
-    "--name": "Name",
-    "--grant-type": "Grant types",
-    "--scope": "Scopes",
-    "--redirect-uri": "Redirect URIs",
-    "--post-logout-redirect-uri": "Post-logout redirect URIs",
-    "--keep-old-for": "Keep the old secret",
+    "--name": N_("Name"),
+    "--grant-type": N_("Grant types"),
+    "--scope": N_("Scopes"),
+    "--redirect-uri": N_("Redirect URIs"),
+    "--post-logout-redirect-uri": N_("Post-logout redirect URIs"),
+    "--keep-old-for": N_("Keep the old secret"),
 }
 
 DONE = {
-    "disabled": "The client is disabled: every endpoint refuses it.",
-    "enabled": "The client is enabled.",
-    "created": "The client is registered.",
-    "unchanged": "Nothing changed: the client already was that way.",
+    "disabled": N_("The client is disabled: every endpoint refuses it."),
+    "enabled": N_("The client is enabled."),
+    "created": N_("The client is registered."),
+    "unchanged": N_("Nothing changed: the client already was that way."),
 }
 
 
@@ -67,10 +69,10 @@ async def create(visit: Visit) -> Answer:
     """Register a client; a confidential one's secret is shown once, on the page answered."""
     name = visit.field("name")
     if not name:
-        raise ConsoleError("Give the client a name.")
+        raise ConsoleError(N_("Give the client a name."))
     grant_types = [grant for box, grant in GRANT_BOXES.items() if visit.form.get(box)]
     if not grant_types:
-        raise ConsoleError("Choose at least one grant type.")
+        raise ConsoleError(N_("Choose at least one grant type."))
 
     fields = {
         "name": name,
@@ -97,7 +99,7 @@ async def rotate_secret(visit: Visit) -> Answer:
     client_id = visit.param("client_id")
     keep = visit.field("keep_old_for", 10)
     if keep not in OVERLAPS:
-        raise ConsoleError("Choose how long the old secret keeps working.")
+        raise ConsoleError(N_("Choose how long the old secret keeps working."))
 
     def work(db: Session) -> tuple[StoredClient, str]:
         secret = service.rotate_secret(db, client_id, keep_old_for=int(keep), actor=visit.actor)
@@ -131,7 +133,11 @@ async def _registering(visit: Visit, work: Callable[[Session], T]) -> T:
         if isinstance(error, UnknownClient):
             raise
         label = _LABELS.get(error.field)
-        raise ConsoleError(f"{label}: {error.message}." if label else f"{error.message}.") from None
+        if label:
+            message = i18n.gettext("%(label)s: %(message)s.") % {"label": i18n.gettext(label), "message": error.message}
+        else:
+            message = f"{error.message}."
+        raise ConsoleError(message) from None
 
 
 def _link(client_id: str) -> str:
@@ -143,7 +149,7 @@ def _row(client: StoredClient) -> dict[str, object]:
         "client_id": client.client_id,
         "link": _link(client.client_id),
         "name": client.name,
-        "kind": "public" if client.is_public else "confidential",
+        "kind": N_("public") if client.is_public else N_("confidential"),
         "grant_types": client.grant_types,
         "scopes": " ".join(client.scopes),
         "redirect_uris": client.redirect_uris,

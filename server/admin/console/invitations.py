@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
+from ... import i18n
+from ...i18n import N_
 from ...storage import Session
 from ...storage.signups import MAX_ID, StoredInvitation, list_invitations
 from ...users import signup
@@ -15,9 +17,11 @@ from .base import Answer, ConsoleError, Moved, Shown, Visit, cursor, when
 #: invitations on one page
 PAGE = 50
 #: how long a new link works, as the form offers it ("": ``OSTIARY_INVITATION_TTL``)
-LIFETIMES = {"": "", "3600": "one hour", "86400": "one day", "604800": "one week", "2592000": "30 days"}
+LIFETIMES = {"": "", "3600": N_("one hour"), "86400": N_("one day"), "604800": N_("one week"), "2592000": N_("30 days")}
+#: the states of a dead invitation, as the page shows them (``users.invitations`` names them)
+STATES = (N_("used"), N_("revoked"), N_("expired"))
 
-DONE = {"revoked": "The invitation is revoked: its link no longer works."}
+DONE = {"revoked": N_("The invitation is revoked: its link no longer works.")}
 
 
 async def listing(visit: Visit) -> Answer:
@@ -39,7 +43,10 @@ async def listing(visit: Visit) -> Answer:
         "every": every,
         "next_page": "/admin/invitations?" + urlencode({**filters, "before": shown[-1].id}) if more else None,
         "first_page": "/admin/invitations?" + urlencode(filters) if before is not None else None,
-        "lifetimes": {**LIFETIMES, "": f"{_days(settings.invitation_ttl)} (the default)"},
+        "lifetimes": {
+            **LIFETIMES,
+            "": i18n.gettext("%(lifetime)s (the default)") % {"lifetime": _days(settings.invitation_ttl)},
+        },
         "signup": settings.signup,
         "done": visit.done(DONE),
     }
@@ -51,7 +58,7 @@ async def create(visit: Visit) -> Answer:
     email = visit.field("email", 254) or None
     lifetime = visit.field("expires_in", 10)
     if lifetime not in LIFETIMES:
-        raise ConsoleError("Choose how long the link works.")
+        raise ConsoleError(N_("Choose how long the link works."))
     settings = visit.services.settings
     expires_in = int(lifetime) if lifetime else None
 
@@ -67,10 +74,10 @@ async def revoke(visit: Visit) -> Answer:
     """The invitation the path names stops working."""
     raw = visit.param("invitation_id")
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 10 or int(raw) > MAX_ID:
-        raise ConsoleError("There is no such invitation.", status=404)
+        raise ConsoleError(N_("There is no such invitation."), status=404)
     invitation_id = int(raw)
     if not await visit.run(lambda db: signup.revoke_invitation(db, invitation_id, actor=visit.actor)):
-        raise ConsoleError("That invitation no longer works: it was used, revoked or has expired.", status=404)
+        raise ConsoleError(N_("That invitation no longer works: it was used, revoked or has expired."), status=404)
     return Moved("/admin/invitations?done=revoked")
 
 
@@ -91,6 +98,6 @@ def _row(invitation: StoredInvitation) -> dict[str, object]:
 def _days(seconds: int) -> str:
     if seconds % 86400 == 0:
         days = seconds // 86400
-        return f"{days} day{'' if days == 1 else 's'}"
+        return i18n.ngettext("%(num)d day", "%(num)d days", days) % {"num": days}
     hours = max(1, seconds // 3600)
-    return f"{hours} hour{'' if hours == 1 else 's'}"
+    return i18n.ngettext("%(num)d hour", "%(num)d hours", hours) % {"num": hours}

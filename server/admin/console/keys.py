@@ -4,6 +4,8 @@ emergency, make it sign at once."""
 
 from __future__ import annotations
 
+from ... import i18n
+from ...i18n import N_
 from ...keys import service
 from ...keys.lifecycle import describe
 from ...settings import SIGNING_ALGS
@@ -11,10 +13,15 @@ from ...storage import keys as key_store
 from .base import Answer, ConsoleError, Moved, Shown, Visit
 
 DONE = {
-    "staged": "A new key is published; it starts signing once every cache has seen it.",
-    "now": "A new key signs from now on.",
+    "staged": N_("A new key is published; it starts signing once every cache has seen it."),
+    "now": N_("A new key signs from now on."),
 }
-_STATES = {"next": "staged", "active": "signing", "retired": "retired (still published)", "removed": "removed"}
+_STATES = {
+    "next": N_("staged"),
+    "active": N_("signing"),
+    "retired": N_("retired (still published)"),
+    "removed": N_("removed"),
+}
 
 
 async def listing(visit: Visit) -> Answer:
@@ -29,7 +36,7 @@ async def rotate(visit: Visit) -> Answer:
     """Stage a new key of the chosen algorithm, or with ``now`` make it sign at once."""
     alg = visit.field("alg", 20)
     if alg not in SIGNING_ALGS:
-        raise ConsoleError(f"Choose an algorithm: one of {', '.join(SIGNING_ALGS)}.")
+        raise ConsoleError(i18n.gettext("Choose an algorithm: one of %(algs)s.") % {"algs": ", ".join(SIGNING_ALGS)})
     now = bool(visit.form.get("now"))
     services = visit.services
     await service.rotate(

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from urllib.parse import quote, urlencode
 
 from ...authn.levels import multi_factor
+from ...i18n import N_
 from ...storage import Session, audit
 from ...storage.audit import EventFilter, StoredEvent
 from ...storage.grants import StoredGrant
@@ -24,14 +25,14 @@ PAGE = 25
 RECENT_EVENTS = 20
 
 DONE = {
-    "disabled": "The account is disabled and its sessions ended.",
-    "enabled": "The account is enabled.",
-    "unlocked": "The account's failed attempts are forgotten: it can sign in at once.",
-    "mfa-reset": "The second factor is removed; the user was told by mail.",
-    "mfa-none": "The account had no second factor.",
-    "session-ended": "The session is ended.",
-    "sessions-ended": "Every session of the account is ended.",
-    "unchanged": "Nothing changed: the account already was that way.",
+    "disabled": N_("The account is disabled and its sessions ended."),
+    "enabled": N_("The account is enabled."),
+    "unlocked": N_("The account's failed attempts are forgotten: it can sign in at once."),
+    "mfa-reset": N_("The second factor is removed; the user was told by mail."),
+    "mfa-none": N_("The account had no second factor."),
+    "session-ended": N_("The session is ended."),
+    "sessions-ended": N_("Every session of the account is ended."),
+    "unchanged": N_("Nothing changed: the account already was that way."),
 }
 
 
@@ -104,7 +105,7 @@ def _action(change: Change) -> Handler:
 
 def _disable(db: Session, username: str, actor: str) -> str:
     if actor == f"user:{admin.find(db, username).sub}":
-        raise ConsoleError("You cannot disable your own account: another administrator must.")
+        raise ConsoleError(N_("You cannot disable your own account: another administrator must."))
     return "disabled" if admin.set_disabled(db, username, True, actor=actor)[1] else "unchanged"
 
 
@@ -130,7 +131,7 @@ async def end_session(visit: Visit) -> Answer:
     """End the one session named by the form's ``sid``."""
     sid = visit.field("sid", 128)
     if not sid:
-        raise ConsoleError("Choose a session to end.")
+        raise ConsoleError(N_("Choose a session to end."))
 
     def end(db: Session, username: str, actor: str) -> str:
         admin.end_session(db, username, sid, actor=actor)
@@ -145,7 +146,7 @@ unlock = _action(_unlock)
 reset_mfa = _action(_reset_mfa)
 end_sessions = _action(_end_sessions)
 
-_FACTOR_NAMES = {"password": "password", "otp": "second factor"}
+_FACTOR_NAMES = {"password": N_("password"), "otp": N_("second factor")}
 
 
 def _user_row(user: StoredUser) -> dict[str, object]:
@@ -169,7 +170,7 @@ def _session_row(session: StoredSession) -> dict[str, object]:
         "sid": session.sid,
         "started": when(session.created_at),
         "auth_time": when(session.auth_time),
-        "level": "password and second factor" if multi_factor(session.acr) else "password",
+        "level": N_("password and second factor") if multi_factor(session.acr) else N_("password"),
         "expires": when(session.expires_at),
     }
 
