@@ -124,16 +124,6 @@ def record_use(session: Session, passkey_id: int, *, old_count: int, new_count: 
     return row is not None
 
 
-def rename_passkey(session: Session, user_id: int, passkey_id: int, name: str) -> bool:
-    row = session.execute(
-        update(Passkey)
-        .where(Passkey.id == passkey_id, Passkey.user_id == user_id)
-        .values(name=name)
-        .returning(Passkey.id)
-    ).first()
-    return row is not None
-
-
 def delete_passkey(session: Session, user_id: int, passkey_id: int) -> StoredPasskey | None:
     row = session.execute(
         delete(Passkey).where(Passkey.id == passkey_id, Passkey.user_id == user_id).returning(*_COLUMNS)

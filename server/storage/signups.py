@@ -155,11 +155,6 @@ def peek_invitation(session: Session, token_digest: bytes) -> StoredInvitation |
     return StoredInvitation(**row._mapping) if row else None
 
 
-def live_invitation(session: Session, invitation_id: int) -> StoredInvitation | None:
-    row = session.execute(select(*_INVITATION).where(Invitation.id == invitation_id, *_live_invitation())).first()
-    return StoredInvitation(**row._mapping) if row else None
-
-
 def use_invitation(session: Session, invitation_id: int, user_id: int) -> bool:
     """Spend a live invitation on the account it made; False when it was not live."""
     row = session.execute(
