@@ -61,7 +61,6 @@ from .levels import (
     LevelPolicy,
     otp_page,
     password_change_page,
-    same_credential,
     satisfied,
     second_factor_due,
     unmet,
@@ -181,7 +180,7 @@ class Authorizer:
         def options() -> str | None:
             db = request.extras.session
             stored = steps.open_interaction(db, handle, browser)
-            found = by_passkey.waiting(db, stored, session_token) if stored is not None else None
+            found = steps.awaited(db, stored, session_token) if stored is not None else None
             if found is None or found.changed is not None:
                 return None
             return self.passkeys.authentication_options(db, digest(handle), found.user)
@@ -401,15 +400,12 @@ class Authorizer:
         login: steps.SecondFactorLogin,
     ) -> Outcome:
         code, device_cookie = login.code, login.device_cookie
-        session: StoredSession | None = None
-        if stored.pending_user_id is not None:
-            user = user_store.get_user(db, stored.pending_user_id)
-            if user is None or user.disabled_at is not None or not same_credential(user, stored.pending_credential):
-                return ACCOUNT_CHANGED
-        else:
-            session, user = steps.signed_in(db, session_token)
-            if session is None or user is None or stored.session_sid != session.sid:
-                return CHANGED
+        found = steps.awaited(db, stored, session_token)
+        if found.changed is not None:
+            return found.changed
+        user, session = found.user, found.session
+        if user is None:  # nobody signed in: no second factor is due
+            return CHANGED
         level = self.levels.for_interaction(db, stored, user)
         methods = self.levels.methods(db, user, level)
         if level is Level.PHR:
@@ -444,7 +440,7 @@ class Authorizer:
         session_token: str | None,
         login: PasskeyLogin,
     ) -> Outcome:
-        found = by_passkey.waiting(db, stored, session_token)
+        found = steps.awaited(db, stored, session_token)
         if found.changed is not None:
             return found.changed
         name = steps.client_name(self.server, stored)

@@ -1,5 +1,4 @@
-"""Passkeys in the sign-in: whose passkey a waiting sign-in asks for, what a passkey sign-in
-records, and the pages of a refusal.
+"""Passkeys in the sign-in: what a passkey sign-in records, and the pages of a refusal.
 
 A sign-in that checked the password, or a session stepping up, waits for that user's passkey
 (the second factor). A sign-in with nobody yet takes any discoverable passkey that verified
@@ -14,13 +13,10 @@ from typing import Any
 
 from ..authn.levels import AMR_MFA, AMR_PASSWORD
 from ..mfa.passkeys import Assertion
-from ..storage import Session, users as user_store
-from ..storage.interactions import StoredInteraction
-from ..storage.sessions import SeenFrom, StoredSession
+from ..storage.sessions import SeenFrom
 from ..storage.users import StoredUser
-from . import steps
-from .levels import Methods, otp_page, same_credential
-from .outcome import ACCOUNT_CHANGED, CHANGED, Outcome
+from .levels import Methods, otp_page
+from .outcome import Outcome
 
 
 @dataclass(frozen=True)
@@ -30,31 +26,6 @@ class PasskeyLogin:
     answer: str
     device_cookie: str | None
     seen_from: SeenFrom | None = None
-
-
-@dataclass(frozen=True)
-class Waiting:
-    """Who a sign-in waits for: ``user`` (None: anyone with a passkey), and the session
-    stepping up, if it is one; ``changed``: the page to show instead (the account or the
-    session changed meanwhile)."""
-
-    user: StoredUser | None = None
-    session: StoredSession | None = None
-    changed: Outcome | None = None
-
-
-def waiting(db: Session, stored: StoredInteraction, session_token: str | None) -> Waiting:
-    if stored.pending_user_id is not None:
-        user = user_store.get_user(db, stored.pending_user_id)
-        if user is None or user.disabled_at is not None or not same_credential(user, stored.pending_credential):
-            return Waiting(changed=ACCOUNT_CHANGED)
-        return Waiting(user)
-    if stored.session_sid is not None:
-        session, user = steps.signed_in(db, session_token)
-        if session is None or user is None or stored.session_sid != session.sid:
-            return Waiting(changed=CHANGED)
-        return Waiting(user, session)
-    return Waiting()
 
 
 def amr(assertion: Assertion, *, password: bool) -> list[str]:

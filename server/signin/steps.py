@@ -38,8 +38,18 @@ from . import response_modes
 from .acr import NOTHING, requested_acr
 from .checks import Needs, stored_params
 from .id_token_hint import hinted_subject
-from .levels import APP_ONLY, Level, LevelPolicy, Methods, otp_page, password_change_page, satisfied, unmet
-from .outcome import EXPIRED, Outcome, describe_scope, error_page
+from .levels import (
+    APP_ONLY,
+    Level,
+    LevelPolicy,
+    Methods,
+    otp_page,
+    password_change_page,
+    same_credential,
+    satisfied,
+    unmet,
+)
+from .outcome import ACCOUNT_CHANGED, CHANGED, EXPIRED, Outcome, describe_scope, error_page
 
 log = logging.getLogger("ostiary")
 
@@ -340,6 +350,33 @@ def consent_page(handle: str, grant: Any) -> Outcome:
             "scopes": [describe_scope(scope) for scope in grant.request.scope.split()],
         },
     )
+
+
+@dataclass(frozen=True)
+class Awaited:
+    """Whose second factor a sign-in waits for: ``user`` (None: nobody has signed in yet),
+    and the session stepping up, if it is one; ``changed``: the page to show instead, when
+    the account or the session changed meanwhile."""
+
+    user: StoredUser | None = None
+    session: StoredSession | None = None
+    changed: Outcome | None = None
+
+
+def awaited(db: Session, stored: StoredInteraction, session_token: str | None) -> Awaited:
+    """The user whose password this sign-in checked (still that password, still enabled),
+    or the user of the browser's session that it steps up (still that session)."""
+    if stored.pending_user_id is not None:
+        user = user_store.get_user(db, stored.pending_user_id)
+        if user is None or user.disabled_at is not None or not same_credential(user, stored.pending_credential):
+            return Awaited(changed=ACCOUNT_CHANGED)
+        return Awaited(user)
+    if stored.session_sid is not None:
+        session, user = signed_in(db, session_token)
+        if session is None or user is None or stored.session_sid != session.sid:
+            return Awaited(changed=CHANGED)
+        return Awaited(user, session)
+    return Awaited()
 
 
 def signed_in(db: Session, session_token: str | None) -> tuple[StoredSession | None, StoredUser | None]:

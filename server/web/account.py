@@ -30,6 +30,7 @@ from ..users.errors import AccountError, NothingToEnd
 from .authorize import client_address, posted_form, respond
 from .pages import image_origin
 from .runtime import Runtime
+from .signup import mails_to
 
 _DONE = {
     "password": N_("Your password is changed. Every other device was signed out."),
@@ -212,8 +213,7 @@ async def _password(posted: Posted) -> Response:
 async def _email(posted: Posted) -> Response:
     email = posted.field("email", 254).strip()
     if email:
-        limit = posted.runtime.settings.rate_limit_signup
-        limited = await posted.runtime.limiter.check_key("signup-mail", email.casefold(), limit)
+        limited = await mails_to(posted.runtime, email)
         if not limited.allowed:
             message = N_("Too many links were sent to that address. Wait a minute and try again.")
             return posted.render("account_problem.html", {"message": message}, status=429)

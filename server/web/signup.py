@@ -60,11 +60,10 @@ async def signup(request: Request) -> Response:
     form, browser = await posted_form(request, runtime)
     if form is None or browser is None:
         return pages.error(*_EXPIRED, status=403)
-    limit = runtime.settings.rate_limit_signup
-    limited = await runtime.limiter.check("signup", client_address(request), limit)
+    limited = await runtime.limiter.check("signup", client_address(request), runtime.settings.rate_limit_signup)
     email = form.get("email", "")[:254].strip()
     if limited.allowed and email:
-        limited = await runtime.limiter.check_key("signup-mail", email.casefold(), limit)
+        limited = await mails_to(runtime, email)
     if not limited.allowed:
         return _too_many(runtime, limited)
     interaction = await open_sign_in(runtime, form.get("interaction", ""), browser)
@@ -90,6 +89,12 @@ async def signup(request: Request) -> Response:
         return pages.render("signup.html", context, browser=browser, new_browser=False, status=400)
     sent = {"sent": address, "interaction": interaction}
     return pages.render("signup.html", sent, browser=browser, new_browser=False)
+
+
+async def mails_to(runtime: Runtime, email: str) -> Decision:
+    """Count a confirmation mail to ``email`` (a sign-up's or an address change's): at most
+    ``OSTIARY_RATE_LIMIT_SIGNUP_PER_MINUTE`` a minute to one address, whoever asks."""
+    return await runtime.limiter.check_key("signup-mail", email.casefold(), runtime.settings.rate_limit_signup)
 
 
 async def _fixed_email(runtime: Runtime, invitation: str) -> bool:
