@@ -44,7 +44,6 @@ from ..storage import (
     audit,
     consents,
     interactions,
-    sessions as session_store,
     users as user_store,
 )
 from ..storage.base import sha256 as digest
@@ -120,6 +119,23 @@ class Authorizer:
         """The open interaction behind ``handle`` if this browser started it."""
         request = self._request([])
         return await self._run(request, lambda: self._open(request.extras.session, handle, browser))
+
+    async def second_factor_wait(self, handle: str, browser: str, session_token: str | None) -> steps.Waiting | None:
+        """:meth:`interaction`, with the second factors its user may show (the page of a
+        sign-in waiting for one)."""
+        request = self._request([])
+
+        def open_with_methods() -> steps.Waiting | None:
+            db = request.extras.session
+            waiting = self._open(db, handle, browser)
+            user = steps.awaited(db, waiting.stored, session_token).user if waiting is not None else None
+            if waiting is None or user is None:
+                return waiting
+            return replace(
+                waiting, methods=self.levels.methods(db, user, self.levels.for_interaction(db, waiting.stored, user))
+            )
+
+        return await self._run(request, open_with_methods)
 
     async def find_user(self, username: str) -> StoredUser | None:
         request = self._request([])
@@ -350,19 +366,7 @@ class Authorizer:
         stored = steps.open_interaction(db, handle, browser)
         if stored is None:
             return None
-        name, redirect = steps.client_name(self.server, stored), steps.client_redirect(self.server, stored)
-        user = self._second_factor_user(db, stored)
-        if user is None:
-            return steps.Waiting(stored, name, redirect)
-        methods = self.levels.methods(db, user, self.levels.for_interaction(db, stored, user))
-        return steps.Waiting(stored, name, redirect, methods)
-
-    def _second_factor_user(self, db: Session, stored: StoredInteraction) -> StoredUser | None:
-        """The user whose second factor the sign-in waits for, if it does."""
-        if stored.pending_user_id is not None:
-            return user_store.get_user(db, stored.pending_user_id)
-        session = session_store.get_live_session_by_sid(db, stored.session_sid) if stored.session_sid else None
-        return user_store.get_user(db, session.user_id) if session is not None else None
+        return steps.Waiting(stored, steps.client_name(self.server, stored), steps.client_redirect(self.server, stored))
 
     def _after_login(self, db: Session, handle: str, stored: StoredInteraction, login: steps.PasswordLogin) -> Outcome:
         user, rehash = login.user, login.rehash

@@ -128,15 +128,6 @@ def get_live_session(session: Session, token_digest: bytes) -> StoredSession | N
     return _stored(row) if row else None
 
 
-def get_live_session_by_sid(session: Session, sid: str) -> StoredSession | None:
-    row = session.execute(
-        select(*_COLUMNS).where(
-            BrowserSession.sid == sid, BrowserSession.ended_at.is_(None), BrowserSession.expires_at > utcnow()
-        )
-    ).first()
-    return _stored(row) if row else None
-
-
 def end_session(session: Session, token_digest: bytes, reason: str) -> str | None:
     """End the live session with this token and revoke its families (``reason``); returns
     its sid, or None if there was none."""

@@ -135,12 +135,21 @@ def _wait(seconds: int) -> str:
     return i18n.ngettext("%(num)d minute", "%(num)d minutes", minutes) % {"num": minutes}
 
 
-async def _reopened(runtime: Runtime, request: Request) -> tuple[str, str, Waiting] | Response:
+async def _reopened(
+    runtime: Runtime, request: Request, *, second_factor: bool = False
+) -> tuple[str, str, Waiting] | Response:
     """The open sign-in of this browser that ``?interaction=`` names, as (handle, browser
-    token, the interaction); the expired page when there is none."""
+    token, the interaction; with the second factors its user may show when
+    ``second_factor``); the expired page when there is none."""
     browser = request.cookies.get(runtime.pages.browser_cookie)
     handle = request.query_params.get("interaction", "")
-    found = await runtime.authorizer.interaction(handle, browser) if browser else None
+    authorizer, token = runtime.authorizer, runtime.pages.session_token(request)
+    if browser is None:
+        found = None
+    elif second_factor:
+        found = await authorizer.second_factor_wait(handle, browser, token)
+    else:
+        found = await authorizer.interaction(handle, browser)
     if browser is None or found is None:
         return runtime.pages.error(*_EXPIRED)
     return handle, browser, found
@@ -163,7 +172,7 @@ async def second_factor_page(request: Request) -> Response:
     """``GET /login/otp?interaction=...&use=backup``: the second-factor page again, asking
     for a backup code instead of the app's code (or back)."""
     runtime: Runtime = request.app.state.runtime
-    reopened = await _reopened(runtime, request)
+    reopened = await _reopened(runtime, request, second_factor=True)
     if isinstance(reopened, Response):
         return reopened
     handle, browser, found = reopened

@@ -364,6 +364,8 @@ async def test_a_backup_code_recovers_an_account_whose_passkey_is_lost(site: Sit
     page = await context.new_page()
     await sign_in_with_password(page, site.base_url)
     await page.click("#use-backup")
+    # the backup page knows her second factor is a passkey, not an app
+    assert await page.inner_text("#use-app") == "Use your passkey instead"
     await page.fill("#code", codes[0])
     await page.click("form[action='/login/otp'] button[type=submit]")
     await page.wait_for_selector("#passkey-list")  # the account page, signed in
