@@ -229,11 +229,15 @@ async def test_a_link_expires(mailed: Mailed) -> None:
 async def test_sign_up_is_rate_limited_per_network_and_per_address(database: TestDatabase, tmp_path: Path) -> None:
     async with mailed_server(database, tmp_path, signup="open", rate_limit_signup=2) as mailed:
         browser = mailed.browser()
-        for number in range(2):
-            assert (await sign_up(browser, username=f"user{number}", email=f"u{number}@example.com")).status_code == 200
-        refused = await sign_up(browser, username="user3", email="u3@example.com")
-        assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
-        assert len(await mailed.sql(select(EmailVerification))) == 2
+        # The windows are fixed minutes: five forms within seconds meet at most two windows,
+        # so at most four pass, and every one past two in a window is refused.
+        answers = [await sign_up(browser, username=f"user{n}", email=f"u{n}@example.com") for n in range(5)]
+        passed = [answer for answer in answers if answer.status_code == 200]
+        refused = [answer for answer in answers if answer.status_code == 429]
+        assert 2 <= len(passed) <= 4 and len(passed) + len(refused) == 5
+        assert answers[0].status_code == 200, "the first form always passes"
+        assert all(int(answer.headers["Retry-After"]) >= 1 for answer in refused)
+        assert len(await mailed.sql(select(EmailVerification))) == len(passed)
 
 
 async def test_invitations(database: TestDatabase, tmp_path: Path) -> None:
