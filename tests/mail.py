@@ -32,6 +32,8 @@ class Mailbox:
 
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
+        #: SMTP conversations open now (a sender mid-message when the test ends)
+        self.open_connections = 0
 
     async def handle_DATA(self, server: SMTP, session: SmtpSession, envelope: Envelope) -> str:
         content = cast(bytes, envelope.original_content or envelope.content)
@@ -47,15 +49,37 @@ class Mailbox:
         return list(self.messages[:count])
 
 
+class _CountingSmtp(SMTP):
+    """aiosmtpd's server, counting its open conversations in the mailbox."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.event_handler.open_connections += 1
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self.event_handler.open_connections -= 1
+        super().connection_lost(error)
+
+
+class _Controller(Controller):
+    def factory(self) -> SMTP:
+        return _CountingSmtp(self.handler, **self.SMTP_kwargs)
+
+
 @contextmanager
 def smtp_server(port: int, mailbox: Mailbox | None = None) -> Iterator[Mailbox]:
-    """A mail server listening on 127.0.0.1:``port`` until the block ends."""
+    """A mail server listening on 127.0.0.1:``port`` until the block ends. It stops once
+    the conversations still open have ended (a background sender may be mid-message when
+    a test ends): stopping aiosmtpd's loop leaves an open one's socket unclosed."""
     mailbox = mailbox or Mailbox()
-    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
+    controller = _Controller(mailbox, hostname="127.0.0.1", port=port)
     controller.start()
     try:
         yield mailbox
     finally:
+        deadline = time.monotonic() + 15
+        while mailbox.open_connections and time.monotonic() < deadline:
+            time.sleep(0.05)
         controller.stop()
 
 

@@ -238,6 +238,7 @@ async def test_sign_up_is_rate_limited_per_network_and_per_address(database: Tes
         assert answers[0].status_code == 200, "the first form always passes"
         assert all(int(answer.headers["Retry-After"]) >= 1 for answer in refused)
         assert len(await mailed.sql(select(EmailVerification))) == len(passed)
+        assert len(await mailed.mailbox.wait_for(len(passed))) == len(passed)
 
 
 async def test_invitations(database: TestDatabase, tmp_path: Path) -> None:
