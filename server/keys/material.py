@@ -6,6 +6,8 @@ An RSA key serves one algorithm: a PS256 key is a key of its own, with its own `
 
 from __future__ import annotations
 
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from joserfc.jwk import ECKey, KeyParameters, OKPKey, RSAKey
 
 from ..storage.base import utcnow
@@ -64,7 +66,7 @@ def import_private(row: StoredKey, wrappers: KeyWrappers) -> Key:
     try:
         key: Key
         if row.alg in RSA_ALGS:
-            key = RSAKey.import_key(pem, parameters)
+            key = _import_rsa(pem, parameters)
         elif row.alg == "ES256":
             key = ECKey.import_key(pem, parameters)
         elif row.alg == "Ed25519":
@@ -76,3 +78,14 @@ def import_private(row: StoredKey, wrappers: KeyWrappers) -> Key:
     except Exception as exc:  # joserfc raises several types for unparsable key data
         raise KeyMaterialError(f"the private key of {row.kid} is corrupt: {exc}") from None
     return key
+
+
+def _import_rsa(pem: bytes, parameters: KeyParameters) -> RSAKey:
+    """An RSA key of ours, without OpenSSL's consistency check of its numbers (some 40 ms
+    a key, paid by every process at start and at every key change). The check guards
+    against a malformed key from elsewhere; these keys were generated here and come out of
+    authenticated encryption (``unwrap``), so they are exactly the keys we made."""
+    native = load_pem_private_key(pem, password=None, unsafe_skip_rsa_key_validation=True)
+    if not isinstance(native, RSAPrivateKey):
+        raise KeyMaterialError(f"the private key of {parameters.get('kid')} is not an RSA key")
+    return RSAKey(native, pem, parameters)
