@@ -4,6 +4,7 @@ reset link is a working credential)."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import smtplib
 import ssl
@@ -36,16 +37,20 @@ class SmtpTransport:
     async def send(self, message: EmailMessage) -> None:
         await anyio.to_thread.run_sync(self._send, message)
 
+    @functools.cached_property
+    def tls(self) -> ssl.SSLContext:
+        """Made once, on the first message: a context parses the whole CA bundle."""
+        return ssl.create_default_context()
+
     def _send(self, message: EmailMessage) -> None:
-        context = ssl.create_default_context()
         smtp: smtplib.SMTP
         if self.security == "tls":
-            smtp = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)
+            smtp = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=self.tls)
         else:
             smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
         with smtp:
             if self.security == "starttls":
-                smtp.starttls(context=context)
+                smtp.starttls(context=self.tls)
             if self.user and self.password:
                 smtp.login(self.user, self.password)
             smtp.send_message(message)
