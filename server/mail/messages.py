@@ -15,8 +15,10 @@ from .. import i18n
 from ..brand import DEFAULT_LIGHT, LOGO_PATH, MAIL_IMAGE_TYPES, Palette
 from ..i18n import N_
 from ..settings import Settings
+from ..templating import CompiledTemplates
 
 TEMPLATES = Path(__file__).parent / "templates"
+_COMPILED = CompiledTemplates()
 
 SUBJECTS = {
     "password_reset": N_("Reset your password"),
@@ -76,6 +78,7 @@ class Messages:
             autoescape=select_autoescape(["html"]),
             undefined=StrictUndefined,
             keep_trailing_newline=True,
+            bytecode_cache=_COMPILED,
         )
         i18n.install(self.env)
 

@@ -26,9 +26,11 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from .. import i18n
 from ..authn.secrets import AddressDigests, CsrfTokens, new_token
 from ..settings import Settings
+from ..templating import CompiledTemplates
 from .branding import Brand
 
 TEMPLATES = Path(__file__).parent / "templates"
+_COMPILED = CompiledTemplates()
 
 #: scripts and fetches of our own origin only: the passkey ceremonies (static/passkeys.js)
 _CSP = (
@@ -104,7 +106,9 @@ class Pages:
         self.csrf = csrf
         #: keyed digests of client addresses (the pending sign-ins of one address are capped)
         self.origins = AddressDigests(csrf.subkey("interaction-origin"))
-        self.env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
+        self.env = Environment(
+            loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]), bytecode_cache=_COMPILED
+        )
         i18n.install(self.env)
         self.env.globals["password_min_length"] = settings.password_min_length
         self.env.globals["signup"] = settings.signup
