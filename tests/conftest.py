@@ -27,6 +27,13 @@ from tests.helpers import TestDatabase
 pytest_plugins = ["tests.admin"]
 
 PG_URL = os.environ.get("OSTIARY_TEST_POSTGRES_URL")
+
+# Every httpx client builds an SSL context, and one built from a CA file (SSL_CERT_FILE, or
+# certifi's bundle) parses the whole file: some 50 ms of CPU a client, and the tests make
+# thousands of clients that speak plain HTTP on loopback. A CA directory is read only when
+# a certificate is checked, which no test does with the system's CAs.
+os.environ.pop("SSL_CERT_FILE", None)
+os.environ["SSL_CERT_DIR"] = "/etc/ssl/certs"
 DB_KINDS = ["sqlite", "postgresql"]
 
 
