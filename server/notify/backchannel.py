@@ -82,11 +82,19 @@ class LogoutNotifier:
         self.sessionmaker = sessionmaker
         self.keys = keys
         self.interval = interval
-        # no proxy from the environment: the notices go straight to the clients
-        self.http = http or httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False, trust_env=False)
+        self._http = http
         self._wake = asyncio.Event()
         #: notices of the current batch not yet done, handed back if the sender stops
         self._claimed: set[int] = set()
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """Made for the first notice to post, not at start: a client's TLS context parses the
+        whole CA bundle, and most servers have no client to tell."""
+        if self._http is None:
+            # no proxy from the environment: the notices go straight to the clients
+            self._http = httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False, trust_env=False)
+        return self._http
 
     def wake(self) -> None:
         """Look at the queue now (a session just ended here)."""
@@ -109,7 +117,8 @@ class LogoutNotifier:
             await self._hand_back()
             raise
         finally:
-            await self.http.aclose()
+            if self._http is not None:
+                await self._http.aclose()
 
     async def _hand_back(self) -> None:
         """The server is stopping: notices claimed and not done are due again at once, for
