@@ -1,10 +1,11 @@
 """node-oidc-provider, the side-by-side anchor: installed once into a cache folder from
 ``bench/anchor`` (npm ``oidc-provider`` 9.x, one RS256 2048-bit key, JWT access tokens
-through resource indicators, rotating refresh tokens, the in-memory adapter), then run with
-N processes (node:cluster) on a loopback port."""
+through resource indicators, rotating refresh tokens, introspection, the in-memory
+adapter), then run with N processes (node:cluster) on a loopback port."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -13,11 +14,13 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
 from bench.common import Server
+from bench.seed import CODE_VERIFIER
 
 SOURCE = Path(__file__).resolve().parent / "anchor"
 CACHE = Path(os.environ.get("OSTIARY_BENCH_CACHE", Path.home() / ".cache" / "ostiary-bench")) / "node-anchor"
@@ -41,20 +44,58 @@ def install() -> Path:
 def version() -> str:
     package = CACHE / "node_modules" / "oidc-provider" / "package.json"
     node = subprocess.run(["node", "--version"], capture_output=True, text=True, check=False).stdout.strip()
-    import json
-
     return f"oidc-provider {json.loads(package.read_text())['version']} on Node.js {node}"
 
 
+@dataclass(frozen=True)
+class Precreated:
+    """What a one-process anchor makes through its own models before it listens (its
+    in-memory store is per process), each written to a file in ``folder``: ``refresh_tokens``
+    and ``codes`` (PKCE with ``bench.seed.CODE_VERIFIER``), one per line; with ``tokens``, an
+    opaque access token of a user with ``openid`` (for userinfo) and one of the client (for
+    introspection: node-oidc-provider introspects no JWT access token)."""
+
+    folder: Path
+    refresh_tokens: int = 0
+    codes: int = 0
+    tokens: bool = False
+
+    @property
+    def refresh_file(self) -> Path:
+        return self.folder / "anchor-refresh-tokens.txt"
+
+    @property
+    def code_file(self) -> Path:
+        return self.folder / "anchor-codes.txt"
+
+    @property
+    def tokens_file(self) -> Path:
+        return self.folder / "anchor-tokens.json"
+
+    def env(self) -> dict[str, str]:
+        env = {}
+        if self.refresh_tokens:
+            env.update(RT_PRECREATE=str(self.refresh_tokens), RT_FILE=str(self.refresh_file))
+        if self.codes:
+            env.update(AC_PRECREATE=str(self.codes), AC_FILE=str(self.code_file), CODE_VERIFIER=CODE_VERIFIER)
+        if self.tokens:
+            env.update(TOKENS_FILE=str(self.tokens_file))
+        return env
+
+    def token(self, use: str) -> str:
+        """The pre-created access token for ``use``: "userinfo" or "introspection"."""
+        return str(json.loads(self.tokens_file.read_text())[use])
+
+
 @contextmanager
-def serving(port: int, workers: int, *, refresh_tokens: int = 0, token_file: Path | None = None) -> Iterator[Server]:
-    """node-oidc-provider on ``port``; with ``refresh_tokens``, that many are pre-created
-    (one process only: the in-memory store is per process) and written to ``token_file``."""
+def serving(port: int, workers: int, *, precreated: Precreated | None = None) -> Iterator[Server]:
+    """node-oidc-provider on ``port``, with N processes; with ``precreated``, one process
+    that made those tokens and codes first."""
     folder = install()
     env = {**os.environ, "PORT": str(port), "JWKS": str(folder / "jwks.json"), "WORKERS": str(workers)}
-    if refresh_tokens:
-        assert token_file is not None and workers == 1
-        env.update(RT_PRECREATE=str(refresh_tokens), RT_FILE=str(token_file))
+    if precreated is not None:
+        assert workers == 1, "the in-memory store is per process"
+        env.update(precreated.env())
     process = subprocess.Popen(
         ["node", "server.mjs"], cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )

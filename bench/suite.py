@@ -6,10 +6,12 @@ For each worker count: Ostiary on a scratch PostgreSQL database with N worker pr
 and node-oidc-provider (bench/anchor.py) with N processes in memory, serving at once and
 driven by the same wrk scripts with 32 connections, taking turns run by run. Cases:
 client_credentials, refresh_token (single-use tokens), authorization_code (single-use
-codes with PKCE), jwks, discovery, introspection, userinfo. node-oidc-provider serves four
-of them: its in-memory refresh tokens live in one process, so refresh_token is compared
-with one process only; its authorization codes cannot be pre-created; introspection of JWT
-access tokens and userinfo with a resource-bound token are not features it offers.
+codes with PKCE), jwks, discovery, introspection, userinfo. node-oidc-provider serves
+every case. What it keeps in memory lives in one process, so the cases that need tokens
+or codes made beforehand (refresh_token, authorization_code, introspection, userinfo) are
+compared with one process only; it introspects opaque tokens only (a JWT access token is
+refused), and its userinfo takes no token bound to a resource, so those two use its opaque
+access tokens (a client's, a user's with ``openid``), where Ostiary's are JWTs.
 Prints a Markdown table: medians and ranges, p50/p99, server CPU per request, peak RSS per
 worker, and the ratio Ostiary / node-oidc-provider.
 """
@@ -23,11 +25,12 @@ import platform
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import anchor
+from bench import anchor, seed
 from bench.common import Probe, Result, measure_as, psql, serving, warm_up_seconds
 from bench.ostiary_setup import free_port, prepare
 
@@ -40,12 +43,15 @@ SCRIPTS = {
     "introspection": ("introspect.lua", "/introspect"),
     "userinfo": ("userinfo.lua", "/userinfo"),
 }
-ANCHORED = ("client_credentials", "refresh_token", "jwks", "discovery")
+#: the cases node-oidc-provider serves from what it made before listening: one process only
+PRECREATED = ("refresh_token", "authorization_code", "introspection", "userinfo")
+#: where node-oidc-provider serves a case at another path than Ostiary
+ANCHOR_PATHS = {"introspection": "/token/introspection", "userinfo": "/me"}
 #: single-use tokens and codes per measured run (per worker): above the fastest rate seen
 PER_SECOND = 2_500
-#: node-oidc-provider's pre-created refresh tokens per second of a run: it rotates them in
-#: memory faster than Ostiary's per-worker rate (a shortfall shows up as errors, and fails)
-ANCHOR_REFRESH_PER_SECOND = 6_000
+#: node-oidc-provider's pre-created refresh tokens and codes per second of a run: it uses
+#: them in memory faster than Ostiary's per-worker rate (a shortfall shows up as errors, and fails)
+ANCHOR_PER_SECOND = 6_000
 
 
 def main() -> None:
@@ -97,27 +103,49 @@ def _anchor_probes(
 ) -> dict[str, Probe]:
     """node-oidc-provider's side of every case it serves, its servers started on ``stack``."""
     probes = {}
-    cases = [case for case in args.cases if case in ANCHORED and case != "refresh_token"]
+    cases = [case for case in args.cases if case not in PRECREATED]
     if cases:
         server = stack.enter_context(anchor.serving(free_port(), workers))
         for case in cases:
             script, path = SCRIPTS[case]
             probes[case] = Probe(f"node-oidc-provider {case}", server, script, path, lambda _run: {})
-    if "refresh_token" in args.cases and workers == 1:
-        per_run = ANCHOR_REFRESH_PER_SECOND * max(args.seconds, warm_up_seconds(args.seconds))
-        whole = work / "anchor-refresh.txt"
-        server = stack.enter_context(
-            anchor.serving(free_port(), 1, refresh_tokens=per_run * (args.runs + 1), token_file=whole)
+    cases = [case for case in args.cases if case in PRECREATED] if workers == 1 else []
+    if cases:
+        per_run = ANCHOR_PER_SECOND * max(args.seconds, warm_up_seconds(args.seconds))
+        made = anchor.Precreated(
+            work,
+            refresh_tokens=per_run * (args.runs + 1) if "refresh_token" in cases else 0,
+            codes=per_run * (args.runs + 1) if "authorization_code" in cases else 0,
+            tokens="introspection" in cases or "userinfo" in cases,
         )
-        tokens = whole.read_text().split()
-        files = [work / f"anchor-rt-{run}.txt" for run in range(args.runs + 1)]
-        for run, path in enumerate(files):
-            path.write_text("\n".join(tokens[run * per_run : (run + 1) * per_run]) + "\n")
-        script, url_path = SCRIPTS["refresh_token"]
-        probes["refresh_token"] = Probe(
-            "node-oidc-provider refresh_token", server, script, url_path, lambda run: {"RT_FILE": str(files[run])}
-        )
+        server = stack.enter_context(anchor.serving(free_port(), 1, precreated=made))
+        for case in cases:
+            script, path = SCRIPTS[case]
+            env = _anchor_env(case, made, work, runs=args.runs, per_run=per_run)
+            probes[case] = Probe(f"node-oidc-provider {case}", server, script, ANCHOR_PATHS.get(case, path), env)
     return probes
+
+
+def _anchor_env(
+    case: str, made: anchor.Precreated, work: Path, *, runs: int, per_run: int
+) -> Callable[[int], dict[str, str]]:
+    """The wrk env of node-oidc-provider's run ``run`` of ``case``: its own share of the
+    pre-created refresh tokens or codes (run 0 is the warm-up), or its pre-created token."""
+    if case in ("introspection", "userinfo"):
+        token = made.token(case)
+        return lambda _run: {"TOKEN": token}
+    whole = made.refresh_file if case == "refresh_token" else made.code_file
+    values = whole.read_text().split()
+    files = [work / f"anchor-{case}-{run}.txt" for run in range(runs + 1)]
+    for run, path in enumerate(files):
+        path.write_text("\n".join(values[run * per_run : (run + 1) * per_run]) + "\n")
+    if case == "refresh_token":
+        return lambda run: {"RT_FILE": str(files[run])}
+    return lambda run: {
+        "CODE_FILE": str(files[run]),
+        "CODE_VERIFIER": seed.CODE_VERIFIER,
+        "REDIRECT_URI": seed.REDIRECT_URI,
+    }
 
 
 HEADER = (
