@@ -24,7 +24,6 @@ from typing import Any
 
 import uvicorn
 
-from ..app import create_app
 from ..bootstrap import StartupError, prepare
 from ..observe import tracing
 from ..observe.exposition import MetricsExport
@@ -82,6 +81,10 @@ def _bind(settings: Settings, *, reuse_port: bool) -> socket.socket:
 
 
 def _serve(settings: Settings, sock: socket.socket) -> int:
+    # The app (Starlette, every endpoint and page) is imported only where it serves: every
+    # other command, and the supervisor of spawned workers, skips a second of imports.
+    from ..app import create_app
+
     traced = tracing.provider_from_environment() if tracing.wanted(os.environ) else None
     config = uvicorn.Config(
         create_app(settings, freeze_gc=True, tracer_provider=traced),
