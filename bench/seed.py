@@ -57,7 +57,7 @@ def background_refresh_rows(database: str, client_id: str, rows: int) -> None:
 def refresh_tokens(database: str, client_id: str, count: int, files: list[Path]) -> None:
     """``count`` live refresh tokens, one family each, split between ``files`` (one per wrk run)."""
     tokens = [_secret("rt", i) for i in range(count)]
-    _split(tokens, files)
+    split(tokens, files)
     psql(
         database,
         f"""
@@ -78,7 +78,7 @@ def refresh_tokens(database: str, client_id: str, count: int, files: list[Path])
 def authorization_codes(database: str, client_id: str, count: int, files: list[Path], scope: str) -> None:
     """``count`` unused codes for user 1, all with :data:`CODE_VERIFIER`'s challenge."""
     codes = [_secret("ac", i) for i in range(count)]
-    _split(codes, files)
+    split(codes, files)
     challenge = base64.urlsafe_b64encode(hashlib.sha256(CODE_VERIFIER.encode()).digest()).rstrip(b"=").decode()
     # Grant ids must be unique across calls: each exchange creates the grant its code names.
     rows = [f"\\x{_sha256(code)},g-{_sha256(code)[:24]}" for code in codes]
@@ -101,7 +101,7 @@ def _sha256(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
-def _split(values: list[str], files: list[Path]) -> None:
+def split(values: list[str], files: list[Path]) -> None:
     share = len(values) // len(files)  # every wrk run gets values of its own: each is used once
     for n, path in enumerate(files):
         path.write_text("\n".join(values[n * share : (n + 1) * share]) + "\n")

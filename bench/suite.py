@@ -121,24 +121,20 @@ def _anchor_probes(
         server = stack.enter_context(anchor.serving(free_port(), 1, precreated=made))
         for case in cases:
             script, path = SCRIPTS[case]
-            env = _anchor_env(case, made, work, runs=args.runs, per_run=per_run)
+            env = _anchor_env(case, made, work, runs=args.runs)
             probes[case] = Probe(f"node-oidc-provider {case}", server, script, ANCHOR_PATHS.get(case, path), env)
     return probes
 
 
-def _anchor_env(
-    case: str, made: anchor.Precreated, work: Path, *, runs: int, per_run: int
-) -> Callable[[int], dict[str, str]]:
+def _anchor_env(case: str, made: anchor.Precreated, work: Path, *, runs: int) -> Callable[[int], dict[str, str]]:
     """The wrk env of node-oidc-provider's run ``run`` of ``case``: its own share of the
     pre-created refresh tokens or codes (run 0 is the warm-up), or its pre-created token."""
     if case in ("introspection", "userinfo"):
         token = made.token(case)
         return lambda _run: {"TOKEN": token}
     whole = made.refresh_file if case == "refresh_token" else made.code_file
-    values = whole.read_text().split()
     files = [work / f"anchor-{case}-{run}.txt" for run in range(runs + 1)]
-    for run, path in enumerate(files):
-        path.write_text("\n".join(values[run * per_run : (run + 1) * per_run]) + "\n")
+    seed.split(whole.read_text().split(), files)
     if case == "refresh_token":
         return lambda run: {"RT_FILE": str(files[run])}
     return lambda run: {
