@@ -213,6 +213,14 @@ def run_ostiary(args: list[str], env: dict[str, str], cwd: Path | None = None) -
     )
 
 
+async def run_ostiary_beside_server(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """:func:`run_ostiary` while a server runs in this event loop (:func:`serve_in_process`).
+    The command runs in a thread so the loop goes on: a blocked loop can stop the server in
+    the middle of a transaction, and on SQLite the command then waits for its write lock
+    until the busy timeout and fails with "database is locked"."""
+    return await asyncio.to_thread(run_ostiary, args, env)
+
+
 def wait_healthy(base_url: str, process: subprocess.Popen[str], timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -36,7 +36,7 @@ from server.storage.models import (
     User,
 )
 from tests.flows.conftest import SignIn
-from tests.helpers import Client, TestDatabase, create_client, create_user, ostiary_env, run_ostiary
+from tests.helpers import Client, TestDatabase, create_client, create_user, ostiary_env, run_ostiary_beside_server
 from tests.mail import Mailed, eventually, forgot, mailed_server
 from tests.oidc import PASSWORD, REDIRECT_URI, Browser, Flow, forms_of
 
@@ -248,7 +248,7 @@ async def test_invitations(database: TestDatabase, tmp_path: Path) -> None:
         closed = await browser.http.get("/signup")
         assert closed.status_code == 403 and "by invitation only" in closed.text and "<form" not in closed.text
 
-        made = run_ostiary(["invitations", "create", "--email", "Bob@Example.com", "--json"], env)
+        made = await run_ostiary_beside_server(["invitations", "create", "--email", "Bob@Example.com", "--json"], env)
         assert made.returncode == 0, made.stderr
         invited = json.loads(made.stdout)
         assert invited["email"] == "Bob@Example.com" and invited["state"] == "live"
@@ -267,16 +267,16 @@ async def test_invitations(database: TestDatabase, tmp_path: Path) -> None:
 
         used = await browser.http.get(start)
         assert used.status_code == 403 and "was already used" in used.text
-        listed = run_ostiary(["invitations", "list", "--all", "--json"], env)
+        listed = await run_ostiary_beside_server(["invitations", "list", "--all", "--json"], env)
         assert [entry["state"] for entry in json.loads(listed.stdout)] == ["used"]
 
         # A revoked invitation, and a pending sign-up whose invitation was revoked meanwhile.
-        second = json.loads(run_ostiary(["invitations", "create", "--json"], env).stdout)
+        second = json.loads((await run_ostiary_beside_server(["invitations", "create", "--json"], env)).stdout)
         start = "/signup?invitation=" + second["link"].split("invitation=")[1]
         assert 'id="signup-sent"' in (await sign_up(browser, start, username="carol", email="c@example.com")).text
-        revoked = run_ostiary(["invitations", "revoke", str(second["id"])], env)
+        revoked = await run_ostiary_beside_server(["invitations", "revoke", str(second["id"])], env)
         assert revoked.returncode == 0, revoked.stderr
-        assert run_ostiary(["invitations", "revoke", str(second["id"])], env).returncode != 0
+        assert (await run_ostiary_beside_server(["invitations", "revoke", str(second["id"])], env)).returncode != 0
         assert (await browser.http.get(start)).status_code == 403
         late = await confirm(mailed.browser(), verify_link((await mailed.mailbox.wait_for(2))[1]))
         assert late.status_code == 400 and "This invitation has expired" in late.text
