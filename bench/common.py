@@ -147,6 +147,8 @@ class Run:
     requests: int
     #: the errors by wrk's kind (connect, read, write, status: a non-2xx answer, timeout)
     error_kinds: dict[str, int] = field(default_factory=dict)
+    mean_ms: float = 0.0
+    max_ms: float = 0.0
 
 
 _ERROR_KINDS = ("connect", "read", "write", "status", "timeout")
@@ -179,7 +181,16 @@ def wrk(script: str, url: str, *, seconds: int, connections: int, threads: int, 
             sys.exit(f"wrk {script} {url} failed:\n{done.stdout}{done.stderr}")
         line = json.loads(out.read().strip().splitlines()[-1])
     kinds = {kind: line[f"err_{kind}"] for kind in _ERROR_KINDS if line[f"err_{kind}"]}
-    return Run(line["rps"], line["p50_us"] / 1000, line["p99_us"] / 1000, sum(kinds.values()), line["requests"], kinds)
+    return Run(
+        line["rps"],
+        line["p50_us"] / 1000,
+        line["p99_us"] / 1000,
+        sum(kinds.values()),
+        line["requests"],
+        kinds,
+        mean_ms=line["mean_us"] / 1000,
+        max_ms=line["max_us"] / 1000,
+    )
 
 
 @dataclass

@@ -3,6 +3,7 @@
 -- share one verifier ($CODE_VERIFIER) and redirect URI ($REDIRECT_URI). An exhausted file re-sends
 -- the last code, which then fails with 400 and shows up as err_status.
 dofile((os.getenv("LUA_DIR") or ".") .. "/report.lua")
+dofile((os.getenv("LUA_DIR") or ".") .. "/pace.lua")
 dofile((os.getenv("LUA_DIR") or ".") .. "/basic.lua")
 
 local nthreads = 0

@@ -1,6 +1,7 @@
 -- POST /introspect token=$TOKEN (RFC 7662), client_secret_basic as $CLIENT_ID (a resource server).
 -- Static request (built once).
 dofile((os.getenv("LUA_DIR") or ".") .. "/report.lua")
+dofile((os.getenv("LUA_DIR") or ".") .. "/pace.lua")
 dofile((os.getenv("LUA_DIR") or ".") .. "/basic.lua")
 wrk.method = "POST"
 wrk.body = "token=" .. assert(os.getenv("TOKEN"), "TOKEN not set")
