@@ -10,9 +10,11 @@ latency.
 
 wrk has no fixed-rate mode (wrk2, which has, is not in Debian). Pacing is wrk's own
 ``delay()`` hook (lua/pace.lua): each connection waits a delay before each request, so it
-sends 1 / (delay + latency) requests a second. The delay for the target rate comes from
-the flat-out runs and is corrected by short calibration runs, since the latency falls with
-the load. The load stays closed-loop: a connection waiting for a slow answer sends nothing
+sends 1 / (delay + latency) requests a second. The first delay is the one the target would
+need if answers took no time (a rate below the target), then short calibration runs add
+the latency they saw. Starting from above the target would not converge: near the maximum
+the latency grows to fill whatever delay is taken away, and the rate stays at the maximum.
+The load stays closed-loop: a connection waiting for a slow answer sends nothing
 meanwhile, so a stall of the server delays fewer requests than an open-loop load would
 send into it (coordinated omission); the worst latency is printed for that reason.
 """
@@ -38,7 +40,7 @@ from bench.suite import PER_SECOND, SCRIPTS
 #: the token paths (issue 26's point 4); jwks and discovery can be asked for with --cases
 TOKEN_PATHS = ("client_credentials", "refresh_token", "authorization_code", "introspection", "userinfo")
 #: short paced runs that correct the delay before the measured ones
-CALIBRATIONS = 2
+CALIBRATIONS = 3
 #: issue 26's bound on p99 at 80 % of the maximum rate
 BOUND_MS = 50.0
 
@@ -129,9 +131,7 @@ def measure(args: argparse.Namespace, setup: Setup, server: Server, case: str, w
     run(warm_up_seconds(args.seconds))
     flat = [run(args.seconds) for _ in range(args.runs)]
     target = args.share * statistics.median(r.rps for r in flat)
-    delay = next_delay_ms(
-        0.0, connections=args.connections, target=target, reached=statistics.median(r.rps for r in flat)
-    )
+    delay = args.connections * 1000 / target  # as if answers took no time: below the target
     for _ in range(CALIBRATIONS):
         trial = run(warm_up_seconds(args.seconds), delay)
         delay = next_delay_ms(delay, connections=args.connections, target=target, reached=trial.rps)
