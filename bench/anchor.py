@@ -1,10 +1,12 @@
 """node-oidc-provider, the side-by-side anchor: installed once into a cache folder from
 ``bench/anchor`` (npm ``oidc-provider`` 9.x, one RS256 2048-bit key, JWT access tokens
-through resource indicators, rotating refresh tokens, introspection, the in-memory
-adapter), then run with N processes (node:cluster) on a loopback port."""
+through resource indicators, rotating refresh tokens, introspection), then run with N
+processes (node:cluster) on a loopback port: with the in-memory adapter, as the issue's
+anchor, or durable in a PostgreSQL database (``anchor/pg_adapter.mjs``)."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -32,12 +34,17 @@ def install() -> Path:
     if shutil.which("node") is None or shutil.which("npm") is None:
         sys.exit("node and npm are missing: apt-get install nodejs npm")
     CACHE.mkdir(parents=True, exist_ok=True)
-    for name in ("package.json", "server.mjs", "genkeys.mjs"):
-        shutil.copy2(SOURCE / name, CACHE / name)
-    if not (CACHE / "node_modules" / "oidc-provider").exists():
-        subprocess.run(["npm", "install", "--no-audit", "--no-fund"], cwd=CACHE, check=True, capture_output=True)
-    if not (CACHE / "jwks.json").exists():
-        subprocess.run(["node", "genkeys.mjs", "."], cwd=CACHE, check=True, capture_output=True)
+    # one installer at a time: two scripts (a test suite's workers) may start at once
+    with open(CACHE.parent / "node-anchor.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for name in ("package.json", "server.mjs", "pg_adapter.mjs", "genkeys.mjs"):
+            if not (CACHE / name).exists() or (CACHE / name).read_bytes() != (SOURCE / name).read_bytes():
+                shutil.copy2(SOURCE / name, CACHE / name)
+        dependencies = json.loads((SOURCE / "package.json").read_text())["dependencies"]
+        if not all((CACHE / "node_modules" / name).exists() for name in dependencies):
+            subprocess.run(["npm", "install", "--no-audit", "--no-fund"], cwd=CACHE, check=True, capture_output=True)
+        if not (CACHE / "jwks.json").exists():
+            subprocess.run(["node", "genkeys.mjs", "."], cwd=CACHE, check=True, capture_output=True)
     return CACHE
 
 
@@ -49,8 +56,8 @@ def version() -> str:
 
 @dataclass(frozen=True)
 class Precreated:
-    """What a one-process anchor makes through its own models before it listens (its
-    in-memory store is per process), each written to a file in ``folder``: ``refresh_tokens``
+    """What the anchor makes through its own models before it listens (in memory, one
+    process's store: one process only; in PostgreSQL, for all), each written to a file in ``folder``: ``refresh_tokens``
     and ``codes`` (PKCE with ``bench.seed.CODE_VERIFIER``), one per line; with ``tokens``, an
     opaque access token of a user with ``openid`` (for userinfo) and one of the client (for
     introspection: node-oidc-provider introspects no JWT access token)."""
@@ -88,20 +95,25 @@ class Precreated:
 
 
 @contextmanager
-def serving(port: int, workers: int, *, precreated: Precreated | None = None) -> Iterator[Server]:
-    """node-oidc-provider on ``port``, with N processes; with ``precreated``, one process
-    that made those tokens and codes first."""
+def serving(
+    port: int, workers: int, *, precreated: Precreated | None = None, database_url: str | None = None
+) -> Iterator[Server]:
+    """node-oidc-provider on ``port``, with N processes; with ``precreated``, having made
+    those tokens and codes first; with ``database_url`` (``postgresql://``), every model
+    kept in that database, else in memory."""
     folder = install()
     env = {**os.environ, "PORT": str(port), "JWKS": str(folder / "jwks.json"), "WORKERS": str(workers)}
+    if database_url is not None:
+        env["ANCHOR_DATABASE_URL"] = database_url
     if precreated is not None:
-        assert workers == 1, "the in-memory store is per process"
+        assert workers == 1 or database_url is not None, "the in-memory store is per process"
         env.update(precreated.env())
     process = subprocess.Popen(
         ["node", "server.mjs"], cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(1200):
+        for _ in range(3000):  # pre-creating in PostgreSQL takes minutes
             try:
                 if httpx.get(base + "/jwks", timeout=1).status_code == 200:
                     break

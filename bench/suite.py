@@ -9,7 +9,9 @@ client_credentials, refresh_token (single-use tokens), authorization_code (singl
 codes with PKCE), jwks, discovery, introspection, userinfo. node-oidc-provider serves
 every case. What it keeps in memory lives in one process, so the cases that need tokens
 or codes made beforehand (refresh_token, authorization_code, introspection, userinfo) are
-compared with one process only; it introspects opaque tokens only (a JWT access token is
+compared with one process only, unless ``--anchor-store postgres`` keeps its models in a
+PostgreSQL database of its own on the same server (``anchor/pg_adapter.mjs``: durable, as
+Ostiary is, and shared by its processes); it introspects opaque tokens only (a JWT access token is
 refused), and its userinfo takes no token bound to a resource, so those two use its opaque
 access tokens (a client's, a user's with ``openid``), where Ostiary's are JWTs.
 Prints a Markdown table: medians and ranges, p50/p99, server CPU per request, peak RSS per
@@ -31,7 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import anchor, seed
-from bench.common import Probe, Result, measure_as, psql, serving, warm_up_seconds
+from bench.common import Probe, Result, fresh_database, measure_as, psql, serving, warm_up_seconds
 from bench.ostiary_setup import free_port, prepare
 
 SCRIPTS = {
@@ -52,6 +54,8 @@ PER_SECOND = 2_500
 #: node-oidc-provider's pre-created refresh tokens and codes per second of a run: it uses
 #: them in memory faster than Ostiary's per-worker rate (a shortfall shows up as errors, and fails)
 ANCHOR_PER_SECOND = 6_000
+#: the same, made in PostgreSQL (a round trip each): it serves them more slowly than in memory
+DURABLE_ANCHOR_PER_SECOND = PER_SECOND
 
 
 def main() -> None:
@@ -62,6 +66,12 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--cases", nargs="+", choices=list(SCRIPTS), default=list(SCRIPTS))
     parser.add_argument("--no-anchor", action="store_true", help="Ostiary only")
+    parser.add_argument(
+        "--anchor-store",
+        choices=("memory", "postgres"),
+        default="memory",
+        help="where node-oidc-provider keeps its models: its in-memory adapter, or a PostgreSQL database",
+    )
     parser.add_argument("--database", default="ostiary_bench_suite", help="scratch database (created and dropped)")
     parser.add_argument(
         "--setting",
@@ -103,22 +113,28 @@ def _anchor_probes(
 ) -> dict[str, Probe]:
     """node-oidc-provider's side of every case it serves, its servers started on ``stack``."""
     probes = {}
+    database_url = None
+    if args.anchor_store == "postgres":
+        name = f"{args.database}_anchor"
+        database_url = fresh_database(name).replace("postgresql+asyncpg://", "postgresql://", 1)
+        stack.callback(psql, "test", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     cases = [case for case in args.cases if case not in PRECREATED]
     if cases:
-        server = stack.enter_context(anchor.serving(free_port(), workers))
+        server = stack.enter_context(anchor.serving(free_port(), workers, database_url=database_url))
         for case in cases:
             script, path = SCRIPTS[case]
             probes[case] = Probe(f"node-oidc-provider {case}", server, script, path, lambda _run: {})
-    cases = [case for case in args.cases if case in PRECREATED] if workers == 1 else []
+    cases = [case for case in args.cases if case in PRECREATED] if workers == 1 or database_url else []
     if cases:
-        per_run = ANCHOR_PER_SECOND * max(args.seconds, warm_up_seconds(args.seconds))
+        per_second = DURABLE_ANCHOR_PER_SECOND * workers if database_url else ANCHOR_PER_SECOND
+        per_run = per_second * max(args.seconds, warm_up_seconds(args.seconds))
         made = anchor.Precreated(
             work,
             refresh_tokens=per_run * (args.runs + 1) if "refresh_token" in cases else 0,
             codes=per_run * (args.runs + 1) if "authorization_code" in cases else 0,
             tokens="introspection" in cases or "userinfo" in cases,
         )
-        server = stack.enter_context(anchor.serving(free_port(), 1, precreated=made))
+        server = stack.enter_context(anchor.serving(free_port(), workers, precreated=made, database_url=database_url))
         for case in cases:
             script, path = SCRIPTS[case]
             env = _anchor_env(case, made, work, runs=args.runs)
@@ -176,7 +192,8 @@ def describe_machine(args: argparse.Namespace) -> str:
     lines = [
         f"cores: {os.cpu_count()}; Python {platform.python_version()}; PostgreSQL {postgres}; "
         f"{wrk[0] if wrk else 'wrk'}",
-        f"{anchor.version() if not args.no_anchor and anchor.install() else ''}",
+        f"{anchor.version() if not args.no_anchor and anchor.install() else ''}"
+        f"{f', models in {args.anchor_store}' if not args.no_anchor else ''}",
         f"wrk -t1 -c{args.connections}: a warm-up, then {args.runs} runs of {args.seconds} s per case",
         "",
     ]

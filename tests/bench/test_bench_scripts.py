@@ -75,6 +75,23 @@ def test_the_suite_runs_every_case_without_errors_beside_node_oidc_provider() ->
             assert row[3] == row[4] == "–", output
 
 
+def test_node_oidc_provider_keeps_its_models_in_postgresql_for_every_process() -> None:
+    """``--anchor-store postgres``: node-oidc-provider durable in a database of its own, so
+    the cases that need tokens made beforehand run beside Ostiary with two processes too."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip("Node.js and npm are needed for node-oidc-provider")
+    cases = ["refresh_token", "authorization_code", "userinfo"]
+    output = run_bench(
+        "suite.py", "--workers", "2", "--seconds", "1", "--runs", "1", "--anchor-store", "postgres",
+        "--database", f"ostiary_bench_durable_{uuid.uuid4().hex[:8]}", "--cases", *cases,
+    )  # fmt: skip
+    assert "models in postgres" in output, output
+    rows = table_rows(output)
+    assert [row[0] for row in rows] == cases and all(row[1] == "2" for row in rows), output
+    for row in rows:  # Ostiary's rate, node-oidc-provider's rate, and their ratio
+        assert positive(row[2]) and positive(row[3]) and re.fullmatch(r"\d+\.\d\d×", row[4]), output
+
+
 def test_the_table_size_script_runs_both_sizes() -> None:
     output = run_bench("scaling.py", "--seconds", "1", "--runs", "1", "--rows", "100", "1000")
     rows = table_rows(output)
