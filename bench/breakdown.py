@@ -39,7 +39,7 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ADMIN_URL, Run, cpu_seconds, psql, serving, warm_up_seconds, wrk
+from bench.common import ADMIN_URL, Run, add_run_options, cpu_seconds, psql, serving, warm_up_seconds, wrk
 from bench.ostiary_setup import prepare
 from bench.signing import CLAIMS, signer_for, verifier
 from bench.suite import PER_SECOND, SCRIPTS
@@ -140,9 +140,7 @@ def row(case: str, samples: list[Sample], crypto: float) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--connections", type=int, default=32)
+    add_run_options(parser)
     parser.add_argument("--cases", nargs="+", choices=list(SCRIPTS), default=list(CASES))
     parser.add_argument("--database", default="ostiary_bench_breakdown", help="scratch database (created and dropped)")
     args = parser.parse_args()

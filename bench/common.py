@@ -230,6 +230,17 @@ HEADER = (
 )
 
 
+def add_run_options(parser: argparse.ArgumentParser, *, workers: list[int] | None = None) -> None:
+    """The options the scripts share: how long each run lasts, how many runs, how many wrk
+    connections (what :func:`measure_as` reads); with ``workers``, the worker counts to
+    measure, those by default."""
+    if workers is not None:
+        parser.add_argument("--workers", type=int, nargs="+", default=workers)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=32)
+
+
 def warm_up_seconds(seconds: int) -> int:
     """How long the warm-up before runs of ``seconds`` lasts (single-use tokens must cover it)."""
     return max(2, seconds // 3)

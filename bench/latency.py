@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import Run, Server, psql, serving, warm_up_seconds, wrk
+from bench.common import Run, Server, add_run_options, psql, serving, warm_up_seconds, wrk
 from bench.ostiary_setup import Setup, prepare
 from bench.suite import PER_SECOND, SCRIPTS
 
@@ -84,10 +84,7 @@ HEADER = (
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--connections", type=int, default=32)
+    add_run_options(parser, workers=[1, 2])
     parser.add_argument("--share", type=float, default=0.8, help="the paced rate, as a share of the maximum")
     parser.add_argument("--cases", nargs="+", choices=list(SCRIPTS), default=list(TOKEN_PATHS))
     parser.add_argument("--database", default="ostiary_bench_latency", help="scratch database (created and dropped)")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import HEADER, measure_as, psql, serving, warm_up_seconds
+from bench.common import HEADER, add_run_options, measure_as, psql, serving, warm_up_seconds
 from bench.ostiary_setup import prepare
 
 CASES = {
@@ -36,9 +36,7 @@ PER_SECOND = 2_500
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--connections", type=int, default=32)
+    add_run_options(parser)
     parser.add_argument("--rows", type=int, nargs="+", default=[10_000, 1_000_000])
     args = parser.parse_args()
     print(

@@ -33,7 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import anchor, seed
-from bench.common import Probe, Result, fresh_database, measure_as, psql, serving, warm_up_seconds
+from bench.common import Probe, Result, add_run_options, fresh_database, measure_as, psql, serving, warm_up_seconds
 from bench.ostiary_setup import free_port, prepare
 
 SCRIPTS = {
@@ -60,10 +60,7 @@ DURABLE_ANCHOR_PER_SECOND = PER_SECOND
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--connections", type=int, default=32)
+    add_run_options(parser, workers=[1, 2])
     parser.add_argument("--cases", nargs="+", choices=list(SCRIPTS), default=list(SCRIPTS))
     parser.add_argument("--no-anchor", action="store_true", help="Ostiary only")
     parser.add_argument(

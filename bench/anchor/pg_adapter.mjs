@@ -59,28 +59,25 @@ export default class PostgresAdapter {
     );
   }
 
-  async find(id) {
+  // the live model of this type whose `column` (a name of ours, never input) holds `value`
+  async #findBy(column, value) {
     const { rows } = await pool.query(
-      `SELECT payload, consumed_at FROM oidc_models WHERE type = $1 AND id = $2 AND ${LIVE}`,
-      [this.type, id],
+      `SELECT payload, consumed_at FROM oidc_models WHERE type = $1 AND ${column} = $2 AND ${LIVE}`,
+      [this.type, value],
     );
     return loaded(rows);
+  }
+
+  async find(id) {
+    return this.#findBy('id', id);
   }
 
   async findByUserCode(userCode) {
-    const { rows } = await pool.query(
-      `SELECT payload, consumed_at FROM oidc_models WHERE type = $1 AND user_code = $2 AND ${LIVE}`,
-      [this.type, userCode],
-    );
-    return loaded(rows);
+    return this.#findBy('user_code', userCode);
   }
 
   async findByUid(uid) {
-    const { rows } = await pool.query(
-      `SELECT payload, consumed_at FROM oidc_models WHERE type = $1 AND uid = $2 AND ${LIVE}`,
-      [this.type, uid],
-    );
-    return loaded(rows);
+    return this.#findBy('uid', uid);
   }
 
   async consume(id) {
