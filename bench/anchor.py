@@ -57,10 +57,11 @@ def version() -> str:
 @dataclass(frozen=True)
 class Precreated:
     """What the anchor makes through its own models before it listens (in memory, one
-    process's store: one process only; in PostgreSQL, for all), each written to a file in ``folder``: ``refresh_tokens``
-    and ``codes`` (PKCE with ``bench.seed.CODE_VERIFIER``), one per line; with ``tokens``, an
-    opaque access token of a user with ``openid`` (for userinfo) and one of the client (for
-    introspection: node-oidc-provider introspects no JWT access token)."""
+    process's store: one process only; in PostgreSQL, for all), each written to a file in
+    ``folder``: ``refresh_tokens`` and ``codes`` (PKCE with ``bench.seed.CODE_VERIFIER``),
+    one per line; with ``tokens``, an opaque access token of a user with ``openid`` (for
+    userinfo) and one of the client (for introspection: node-oidc-provider introspects no
+    JWT access token)."""
 
     folder: Path
     refresh_tokens: int = 0
