@@ -39,9 +39,18 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ADMIN_URL, Run, add_run_options, cpu_seconds, psql, serving, warm_up_seconds, wrk
+from bench.common import (
+    ADMIN_URL,
+    Run,
+    add_run_options,
+    cpu_seconds,
+    psql,
+    serving,
+    warm_up_seconds,
+    wrk_without_errors,
+)
 from bench.ostiary_setup import prepare
-from bench.signing import CLAIMS, signer_for, verifier
+from bench.signing import CLAIMS, per_call_us, signer_for, verifier
 from bench.suite import PER_SECOND, SCRIPTS
 
 #: JWTs signed per request: the access token, and an ID token where ``openid`` is granted
@@ -56,8 +65,7 @@ _SHARED_BACKENDS = ("walwriter", "background writer", "checkpointer")
 
 @dataclass
 class Sample:
-    requests: int
-    seconds: float
+    run: Run
     worker_cpu: float
     postgres_cpu: float
     segments: int
@@ -91,23 +99,12 @@ def sample(database: str, worker: int, run: Callable[[], Run]) -> Sample:
     """Counters around ``run()`` (a wrk run, returning it)."""
     postgres = postgres_pids(database)
     cpu, pg_cpu, segments = cpu_seconds([worker]), cpu_seconds(postgres), segments_to_postgres(worker)
-    start = time.monotonic()
     result = run()
-    seconds = time.monotonic() - start
     after = segments_to_postgres(worker)
     # a connection the pool opened during the run counts from zero
     sent = sum(count - segments.get(address, 0) for address, count in after.items())
     alive = [pid for pid in postgres if Path(f"/proc/{pid}").exists()]
-    return Sample(result.requests, seconds, cpu_seconds([worker]) - cpu, cpu_seconds(alive) - pg_cpu, sent)
-
-
-def cpu_us(work: Callable[[], object], count: int) -> float:
-    """CPU microseconds per call of ``work`` in this process (not wall time: a busy machine
-    makes a call wait for a core, not work longer)."""
-    start = time.process_time()
-    for _ in range(count):
-        work()
-    return (time.process_time() - start) / count * 1e6
+    return Sample(result, cpu_seconds([worker]) - cpu, cpu_seconds(alive) - pg_cpu, sent)
 
 
 def crypto_ms() -> tuple[float, float]:
@@ -115,9 +112,9 @@ def crypto_ms() -> tuple[float, float]:
     the server's own signer and joserfc's verifier, as ``signing.py`` measures them)."""
     signer = signer_for("RS256", 2048)
     token = signer.sign(CLAIMS, typ="at+jwt")
-    cpu_us(lambda: signer.sign(CLAIMS, typ="at+jwt"), 100)  # warm up
-    sign = cpu_us(lambda: signer.sign(CLAIMS, typ="at+jwt"), 1000) / 1000
-    verify = cpu_us(verifier(signer, token), 5000) / 1000
+    per_call_us(lambda: signer.sign(CLAIMS, typ="at+jwt"), 100)  # warm up
+    sign = per_call_us(lambda: signer.sign(CLAIMS, typ="at+jwt"), 1000, clock=time.process_time) / 1000
+    verify = per_call_us(verifier(signer, token), 5000, clock=time.process_time) / 1000
     return sign, verify
 
 
@@ -128,11 +125,11 @@ HEADER = (
 
 
 def row(case: str, samples: list[Sample], crypto: float) -> str:
-    requests = sum(s.requests for s in samples)
+    requests = sum(s.run.requests for s in samples)
     worker = sum(s.worker_cpu for s in samples) * 1000 / requests
     postgres = sum(s.postgres_cpu for s in samples) * 1000 / requests
     trips = sum(s.segments for s in samples) / requests
-    rate = statistics.median(s.requests / s.seconds for s in samples)
+    rate = statistics.median(s.run.rps for s in samples)
     return (
         f"| {case} | {rate:,.0f} | {worker:.2f} | {crypto:.2f} | {worker - crypto:.2f} | {postgres:.2f} | {trips:.1f} |"
     )
@@ -160,11 +157,8 @@ def main() -> None:
             url = server.base_url + path
 
             def run(number: int, seconds: int, script: str = script, url: str = url, case: str = case) -> Run:
-                done = wrk(script, url, seconds=seconds, connections=args.connections, threads=1,
-                           env=setup.wrk_env(case, number, server))  # fmt: skip
-                if done.errors:
-                    sys.exit(f"{case}: errors {done.error_kinds} (status: non-2xx answers)")
-                return done
+                env = setup.wrk_env(case, number, server)
+                return wrk_without_errors(case, script, url, seconds=seconds, connections=args.connections, env=env)
 
             run(0, warm_up_seconds(args.seconds))
             samples = [

@@ -147,7 +147,6 @@ class Run:
     requests: int
     #: the errors by wrk's kind (connect, read, write, status: a non-2xx answer, timeout)
     error_kinds: dict[str, int] = field(default_factory=dict)
-    mean_ms: float = 0.0
     max_ms: float = 0.0
 
 
@@ -188,9 +187,17 @@ def wrk(script: str, url: str, *, seconds: int, connections: int, threads: int, 
         sum(kinds.values()),
         line["requests"],
         kinds,
-        mean_ms=line["mean_us"] / 1000,
         max_ms=line["max_us"] / 1000,
     )
+
+
+def wrk_without_errors(name: str, script: str, url: str, *, seconds: int, connections: int, env: dict[str, str]) -> Run:
+    """One :func:`wrk` run with one thread, which must answer every request with a 2xx: on
+    any error the benchmark ends, naming ``name``."""
+    run = wrk(script, url, seconds=seconds, connections=connections, threads=1, env=env)
+    if run.errors:
+        sys.exit(f"{name}: errors {run.error_kinds} (status: non-2xx answers)")
+    return run
 
 
 @dataclass

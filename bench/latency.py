@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import Run, Server, add_run_options, psql, serving, warm_up_seconds, wrk
+from bench.common import Run, Server, add_run_options, psql, serving, warm_up_seconds, wrk_without_errors
 from bench.ostiary_setup import Setup, prepare
 from bench.suite import PER_SECOND, SCRIPTS
 
@@ -119,11 +119,9 @@ def measure(args: argparse.Namespace, setup: Setup, server: Server, case: str, w
         env = probe.env(next(files))
         if delay_ms is not None:
             env = {**env, "WRK_DELAY_MS": f"{delay_ms:.3f}"}
-        url = server.base_url + path
-        result = wrk(script, url, seconds=seconds, connections=args.connections, threads=1, env=env)
-        if result.errors:
-            sys.exit(f"{case}: errors {result.error_kinds} (status: non-2xx answers)")
-        return result
+        return wrk_without_errors(
+            case, script, server.base_url + path, seconds=seconds, connections=args.connections, env=env
+        )
 
     run(warm_up_seconds(args.seconds))
     flat = [run(args.seconds) for _ in range(args.runs)]

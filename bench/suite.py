@@ -11,8 +11,8 @@ every case. What it keeps in memory lives in one process, so the cases that need
 or codes made beforehand (refresh_token, authorization_code, introspection, userinfo) are
 compared with one process only, unless ``--anchor-store postgres`` keeps its models in a
 PostgreSQL database of its own on the same server (``anchor/pg_adapter.mjs``: durable, as
-Ostiary is, and shared by its processes); it introspects opaque tokens only (a JWT access token is
-refused), and its userinfo takes no token bound to a resource, so those two use its opaque
+Ostiary is, and shared by its processes); it introspects opaque tokens only (a JWT access
+token is refused), and its userinfo takes no token bound to a resource, so those two use its opaque
 access tokens (a client's, a user's with ``openid``), where Ostiary's are JWTs.
 Prints a Markdown table: medians and ranges, p50/p99, server CPU per request, peak RSS per
 worker, and the ratio Ostiary / node-oidc-provider.
