@@ -80,9 +80,26 @@ async def test_every_page_is_accessible_and_keeps_its_fixes(site: Site, chromium
 # -- on every page --------------------------------------------------------------------------
 
 
+_STYLED = """() => new Promise((done) => {
+  const loaded = Array.from(document.querySelectorAll("link[rel=stylesheet]")).every((link) => link.sheet !== null);
+  if (!loaded) return done(false);
+  // two frames: the styles are applied and the autofocus, run when rendering, has taken place
+  requestAnimationFrame(() => requestAnimationFrame(() => done(true)));
+})"""
+
+
+async def _styled(page: Page) -> None:
+    """Wait until the page's stylesheets have loaded and it has been rendered with them.
+
+    A page's elements can be found before its stylesheet arrives; read then, a control sits
+    on no background at all and the focus ring is the browser's own (1.10:1 on black)."""
+    await page.wait_for_function(_STYLED)
+
+
 async def _axe(page: Page) -> list[str]:
     """axe-core's WCAG 2.1 A/AA violations; contrast it could not decide counts too, and
     the contrast rule must have run."""
+    await _styled(page)
     results = (await Axe().run(page, options=WCAG_21_AA)).response
     ran = {rule["id"] for kind in ("passes", "violations", "incomplete") for rule in results[kind]}
     problems = [] if "color-contrast" in ran else ["axe-core did not run its color-contrast rule"]
@@ -148,6 +165,7 @@ _BOUNDARIES = """() => {
 async def _boundaries(page: Page) -> list[str]:
     """WCAG 1.4.11 (axe-core does not check it): every input and button stands out 3:1 from
     the card around it, by its fill or its border, and so does the keyboard's focus ring."""
+    await _styled(page)
     await page.keyboard.press("Tab")
     problems: list[str] = await page.evaluate(_BOUNDARIES)
     return problems
