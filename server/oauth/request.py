@@ -53,6 +53,9 @@ class RequestExtras:
     dpop_jkt: str | None = None
     #: and the algorithm that proof was signed with
     dpop_alg: str | None = None
+    #: the token an introspection request asks about, looked up before the call (None:
+    #: unknown, or not looked up); a ``KnownToken`` of :mod:`server.oauth.endpoints.lookup`
+    introspected: Any = None
     #: RFC 8707 resource indicators accepted for this request (set by the grant)
     resources: tuple[str, ...] = ()
     #: the authenticated browser sign-in an authorization response is issued for

@@ -69,7 +69,9 @@ class OstiaryAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         self.register_endpoint(DeviceAuthorization(self, settings))
         self.register_endpoint(EndSession(self, keys))
         self.register_endpoint(Revocation(self, keys, settings.issuer))
-        self.register_endpoint(Introspection(self, keys, settings.issuer))
+        #: RFC 7662 ``/introspect``: its token is looked up before the call (see the class)
+        self.introspection = Introspection(self, keys, settings.issuer)
+        self.register_endpoint(self.introspection)
         #: RFC 9126 ``/par``; the sign-in flow installs the authorization endpoint's rules
         self.pushed_authorization = PushedAuthorization(self, settings)
         self.register_endpoint(self.pushed_authorization)

@@ -10,8 +10,9 @@ that costs least for what it touches:
 - ``refresh_token`` validates in a transaction, where its token rotates (on PostgreSQL in
   one statement, without BEGIN and COMMIT); what it issues needs no database, so the
   signing runs detached.
-- every other grant (the device code's polls included), revocation, introspection and
-  device authorization (RFC 8628) run whole in one transaction.
+- introspection looks its token up first, in a read of its own; then it needs no database.
+- every other grant (the device code's polls included), revocation and device
+  authorization (RFC 8628) run whole in one transaction.
 """
 
 from __future__ import annotations
@@ -92,9 +93,11 @@ class TokenEndpoints:
         return render(response)
 
     async def endpoint(self, name: str, request: OstiaryRequest) -> OAuthResponse:
-        """``revocation``, ``introspection`` (which only reads, each read one statement) or
-        ``device_authorization``."""
+        """``revocation``, ``introspection``, ``device_authorization`` or ``pushed_authorization``."""
         await self.load_clients(request)
+        if name == "introspection":
+            await self.server.introspection.look_up(request, self.sessionmaker)
+            return self.server.create_endpoint_response(name, request)  # type: ignore[no-any-return]
         if name == "pushed_authorization" and "dpop" in request.headers:
             # RFC 9449 §10.1: a proof that comes with a push binds the code to its key
             try:
@@ -107,7 +110,6 @@ class TokenEndpoints:
             lambda: self.server.create_endpoint_response(name, request),
             commit_on=_succeeded,
             retry_serialization=_RETRIES,
-            read_only=name == "introspection",
         )
 
     async def _prove(self, request: OstiaryRequest) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 from authlib.oauth2.rfc6749.errors import UnsupportedTokenTypeError as AuthlibUnsupportedTokenType
 
 from ...keys.holder import KeyRingHolder
-from ...storage import Session, access_tokens, refresh as refresh_store
+from ...storage import AsyncSession, Session, access_tokens, async_sessionmaker, refresh as refresh_store, transactions
 from ...storage.refresh import TokenState
 from ..errors import UnsupportedTokenTypeError
 from ..request import OstiaryRequest
@@ -61,10 +61,13 @@ KnownToken = AccessTokenState | RefreshTokenState
 def access_token_active(db: Session, claims: dict[str, Any]) -> bool:
     """Not on the deny list, its client enabled, and its grant (when user-bound) not
     revoked nor its user disabled: one statement."""
+    return access_tokens.is_active(db, *_token_keys(claims))
+
+
+def _token_keys(claims: dict[str, Any]) -> tuple[str, str | None, str]:
+    """What :func:`access_tokens.is_active` is asked about a token: its ``jti``, grant and client."""
     grant_id = claims.get("gid")
-    return access_tokens.is_active(
-        db, str(claims.get("jti")), None if grant_id is None else str(grant_id), str(claims.get("client_id"))
-    )
+    return str(claims.get("jti")), None if grant_id is None else str(grant_id), str(claims.get("client_id"))
 
 
 class TokenLookup:
@@ -79,17 +82,34 @@ class TokenLookup:
         self.issuer = issuer
 
     def find(self, request: OstiaryRequest) -> KnownToken | None:
-        db, token = request.extras.session, request.form["token"]
+        """The request's token, read in the call's session."""
+        db = request.extras.session
+        shape = self._shape(request.form["token"])
+        if isinstance(shape, dict):
+            return AccessTokenState(shape, access_token_active(db, shape))
+        state = None if shape is None else refresh_store.lookup(db, shape)
+        return None if state is None else RefreshTokenState(state)
+
+    async def recognise(self, token: str, sessionmaker: async_sessionmaker[AsyncSession]) -> KnownToken | None:
+        """:meth:`find` for ``token``, as a read of its own (one statement)."""
+        shape = self._shape(token)
+        if isinstance(shape, dict):
+            active = await access_tokens.is_active_alone(sessionmaker, *_token_keys(shape))
+            return AccessTokenState(shape, active)
+        if shape is None:
+            return None
+        state = await transactions.run(sessionmaker, lambda db: refresh_store.lookup(db, shape), read_only=True)
+        return None if state is None else RefreshTokenState(state)
+
+    def _shape(self, token: str) -> dict[str, Any] | str | None:
+        """The claims of ``token`` when it is one of our access tokens, verified; ``token``
+        itself when it may be a refresh token; None when it can be neither."""
         if token.count(".") == 2:
             try:
-                claims = verify_access_token(self.keys.current, self.issuer, token)
+                return verify_access_token(self.keys.current, self.issuer, token)
             except InvalidToken:
                 return None
-            return AccessTokenState(claims, access_token_active(db, claims))
-        if len(token) > 256:
-            return None
-        state = refresh_store.lookup(db, token)
-        return None if state is None else RefreshTokenState(state)
+        return token if len(token) <= 256 else None
 
     def check_params(self, request: Any, client: Any) -> None:
         # Authlib answers an unknown token_type_hint with 401 (its UnsupportedTokenTypeError

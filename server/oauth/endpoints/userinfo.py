@@ -9,7 +9,7 @@ from joserfc.errors import JoseError
 
 from ...keys.ring import KeyRing
 from ...settings import SIGNING_ALGS
-from ...storage import AsyncSession, Session, access_tokens, async_sessionmaker, transactions
+from ...storage import AsyncSession, Session, access_tokens, async_sessionmaker
 from ...storage.users import StoredUser
 
 
@@ -43,15 +43,24 @@ def verify_access_token(ring: KeyRing, issuer: str, token: str) -> dict[str, Any
 
 def token_user(db: Session, claims: dict[str, Any]) -> StoredUser:
     """The active user behind a verified token that is not revoked and whose grant is active."""
-    grant_id = claims.get("gid")
-    if not isinstance(grant_id, str):
-        raise InvalidToken("not a user's token")
-    user = access_tokens.active_user(db, str(claims.get("jti")), grant_id, str(claims["sub"]))
-    if user is None:
-        raise InvalidToken("revoked, or its grant or user is not active")
-    return user
+    jti, grant_id, sub = _user_token_keys(claims)
+    return _found(access_tokens.active_user(db, jti, grant_id, sub))
 
 
 async def active_user(sessionmaker: async_sessionmaker[AsyncSession], claims: dict[str, Any]) -> StoredUser:
     """:func:`token_user` in a read of its own (one statement)."""
-    return await transactions.run(sessionmaker, lambda db: token_user(db, claims), read_only=True)
+    jti, grant_id, sub = _user_token_keys(claims)
+    return _found(await access_tokens.active_user_alone(sessionmaker, jti, grant_id, sub))
+
+
+def _user_token_keys(claims: dict[str, Any]) -> tuple[str, str, str]:
+    grant_id = claims.get("gid")
+    if not isinstance(grant_id, str):
+        raise InvalidToken("not a user's token")
+    return str(claims.get("jti")), grant_id, str(claims["sub"])
+
+
+def _found(user: StoredUser | None) -> StoredUser:
+    if user is None:
+        raise InvalidToken("revoked, or its grant or user is not active")
+    return user
