@@ -121,13 +121,20 @@ class OstiaryAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
     def save_token(self, token: dict[str, Any], request: OstiaryRequest) -> None:
         """Record what a user-bound token needs; JWT access tokens themselves are not stored.
 
-        A code exchange (or a device code's redemption, RFC 8628) creates the grant (the
-        family) and its first refresh token. A refresh stored its successor already, when
-        it consumed the presented token. A family without ``offline_access`` is bound to
-        the browser session it came from, so signing out ends it; a device's never is.
+        A device code's redemption (RFC 8628) creates the grant (the family) and its first
+        refresh token (:meth:`family`); a code exchange does too, as it consumes its code
+        (the grant's own ``save_token``). A refresh stored its successor already, when it
+        consumed the presented token.
         """
         if request.authorization_code is None:
             return
+        grant_store.insert_grant(request.extras.session, **self.family(token, request))
+
+    def family(self, token: dict[str, Any], request: OstiaryRequest) -> dict[str, Any]:
+        """The grant that the code (or device code) of ``request`` creates with ``token``,
+        as :func:`server.storage.grants.insert_grant` takes it. A family without
+        ``offline_access`` is bound to the browser session it came from, so signing out
+        ends it; a device's never is."""
         code = request.authorization_code.record
         refresh_token, now = token.get("refresh_token"), utcnow()
         scope = token.get("scope", "")
@@ -141,20 +148,19 @@ class OstiaryAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
             first_refresh_token = (refresh_token, expires_at)
         # RFC 9449 §5: a public client's refresh tokens are bound to its DPoP key, if it used one
         dpop_jkt = request.extras.dpop_jkt if request.client.is_public else None
-        grant_store.insert_grant(
-            request.extras.session,
-            grant_id=code.grant_id,
-            client_id=code.client_id,
-            user_id=code.user_id,
-            scope=scope,
-            session_sid=None if "offline_access" in scope.split() else code.session_sid,
-            expires_at=family_expires,
-            auth_time=code.auth_time,
-            acr=code.acr,
-            amr=list(code.amr),
-            first_refresh_token=first_refresh_token,
-            dpop_jkt=dpop_jkt,
-        )
+        return {
+            "grant_id": code.grant_id,
+            "client_id": code.client_id,
+            "user_id": code.user_id,
+            "scope": scope,
+            "session_sid": None if "offline_access" in scope.split() else code.session_sid,
+            "expires_at": family_expires,
+            "auth_time": code.auth_time,
+            "acr": code.acr,
+            "amr": list(code.amr),
+            "first_refresh_token": first_refresh_token,
+            "dpop_jkt": dpop_jkt,
+        }
 
     def create_oauth2_request(self, request: OstiaryRequest) -> OstiaryRequest:
         return request

@@ -10,6 +10,9 @@ that costs least for what it touches:
 - ``refresh_token`` validates in a transaction, where its token rotates (on PostgreSQL in
   one statement, without BEGIN and COMMIT); what it issues needs no database, so the
   signing runs detached.
+- ``authorization_code`` runs in a transaction, which on PostgreSQL holds nothing: its
+  code is read, then consumed with its grant inserted, each one statement of its own
+  (:mod:`server.storage.grants`); only a refusal reads or writes in the transaction.
 - introspection looks its token up first, in a read of its own; then it needs no database.
 - every other grant (the device code's polls included), revocation and device
   authorization (RFC 8628) run whole in one transaction.

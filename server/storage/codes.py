@@ -1,7 +1,10 @@
 """Authorization codes: stored as digests, consumed atomically, never deleted on use.
 
-Consuming is one conditional ``UPDATE ... RETURNING``, so two concurrent redemptions of one
-code cannot both succeed (Authlib's default read-then-delete is not atomic). A consumed
+An exchange reads its code (:func:`find`), and consumes it only once every check has
+passed, by one conditional ``UPDATE`` in the statement that inserts the grant
+(:func:`consumption`, used by :func:`server.storage.grants.insert_grant`): two concurrent
+redemptions of one code cannot both succeed (Authlib's default read-then-delete is not
+atomic), and an exchange never consumes its code without writing its grant. A consumed
 row stays until cleanup, so a replay is recognised and can revoke the grant it created.
 
 A code bound to a DPoP key (RFC 9449 §10, ``dpop_jkt``) is consumed only by a redemption
@@ -13,11 +16,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import CTE, bindparam, or_, select, update
 
 from . import Session, logout_notices
 from .base import insert_row, sha256, utcnow
+from .driver import DriverStatement
 from .models import AuthorizationCode, User
 from .users import USER_COLUMNS, StoredUser, user_from
 
@@ -80,14 +85,13 @@ _UNUSED = (
     or_(AuthorizationCode.dpop_jkt.is_(None), AuthorizationCode.dpop_jkt == bindparam("b_jkt")),
 )
 _CONSUME = update(AuthorizationCode).where(*_UNUSED).values(consumed_at=bindparam("b_now")).returning(*_RETURNED)
-# PostgreSQL: the same, returning the code's user as well (SQLite's RETURNING cannot name
-# the FROM tables). A disabled user's code is consumed all the same; the grant refuses it.
-_CONSUME_WITH_USER = (
-    update(AuthorizationCode)
-    .where(*_UNUSED, User.id == AuthorizationCode.user_id)
-    .values(consumed_at=bindparam("b_now"))
-    .returning(*(column for column in _RETURNED if column.key != "user_id"), *USER_COLUMNS)  # user_id: users.id
+# PostgreSQL: the usable code and its user, read on a connection of its own (no session)
+_FIND_WITH_USER = DriverStatement(
+    select(*(column for column in _RETURNED if column.key != "user_id"), *USER_COLUMNS)
+    .join_from(AuthorizationCode, User, User.id == AuthorizationCode.user_id)
+    .where(*_UNUSED)
 )
+_FIND = select(*_RETURNED).where(*_UNUSED)
 
 
 def insert_code(session: Session, code: str, stored: StoredCode, *, expires_at: datetime) -> None:
@@ -114,17 +118,46 @@ def insert_code(session: Session, code: str, stored: StoredCode, *, expires_at: 
         logout_notices.remember_client(session, stored.session_sid, stored.client_id)
 
 
+def consumption_params(code: str, client_id: str, dpop_jkt: str | None) -> dict[str, Any]:
+    """The parameters of :func:`consume`'s condition, as :func:`consumption` names them."""
+    return {"b_digest": sha256(code), "b_client_id": client_id, "b_now": utcnow(), "b_jkt": dpop_jkt}
+
+
+def consumption() -> CTE:
+    """:func:`consume`'s update as a CTE (``consumed``) returning the code's grant id, for a
+    statement that writes the code's grant only when it consumed the code."""
+    return (
+        update(AuthorizationCode)
+        .where(*_UNUSED)
+        .values(consumed_at=bindparam("b_now"))
+        .returning(AuthorizationCode.grant_id)
+        .cte("consumed")
+    )
+
+
 def consume(session: Session, code: str, client_id: str, dpop_jkt: str | None = None) -> StoredCode | None:
     """Mark the code used and return it, if it is unused, unexpired, ``client_id``'s and,
     when it is bound to a DPoP key, bound to ``dpop_jkt`` (the thumbprint of the key the
-    redemption proved); on PostgreSQL with its ``user`` read by the same statement."""
-    params = {"b_digest": sha256(code), "b_client_id": client_id, "b_now": utcnow(), "b_jkt": dpop_jkt}
-    connection = session.connection()
-    with_user = connection.dialect.name == "postgresql"
-    row = connection.execute(_CONSUME_WITH_USER if with_user else _CONSUME, params).one_or_none()
-    if row is None:
-        return None
-    r = row._mapping
+    redemption proved). A code exchange consumes its code as it inserts the grant
+    (:func:`server.storage.grants.insert_grant`); this spends one whose exchange failed."""
+    row = session.connection().execute(_CONSUME, consumption_params(code, client_id, dpop_jkt)).one_or_none()
+    return None if row is None else _stored(row._mapping, with_user=False)
+
+
+def find(session: Session, code: str, client_id: str, dpop_jkt: str | None = None) -> StoredCode | None:
+    """The code as :func:`consume` would consume it, left unused: the redemption consumes it
+    when it inserts its grant (:func:`server.storage.grants.insert_grant`). On PostgreSQL
+    with its ``user``, in one statement on a pooled connection of its own (call it before
+    the session has used one)."""
+    params = consumption_params(code, client_id, dpop_jkt)
+    if session.get_bind().dialect.name == "postgresql":
+        record = _FIND_WITH_USER.fetchrow_beside(session, params)
+        return None if record is None else _stored(record, with_user=True)
+    row = session.execute(_FIND, params).one_or_none()
+    return None if row is None else _stored(row._mapping, with_user=False)
+
+
+def _stored(r: Any, *, with_user: bool) -> StoredCode:
     return StoredCode(
         **{column.key: r[column.key] for column in _RETURNED if column.key != "amr"},
         amr=tuple(r["amr"]),

@@ -20,12 +20,13 @@ from typing import Any, cast
 
 import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_dbapi, dialect as asyncpg_dialect
+from sqlalchemy.engine import Engine
 from sqlalchemy.pool import Pool
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.util import await_only, greenlet_spawn
 
-from . import AsyncEngine
+from . import AsyncEngine, Session
 
 _DIALECT = asyncpg_dialect()  # type: ignore[no-untyped-call]
 #: what a lost or refused connection raises from asyncpg itself: answered as unavailable
@@ -60,6 +61,14 @@ class DriverStatement:
         """:meth:`fetchrow` from synchronous code that SQLAlchemy's async bridge runs (inside
         ``AsyncSession.run_sync``), on a connection of ``pool`` other than the session's."""
         return self._fetchrow(pool, self.arguments(params))
+
+    def fetchrow_beside(self, session: Session, params: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        """:meth:`fetchrow_sync` on a connection of ``session``'s engine, not the session's
+        own. Call it before the session has used one: otherwise the request holds two, and
+        a pool without overflow can run dry waiting on itself."""
+        bind = session.get_bind()
+        assert isinstance(bind, Engine)
+        return self.fetchrow_sync(bind.pool, params)
 
     def _fetchrow(self, pool: Pool, arguments: list[Any]) -> Mapping[str, Any] | None:
         # The pool itself, not engine.connect(): a Connection and its AsyncConnection

@@ -10,14 +10,16 @@ session does (:func:`insert_grant`).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import ColumnElement, Table, bindparam, case, func, insert, literal, null, or_, select, update
 
-from . import Session, audit, refresh
+from . import Session, audit, codes, refresh
 from .base import sha256, utcnow
+from .driver import DriverStatement
 from .models import BrowserSession, Grant, RefreshToken
 
 #: a family whose session had ended before the family was made
@@ -61,15 +63,25 @@ def _grant_values() -> dict[str, Any]:
 _INSERT_GRANT = insert(_grants).values(_grant_values())
 
 
-def _family_statement() -> Any:
-    """PostgreSQL: the grant and its first refresh token (generation 1) in one statement."""
-    new_grant = (
-        insert(_grants)
-        .values(_grant_values())
-        .returning(_grants.c.id, _grants.c.client_id, _grants.c.created_at, _grants.c.expires_at)
-        .cte("new_grant")
-    )
-    first_token = select(
+def _family_statement(*, first_token: bool = True, redeeming: bool = False) -> Any:
+    """PostgreSQL: the grant and, with ``first_token``, its first refresh token (generation
+    1) in one statement. ``redeeming``: the statement also consumes an authorization code
+    (:func:`server.storage.codes.consumption`), and inserts only when it did; it returns
+    the grant's id then, and no row when the code could not be consumed."""
+    values = _grant_values()
+    if redeeming:
+        consumed = codes.consumption()
+        gated = select(*values.values()).select_from(consumed)
+        new_grant_insert = insert(_grants).from_select(list(values), gated)
+    else:
+        new_grant_insert = insert(_grants).values(values)
+    new_grant = new_grant_insert.returning(
+        _grants.c.id, _grants.c.client_id, _grants.c.created_at, _grants.c.expires_at
+    ).cte("new_grant")
+    ctes = (consumed, new_grant) if redeeming else (new_grant,)
+    if not first_token:
+        return select(new_grant.c.id).add_cte(*ctes, nest_here=True)
+    first = select(
         bindparam("token_digest", type_=_tokens.c.token_digest.type),
         new_grant.c.id,
         new_grant.c.client_id,
@@ -77,12 +89,32 @@ def _family_statement() -> Any:
         new_grant.c.created_at,
         func.least(bindparam("token_expires_at", type_=_tokens.c.expires_at.type), new_grant.c.expires_at),
     )
-    return insert(_tokens).from_select(refresh.TOKEN_COLUMNS, first_token).add_cte(new_grant, nest_here=True)
+    statement = insert(_tokens).from_select(refresh.TOKEN_COLUMNS, first)
+    if redeeming:
+        statement = statement.returning(_tokens.c.grant_id)
+    return statement.add_cte(*ctes, nest_here=True)
 
 
 _INSERT_FAMILY = _family_statement()
+# A code's redemption on a connection of its own (no BEGIN or COMMIT): the code consumed and
+# its grant inserted in one statement, so a replay that finds the code consumed finds the
+# grant it made too, and can revoke it.
+_REDEEM_GRANT = DriverStatement(_family_statement(first_token=False, redeeming=True))
+_REDEEM_FAMILY = DriverStatement(_family_statement(redeeming=True))
 
 
+@dataclass(frozen=True, slots=True)
+class Redemption:
+    """The authorization code whose use creates a grant: the code as presented, and the
+    client and DPoP key thumbprint of the request (as :func:`server.storage.codes.consume`
+    takes them)."""
+
+    code: str
+    client_id: str
+    dpop_jkt: str | None
+
+
+# long: one keyword and one row entry per column of the grant, and both ways to insert it
 def insert_grant(
     session: Session,
     *,
@@ -97,7 +129,8 @@ def insert_grant(
     amr: list[str] | None = None,
     first_refresh_token: tuple[str, datetime] | None = None,
     dpop_jkt: str | None = None,
-) -> None:
+    redeeming: Redemption | None = None,
+) -> bool:
     """A new grant; with ``first_refresh_token`` (the token, its expiry), that token as its
     family's first generation and head: one statement on PostgreSQL, two on SQLite.
 
@@ -105,6 +138,12 @@ def insert_grant(
     token end no later than that browser session, read in the same statement; a session
     that already ended gives a family revoked from the start. No session refresh or
     introspection then has to look the session up (OIDC Core §11).
+
+    ``redeeming``: the grant is an authorization code's, and is inserted only if that code
+    can be consumed, together with it: on PostgreSQL in one statement of its own, committed
+    as it returns (whatever becomes of the caller's transaction); on SQLite in the caller's
+    transaction (SQLite's single writer). False, and nothing written, when the code could
+    not be consumed (used or expired meanwhile); True otherwise.
     """
     row: dict[str, Any] = {
         "id": grant_id,
@@ -120,18 +159,47 @@ def insert_grant(
         "amr": amr or [],
         "head_generation": 1 if first_refresh_token else 0,
     }
+    on_postgresql = session.get_bind().dialect.name == "postgresql"
+    if redeeming is not None and on_postgresql:
+        return _redeem_in_one_statement(session, row, first_refresh_token, redeeming)
+    if (
+        redeeming is not None
+        and codes.consume(session, redeeming.code, redeeming.client_id, redeeming.dpop_jkt) is None
+    ):
+        return False
+    _insert(session, row, first_refresh_token, on_postgresql=on_postgresql)
+    return True
+
+
+def _insert(
+    session: Session, row: dict[str, Any], first_refresh_token: tuple[str, datetime] | None, *, on_postgresql: bool
+) -> None:
     connection = session.connection()
     if first_refresh_token is None:
         connection.execute(_INSERT_GRANT, row)
         return
     token, token_expires_at = first_refresh_token
-    if connection.dialect.name == "postgresql":
+    if on_postgresql:
         connection.execute(_INSERT_FAMILY, {**row, "token_digest": sha256(token), "token_expires_at": token_expires_at})
         return
     connection.execute(_INSERT_GRANT, row)
-    if session_sid is not None:
-        token_expires_at = min(token_expires_at, _family_end(session, grant_id) or token_expires_at)
-    refresh.insert_first(session, token, grant_id=grant_id, client_id=client_id, expires_at=token_expires_at)
+    if row["session_sid"] is not None:
+        token_expires_at = min(token_expires_at, _family_end(session, row["id"]) or token_expires_at)
+    refresh.insert_first(session, token, grant_id=row["id"], client_id=row["client_id"], expires_at=token_expires_at)
+
+
+def _redeem_in_one_statement(
+    session: Session, row: dict[str, Any], first_refresh_token: tuple[str, datetime] | None, redeeming: Redemption
+) -> bool:
+    # asyncpg takes a JSON parameter as its text (SQLAlchemy's dialect registers that codec)
+    params = {**row, "amr": json.dumps(row["amr"])}
+    params.update(codes.consumption_params(redeeming.code, redeeming.client_id, redeeming.dpop_jkt))
+    statement = _REDEEM_GRANT
+    if first_refresh_token is not None:
+        token, token_expires_at = first_refresh_token
+        params.update(token_digest=sha256(token), token_expires_at=token_expires_at)
+        statement = _REDEEM_FAMILY
+    return statement.fetchrow_beside(session, params) is not None
 
 
 def _family_end(session: Session, grant_id: str) -> datetime | None:

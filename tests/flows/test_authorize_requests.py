@@ -446,6 +446,44 @@ async def test_a_code_redeemed_twice_fails_and_revokes_the_first_tokens(signin: 
     assert 'error="invalid_token"' in refused.headers["www-authenticate"]
 
 
+@pytest.mark.parametrize("with_refresh", [False, True], ids=["grant only", "with a refresh token"])
+async def test_two_exchanges_of_one_code_at_once_issue_once_and_that_grant_is_revoked(
+    signin: SignIn, with_refresh: bool
+) -> None:
+    # Both may read the code as usable; one statement consumes it and inserts the grant,
+    # so the other finds it consumed with its grant there to revoke: a replay either way.
+    rp = signin.rp
+    if with_refresh:
+        rp = await create_client(
+            signin.live.settings,
+            name="Offline Prints",
+            grant_types=["authorization_code", "refresh_token"],
+            scopes=["openid", "offline_access"],
+            redirect_uris=[REDIRECT_URI],
+        )
+    flow = Flow.start(rp.client_id)
+    code = await signin.code(flow, scope="openid offline_access") if with_refresh else await signin.code(flow)
+    answers: list[httpx.Response] = []
+
+    async def one() -> None:
+        answers.append(await exchange(signin, flow.token_form(code), client=rp))
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(one)
+        group.start_soon(one)
+    assert sorted(answer.status_code for answer in answers) == [200, 400], [a.text for a in answers]
+    issued = next(answer for answer in answers if answer.status_code == 200).json()
+    assert_token_error(next(answer for answer in answers if answer.status_code == 400), "invalid_grant")
+    assert [tuple(row) for row in await run_sql(signin.live.settings, "SELECT revoked_reason FROM grants")] == [
+        ("code_replay",)
+    ]
+    assert (await userinfo(signin, issued["access_token"])).status_code == 401
+    assert ("refresh_token" in issued) is with_refresh
+    if with_refresh:
+        refresh = {"grant_type": "refresh_token", "refresh_token": issued["refresh_token"]}
+        assert_token_error(await exchange(signin, refresh, client=rp), "invalid_grant")
+
+
 async def test_the_code_of_a_user_disabled_since_is_refused_and_issues_nothing(signin: SignIn) -> None:
     # On PostgreSQL the statement that consumes the code reads its user too; a disabled
     # user's code is refused, and the transaction leaves no grant and no refresh token.

@@ -80,25 +80,46 @@ class AuthorizationCodeGrant(IssuingGrant, grants.AuthorizationCodeGrant):  # ty
         code_store.insert_code(request.extras.session, code, stored, expires_at=expires_at)
 
     def query_authorization_code(self, code: str, client: OAuthClient) -> AuthorizationCode | None:
+        """The code, if this client may redeem it; read, not consumed: :meth:`save_token`
+        consumes it as it inserts the grant, once every check has passed."""
         if len(code) > 256:
             return None
         extras = self.request.extras
         db, client_id, jkt = extras.session, client.get_client_id(), extras.dpop_jkt
-        stored = code_store.consume(db, code, client_id, jkt)
+        stored = code_store.find(db, code, client_id, jkt)
         if stored is None:
-            replayed = code_store.replayed_grant(db, code, client_id, jkt)
-            if replayed is not None:
-                # a code back after its exchange: the grant it created is revoked (RFC 6749 §4.1.2)
-                grant_id, sub = replayed
-                extras.after_failure.append(lambda s: _revoke_replayed(s, grant_id, client_id=client_id, sub=sub))
-            elif code_store.bound_to_another_key(db, code, client_id, jkt):
-                # not consumed: whoever lacks the key cannot spend the code (RFC 9449 §10)
-                raise InvalidGrantError("The authorization code is bound to another DPoP key.")
+            self._refused(db, code, client_id, jkt)
             return None
         return AuthorizationCode(stored)
 
+    def save_token(self, token: dict[str, Any]) -> None:
+        """The grant and its first refresh token, inserted as the code is consumed (on
+        PostgreSQL in one statement). A code consumed since :meth:`query_authorization_code`
+        read it, by an exchange that won the race, is a replay: nothing is written and the
+        tokens made are never sent."""
+        request = self.request
+        code, client_id, jkt = request.form["code"], request.client.get_client_id(), request.extras.dpop_jkt
+        redeeming = grant_store.Redemption(code, client_id, jkt)
+        family = self.server.family(token, request)
+        if not grant_store.insert_grant(request.extras.session, **family, redeeming=redeeming):
+            self._refused(request.extras.session, code, client_id, jkt)
+            raise InvalidGrantError("Invalid 'code' in request.")
+
+    def _refused(self, db: Session, code: str, client_id: str, jkt: str | None) -> None:
+        """Why a code cannot be redeemed, acted on: a code back after its exchange has the
+        grant it created revoked (RFC 6749 §4.1.2); a code bound to another DPoP key is
+        refused as such, and stays unused for whoever holds the key (RFC 9449 §10)."""
+        replayed = code_store.replayed_grant(db, code, client_id, jkt)
+        if replayed is not None:
+            grant_id, sub = replayed
+            self.request.extras.after_failure.append(
+                lambda s: _revoke_replayed(s, grant_id, client_id=client_id, sub=sub)
+            )
+        elif code_store.bound_to_another_key(db, code, client_id, jkt):
+            raise InvalidGrantError("The authorization code is bound to another DPoP key.")
+
     def delete_authorization_code(self, authorization_code: Any) -> None:
-        # Consumed, not deleted: the row must outlive its use to recognise a replay.
+        # Consumed by save_token, not deleted: the row must outlive its use to recognise a replay.
         return None
 
     def authenticate_user(self, authorization_code: AuthorizationCode) -> StoredUser | None:

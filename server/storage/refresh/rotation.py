@@ -76,9 +76,8 @@ def rotate(
     if params is None:
         return None
     params["b_new_digest"] = sha256(successor)
-    bind = session.get_bind()
-    if bind.dialect.name == "postgresql":
-        return _fetch_family(_ROTATE, bind, params)
+    if session.get_bind().dialect.name == "postgresql":
+        return _fetch_family(_ROTATE, session, params)
     connection = session.connection()
     if connection.execute(_granted_sqlite(_CONSUME_SQLITE, scopes), _scope_params(params, scopes)).first() is None:
         return None
@@ -110,9 +109,8 @@ def use(
     params = _params(token, client_id, idle_expires_at, scopes, dpop_jkt)
     if params is None:
         return None
-    bind = session.get_bind()
-    if bind.dialect.name == "postgresql":
-        return _fetch_family(_USE, bind, params)
+    if session.get_bind().dialect.name == "postgresql":
+        return _fetch_family(_USE, session, params)
     connection = session.connection()
     if connection.execute(_granted_sqlite(_SLIDE_SQLITE, scopes), _scope_params(params, scopes)).first() is None:
         return None
@@ -135,10 +133,9 @@ def _params(
     }
 
 
-def _fetch_family(statement: DriverStatement, bind: Any, params: dict[str, Any]) -> FamilyToken | None:
-    # On a pooled connection of its own: call it before the session has used one, or a
-    # request holds two, and a pool without overflow can run dry waiting on itself.
-    record = statement.fetchrow_sync(bind.pool, params)
+def _fetch_family(statement: DriverStatement, session: Session, params: dict[str, Any]) -> FamilyToken | None:
+    # On a pooled connection of its own, before the session has used one
+    record = statement.fetchrow_beside(session, params)
     return family_from(record) if record is not None else None
 
 
