@@ -160,13 +160,11 @@ def insert_grant(
         "head_generation": 1 if first_refresh_token else 0,
     }
     on_postgresql = session.get_bind().dialect.name == "postgresql"
-    if redeeming is not None and on_postgresql:
-        return _redeem_in_one_statement(session, row, first_refresh_token, redeeming)
-    if (
-        redeeming is not None
-        and codes.consume(session, redeeming.code, redeeming.client_id, redeeming.dpop_jkt) is None
-    ):
-        return False
+    if redeeming is not None:
+        if on_postgresql:
+            return _redeem_in_one_statement(session, row, first_refresh_token, redeeming)
+        if codes.consume(session, redeeming.code, redeeming.client_id, redeeming.dpop_jkt) is None:
+            return False
     _insert(session, row, first_refresh_token, on_postgresql=on_postgresql)
     return True
 
